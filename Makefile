@@ -1,0 +1,41 @@
+# Karman. `make` builds bin/karman; `make test` sets up and runs every test
+# (as root, as CI does); `make bench` runs the benchmarks beside the peers;
+# `make demo` is the main job on a fresh machine.
+GO      ?= go
+BIN     := bin/karman
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+export PATH := $(PATH):/usr/local/go/bin
+
+.PHONY: all build test unit e2e bench demo setup clean lint
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/karman
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/karman-testimage ./tests/cmd/karman-testimage
+
+setup:
+	./scripts/setup.sh
+
+# Everything: unit tests and the end-to-end tests against bin/karman.
+test: setup build
+	$(GO) vet ./...
+	KARMAN_BINARY=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m ./...
+
+unit:
+	$(GO) test -count=1 $$(go list ./... | grep -v /tests)
+
+bench: setup build
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./image/...
+	./tests/bench/fetch.sh
+
+demo: setup build
+	./scripts/demo.sh
+
+lint:
+	gofmt -l . | tee /dev/stderr | (! read)
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/karman-project/karman/image"
+	"github.com/karman-project/karman/image/fetch"
+)
+
+func newFetchCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "fetch IMAGE...",
+		Short: "Fetch images into the store and print their digests",
+		Long: `Fetch images into the store and print each image's manifest digest.
+
+IMAGE is a registry reference (HOST[:PORT]/REPO[:TAG|@sha256:DIGEST]),
+oci:DIR[:TAG] for an OCI image layout, or docker-archive:FILE for the
+output of docker save. Layers are verified and extracted, ready to run.`,
+		Args: cobra.MinimumNArgs(1),
+	}
+	insecure := cmd.Flags().String("insecure-options", "", "comma-separated: http (plain HTTP to non-loopback registries), tls (skip certificate checks)")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		ins, err := insecureOptions(*insecure, "http", "tls")
+		if err != nil {
+			return err
+		}
+		refs := make([]image.Reference, len(args))
+		for i, a := range args {
+			if refs[i], err = image.ParseReference(a); err != nil {
+				return err
+			}
+		}
+		st, err := g.store()
+		if err != nil {
+			return err
+		}
+		for _, ref := range refs {
+			o := fetch.Options{Store: st, InsecureHTTP: ins["http"], InsecureTLS: ins["tls"], Logger: g.log}
+			var bars *fetch.Terminal
+			if term.IsTerminal(int(os.Stderr.Fd())) {
+				bars = fetch.NewTerminal(os.Stderr)
+				o.Progress = bars
+			}
+			img, err := fetch.Fetch(cmd.Context(), ref, o)
+			if bars != nil {
+				bars.Stop()
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), img.Digest)
+		}
+		return nil
+	}
+	return cmd
+}

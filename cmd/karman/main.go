@@ -1,0 +1,28 @@
+// Command karman is Karman's single binary: the CLI, the pod supervisor
+// (stage1) and the node agent. This package only wires commands to the
+// libraries; it holds no logic of its own.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// exitRuntimeError is the status of every failure of karman itself, as
+// opposed to the exit status of an app.
+const exitRuntimeError = 254
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRootCommand().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		// One line, whatever the error chain holds.
+		fmt.Fprintln(os.Stderr, "karman: "+strings.ReplaceAll(err.Error(), "\n", "; "))
+		os.Exit(exitRuntimeError)
+	}
+}

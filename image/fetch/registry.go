@@ -1,0 +1,151 @@
+package fetch
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/karman-project/karman/image"
+)
+
+// registrySource reads from a registry over the distribution API. It
+// authenticates once and shares the transport between manifest and blob
+// requests.
+type registrySource struct {
+	ref    name.Reference
+	client *http.Client
+	rt     http.RoundTripper
+}
+
+func newRegistrySource(ctx context.Context, ref image.Reference, o *Options) (*registrySource, error) {
+	r, err := name.ParseReference(ref.Name)
+	if err != nil {
+		return nil, fmt.Errorf("image %q: %v: %w", ref.Name, err, image.ErrInvalidReference)
+	}
+	repo := r.Context()
+	kc := o.Keychain
+	if kc == nil {
+		kc = authn.DefaultKeychain
+	}
+	auth, err := kc.Resolve(repo)
+	if err != nil {
+		return nil, fmt.Errorf("registry %s: reading credentials: %w", repo.RegistryStr(), err)
+	}
+	base := o.Transport
+	if base == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = 16
+		if o.InsecureTLS {
+			t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for with --insecure-options=tls
+		}
+		base = t
+	}
+	base = &httpGuard{inner: base, allowHTTP: o.InsecureHTTP}
+	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, base, []string{repo.Scope(transport.PullScope)})
+	if err != nil {
+		return nil, registryError(repo.RegistryStr(), ref.Name, err)
+	}
+	return &registrySource{ref: r, rt: rt, client: &http.Client{Transport: rt}}, nil
+}
+
+func (s *registrySource) scope() string { return s.ref.Context().Name() }
+func (s *registrySource) close() error  { s.client.CloseIdleConnections(); return nil }
+
+func (s *registrySource) manifest(ctx context.Context, d *v1.Hash) ([]byte, types.MediaType, error) {
+	ref := s.ref
+	if d != nil {
+		ref = s.ref.Context().Digest(d.String())
+	}
+	desc, err := remote.Get(ref, remote.WithContext(ctx), remote.WithTransport(s.rt))
+	if err != nil {
+		return nil, "", registryError(s.ref.Context().RegistryStr(), ref.String(), err)
+	}
+	return desc.Manifest, desc.MediaType, nil
+}
+
+func (s *registrySource) blob(ctx context.Context, desc v1.Descriptor) (io.ReadCloser, error) {
+	repo := s.ref.Context()
+	u := url.URL{Scheme: repo.Scheme(), Host: repo.RegistryStr(), Path: fmt.Sprintf("/v2/%s/blobs/%s", repo.RepositoryStr(), desc.Digest)}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, registryError(repo.RegistryStr(), desc.Digest.String(), err)
+	}
+	if err := transport.CheckError(resp, http.StatusOK); err != nil {
+		resp.Body.Close()
+		return nil, registryError(repo.RegistryStr(), repo.Name()+"@"+desc.Digest.String(), err)
+	}
+	return resp.Body, nil
+}
+
+// registryError turns transport failures into Karman's error classes with
+// a message that says what to do.
+func registryError(registry, what string, err error) error {
+	var terr *transport.Error
+	if errors.As(err, &terr) {
+		switch terr.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return fmt.Errorf("registry %s refused access to %s (HTTP %d); log in with `docker login %s` or check ~/.docker/config.json: %w",
+				registry, what, terr.StatusCode, registry, image.ErrUnauthorized)
+		case http.StatusNotFound:
+			return fmt.Errorf("%s not found in registry %s; check the repository and tag: %w", what, registry, image.ErrNotFound)
+		}
+		for _, d := range terr.Errors {
+			switch d.Code {
+			case transport.ManifestUnknownErrorCode, transport.NameUnknownErrorCode, transport.BlobUnknownErrorCode:
+				return fmt.Errorf("%s not found in registry %s; check the repository and tag: %w", what, registry, image.ErrNotFound)
+			case transport.UnauthorizedErrorCode, transport.DeniedErrorCode:
+				return fmt.Errorf("registry %s refused access to %s; log in with `docker login %s`: %w", registry, what, registry, image.ErrUnauthorized)
+			}
+		}
+		return fmt.Errorf("registry %s answered HTTP %d for %s: %w", registry, terr.StatusCode, what, err)
+	}
+	if errors.Is(err, image.ErrInsecure) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var nerr net.Error
+	var dnsErr *net.DNSError
+	var opErr *net.OpError
+	if errors.As(err, &dnsErr) || errors.As(err, &opErr) || errors.As(err, &nerr) {
+		return fmt.Errorf("cannot reach registry %s (%v); check the registry name, that it is running, and the network: %w", registry, err, image.ErrUnreachable)
+	}
+	return fmt.Errorf("registry %s: %s: %w", registry, what, err)
+}
+
+// httpGuard refuses plain HTTP except to loopback registries, unless the
+// user asked for it with --insecure-options=http.
+type httpGuard struct {
+	inner     http.RoundTripper
+	allowHTTP bool
+}
+
+func (g *httpGuard) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme == "http" && !g.allowHTTP && !isLoopback(req.URL.Hostname()) {
+		return nil, fmt.Errorf("plain HTTP to registry %s refused: only loopback registries may skip TLS; pass --insecure-options=http if this registry has no TLS: %w", req.URL.Host, image.ErrInsecure)
+	}
+	return g.inner.RoundTrip(req)
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

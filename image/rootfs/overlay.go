@@ -1,0 +1,83 @@
+package rootfs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// errNoOverlay says overlayfs cannot be used here; Render copies instead.
+var errNoOverlay = errors.New("overlayfs unavailable")
+
+// mountOverlay mounts dir/rootfs as an overlay of layers (bottom first)
+// with dir/upper and dir/work.
+func mountOverlay(dir string, layers []string) error {
+	upper, work := filepath.Join(dir, "upper"), filepath.Join(dir, "work")
+	for _, d := range []string{upper, work} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return err
+		}
+	}
+	lower := make([]string, len(layers))
+	for i, l := range layers {
+		lower[len(layers)-1-i] = l // overlayfs lists the top layer first
+	}
+	if len(lower) == 0 {
+		// An image without layers: an empty lower keeps overlay happy.
+		empty := filepath.Join(dir, "empty")
+		if err := os.Mkdir(empty, 0o755); err != nil {
+			return err
+		}
+		lower = []string{empty}
+	}
+	target := filepath.Join(dir, "rootfs")
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lower, ":"), upper, work)
+	var err error
+	if len(opts) < unix.Getpagesize()-1 {
+		err = unix.Mount("overlay", target, "overlay", 0, opts)
+	} else {
+		err = mountOverlayFsconfig(target, lower, upper, work)
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.ENODEV), errors.Is(err, unix.EPERM):
+		return fmt.Errorf("%w: %v", errNoOverlay, err)
+	}
+	return fmt.Errorf("mount overlay at %s: %w", target, err)
+}
+
+// mountOverlayFsconfig uses the new mount API, which takes one lower layer
+// per call ("lowerdir+", Linux 6.8) and so has no limit on the total
+// length of the layer paths.
+func mountOverlayFsconfig(target string, lower []string, upper, work string) error {
+	fsfd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fsfd)
+	for _, l := range lower {
+		if err := unix.FsconfigSetString(fsfd, "lowerdir+", l); err != nil {
+			return fmt.Errorf("%d layers need Linux 6.8 or newer (lowerdir+): %w", len(lower), err)
+		}
+	}
+	if err := unix.FsconfigSetString(fsfd, "upperdir", upper); err != nil {
+		return err
+	}
+	if err := unix.FsconfigSetString(fsfd, "workdir", work); err != nil {
+		return err
+	}
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return err
+	}
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(mfd)
+	return unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH)
+}

@@ -1,0 +1,21 @@
+// Package store is Karman's content-addressed image store.
+//
+// Layout under the store root (DIR/images):
+//
+//	blobs/sha256/HEX    manifests, configs and layer blobs, by digest
+//	layers/sha256/HEX/  each layer blob extracted once, shared by every image
+//	refs.json           the refs index: name -> manifest digest
+//	leases/ID.json      manifests held by pods, kept by gc while the owner lives
+//	tmp/                in-flight downloads and extractions
+//	lock                shared by every fetch and render, exclusive for gc
+//
+// Invariants: a blob is renamed into blobs/ only after its digest and size
+// were checked; an extracted layer is renamed into layers/ only after its
+// blob was; a manifest is committed only after its config and layers, so a
+// manifest in the store means the image is complete. Anything a killed
+// process leaves behind is in tmp/, which gc empties; the next fetch simply
+// starts over for what is missing.
+//
+// Extracted layers use overlayfs's whiteout format (see package layer) so
+// that a pod's rootfs can be an overlay mount of them.
+package store

@@ -1,0 +1,162 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/karman-project/karman/image"
+	"github.com/karman-project/karman/internal/lockfile"
+)
+
+// GCResult says what gc removed.
+type GCResult struct {
+	Blobs  int   `json:"blobs"`
+	Layers int   `json:"layers"`
+	Temp   int   `json:"temp"`
+	Leases int   `json:"leases"`
+	Bytes  int64 `json:"bytes"`
+}
+
+// GC removes every blob and extracted layer that no named image and no
+// live lease needs, and everything left in tmp/ by killed processes. It
+// takes the store's exclusive lock, so it waits for running fetches and
+// renders; ctx bounds the wait.
+func (s *Store) GC(ctx context.Context) (GCResult, error) {
+	var res GCResult
+	lk, err := lockfile.TryLock(filepath.Join(s.root, "lock"), true)
+	if errors.Is(err, lockfile.ErrWouldBlock) {
+		s.log.Info("waiting for running fetches to finish before image gc")
+		lk, err = lockfile.Acquire(ctx, filepath.Join(s.root, "lock"), true)
+	}
+	if err != nil {
+		return res, fmt.Errorf("image gc: %w", err)
+	}
+	defer lk.Unlock()
+
+	roots, err := s.roots(&res)
+	if err != nil {
+		return res, err
+	}
+	live := map[v1.Hash]bool{}
+	for _, d := range roots {
+		live[d] = true
+		m, err := s.Manifest(d)
+		if errors.Is(err, image.ErrNotFound) {
+			continue // a name for an image that was never completed
+		}
+		if err != nil {
+			return res, fmt.Errorf("image gc: %w", err)
+		}
+		live[m.Config.Digest] = true
+		for _, l := range m.Layers {
+			live[l.Digest] = true
+		}
+	}
+	if err := s.sweep(filepath.Join(s.root, "blobs", "sha256"), live, &res.Blobs, &res.Bytes); err != nil {
+		return res, err
+	}
+	if err := s.sweep(filepath.Join(s.root, "layers", "sha256"), live, &res.Layers, &res.Bytes); err != nil {
+		return res, err
+	}
+	// Nothing else holds the store lock: whatever is in tmp/ and locks/
+	// belongs to processes that died.
+	if err := s.sweep(filepath.Join(s.root, "tmp"), nil, &res.Temp, &res.Bytes); err != nil {
+		return res, err
+	}
+	var locks int
+	if err := s.sweep(filepath.Join(s.root, "locks"), nil, &locks, new(int64)); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// roots returns the manifests gc keeps: every named image and every lease
+// whose owner still exists. Leases of vanished owners are dropped.
+func (s *Store) roots(res *GCResult) ([]v1.Hash, error) {
+	refs, err := s.Refs()
+	if err != nil {
+		return nil, fmt.Errorf("image gc: %w", err)
+	}
+	var roots []v1.Hash
+	for _, d := range refs {
+		roots = append(roots, d)
+	}
+	leases, err := s.Leases()
+	if err != nil {
+		return nil, fmt.Errorf("image gc: %w", err)
+	}
+	for _, l := range leases {
+		if l.Owner != "" {
+			if _, err := os.Lstat(l.Owner); errors.Is(err, fs.ErrNotExist) {
+				if err := s.RemoveLease(l.ID); err != nil {
+					return nil, fmt.Errorf("image gc: %w", err)
+				}
+				res.Leases++
+				continue
+			}
+		}
+		d, err := ParseDigest(l.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("image gc: lease %s: %w", l.ID, err)
+		}
+		roots = append(roots, d)
+	}
+	return roots, nil
+}
+
+// sweep removes the entries of dir whose sha256 digest is not live (all
+// of them when live is nil), counting them and their bytes.
+func (s *Store) sweep(dir string, live map[v1.Hash]bool, count *int, bytes *int64) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("image gc: %w", err)
+	}
+	for _, e := range ents {
+		if live != nil && live[v1.Hash{Algorithm: "sha256", Hex: e.Name()}] {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		*bytes += diskUsage(p)
+		if err := removeAll(p); err != nil {
+			return fmt.Errorf("image gc: remove %s: %w", p, err)
+		}
+		*count++
+		s.log.Debug("image gc removed", "path", p)
+	}
+	return nil
+}
+
+// diskUsage sums the sizes of the regular files under p.
+func diskUsage(p string) int64 {
+	var n int64
+	filepath.WalkDir(p, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// removeAll removes p even when the layer made its directories read-only.
+func removeAll(p string) error {
+	err := os.RemoveAll(p)
+	if err == nil || !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			os.Chmod(q, 0o700)
+		}
+		return nil
+	})
+	return os.RemoveAll(p)
+}

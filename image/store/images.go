@@ -1,0 +1,184 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/karman-project/karman/image"
+)
+
+// Bounds on the small blobs Karman parses.
+const (
+	MaxManifestSize = 4 << 20
+	MaxConfigSize   = 8 << 20
+)
+
+// Manifest returns the parsed manifest d.
+func (s *Store) Manifest(d v1.Hash) (*v1.Manifest, error) {
+	b, err := s.ReadBlob(d, MaxManifestSize)
+	if err != nil {
+		return nil, err
+	}
+	m, err := v1.ParseManifest(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", d, err)
+	}
+	return m, nil
+}
+
+// Config returns the parsed image config of manifest m.
+func (s *Store) Config(m *v1.Manifest) (*v1.ConfigFile, error) {
+	b, err := s.ReadBlob(m.Config.Digest, MaxConfigSize)
+	if err != nil {
+		return nil, err
+	}
+	var c v1.ConfigFile
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("config %s: %w", m.Config.Digest, err)
+	}
+	return &c, nil
+}
+
+// Image returns the record of the stored image with manifest digest d.
+func (s *Store) Image(d v1.Hash) (image.Image, error) {
+	m, err := s.Manifest(d)
+	if err != nil {
+		return image.Image{}, err
+	}
+	c, err := s.Config(m)
+	if err != nil {
+		return image.Image{}, err
+	}
+	img := image.Image{
+		Digest:    d.String(),
+		MediaType: string(m.MediaType),
+		Config:    m.Config.Digest.String(),
+		OS:        c.OS,
+		Arch:      c.Architecture,
+		Variant:   c.Variant,
+		Created:   c.Created.Time,
+	}
+	for i, l := range m.Layers {
+		var diff string
+		if i < len(c.RootFS.DiffIDs) {
+			diff = c.RootFS.DiffIDs[i].String()
+		}
+		img.Layers = append(img.Layers, image.Layer{Digest: l.Digest.String(), DiffID: diff, Size: l.Size, MediaType: string(l.MediaType)})
+		img.Size += l.Size
+	}
+	refs, err := s.Refs()
+	if err != nil {
+		return image.Image{}, err
+	}
+	for n, rd := range refs {
+		if rd == d {
+			img.Names = append(img.Names, n)
+		}
+	}
+	sort.Strings(img.Names)
+	return img, nil
+}
+
+// Images lists the images that have names, sorted by first name.
+func (s *Store) Images() ([]image.Image, error) {
+	refs, err := s.Refs()
+	if err != nil {
+		return nil, err
+	}
+	seen := map[v1.Hash]bool{}
+	var out []image.Image
+	for _, d := range refs {
+		if seen[d] {
+			continue
+		}
+		seen[d] = true
+		img, err := s.Image(d)
+		if err != nil {
+			return nil, fmt.Errorf("image %s: %w", d, err)
+		}
+		out = append(out, img)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Names[0] < out[j].Names[0] })
+	return out, nil
+}
+
+// RefName is the name under which a fetched reference is recorded.
+func RefName(r image.Reference) string {
+	switch r.Transport {
+	case image.OCILayout, image.DockerArchive:
+		if abs, err := filepath.Abs(r.Name); err == nil {
+			r.Name = abs
+		}
+	}
+	return r.String()
+}
+
+// Resolve finds a stored image by name, by full digest, or by a unique
+// prefix (at least 6 hex digits) of its digest.
+func (s *Store) Resolve(arg string) (v1.Hash, error) {
+	refs, err := s.Refs()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	if ref, err := image.ParseReference(arg); err == nil {
+		if d, ok := refs[RefName(ref)]; ok {
+			return d, nil
+		}
+	}
+	hexPart := strings.TrimPrefix(arg, "sha256:")
+	if len(hexPart) >= 6 && strings.Trim(hexPart, "0123456789abcdef") == "" {
+		if len(hexPart) == 64 {
+			if d, err := ParseDigest("sha256:" + hexPart); err == nil && s.HasBlob(d) {
+				return d, nil
+			}
+		}
+		var found []v1.Hash
+		seen := map[v1.Hash]bool{}
+		for _, d := range refs {
+			if !seen[d] && strings.HasPrefix(d.Hex, hexPart) {
+				seen[d] = true
+				found = append(found, d)
+			}
+		}
+		switch len(found) {
+		case 1:
+			return found[0], nil
+		case 0:
+		default:
+			return v1.Hash{}, fmt.Errorf("image %q is ambiguous: %d images have digests starting with it; give more digits", arg, len(found))
+		}
+	}
+	return v1.Hash{}, fmt.Errorf("image %q is not in the store (see `karman image list`; fetch it with `karman fetch`): %w", arg, image.ErrNotFound)
+}
+
+// Untag removes image names: arg as a name removes that name; arg as a
+// digest or digest prefix removes every name of that image. Blobs and
+// layers stay until GC finds nothing that needs them.
+func (s *Store) Untag(ctx context.Context, arg string) (removed []string, d v1.Hash, err error) {
+	if d, err = s.Resolve(arg); err != nil {
+		return nil, d, err
+	}
+	name := ""
+	if ref, err := image.ParseReference(arg); err == nil {
+		name = RefName(ref)
+	}
+	refs, err := s.Refs()
+	if err != nil {
+		return nil, d, err
+	}
+	_, isName := refs[name]
+	removed, err = s.RemoveRefs(ctx, func(n string, rd v1.Hash) bool {
+		if isName {
+			return n == name
+		}
+		return rd == d
+	})
+	return removed, d, err
+}

@@ -1,0 +1,171 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/karman-project/karman/image"
+	"github.com/karman-project/karman/image/layer"
+	"github.com/karman-project/karman/internal/lockfile"
+)
+
+// Opener opens the compressed bytes of a layer blob.
+type Opener func(ctx context.Context) (io.ReadCloser, error)
+
+// IngestLayer makes the layer blob desc committed and extracted, reading it
+// from open unless the store has it already. The blob streams through the
+// digest and into the extractor at once; the digest and size (and diffID,
+// when not zero) decide whether the result is committed. progress, when not
+// nil, is called with the number of compressed bytes read.
+//
+// Concurrent calls for the same layer, in this process or another, are
+// serialised by a per-layer lock: the layer is downloaded and extracted once.
+func (s *Store) IngestLayer(ctx context.Context, desc v1.Descriptor, diffID v1.Hash, open Opener, progress func(n int)) (fetched bool, err error) {
+	if s.HasLayer(desc.Digest) && s.HasBlob(desc.Digest) {
+		return false, nil
+	}
+	lk, err := lockfile.Acquire(ctx, filepath.Join(s.root, "locks", desc.Digest.Hex+".lock"), true)
+	if err != nil {
+		return false, fmt.Errorf("layer %s: %w", desc.Digest, err)
+	}
+	defer lk.Unlock()
+	if s.HasLayer(desc.Digest) && s.HasBlob(desc.Digest) {
+		return false, nil // another process finished it while we waited
+	}
+
+	haveBlob := s.HasBlob(desc.Digest)
+	if haveBlob {
+		open = func(context.Context) (io.ReadCloser, error) { return os.Open(s.BlobPath(desc.Digest)) }
+	}
+	rc, err := open(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+
+	dir, err := os.MkdirTemp(filepath.Join(s.root, "tmp"), "layer-")
+	if err != nil {
+		return false, fmt.Errorf("layer %s: %w", desc.Digest, err)
+	}
+	var blob *os.File
+	defer func() {
+		if blob != nil {
+			blob.Close()
+			os.Remove(blob.Name())
+		}
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return false, err
+	}
+
+	digester := sha256.New()
+	sink := io.Writer(digester)
+	if !haveBlob {
+		if blob, err = os.CreateTemp(filepath.Join(s.root, "tmp"), "blob-"); err != nil {
+			return false, fmt.Errorf("layer %s: %w", desc.Digest, err)
+		}
+		sink = io.MultiWriter(blob, digester)
+	}
+	raw := &countingReader{r: io.LimitReader(rc, desc.Size+1), progress: progress}
+	tee := io.TeeReader(raw, sink)
+
+	xerr := extract(ctx, tee, dir, diffID, s)
+	// The extractor may stop before the end of the blob (tar padding,
+	// trailing bytes, or an error): the digest covers every byte, so read
+	// them all. A blob that is not what the manifest names is reported as
+	// such rather than as whatever the extractor tripped over.
+	if _, err := io.Copy(io.Discard, tee); err != nil {
+		return false, fmt.Errorf("layer %s: %w", desc.Digest, err)
+	}
+	if xerr != nil && raw.n == desc.Size && hashOf(digester) == desc.Digest || ctx.Err() != nil {
+		return false, fmt.Errorf("layer %s: %w", desc.Digest, errors.Join(xerr, ctx.Err()))
+	}
+	if raw.n != desc.Size {
+		return false, fmt.Errorf("layer %s: blob has %s bytes, the manifest says %d (truncated or padded download): %w",
+			desc.Digest, sizeString(raw.n, desc.Size), desc.Size, image.ErrDigestMismatch)
+	}
+	if got := hashOf(digester); got != desc.Digest {
+		return false, fmt.Errorf("layer %s: downloaded content has digest %s; the registry or the image is corrupt: %w", desc.Digest, got, image.ErrDigestMismatch)
+	}
+	if blob != nil {
+		if err := blob.Close(); err != nil {
+			return false, fmt.Errorf("layer %s: %w", desc.Digest, err)
+		}
+		if err := os.Rename(blob.Name(), s.BlobPath(desc.Digest)); err != nil {
+			return false, fmt.Errorf("layer %s: %w", desc.Digest, err)
+		}
+		blob = nil
+	}
+	if err := os.Rename(dir, s.LayerPath(desc.Digest)); err != nil {
+		return false, fmt.Errorf("layer %s: commit extracted layer: %w", desc.Digest, err)
+	}
+	return !haveBlob, nil
+}
+
+// extract decompresses r into dir, checking the uncompressed digest
+// against diffID unless it is zero.
+func extract(ctx context.Context, r io.Reader, dir string, diffID v1.Hash, s *Store) error {
+	dr, err := layer.Decompress(r)
+	if err != nil {
+		return err
+	}
+	defer dr.Close()
+	var h hash.Hash
+	tr := io.Reader(dr)
+	if diffID != (v1.Hash{}) {
+		h = sha256.New()
+		tr = io.TeeReader(dr, h)
+	}
+	if _, err := layer.Extract(ctx, tr, dir, layer.Options{Logger: s.log}); err != nil {
+		return err
+	}
+	if _, err := io.Copy(io.Discard, tr); err != nil {
+		return fmt.Errorf("decompress: %w", err)
+	}
+	if h != nil {
+		if got := fmt.Sprintf("%x", h.Sum(nil)); got != diffID.Hex {
+			return fmt.Errorf("uncompressed content has digest sha256:%s, the image config says %s: %w", got, diffID, image.ErrDigestMismatch)
+		}
+	}
+	return nil
+}
+
+func hashOf(h hash.Hash) v1.Hash {
+	return v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", h.Sum(nil))}
+}
+
+func sizeString(n, want int64) string {
+	if n > want {
+		return "more than that"
+	}
+	return fmt.Sprint(n)
+}
+
+type countingReader struct {
+	r        io.Reader
+	n        int64
+	progress func(int)
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.progress != nil && n > 0 {
+		c.progress(n)
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = fmt.Errorf("download interrupted after %d bytes: %w", c.n, err)
+	}
+	return n, err
+}

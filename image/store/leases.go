@@ -1,0 +1,83 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// A Lease keeps an image's blobs and layers alive while its owner exists,
+// whatever happens to the image's names: `image rm` never breaks a pod.
+// Owner is a path (a pod directory); gc drops a lease whose owner is gone,
+// so a pod removed by a crash cannot pin an image forever.
+type Lease struct {
+	ID     string `json:"id"`
+	Digest string `json:"digest"`
+	Owner  string `json:"owner"`
+}
+
+var leaseID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+func (s *Store) leasePath(id string) string {
+	return filepath.Join(s.root, "leases", id+".json")
+}
+
+// AddLease records that owner uses manifest d. Call it before the owner
+// starts to depend on the layers, while holding the store's shared lock.
+func (s *Store) AddLease(id string, d v1.Hash, owner string) error {
+	if !leaseID.MatchString(id) {
+		return fmt.Errorf("lease id %q: use letters, digits, '.', '_' and '-'", id)
+	}
+	b, err := json.Marshal(Lease{ID: id, Digest: d.String(), Owner: owner})
+	if err != nil {
+		return err
+	}
+	tmp := s.leasePath(id) + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("lease %s: %w", id, err)
+	}
+	if err := os.Rename(tmp, s.leasePath(id)); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("lease %s: %w", id, err)
+	}
+	return nil
+}
+
+// RemoveLease drops a lease; removing a missing lease is not an error.
+func (s *Store) RemoveLease(id string) error {
+	if err := os.Remove(s.leasePath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("lease %s: %w", id, err)
+	}
+	return nil
+}
+
+// Leases lists the recorded leases.
+func (s *Store) Leases() ([]Lease, error) {
+	ents, err := os.ReadDir(filepath.Join(s.root, "leases"))
+	if err != nil {
+		return nil, fmt.Errorf("leases: %w", err)
+	}
+	var out []Lease
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(s.root, "leases", e.Name()))
+		if err != nil {
+			continue // removed under us
+		}
+		var l Lease
+		if err := json.Unmarshal(b, &l); err != nil {
+			return nil, fmt.Errorf("lease %s is corrupt: %w", e.Name(), err)
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what karman's tests, demo and benchmarks need on Debian 12:
+# Debian packages (only those missing) and the Go modules. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(busybox-static docker-registry skopeo umoci hyperfine runc containernetworking-plugins iproute2 zstd)
+if [ "${1:-}" = "--minimal" ]; then
+	packages=(busybox-static docker-registry)
+fi
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "setup: missing Debian packages: ${missing[*]}; run as root (sudo) to install them" >&2
+		exit 1
+	fi
+	echo "setup: installing ${missing[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q >/dev/null
+	apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts a registry service on install where an init system runs;
+# the tests start their own on loopback ports and need no system service.
+export PATH="$PATH:/usr/local/go/bin"
+go mod download
