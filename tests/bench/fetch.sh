@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Fetch benchmark: karman fetch against skopeo copy + umoci raw unpack of the
+# same ~80 MB (gzip) / ~200 MB (unpacked) image from the same loopback
+# registry, side by side in one hyperfine run. Prints the ratio and MB/s.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+runs=${BENCH_RUNS:-10}
+work=$(mktemp -d /var/tmp/karman-bench.XXXXXX)
+regpid=
+cleanup() {
+	[ -n "$regpid" ] && kill "$regpid" 2>/dev/null && wait "$regpid" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+bin/karman-testimage --serve-registry "$work/registry" >"$work/registry.out" 2>"$work/registry.err" &
+regpid=$!
+for _ in $(seq 100); do grep -q '^REGISTRY=' "$work/registry.out" 2>/dev/null && break; sleep 0.1; done
+reg=$(sed -n 's/^REGISTRY=//p' "$work/registry.out")
+[ -n "$reg" ] || { cat "$work/registry.err" >&2; echo "bench: registry did not start" >&2; exit 1; }
+ref="$reg/bench/big:latest"
+bin/karman-testimage --kind big --big-mb 200 --big-files 900 --big-layers 6 --push "$ref" >/dev/null
+
+# Sizes, from a first fetch.
+bin/karman --dir "$work/sizes" fetch "$ref" >/dev/null
+zmb=$(( $(du -sb "$work/sizes/images/blobs" | cut -f1) / 1000000 ))
+umb=$(( $(du -sb "$work/sizes/images/layers" | cut -f1) / 1000000 ))
+echo "image: $ref, ${zmb} MB compressed, ${umb} MB unpacked"
+
+hyperfine --style basic --warmup 1 --runs "$runs" --export-json "$work/fetch.json" \
+	-n karman --prepare "rm -rf $work/k" "bin/karman --dir $work/k fetch $ref" \
+	-n skopeo+umoci --prepare "rm -rf $work/s $work/u" \
+	"skopeo copy -q --src-tls-verify=false docker://$ref oci:$work/s:latest && umoci raw unpack --image $work/s:latest $work/u"
+
+python3 - "$work/fetch.json" "$zmb" "$umb" <<'PY'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+z, u = float(sys.argv[2]), float(sys.argv[3])
+k, p = r["karman"]["median"], r["skopeo+umoci"]["median"]
+print(f"karman fetch:         median {k*1000:7.0f} ms  {z/k:6.0f} MB/s compressed  {u/k:6.0f} MB/s unpacked")
+print(f"skopeo copy + umoci:  median {p*1000:7.0f} ms  {z/p:6.0f} MB/s compressed  {u/p:6.0f} MB/s unpacked")
+print(f"ratio karman / (skopeo+umoci) = {k/p:.2f}  (target <= 0.50)")
+PY
