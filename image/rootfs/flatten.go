@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -43,7 +44,7 @@ func flatten(ctx context.Context, layers []string, dst string) error {
 			if err != nil {
 				return err
 			}
-			st := info.Sys().(*unix.Stat_t)
+			st := info.Sys().(*syscall.Stat_t)
 			if rel == "." {
 				dirs = append(dirs, dirMeta{src, target, info})
 				return nil
@@ -95,7 +96,7 @@ func flatten(ctx context.Context, layers []string, dst string) error {
 }
 
 func isWhiteout(info fs.FileInfo) bool {
-	st := info.Sys().(*unix.Stat_t)
+	st := info.Sys().(*syscall.Stat_t)
 	return info.Mode()&fs.ModeCharDevice != 0 && st.Rdev == 0
 }
 
@@ -119,7 +120,7 @@ func emptyDir(dir string) error {
 }
 
 func copyEntry(src, dst string, info fs.FileInfo) error {
-	st := info.Sys().(*unix.Stat_t)
+	st := info.Sys().(*syscall.Stat_t)
 	switch m := info.Mode(); {
 	case m.IsRegular():
 		in, err := os.Open(src)
@@ -150,7 +151,7 @@ func copyEntry(src, dst string, info fs.FileInfo) error {
 // applyMeta copies ownership, mode, xattrs (but overlayfs's own) and times
 // from src, described by info, to dst.
 func applyMeta(src, dst string, info fs.FileInfo) error {
-	st := info.Sys().(*unix.Stat_t)
+	st := info.Sys().(*syscall.Stat_t)
 	if err := os.Lchown(dst, int(st.Uid), int(st.Gid)); err != nil && os.Geteuid() == 0 {
 		return err
 	}
