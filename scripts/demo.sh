@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The main job on a fresh machine: build a busybox image locally, serve it
+# from Debian's registry on loopback, and bring it onto the host with karman.
+# Everything lives under a temporary directory that is removed at the end
+# (set KEEP=1 to keep it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=$(mktemp -d /var/tmp/karman-demo.XXXXXX)
+regpid=
+cleanup() {
+	[ -n "$regpid" ] && kill "$regpid" 2>/dev/null && wait "$regpid" 2>/dev/null || true
+	[ "${KEEP:-}" = 1 ] && echo "kept $work" || rm -rf "$work"
+}
+trap cleanup EXIT
+karman() { bin/karman --dir "$work/karman" --config-dir "$work/etc" "$@"; }
+
+bin/karman-testimage --serve-registry "$work/registry" >"$work/registry.out" 2>"$work/registry.err" &
+regpid=$!
+for _ in $(seq 100); do grep -q '^REGISTRY=' "$work/registry.out" 2>/dev/null && break; sleep 0.1; done
+reg=$(sed -n 's/^REGISTRY=//p' "$work/registry.out")
+[ -n "$reg" ] || { cat "$work/registry.err" >&2; exit 1; }
+
+echo "== building a busybox image and pushing it to the loopback registry $reg"
+bin/karman-testimage --kind multilayer --push "$reg/demo/busybox:latest"
+echo "== karman fetch $reg/demo/busybox:latest"
+karman fetch "$reg/demo/busybox:latest"
+echo "== karman image list"
+karman image list
+echo "== the extracted layers, shared by every image that uses them"
+ls "$work/karman/images/layers/sha256"
