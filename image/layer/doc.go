@@ -36,9 +36,13 @@
 // The final component is only ever touched by *at system calls that do not
 // follow it: an existing entry is removed before a new non-directory is
 // created with O_CREAT|O_EXCL|O_NOFOLLOW, mkdirat, symlinkat, mknodat or linkat
-// (without AT_SYMLINK_FOLLOW); metadata is set with fchown/fchmod on an open
-// descriptor or fchownat/utimensat with AT_SYMLINK_NOFOLLOW. Hardlink targets
-// are resolved the same way and must be existing non-directories inside dir.
+// (without AT_SYMLINK_FOLLOW). Metadata goes through an open descriptor
+// (fchown, fchmod, fsetxattr) for files and directories, and otherwise through
+// fchownat/utimensat with AT_SYMLINK_NOFOLLOW and lsetxattr on
+// /proc/self/fd/<parent>/<name>. A directory being replaced by a
+// non-directory is removed with its tree without following symlinks in it.
+// Hardlink targets are resolved the same way as parents and must be existing
+// non-directories inside dir; a target that is a symlink is linked itself.
 // Symlink targets are stored verbatim: they are only resolved later, inside
 // the container.
 //

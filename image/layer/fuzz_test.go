@@ -11,7 +11,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzExtract feeds arbitrary tar bytes to Extract and checks that nothing
@@ -32,6 +34,9 @@ func FuzzExtract(f *testing.F) {
 		{devE(tar.TypeFifo, "p", 0, 0, 0o600), devE(tar.TypeChar, "c", 1, 3, 0o666)},
 	}
 	for _, s := range seeds {
+		for i := range s {
+			s[i].hdr.ModTime = fuzzTime // whole seconds: no PAX header, smaller seeds
+		}
 		f.Add(mkTar(f, s...))
 	}
 	f.Add([]byte("not a tar at all"))
@@ -45,6 +50,87 @@ func FuzzExtract(f *testing.F) {
 		_, _ = Extract(context.Background(), bytes.NewReader(data), s.dir, Options{})
 		s.checkOutside(t)
 	})
+}
+
+var fuzzTime = time.Unix(1700000000, 0)
+
+// FuzzExtractScript is a structure-aware companion of FuzzExtract: the input
+// is a small script, one entry per line ("KIND NAME [TARGET]", KIND one of
+// f d s h p), turned into a valid tar. "$OUT" expands to the absolute path of
+// the outside directory so that absolute symlinks aim at something watched.
+func FuzzExtractScript(f *testing.F) {
+	for _, seed := range []string{
+		"d a\nf a/f\ns a/s f\nh a/h a/f",
+		"s evil /\nf evil$OUT/pwned",
+		"s evil $OUT\nf evil/pwned",
+		"s evil ../outside\nd outside\nf evil/file",
+		"s evil ../../..\nd evil/outside",
+		"s link $OUT/file\nf link",
+		"h hl ../outside/file",
+		"h hl $OUT/file",
+		"s sl $OUT/file\nh hl sl",
+		"d d\ns d/up ../../outside\nf d",
+		"s a b\ns b c/..\nd c\ns c/up ../../..\nf a/c/up/outside/file",
+		"f a/.wh.b\nf a/.wh..wh..opq\np a/fifo",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, script string) {
+		s := newSandbox(t)
+		t.Cleanup(func() { makeRemovable(s.dir) })
+		data, ok := scriptTar(strings.ReplaceAll(script, "$OUT", s.outside))
+		if !ok {
+			t.Skip("not a valid script")
+		}
+		_, _ = Extract(context.Background(), bytes.NewReader(data), s.dir, Options{})
+		s.checkOutside(t)
+	})
+}
+
+// scriptTar builds the tar described by a FuzzExtractScript script.
+func scriptTar(script string) ([]byte, bool) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	lines := strings.Split(script, "\n")
+	if len(lines) > 32 {
+		return nil, false
+	}
+	for _, line := range lines {
+		fields := strings.Fields(line)
+		if len(fields) < 2 {
+			continue
+		}
+		hdr := &tar.Header{Name: fields[1], Mode: 0o755, ModTime: fuzzTime}
+		if len(fields) > 2 {
+			hdr.Linkname = fields[2]
+		}
+		body := ""
+		switch fields[0] {
+		case "f":
+			hdr.Typeflag, body = tar.TypeReg, "pwned"
+		case "d":
+			hdr.Typeflag = tar.TypeDir
+		case "s":
+			hdr.Typeflag = tar.TypeSymlink
+		case "h":
+			hdr.Typeflag = tar.TypeLink
+		case "p":
+			hdr.Typeflag = tar.TypeFifo
+		default:
+			return nil, false
+		}
+		hdr.Size = int64(len(body))
+		if tw.WriteHeader(hdr) != nil {
+			return nil, false
+		}
+		if _, err := tw.Write([]byte(body)); err != nil {
+			return nil, false
+		}
+	}
+	if tw.Close() != nil {
+		return nil, false
+	}
+	return buf.Bytes(), true
 }
 
 // tooBig reports archives with entries that would write a lot of data (for

@@ -13,7 +13,7 @@ import (
 type hostileCase struct {
 	name    string
 	root    bool                       // needs root
-	pre     func(*sandbox)             // prepares the layer dir before extraction
+	pre     func(*testing.T, *sandbox) // prepares the layer dir before extraction
 	entries func(*sandbox) []ent       // the layer
 	wantErr error                      // nil, errAny or a sentinel
 	check   func(*testing.T, *sandbox) // extra assertions inside the layer
@@ -28,7 +28,7 @@ func runHostile(t *testing.T, cases []hostileCase) {
 			}
 			s := newSandbox(t)
 			if tc.pre != nil {
-				tc.pre(s)
+				tc.pre(t, s)
 			}
 			_, err := extractBytes(t, mkTar(t, tc.entries(s)...), s.dir, Options{})
 			if err != nil {
@@ -203,15 +203,15 @@ func TestHostileSymlinkTraversal(t *testing.T) {
 		{name: "symlink loop", wantErr: errAny, entries: func(*sandbox) []ent {
 			return []ent{dirE("outside/", 0o755), symE("a", "b"), symE("b", "a"), regE("a/x", "x", 0o644)}
 		}},
-		{name: "symlink present before extraction", pre: func(s *sandbox) {
+		{name: "symlink present before extraction", pre: func(t *testing.T, s *sandbox) {
 			if err := os.Mkdir(s.inside("outside"), 0o755); err != nil {
-				panic(err)
+				t.Fatal(err)
 			}
 			if err := os.Symlink(s.outside, s.inside("pre")); err != nil {
-				panic(err)
+				t.Fatal(err)
 			}
 			if err := os.Symlink("../outside", s.inside("prerel")); err != nil {
-				panic(err)
+				t.Fatal(err)
 			}
 		}, wantErr: errAny, entries: func(*sandbox) []ent {
 			return []ent{regE("prerel/pwned", "pwned", 0o644), regE("pre/pwned", "pwned", 0o644)}
@@ -235,9 +235,9 @@ func TestHostileReplaceSymlink(t *testing.T) {
 		{name: "file over relative symlink", check: wantFile("link", "new"), entries: func(*sandbox) []ent {
 			return []ent{symE("link", "../outside/file"), regE("link", "new", 0o600)}
 		}},
-		{name: "file over pre-existing symlink", check: wantFile("link", "new"), pre: func(s *sandbox) {
+		{name: "file over pre-existing symlink", check: wantFile("link", "new"), pre: func(t *testing.T, s *sandbox) {
 			if err := os.Symlink(s.outsideFile, s.inside("link")); err != nil {
-				panic(err)
+				t.Fatal(err)
 			}
 		}, entries: func(*sandbox) []ent {
 			return []ent{regE("link", "new", 0o4755)}
@@ -349,12 +349,12 @@ func TestHostileReplaceDirTree(t *testing.T) {
 				t.Errorf("d -> %q, want /", got)
 			}
 		}},
-		{name: "pre-existing dir with outside symlink replaced", pre: func(s *sandbox) {
+		{name: "pre-existing dir with outside symlink replaced", pre: func(t *testing.T, s *sandbox) {
 			if err := os.Mkdir(s.inside("d"), 0o755); err != nil {
-				panic(err)
+				t.Fatal(err)
 			}
 			if err := os.Symlink(s.outside, s.inside("d/out")); err != nil {
-				panic(err)
+				t.Fatal(err)
 			}
 		}, check: wantFile("d", "f"), entries: func(*sandbox) []ent {
 			return []ent{regE("d", "f", 0o644)}
