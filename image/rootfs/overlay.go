@@ -16,23 +16,31 @@ var errNoOverlay = errors.New("overlayfs unavailable")
 // mountOverlay mounts dir/rootfs as an overlay of layers (bottom first)
 // with dir/upper and dir/work.
 func mountOverlay(dir string, layers []string) error {
-	upper, work := filepath.Join(dir, "upper"), filepath.Join(dir, "work")
-	for _, d := range []string{upper, work} {
-		if err := os.Mkdir(d, 0o755); err != nil {
+	if err := prepareOverlay(dir); err != nil {
+		return err
+	}
+	return mountLayers(dir, layers)
+}
+
+// prepareOverlay creates the upper, work and empty directories.
+func prepareOverlay(dir string) error {
+	for _, d := range []string{"upper", "work", "empty"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+func mountLayers(dir string, layers []string) error {
+	upper, work := filepath.Join(dir, "upper"), filepath.Join(dir, "work")
 	lower := make([]string, len(layers))
 	for i, l := range layers {
 		lower[len(layers)-1-i] = l // overlayfs lists the top layer first
 	}
 	if len(lower) == 0 {
 		// An image without layers: an empty lower keeps overlay happy.
-		empty := filepath.Join(dir, "empty")
-		if err := os.Mkdir(empty, 0o755); err != nil {
-			return err
-		}
-		lower = []string{empty}
+		lower = []string{filepath.Join(dir, "empty")}
 	}
 	target := filepath.Join(dir, "rootfs")
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lower, ":"), upper, work)

@@ -17,6 +17,10 @@ import (
 type Options struct {
 	// NoOverlay copies the layers instead of mounting an overlay.
 	NoOverlay bool
+	// Deferred prepares an overlay rendering without mounting it: the
+	// caller mounts it later with Mount, typically inside the pod's own
+	// mount namespace, so that the mount dies with the pod.
+	Deferred bool
 }
 
 // Rootfs is a rendered root filesystem.
@@ -29,6 +33,9 @@ type Rootfs struct {
 	Overlay bool
 	// Lease is the store lease that keeps the image's layers.
 	Lease string
+	// Layers are the extracted layer directories, bottom first; empty
+	// when Path is a copy.
+	Layers []string
 }
 
 // Render renders image d into dir (which must not exist yet) and leases
@@ -68,10 +75,14 @@ func Render(ctx context.Context, st *store.Store, d v1.Hash, dir, leaseID string
 	if err := os.Mkdir(r.Path, 0o755); err != nil {
 		return nil, err
 	}
+	if !o.NoOverlay && o.Deferred {
+		r.Overlay, r.Layers = true, layers
+		return r, prepareOverlay(dir)
+	}
 	if !o.NoOverlay {
 		err := mountOverlay(dir, layers)
 		if err == nil {
-			r.Overlay = true
+			r.Overlay, r.Layers = true, layers
 			return r, nil
 		}
 		if !errors.Is(err, errNoOverlay) {
@@ -82,6 +93,11 @@ func Render(ctx context.Context, st *store.Store, d v1.Hash, dir, leaseID string
 		return nil, fmt.Errorf("render %s (copying layers): %w", d, err)
 	}
 	return r, nil
+}
+
+// Mount mounts a Deferred rendering in dir with its layers.
+func Mount(dir string, layers []string) error {
+	return mountLayers(dir, layers)
 }
 
 // Remove undoes Render: unmounts, removes the directory and drops the

@@ -1,0 +1,146 @@
+package stage1
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// InterfaceVersion is the version of the stage0 -> stage1 contract: the
+// pod.json schema, the pod directory layout and the stage1 command line.
+// stage1 refuses a pod written for another version.
+const InterfaceVersion = 1
+
+// Pod is pod.json: everything stage1 needs to run a pod, written by stage0
+// into the pod directory before stage1 starts.
+type Pod struct {
+	Version  int    `json:"version"`
+	UUID     string `json:"uuid"`
+	Name     string `json:"name"`
+	Hostname string `json:"hostname"`
+	// Net is "none" (a network namespace with only loopback) or "host".
+	Net string `json:"net"`
+	// ResolvConf and Hosts are written to each app's /etc/resolv.conf and
+	// /etc/hosts; Hostname to /etc/hostname.
+	ResolvConf string `json:"resolvConf"`
+	Hosts      string `json:"hosts"`
+	// StopTimeout is how long apps get between SIGTERM and SIGKILL.
+	StopTimeout time.Duration `json:"stopTimeout"`
+	// Interactive gives the (single) app the caller's terminal.
+	Interactive bool `json:"interactive,omitempty"`
+	// NotifyApp hands NOTIFY_SOCKET to the app instead of karman sending
+	// READY=1 itself once the apps have started.
+	NotifyApp bool  `json:"notifyApp,omitempty"`
+	Apps      []App `json:"apps"`
+}
+
+// App is one application of a pod.
+type App struct {
+	Name        string `json:"name"`
+	Image       string `json:"image"`
+	ImageDigest string `json:"imageDigest"`
+	// Dir is the app's rendering directory, relative to the pod
+	// directory: Dir/rootfs is its root. Layers, when set, are mounted as
+	// an overlay on Dir/rootfs (upper Dir/upper, work Dir/work) inside the
+	// pod's mount namespace; when empty Dir/rootfs is a ready copy.
+	Dir    string   `json:"dir"`
+	Layers []string `json:"layers,omitempty"`
+	// Args is the command: Args[0] is an absolute path or a name looked up
+	// in the app's PATH inside its rootfs.
+	Args       []string `json:"args"`
+	Env        []string `json:"env"`
+	WorkingDir string   `json:"workingDir"`
+	UID        uint32   `json:"uid"`
+	GID        uint32   `json:"gid"`
+	GIDs       []uint32 `json:"additionalGids,omitempty"`
+	Mounts     []Mount  `json:"mounts,omitempty"`
+}
+
+// Mount is a host path bind-mounted into an app.
+type Mount struct {
+	Source   string `json:"source"`
+	Target   string `json:"target"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+}
+
+// AppStatus is what stage1 records about an app in
+// <pod>/state/apps/<name>.json, updated as the app starts and exits.
+type AppStatus struct {
+	Name     string    `json:"name"`
+	PID      int       `json:"pid,omitempty"` // in the host's PID namespace
+	Started  time.Time `json:"started,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
+	Exited   bool      `json:"exited"`
+	ExitCode int       `json:"exitCode"`
+	Signal   string    `json:"signal,omitempty"`
+	Reason   string    `json:"reason,omitempty"` // e.g. "not found", "oom-killed"
+}
+
+// Paths inside a pod directory.
+const (
+	PodFile   = "pod.json"
+	StateDir  = "state"
+	LogsDir   = "logs"
+	InitPID   = "state/init.pid" // pod init, host PID namespace
+	Started   = "state/started"  // written when every app started
+	Finished  = "state/finished" // written when the pod ended
+	ExitFile  = "state/exit"     // the pod's exit status
+	AppsState = "state/apps"     // one AppStatus per app
+)
+
+// LoadPod reads and checks dir/pod.json.
+func LoadPod(dir string) (*Pod, error) {
+	b, err := os.ReadFile(filepath.Join(dir, PodFile))
+	if err != nil {
+		return nil, fmt.Errorf("pod manifest: %w", err)
+	}
+	var p Pod
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("pod manifest %s: %w", dir, err)
+	}
+	if p.Version != InterfaceVersion {
+		return nil, fmt.Errorf("pod %s was prepared for stage1 interface %d, this karman speaks %d; run it with the karman that prepared it", p.UUID, p.Version, InterfaceVersion)
+	}
+	if len(p.Apps) == 0 {
+		return nil, errors.New("pod manifest lists no apps")
+	}
+	return &p, nil
+}
+
+// SavePod writes dir/pod.json atomically.
+func SavePod(dir string, p *Pod) error {
+	p.Version = InterfaceVersion
+	b, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, PodFile), b)
+}
+
+// ReadAppStatus reads the recorded status of every app of p in dir.
+func ReadAppStatus(dir string, p *Pod) []AppStatus {
+	out := make([]AppStatus, len(p.Apps))
+	for i, a := range p.Apps {
+		out[i].Name = a.Name
+		if b, err := os.ReadFile(filepath.Join(dir, AppsState, a.Name+".json")); err == nil {
+			json.Unmarshal(b, &out[i])
+		}
+	}
+	return out
+}
+
+// writeFileAtomic replaces path with data by rename.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
