@@ -26,9 +26,11 @@ test: setup build
 unit:
 	$(GO) test -count=1 $$(go list ./... | grep -v /tests)
 
-bench: setup build
+bench: build
+	./scripts/setup.sh --bench
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./image/...
 	./tests/bench/fetch.sh
+	./tests/bench/run.sh
 
 demo: setup build
 	./scripts/demo.sh

@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(busybox-static docker-registry skopeo umoci hyperfine runc containernetworking-plugins iproute2 zstd)
-if [ "${1:-}" = "--minimal" ]; then
-	packages=(busybox-static docker-registry)
+# What the tests need; --bench adds the peers the benchmarks run beside karman.
+packages=(busybox-static docker-registry containernetworking-plugins iproute2)
+if [ "${1:-}" = "--bench" ]; then
+	packages+=(skopeo umoci hyperfine runc podman python3)
 fi
 missing=()
 for p in "${packages[@]}"; do

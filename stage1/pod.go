@@ -144,3 +144,24 @@ func writeFileAtomic(path string, data []byte) error {
 	}
 	return nil
 }
+
+// Paths stage1 adds inside a pod directory (interface version 1).
+const (
+	SupervisorPID = "state/supervisor.pid" // the supervisor, host PID namespace
+	CtlSocket     = "state/ctl.sock"       // the init's control socket: enter and stop
+	NotifySocket  = "state/notify.sock"    // relay to $NOTIFY_SOCKET when NotifyApp
+	// PodRoot is an empty directory on the host. Inside the pod's mount
+	// namespace the init mounts the pod's root tmpfs on it, mounts each
+	// app's rootfs at apps/<name> below it and pivots into it.
+	PodRoot = "podroot"
+)
+
+// Exit statuses of a pod besides the apps' own.
+const (
+	ExitRuntimeError = 254 // karman itself failed
+	ExitCannotExec   = 126 // the app's command exists but cannot be executed
+	ExitNotFound     = 127 // the app's command does not exist
+)
+
+// DefaultStopTimeout is used when Pod.StopTimeout is not positive.
+const DefaultStopTimeout = 10 * time.Second

@@ -5,11 +5,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/karman-project/karman/stage1"
 )
 
 // exitRuntimeError is the status of every failure of karman itself, as
@@ -17,9 +20,16 @@ import (
 const exitRuntimeError = 254
 
 func main() {
+	if code, ok := stage1.Entrypoint(os.Args); ok {
+		os.Exit(code)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCommand().ExecuteContext(ctx)
 	stop()
+	var code exitCode
+	if errors.As(err, &code) {
+		os.Exit(int(code))
+	}
 	if err != nil {
 		// One line, whatever the error chain holds.
 		fmt.Fprintln(os.Stderr, "karman: "+strings.ReplaceAll(err.Error(), "\n", "; "))

@@ -60,6 +60,16 @@ func newRootCommand() *cobra.Command {
 		newVersionCommand(g),
 		newFetchCommand(g),
 		newImageCommand(g),
+		newRunCommand(g),
+		newPrepareCommand(g),
+		newRunPreparedCommand(g),
+		newListCommand(g),
+		newStatusCommand(g),
+		newStopCommand(g),
+		newRmCommand(g),
+		newGCCommand(g),
+		newEnterCommand(g),
+		newLogsCommand(g),
 	)
 	return root
 }

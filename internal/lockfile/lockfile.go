@@ -21,9 +21,13 @@ var ErrWouldBlock = errors.New("lock held by another process")
 type Lock struct{ f *os.File }
 
 // TryLock takes the lock on path without waiting, creating the file if
-// needed. It returns ErrWouldBlock when another process holds it.
+// needed; path may also be an existing directory (a pod directory is its
+// own lock). It returns ErrWouldBlock when another process holds it.
 func TryLock(path string, exclusive bool) (*Lock, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
+	if errors.Is(err, unix.EISDIR) {
+		f, err = os.Open(path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open lock: %w", err)
 	}

@@ -37,3 +37,15 @@ func TestExclusiveExcludesShared(t *testing.T) {
 		t.Fatalf("exclusive while shared held: got %v", err)
 	}
 }
+
+func TestLockDirectory(t *testing.T) {
+	dir := t.TempDir()
+	l, err := TryLock(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := TryLock(dir, false); !errors.Is(err, ErrWouldBlock) {
+		t.Fatalf("directory lock not exclusive: %v", err)
+	}
+	l.Unlock()
+}

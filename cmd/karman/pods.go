@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/karman-project/karman/stage0"
+)
+
+func (g *globals) runtime() (*stage0.Runtime, error) {
+	return stage0.New(g.dir, g.configDir, g.log)
+}
+
+// podArgs returns the pod UUIDs from args or from --uuid-file.
+func podArgs(args []string, uuidFile string) ([]string, error) {
+	if uuidFile != "" {
+		b, err := os.ReadFile(uuidFile)
+		if err != nil {
+			return nil, fmt.Errorf("--uuid-file: %w", err)
+		}
+		args = append(args, strings.TrimSpace(string(b)))
+	}
+	if len(args) == 0 {
+		return nil, errors.New("no pod given: pass a UUID (or a unique prefix) or --uuid-file")
+	}
+	return args, nil
+}
+
+func newListCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "list", Aliases: []string{"ls"}, Short: "List pods", Args: cobra.NoArgs}
+	format := formatFlag(cmd)
+	noLegend := cmd.Flags().Bool("no-legend", false, "omit the table header")
+	full := cmd.Flags().Bool("full", false, "show full UUIDs and digests")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkFormat(*format); err != nil {
+			return err
+		}
+		rt, err := g.runtime()
+		if err != nil {
+			return err
+		}
+		pods, err := rt.List(cmd.Context())
+		if err != nil {
+			return err
+		}
+		if *format == "json" {
+			if pods == nil {
+				pods = []stage0.PodInfo{}
+			}
+			return writeJSON(cmd.OutOrStdout(), pods)
+		}
+		w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+		if !*noLegend {
+			fmt.Fprintln(w, "UUID\tNAME\tAPPS\tIMAGES\tSTATE\tCREATED\tEXIT")
+		}
+		for _, p := range pods {
+			uuid := p.UUID
+			if !*full {
+				uuid = uuid[:8]
+			}
+			var apps, imgs []string
+			for _, a := range p.Apps {
+				apps = append(apps, a.Name)
+				imgs = append(imgs, a.Image)
+			}
+			exit := "-"
+			if p.ExitCode != nil {
+				exit = fmt.Sprint(*p.ExitCode)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", uuid, dash(p.Name), dash(strings.Join(apps, ",")), dash(strings.Join(imgs, ",")), p.State, ago(p.Created), exit)
+		}
+		return w.Flush()
+	}
+	return cmd
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return time.Since(t).Round(time.Second).String() + " ago"
+}
+
+func newStatusCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "status [--wait[=DUR]] UUID", Short: "Show a pod's status", Args: cobra.MaximumNArgs(1)}
+	format := formatFlag(cmd)
+	uuidFile := cmd.Flags().String("uuid-file", "", "read the pod UUID from this file")
+	wait := cmd.Flags().String("wait", "", "wait until the pod exits (optionally at most DUR, e.g. 30s)")
+	cmd.Flags().Lookup("wait").NoOptDefVal = "forever"
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := checkFormat(*format); err != nil {
+			return err
+		}
+		uuids, err := podArgs(args, *uuidFile)
+		if err != nil {
+			return err
+		}
+		rt, err := g.runtime()
+		if err != nil {
+			return err
+		}
+		var info stage0.PodInfo
+		if *wait != "" {
+			ctx := cmd.Context()
+			if *wait != "forever" {
+				d, err := time.ParseDuration(*wait)
+				if err != nil {
+					return fmt.Errorf("--wait=%s: use a duration such as 30s", *wait)
+				}
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, d)
+				defer cancel()
+			}
+			info, err = rt.Wait(ctx, uuids[0])
+		} else {
+			info, err = rt.Status(cmd.Context(), uuids[0])
+		}
+		if err != nil {
+			return err
+		}
+		if *format == "json" {
+			return writeJSON(cmd.OutOrStdout(), info)
+		}
+		out := cmd.OutOrStdout()
+		fmt.Fprintf(out, "uuid=%s\nstate=%s\n", info.UUID, info.State)
+		if info.Name != "" {
+			fmt.Fprintf(out, "name=%s\n", info.Name)
+		}
+		for k, t := range map[string]time.Time{"created": info.Created, "started": info.Started, "finished": info.Finished} {
+			if !t.IsZero() {
+				fmt.Fprintf(out, "%s=%s\n", k, t.UTC().Format(time.RFC3339Nano))
+			}
+		}
+		if info.ExitCode != nil {
+			fmt.Fprintf(out, "exit-code=%d\n", *info.ExitCode)
+		}
+		for _, a := range info.Apps {
+			fmt.Fprintf(out, "app-%s-image=%s@%s\n", a.Name, a.Image, a.ImageDigest)
+			if a.PID != 0 {
+				fmt.Fprintf(out, "app-%s-pid=%d\n", a.Name, a.PID)
+			}
+			if a.ExitCode != nil {
+				fmt.Fprintf(out, "app-%s-exit-code=%d\n", a.Name, *a.ExitCode)
+			}
+			if a.Reason != "" {
+				fmt.Fprintf(out, "app-%s-reason=%s\n", a.Name, a.Reason)
+			}
+		}
+		return nil
+	}
+	return cmd
+}
+
+func newStopCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "stop [--force] UUID...", Short: "Stop running pods"}
+	force := cmd.Flags().Bool("force", false, "kill at once instead of SIGTERM then SIGKILL")
+	uuidFile := cmd.Flags().String("uuid-file", "", "read the pod UUID from this file")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		uuids, err := podArgs(args, *uuidFile)
+		if err != nil {
+			return err
+		}
+		rt, err := g.runtime()
+		if err != nil {
+			return err
+		}
+		var errs []error
+		for _, u := range uuids {
+			if err := rt.Stop(cmd.Context(), u, *force); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), u)
+		}
+		return errors.Join(errs...)
+	}
+	return cmd
+}
+
+func newRmCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "rm UUID...", Short: "Remove exited or prepared pods"}
+	uuidFile := cmd.Flags().String("uuid-file", "", "read the pod UUID from this file")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		uuids, err := podArgs(args, *uuidFile)
+		if err != nil {
+			return err
+		}
+		rt, err := g.runtime()
+		if err != nil {
+			return err
+		}
+		var errs []error
+		for _, u := range uuids {
+			if err := rt.Remove(cmd.Context(), u); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), u)
+		}
+		return errors.Join(errs...)
+	}
+	return cmd
+}
+
+func newGCCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "gc", Short: "Collect exited pods", Args: cobra.NoArgs}
+	grace := cmd.Flags().Duration("grace-period", 30*time.Minute, "how long an exited pod is kept after gc marked it")
+	markOnly := cmd.Flags().Bool("mark-only", false, "only mark exited pods")
+	format := formatFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkFormat(*format); err != nil {
+			return err
+		}
+		rt, err := g.runtime()
+		if err != nil {
+			return err
+		}
+		res, err := rt.GC(cmd.Context(), *grace, *markOnly)
+		if *format == "json" {
+			if werr := writeJSON(cmd.OutOrStdout(), res); werr != nil {
+				return werr
+			}
+		} else {
+			for _, u := range res.Marked {
+				fmt.Fprintf(cmd.OutOrStdout(), "marked %s\n", u)
+			}
+			for _, u := range res.Removed {
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", u)
+			}
+		}
+		return err
+	}
+	return cmd
+}
+
+func newEnterCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "enter [--app NAME] UUID [CMD...]", Short: "Run a command inside a running pod", Args: cobra.MinimumNArgs(1)}
+	cmd.Flags().SetInterspersed(false)
+	app := cmd.Flags().String("app", "", "app to enter (needed when the pod has several)")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		rt, err := g.runtime()
+		if err != nil {
+			return err
+		}
+		code, err := rt.Enter(cmd.Context(), args[0], *app, args[1:], term.IsTerminal(int(os.Stdin.Fd())))
+		if err != nil {
+			return err
+		}
+		return exitCode(code)
+	}
+	return cmd
+}
+
+func newLogsCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "logs [-f] [--app NAME] UUID", Short: "Show the output of a pod's app", Args: cobra.ExactArgs(1)}
+	follow := cmd.Flags().BoolP("follow", "f", false, "keep showing output until the pod exits")
+	app := cmd.Flags().String("app", "", "app whose output to show (needed when the pod has several)")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		rt, err := g.runtime()
+		if err != nil {
+			return err
+		}
+		return rt.Logs(cmd.Context(), args[0], *app, *follow, cmd.OutOrStdout())
+	}
+	return cmd
+}
+
+// exitCode is an error that carries a command's exit status through
+// cobra without a message.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }

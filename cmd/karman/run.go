@@ -1,0 +1,214 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/karman-project/karman/stage0"
+	"github.com/karman-project/karman/stage1"
+)
+
+// appFlags are the flags that may be given per app, after its image.
+type appFlags struct {
+	exec    string
+	env     []string
+	user    string
+	workdir string
+	volumes []string
+}
+
+func (f *appFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.exec, "exec", "", "command to run instead of the image's entrypoint")
+	fs.StringArrayVar(&f.env, "env", nil, "set an environment variable, NAME=VALUE (repeatable)")
+	fs.StringVar(&f.user, "user", "", "user to run as: name or uid[:gid], resolved in the image")
+	fs.StringVar(&f.workdir, "workdir", "", "working directory of the app")
+	fs.StringArrayVar(&f.volumes, "volume", nil, "bind-mount a host path: SRC:DST[:ro] (repeatable)")
+}
+
+func (f *appFlags) apply(a *stage0.AppSpec) error {
+	if f.exec != "" {
+		a.Exec = f.exec
+	}
+	a.Env = append(a.Env, f.env...)
+	if f.user != "" {
+		a.User = f.user
+	}
+	if f.workdir != "" {
+		a.WorkingDir = f.workdir
+	}
+	for _, v := range f.volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) < 2 || len(parts) > 3 || (len(parts) == 3 && parts[2] != "ro" && parts[2] != "rw") {
+			return fmt.Errorf("--volume %q: use SRC:DST or SRC:DST:ro", v)
+		}
+		a.Mounts = append(a.Mounts, stage1.Mount{Source: parts[0], Target: parts[1], ReadOnly: len(parts) == 3 && parts[2] == "ro"})
+	}
+	return nil
+}
+
+// parseApps splits `IMAGE [APP-FLAGS] [-- ARGS...] [--- IMAGE ...]...` into
+// app specs; common holds the app flags given before the first image.
+func parseApps(args []string, common *appFlags) ([]stage0.AppSpec, error) {
+	var apps []stage0.AppSpec
+	for len(args) > 0 {
+		seg := args
+		if i := indexOf(args, "---"); i >= 0 {
+			seg, args = args[:i], args[i+1:]
+		} else {
+			args = nil
+		}
+		if len(seg) == 0 || strings.HasPrefix(seg[0], "-") {
+			return nil, fmt.Errorf("expected an image after ---, got %q", strings.Join(seg, " "))
+		}
+		app := stage0.AppSpec{Image: seg[0]}
+		if err := common.apply(&app); err != nil {
+			return nil, err
+		}
+		rest := seg[1:]
+		var appArgs []string
+		if i := indexOf(rest, "--"); i >= 0 {
+			rest, appArgs = rest[:i], rest[i+1:]
+		}
+		var own appFlags
+		fs := pflag.NewFlagSet(app.Image, pflag.ContinueOnError)
+		own.register(fs)
+		if err := fs.Parse(rest); err != nil {
+			return nil, fmt.Errorf("app %s: %w", app.Image, err)
+		}
+		if fs.NArg() > 0 {
+			return nil, fmt.Errorf("app %s: unexpected %q; app arguments go after --", app.Image, fs.Args())
+		}
+		if err := own.apply(&app); err != nil {
+			return nil, err
+		}
+		app.Args = appArgs
+		apps = append(apps, app)
+	}
+	return apps, nil
+}
+
+func indexOf(args []string, s string) int {
+	for i, a := range args {
+		if a == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// podFlags are the flags of run and prepare.
+type podFlags struct {
+	common      appFlags
+	name        string
+	hostname    string
+	net         string
+	pull        string
+	insecure    string
+	noOverlay   bool
+	stopTimeout time.Duration
+	interactive bool
+	notifyApp   bool
+}
+
+func (f *podFlags) register(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.SetInterspersed(false) // flags after IMAGE belong to the app
+	f.common.register(fs)
+	fs.StringVar(&f.name, "name", "", "name of the pod")
+	fs.StringVar(&f.hostname, "hostname", "", "hostname of the pod (default karman-UUID8)")
+	fs.StringVar(&f.net, "net", "none", "network: none (loopback only) or host")
+	fs.StringVar(&f.pull, "pull-policy", "new", "when to fetch images: new (if not stored), update (always), never")
+	fs.StringVar(&f.insecure, "insecure-options", "", "comma-separated: http, tls (for fetching)")
+	fs.BoolVar(&f.noOverlay, "no-overlay", false, "copy image layers instead of mounting an overlay")
+	fs.DurationVar(&f.stopTimeout, "stop-timeout", 10*time.Second, "time apps get between SIGTERM and SIGKILL when the pod stops")
+	fs.BoolVar(&f.interactive, "interactive", false, "give the (single) app this terminal")
+	fs.BoolVar(&f.notifyApp, "notify-app", false, "pass $NOTIFY_SOCKET to the app, which sends READY=1 itself (default: karman sends it once the apps started)")
+}
+
+func (f *podFlags) spec(args []string) (stage0.PodSpec, error) {
+	ins, err := insecureOptions(f.insecure, "http", "tls")
+	if err != nil {
+		return stage0.PodSpec{}, err
+	}
+	apps, err := parseApps(args, &f.common)
+	if err != nil {
+		return stage0.PodSpec{}, err
+	}
+	return stage0.PodSpec{
+		Apps: apps, Name: f.name, Hostname: f.hostname, Net: f.net, PullPolicy: f.pull,
+		NoOverlay: f.noOverlay, StopTimeout: f.stopTimeout, Interactive: f.interactive, NotifyApp: f.notifyApp,
+		InsecureHTTP: ins["http"], InsecureTLS: ins["tls"],
+	}, nil
+}
+
+func newRunCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "run [FLAGS] IMAGE [APP-FLAGS] [-- ARGS...] [--- IMAGE [APP-FLAGS] [-- ARGS...]]...",
+		Short: "Run a pod in this process",
+		Long: `Run a pod of one or more apps. The karman process becomes the pod's
+supervisor: it exits with the pod's status (see docs/pods.md), so a shell or
+a systemd unit supervises the pod directly. App flags (--exec, --env, --user,
+--workdir, --volume) before the first IMAGE apply to every app; after an
+IMAGE they apply to that app only.`,
+		Args: cobra.MinimumNArgs(1),
+	}
+	var f podFlags
+	f.register(cmd)
+	uuidFile := cmd.Flags().String("uuid-file-save", "", "write the pod's UUID to this file")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		spec, err := f.spec(args)
+		if err != nil {
+			return err
+		}
+		rt, err := g.runtime()
+		if err != nil {
+			return err
+		}
+		return rt.Run(cmd.Context(), spec, stage0.RunOptions{UUIDFile: *uuidFile, Debug: g.debug})
+	}
+	return cmd
+}
+
+func newPrepareCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "prepare [FLAGS] IMAGE [APP-FLAGS] [-- ARGS...] [--- IMAGE ...]...",
+		Short: "Prepare a pod to run later with run-prepared; prints its UUID",
+		Args:  cobra.MinimumNArgs(1),
+	}
+	var f podFlags
+	f.register(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		spec, err := f.spec(args)
+		if err != nil {
+			return err
+		}
+		rt, err := g.runtime()
+		if err != nil {
+			return err
+		}
+		uuid, err := rt.Prepare(cmd.Context(), spec)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), uuid)
+		return nil
+	}
+	return cmd
+}
+
+func newRunPreparedCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "run-prepared UUID", Short: "Run a prepared pod in this process", Args: cobra.ExactArgs(1)}
+	uuidFile := cmd.Flags().String("uuid-file-save", "", "write the pod's UUID to this file")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		rt, err := g.runtime()
+		if err != nil {
+			return err
+		}
+		return rt.RunPrepared(cmd.Context(), args[0], stage0.RunOptions{UUIDFile: *uuidFile, Debug: g.debug})
+	}
+	return cmd
+}

@@ -1,0 +1,117 @@
+package stage0
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/karman-project/karman/stage1"
+)
+
+// AppInfo is what list and status report about an app.
+type AppInfo struct {
+	Name        string    `json:"name"`
+	Image       string    `json:"image"`
+	ImageDigest string    `json:"imageDigest"`
+	PID         int       `json:"pid,omitempty"`
+	Started     time.Time `json:"started,omitzero"`
+	Finished    time.Time `json:"finished,omitzero"`
+	ExitCode    *int      `json:"exitCode,omitempty"`
+	Signal      string    `json:"signal,omitempty"`
+	Reason      string    `json:"reason,omitempty"`
+}
+
+// NetworkInfo is one network of a pod (filled by the network layer).
+type NetworkInfo struct {
+	Name      string   `json:"name"`
+	Interface string   `json:"interface,omitempty"`
+	Addresses []string `json:"addresses,omitempty"`
+}
+
+// PodInfo is what list and status report about a pod.
+type PodInfo struct {
+	UUID     string        `json:"uuid"`
+	Name     string        `json:"name,omitempty"`
+	State    State         `json:"state"`
+	Created  time.Time     `json:"created,omitzero"`
+	Started  time.Time     `json:"started,omitzero"`
+	Finished time.Time     `json:"finished,omitzero"`
+	ExitCode *int          `json:"exitCode,omitempty"`
+	Apps     []AppInfo     `json:"apps"`
+	Networks []NetworkInfo `json:"networks"`
+	// Resources is per-app usage from the cgroups (a later issue).
+	Resources map[string]any `json:"resources,omitempty"`
+}
+
+func modTime(path string) time.Time {
+	if fi, err := os.Stat(path); err == nil {
+		return fi.ModTime()
+	}
+	return time.Time{}
+}
+
+// info reads what a pod directory says about the pod.
+func (r *Runtime) info(p pod) PodInfo {
+	pi := PodInfo{UUID: p.uuid, State: p.state(), Networks: []NetworkInfo{}, Apps: []AppInfo{}}
+	pd, err := stage1.LoadPod(p.path)
+	if err != nil {
+		return pi // an embryo, or a pod being removed
+	}
+	pi.Name = pd.Name
+	pi.Created = modTime(filepath.Join(p.path, stage1.PodFile))
+	pi.Started = modTime(filepath.Join(p.path, stage1.Started))
+	pi.Finished = modTime(filepath.Join(p.path, stage1.Finished))
+	if b, err := os.ReadFile(filepath.Join(p.path, stage1.ExitFile)); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			pi.ExitCode = &n
+		}
+	}
+	running := pi.State == Running
+	for i, st := range stage1.ReadAppStatus(p.path, pd) {
+		a := pd.Apps[i]
+		ai := AppInfo{Name: a.Name, Image: a.Image, ImageDigest: a.ImageDigest, Started: st.Started, Finished: st.Finished, Signal: st.Signal, Reason: st.Reason}
+		if running && !st.Exited {
+			ai.PID = st.PID
+		}
+		if st.Exited {
+			code := st.ExitCode
+			ai.ExitCode = &code
+		} else if !running && !st.Started.IsZero() && ai.Reason == "" {
+			ai.Reason = "killed with the pod"
+		}
+		pi.Apps = append(pi.Apps, ai)
+	}
+	return pi
+}
+
+// List returns every pod, oldest first.
+func (r *Runtime) List(ctx context.Context) ([]PodInfo, error) {
+	var out []PodInfo
+	for _, sd := range stateDirs {
+		ents, err := os.ReadDir(filepath.Join(r.dir, "pods", sd))
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range ents {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			out = append(out, r.info(pod{uuid: e.Name(), stateDir: sd, path: r.podPath(sd, e.Name())}))
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out, nil
+}
+
+// Status returns one pod's information.
+func (r *Runtime) Status(_ context.Context, uuid string) (PodInfo, error) {
+	p, err := r.find(uuid)
+	if err != nil {
+		return PodInfo{}, err
+	}
+	return r.info(p), nil
+}

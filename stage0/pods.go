@@ -1,0 +1,175 @@
+package stage0
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/karman-project/karman/image/store"
+	"github.com/karman-project/karman/internal/lockfile"
+)
+
+// Error classes.
+var (
+	ErrNotFound  = errors.New("pod not found")
+	ErrAmbiguous = errors.New("ambiguous pod UUID")
+	ErrState     = errors.New("pod is in the wrong state")
+)
+
+// State of a pod.
+type State string
+
+// Pod states.
+const (
+	Embryo        State = "embryo"
+	Preparing     State = "preparing"
+	Prepared      State = "prepared"
+	Running       State = "running"
+	Exited        State = "exited"
+	ExitedGarbage State = "exited-garbage"
+	Garbage       State = "garbage"
+	Deleting      State = "deleting"
+)
+
+// state directories, in the order a pod moves through them.
+var stateDirs = []string{"embryo", "prepared", "run", "exited-garbage", "garbage"}
+
+// Runtime is the pod store under a data directory, and the image store
+// beside it.
+type Runtime struct {
+	dir       string
+	configDir string
+	log       *slog.Logger
+	images    *store.Store
+}
+
+// New opens (creating as needed) the runtime under dir.
+func New(dir, configDir string, log *slog.Logger) (*Runtime, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	for _, d := range stateDirs {
+		if err := os.MkdirAll(filepath.Join(dir, "pods", d), 0o700); err != nil {
+			return nil, fmt.Errorf("pod store: %w (is --dir %s writable? karman needs root)", err, dir)
+		}
+	}
+	st, err := store.Open(filepath.Join(dir, "images"), log)
+	if err != nil {
+		return nil, err
+	}
+	return &Runtime{dir: dir, configDir: configDir, log: log, images: st}, nil
+}
+
+// Images returns the image store.
+func (r *Runtime) Images() *store.Store { return r.images }
+
+func (r *Runtime) podPath(stateDir, uuid string) string {
+	return filepath.Join(r.dir, "pods", stateDir, uuid)
+}
+
+// pod is a located pod directory.
+type pod struct {
+	uuid     string
+	stateDir string
+	path     string
+}
+
+// find locates the pod with the given UUID or unique UUID prefix.
+func (r *Runtime) find(prefix string) (pod, error) {
+	prefix = strings.ToLower(strings.TrimSpace(prefix))
+	if prefix == "" {
+		return pod{}, fmt.Errorf("empty pod UUID: %w", ErrNotFound)
+	}
+	var found []pod
+	seen := map[string]bool{}
+	for _, sd := range stateDirs {
+		ents, err := os.ReadDir(filepath.Join(r.dir, "pods", sd))
+		if err != nil {
+			return pod{}, err
+		}
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), prefix) && !seen[e.Name()] {
+				seen[e.Name()] = true
+				found = append(found, pod{uuid: e.Name(), stateDir: sd, path: r.podPath(sd, e.Name())})
+			}
+		}
+	}
+	switch len(found) {
+	case 0:
+		return pod{}, fmt.Errorf("no pod %q (see `karman list`): %w", prefix, ErrNotFound)
+	case 1:
+		return found[0], nil
+	}
+	return pod{}, fmt.Errorf("pod UUID %q matches %d pods; give more characters: %w", prefix, len(found), ErrAmbiguous)
+}
+
+// relocate finds the pod again after a possible concurrent move.
+func (r *Runtime) relocate(p pod) (pod, error) {
+	for _, sd := range stateDirs {
+		path := r.podPath(sd, p.uuid)
+		if _, err := os.Lstat(path); err == nil {
+			return pod{uuid: p.uuid, stateDir: sd, path: path}, nil
+		}
+	}
+	return pod{}, fmt.Errorf("pod %s: %w", p.uuid, ErrNotFound)
+}
+
+// state derives a pod's state from its directory and its lock.
+func (p pod) state() State {
+	locked := false
+	if l, err := lockfile.TryLock(p.path, false); err == nil {
+		l.Unlock()
+	} else if errors.Is(err, lockfile.ErrWouldBlock) {
+		locked = true
+	}
+	switch p.stateDir {
+	case "embryo":
+		if locked {
+			return Preparing
+		}
+		return Embryo
+	case "prepared":
+		return Prepared
+	case "run":
+		if locked {
+			return Running
+		}
+		return Exited
+	case "exited-garbage":
+		if locked {
+			return Deleting
+		}
+		return ExitedGarbage
+	}
+	if locked {
+		return Deleting
+	}
+	return Garbage
+}
+
+// move renames the pod to another state directory. A pod someone else
+// moved first yields ErrNotFound.
+func (r *Runtime) move(p pod, to string) (pod, error) {
+	np := pod{uuid: p.uuid, stateDir: to, path: r.podPath(to, p.uuid)}
+	if err := os.Rename(p.path, np.path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return pod{}, fmt.Errorf("pod %s moved meanwhile: %w", p.uuid, ErrNotFound)
+		}
+		return pod{}, fmt.Errorf("pod %s: %w", p.uuid, err)
+	}
+	return np, nil
+}
+
+// newUUID returns a random (version 4) UUID.
+func newUUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}

@@ -1,0 +1,204 @@
+package stage0
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/karman-project/karman/image"
+	"github.com/karman-project/karman/image/fetch"
+	"github.com/karman-project/karman/image/rootfs"
+	"github.com/karman-project/karman/internal/lockfile"
+	"github.com/karman-project/karman/stage1"
+)
+
+// Prepare creates a pod from spec, ready for RunPrepared, and returns its
+// UUID.
+func (r *Runtime) Prepare(ctx context.Context, spec PodSpec) (string, error) {
+	p, lock, err := r.create(ctx, spec)
+	if err != nil {
+		return "", err
+	}
+	defer lock.Unlock()
+	if _, err := r.move(p, "prepared"); err != nil {
+		r.discard(p)
+		return "", err
+	}
+	return p.uuid, nil
+}
+
+func leaseID(uuid, app string) string { return "pod-" + uuid + "-" + app }
+
+// create makes a pod directory in embryo/ and fills it: images resolved
+// (fetched per the pull policy), one rendering per app, pod.json. It
+// returns the pod still locked. On failure nothing is left behind.
+func (r *Runtime) create(ctx context.Context, spec PodSpec) (_ pod, lock *lockfile.Lock, err error) {
+	if err := spec.Validate(); err != nil {
+		return pod{}, nil, err
+	}
+	uuid := newUUID()
+	p := pod{uuid: uuid, stateDir: "embryo", path: r.podPath("embryo", uuid)}
+	if err := os.Mkdir(p.path, 0o700); err != nil {
+		return pod{}, nil, fmt.Errorf("create pod: %w", err)
+	}
+	if lock, err = lockfile.TryLock(p.path, true); err != nil {
+		os.Remove(p.path)
+		return pod{}, nil, fmt.Errorf("create pod: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			r.discard(p)
+			lock.Unlock()
+		}
+	}()
+	for _, d := range []string{"apps", stage1.StateDir, stage1.AppsState, stage1.LogsDir} {
+		if err := os.MkdirAll(filepath.Join(p.path, d), 0o755); err != nil {
+			return pod{}, nil, err
+		}
+	}
+	hostname := spec.Hostname
+	if hostname == "" {
+		hostname = "karman-" + uuid[:8]
+	}
+	pd := &stage1.Pod{
+		UUID: uuid, Name: spec.Name, Hostname: hostname, Net: spec.Net,
+		StopTimeout: spec.StopTimeout, Interactive: spec.Interactive, NotifyApp: spec.NotifyApp,
+		Hosts: fmt.Sprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n", hostname),
+	}
+	if spec.Net == "host" {
+		if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+			pd.ResolvConf = string(b)
+		}
+	}
+	for _, as := range spec.Apps {
+		app, err := r.prepareApp(ctx, p, spec, as)
+		if err != nil {
+			return pod{}, nil, fmt.Errorf("app %s: %w", as.Name, err)
+		}
+		pd.Apps = append(pd.Apps, app)
+	}
+	if err := stage1.SavePod(p.path, pd); err != nil {
+		return pod{}, nil, err
+	}
+	return p, lock, nil
+}
+
+func (r *Runtime) prepareApp(ctx context.Context, p pod, spec PodSpec, as AppSpec) (stage1.App, error) {
+	d, err := r.resolveImage(ctx, as.Image, spec)
+	if err != nil {
+		return stage1.App{}, err
+	}
+	m, err := r.images.Manifest(d)
+	if err != nil {
+		return stage1.App{}, err
+	}
+	cfg, err := r.images.Config(m)
+	if err != nil {
+		return stage1.App{}, err
+	}
+	rel := filepath.Join("apps", as.Name)
+	rf, err := rootfs.Render(ctx, r.images, d, filepath.Join(p.path, rel), leaseID(p.uuid, as.Name), rootfs.Options{NoOverlay: spec.NoOverlay, Deferred: true})
+	if err != nil {
+		return stage1.App{}, err
+	}
+	c := cfg.Config
+	entry, cmd := c.Entrypoint, c.Cmd
+	if as.Exec != "" {
+		entry, cmd = []string{as.Exec}, nil
+	}
+	if len(as.Args) > 0 {
+		cmd = as.Args
+	}
+	argv := append(slices.Clone(entry), cmd...)
+	if len(argv) == 0 {
+		return stage1.App{}, fmt.Errorf("image %s has no entrypoint or cmd; say what to run with --exec or `-- ARGS`", as.Image)
+	}
+	user := c.User
+	if as.User != "" {
+		user = as.User
+	}
+	copyRoot := ""
+	if !rf.Overlay {
+		copyRoot = rf.Path
+	}
+	uid, gid, gids, err := resolveUser(rf.Layers, copyRoot, user)
+	if err != nil {
+		return stage1.App{}, err
+	}
+	wd := c.WorkingDir
+	if as.WorkingDir != "" {
+		wd = as.WorkingDir
+	}
+	if wd == "" {
+		wd = "/"
+	}
+	return stage1.App{
+		Name: as.Name, Image: as.Image, ImageDigest: d.String(),
+		Dir: rel, Layers: rf.Layers,
+		Args: argv, Env: mergeEnv(c.Env, as.Env), WorkingDir: wd,
+		UID: uid, GID: gid, GIDs: gids, Mounts: as.Mounts,
+	}, nil
+}
+
+// resolveImage finds the image in the store or fetches it, per the pull
+// policy: new fetches only what the store lacks, update always asks the
+// source, never only uses the store.
+func (r *Runtime) resolveImage(ctx context.Context, arg string, spec PodSpec) (v1.Hash, error) {
+	if spec.PullPolicy != "update" {
+		d, err := r.images.Resolve(arg)
+		if err == nil || spec.PullPolicy == "never" {
+			if err != nil {
+				return d, fmt.Errorf("%w (--pull-policy=never)", err)
+			}
+			return d, nil
+		}
+		if !errors.Is(err, image.ErrNotFound) {
+			return d, err
+		}
+	}
+	ref, err := image.ParseReference(arg)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	img, err := fetch.Fetch(ctx, ref, fetch.Options{Store: r.images, InsecureHTTP: spec.InsecureHTTP, InsecureTLS: spec.InsecureTLS, Logger: r.log})
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	return v1.NewHash(img.Digest)
+}
+
+// mergeEnv overlays overrides (NAME=VALUE) on the image's environment and
+// makes sure PATH is set.
+func mergeEnv(base, overrides []string) []string {
+	out := slices.Clone(base)
+	for _, o := range overrides {
+		k, _, _ := strings.Cut(o, "=")
+		out = slices.DeleteFunc(out, func(e string) bool { return strings.HasPrefix(e, k+"=") })
+		out = append(out, o)
+	}
+	if !slices.ContainsFunc(out, func(e string) bool { return strings.HasPrefix(e, "PATH=") }) {
+		out = append(out, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	}
+	return out
+}
+
+// discard removes a pod that never ran: its renderings, leases and
+// directory, wherever it is now.
+func (r *Runtime) discard(p pod) error {
+	if np, err := r.relocate(p); err == nil {
+		p = np
+	}
+	var errs []error
+	ents, _ := os.ReadDir(filepath.Join(p.path, "apps"))
+	for _, e := range ents {
+		errs = append(errs, rootfs.Remove(r.images, filepath.Join(p.path, "apps", e.Name()), leaseID(p.uuid, e.Name())))
+	}
+	errs = append(errs, os.RemoveAll(p.path))
+	return errors.Join(errs...)
+}

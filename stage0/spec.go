@@ -1,0 +1,127 @@
+package stage0
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/karman-project/karman/stage1"
+)
+
+// AppSpec describes one app of a pod as a user asks for it; what it leaves
+// empty comes from the image config.
+type AppSpec struct {
+	Image string
+	// Name defaults to the image's repository base name.
+	Name string
+	// Exec replaces the image's entrypoint; Args (from `-- ARGS`) replace
+	// its cmd.
+	Exec       string
+	Args       []string
+	Env        []string
+	User       string // name or uid[:gid], resolved in the image
+	WorkingDir string
+	Mounts     []stage1.Mount
+}
+
+// PodSpec describes a pod to prepare or run.
+type PodSpec struct {
+	Apps        []AppSpec
+	Name        string
+	Hostname    string
+	Net         string // none or host
+	PullPolicy  string // new (default), update, never
+	NoOverlay   bool
+	StopTimeout time.Duration
+	Interactive bool
+	NotifyApp   bool
+	// Insecure options: "http", "tls" for fetching.
+	InsecureHTTP, InsecureTLS bool
+}
+
+var appName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// Validate checks a spec and fills its defaults, reporting every problem.
+func (s *PodSpec) Validate() error {
+	var errs []string
+	if len(s.Apps) == 0 {
+		errs = append(errs, "no image given")
+	}
+	switch s.Net {
+	case "":
+		s.Net = "none"
+	case "none", "host":
+	default:
+		errs = append(errs, fmt.Sprintf("--net=%s: only none and host are available so far", s.Net))
+	}
+	switch s.PullPolicy {
+	case "":
+		s.PullPolicy = "new"
+	case "new", "update", "never":
+	default:
+		errs = append(errs, fmt.Sprintf("--pull-policy=%s: use new, update or never", s.PullPolicy))
+	}
+	if s.StopTimeout <= 0 {
+		s.StopTimeout = 10 * time.Second
+	}
+	if s.Interactive && len(s.Apps) > 1 {
+		errs = append(errs, "--interactive needs a pod of exactly one app")
+	}
+	seen := map[string]bool{}
+	for i := range s.Apps {
+		a := &s.Apps[i]
+		if a.Name == "" {
+			a.Name = defaultAppName(a.Image)
+		}
+		if seen[a.Name] {
+			a.Name = fmt.Sprintf("%s-%d", a.Name, i+1)
+		}
+		if !appName.MatchString(a.Name) {
+			errs = append(errs, fmt.Sprintf("app name %q: use lower-case letters, digits and '-'", a.Name))
+		}
+		seen[a.Name] = true
+		for _, e := range a.Env {
+			if !strings.Contains(e, "=") {
+				errs = append(errs, fmt.Sprintf("--env %q: use NAME=VALUE", e))
+			}
+		}
+		for _, m := range a.Mounts {
+			if !path.IsAbs(m.Source) || !path.IsAbs(m.Target) {
+				errs = append(errs, fmt.Sprintf("volume %s:%s: both paths must be absolute", m.Source, m.Target))
+			}
+		}
+		if a.WorkingDir != "" && !path.IsAbs(a.WorkingDir) {
+			errs = append(errs, fmt.Sprintf("--workdir %q must be absolute", a.WorkingDir))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid pod: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+var notNameChars = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// defaultAppName derives an app name from an image reference: the last
+// path component without tag, digest or .tar.
+func defaultAppName(img string) string {
+	s := img
+	for _, p := range []string{"oci:", "docker-archive:", "docker://"} {
+		s = strings.TrimPrefix(s, p)
+	}
+	base := path.Base(strings.SplitN(s, "@", 2)[0])
+	if i := strings.IndexByte(base, ':'); i >= 0 {
+		base = base[:i]
+	}
+	base = strings.TrimSuffix(base, ".tar")
+	base = strings.Trim(notNameChars.ReplaceAllString(strings.ToLower(base), "-"), "-")
+	if len(base) > 63 {
+		base = strings.Trim(base[:63], "-")
+	}
+	if base == "" {
+		return "app"
+	}
+	return base
+}

@@ -1,0 +1,125 @@
+package stage1
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// The hidden entrypoints of the karman binary. Their names start with "__"
+// so that they can never clash with a CLI command.
+const (
+	// cmdRun is the supervisor: karman __stage1-run [--debug]
+	// [--lock-fd=N] PODDIR. This command line is part of the stage0 ->
+	// stage1 interface (InterfaceVersion).
+	cmdRun = "__stage1-run"
+	// cmdInit is the pod's init, started by the supervisor in new
+	// namespaces. It takes no arguments: its bootstrap data arrives on
+	// fd 3.
+	cmdInit = "__stage1-init"
+)
+
+// entrypoints is the one table of hidden entrypoints, keyed on os.Args[1].
+var entrypoints = map[string]func(args []string) int{
+	cmdRun:  supervisorMain,
+	cmdInit: initMain,
+}
+
+// Entrypoint dispatches the hidden re-exec entrypoints of the karman binary
+// (the supervisor and the pod init). main calls it first:
+//
+//	if code, ok := stage1.Entrypoint(os.Args); ok { os.Exit(code) }
+//
+// It returns handled=false, doing nothing, for every other command line.
+func Entrypoint(args []string) (code int, handled bool) {
+	if len(args) < 2 {
+		return 0, false
+	}
+	f, ok := entrypoints[args[1]]
+	if !ok {
+		return 0, false
+	}
+	return f(args[2:]), true
+}
+
+// ExecOptions are the options of Exec.
+type ExecOptions struct {
+	// Debug makes stage1 log debug records to stderr.
+	Debug bool
+}
+
+// Exec replaces the current process with the stage1 supervisor for podDir.
+// lock is the pod directory, opened and locked with flock(LOCK_EX); the
+// supervisor inherits it (CLOEXEC cleared) and holds it until the pod has
+// ended. The environment is kept (NOTIFY_SOCKET matters). Exec only
+// returns on error.
+//
+// The lock keeps its descriptor number, which is passed as --lock-fd: Exec
+// does not dup it onto fd 3 because a Go program's fd 3 is usually the
+// runtime's epoll descriptor, and replacing it before execve can crash the
+// runtime. A supervisor started as a child with the lock as ExtraFiles[0]
+// needs no flag: the default is 3.
+func Exec(podDir string, lock *os.File, opts ExecOptions) error {
+	abs, err := filepath.Abs(podDir)
+	if err != nil {
+		return fmt.Errorf("stage1: %w", err)
+	}
+	fd := int(lock.Fd())
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
+		return fmt.Errorf("stage1: pass the pod lock: %w", err)
+	}
+	args := supervisorArgs(abs, fd, opts)
+	err = syscall.Exec("/proc/self/exe", args, os.Environ())
+	unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
+	return fmt.Errorf("stage1: exec the supervisor: %w", err)
+}
+
+// supervisorArgs is the supervisor's command line.
+func supervisorArgs(podDir string, lockFD int, opts ExecOptions) []string {
+	args := []string{"karman", cmdRun}
+	if opts.Debug {
+		args = append(args, "--debug")
+	}
+	if lockFD != 3 {
+		args = append(args, "--lock-fd="+strconv.Itoa(lockFD))
+	}
+	return append(args, podDir)
+}
+
+// supervisorFlags parses the supervisor's arguments (after cmdRun).
+type supervisorFlags struct {
+	podDir string
+	lockFD int
+	debug  bool
+}
+
+func parseSupervisorArgs(args []string) (supervisorFlags, error) {
+	f := supervisorFlags{lockFD: 3}
+	for _, a := range args {
+		switch {
+		case a == "--debug":
+			f.debug = true
+		case strings.HasPrefix(a, "--lock-fd="):
+			n, err := strconv.Atoi(strings.TrimPrefix(a, "--lock-fd="))
+			if err != nil || n < 3 {
+				return f, fmt.Errorf("bad %s", a)
+			}
+			f.lockFD = n
+		case strings.HasPrefix(a, "-"):
+			return f, fmt.Errorf("unknown flag %s", a)
+		case f.podDir != "":
+			return f, fmt.Errorf("unexpected argument %q", a)
+		default:
+			f.podDir = a
+		}
+	}
+	if f.podDir == "" {
+		return f, fmt.Errorf("usage: karman %s [--debug] [--lock-fd=N] PODDIR", cmdRun)
+	}
+	return f, nil
+}

@@ -1,0 +1,116 @@
+package stage1
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestExitCode(t *testing.T) {
+	t.Parallel()
+	p := newPod(t, nil, sh("app", "exit 7"))
+	p.expect(p.run(), 7)
+	if got := strings.TrimSpace(readFile(t, filepath.Join(p.dir, ExitFile))); got != "7" {
+		t.Errorf("state/exit = %q, want 7", got)
+	}
+	for _, f := range []string{Finished, Started, InitPID, SupervisorPID} {
+		if _, err := os.Stat(filepath.Join(p.dir, f)); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	for _, f := range []string{CtlSocket, NotifySocket} {
+		if _, err := os.Lstat(filepath.Join(p.dir, f)); err == nil {
+			t.Errorf("%s left behind", f)
+		}
+	}
+	st := p.appStatus()[0]
+	if !st.Exited || st.ExitCode != 7 || st.PID <= 0 || st.Started.IsZero() || st.Finished.Before(st.Started) {
+		t.Errorf("app status = %+v", st)
+	}
+}
+
+func TestExecErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		path string
+	}{
+		{"absolute-missing", []string{"/no/such/cmd"}, ExitNotFound, "/no/such/cmd"},
+		{"path-missing", []string{"nosuchcmd", "x"}, ExitNotFound, "nosuchcmd"},
+		{"not-executable", []string{"/etc/passwd"}, ExitCannotExec, "/etc/passwd"},
+		{"directory", []string{"/etc"}, ExitCannotExec, "/etc"},
+		{"relative-missing", []string{"./nope"}, ExitNotFound, "/nope"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := newPod(t, nil, App{Name: "web", Args: tc.args})
+			p.expect(p.run(), tc.code)
+			want := "karman: app web: " + tc.path + ": "
+			lines := strings.Split(strings.TrimSpace(p.stdout()+p.stderr()), "\n")
+			found := 0
+			for _, l := range lines {
+				if strings.HasPrefix(l, want) {
+					found++
+				}
+			}
+			if found != 1 {
+				t.Errorf("want one line starting %q on stderr; got:\n%s", want, p.stderr())
+			}
+			if !strings.Contains(p.log("web"), want) {
+				t.Errorf("log lacks the error: %q", p.log("web"))
+			}
+			st := p.appStatus()[0]
+			if !st.Exited || st.ExitCode != tc.code || st.Reason == "" || st.PID != 0 {
+				t.Errorf("app status = %+v", st)
+			}
+		})
+	}
+}
+
+func TestSignalExit(t *testing.T) {
+	t.Parallel()
+	p := newPod(t, nil, sh("app", "kill -9 $$"))
+	p.expect(p.run(), 137)
+	if st := p.appStatus()[0]; st.Signal != "SIGKILL" || st.ExitCode != 137 {
+		t.Errorf("app status = %+v", st)
+	}
+}
+
+// TestMultiApp: the pod's status is that of the first app in pod order
+// that did not exit 0, whatever the order in which they ended.
+func TestMultiApp(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		apps []App
+		want int
+	}{
+		{"all-zero", []App{sh("a", "exit 0"), sh("b", "true")}, 0},
+		// c exits first, b waits for c to be gone, a for b.
+		{"pod-order", []App{
+			sh("a", "while [ ! -e /shared/b ]; do sleep 0.01; done; exit 0"),
+			sh("b", "while [ ! -e /shared/c ]; do sleep 0.01; done; touch /shared/b; exit 3"),
+			sh("c", "touch /shared/c; exit 5"),
+		}, 3},
+		{"signal", []App{sh("a", "exit 0"), sh("b", "kill -9 $$"), sh("c", "exit 2")}, 137},
+		{"not-found", []App{sh("a", "exit 0"), {Name: "b", Args: []string{"nosuch"}}}, 127},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			shared := t.TempDir()
+			for i := range tc.apps {
+				tc.apps[i].Mounts = []Mount{{Source: shared, Target: "/shared"}}
+			}
+			p := newPod(t, nil, tc.apps...)
+			p.expect(p.run(), tc.want)
+			for _, st := range p.appStatus() {
+				if !st.Exited {
+					t.Errorf("app status = %+v", st)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,316 @@
+package stage1
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// podInit is PID 1 of the pod: it sets up the pod's root, starts the
+// apps, reaps every process of the pod and reports to the supervisor.
+type podInit struct {
+	pod    *Pod
+	dir    string
+	log    *slog.Logger
+	sup    *net.UnixConn
+	notify bool // bind the supervisor's notify relay into the apps
+
+	ctl  *net.UnixListener
+	apps []*appProc
+
+	// mu makes fork + registration atomic with respect to wait4, so that
+	// the reaper never reaps a child it does not know yet.
+	mu       sync.Mutex
+	children map[int]func(unix.WaitStatus)
+
+	// Owned by the main loop.
+	running  int
+	stopping bool
+	killC    <-chan time.Time
+	events   chan event
+	done     chan struct{} // closed when the main loop has ended
+}
+
+// event is a request to the main loop from the supervisor or the control
+// socket.
+type event struct {
+	stop, force bool
+	sig         syscall.Signal
+	gone        bool // the supervisor is gone
+}
+
+// appProc is one app as the init runs it.
+type appProc struct {
+	app            *App
+	root           *root  // its root directory, /apps/<name> after the pivot
+	rootPath       string // idem, as a path
+	stdout, stderr int    // the init's copies, closed once started
+	pid            int
+	started        bool
+	exited         bool
+	code           int
+}
+
+// initMain is the cmdInit entrypoint.
+func initMain(_ []string) int {
+	// CVE-2019-5736: nothing in the pod may open /proc/1/exe (the karman
+	// binary) or our memory. This comes before any app exists.
+	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	// The supervisor's death must take the pod down. Go's own Pdeathsig
+	// cannot be used across a new PID namespace (see startInit); a
+	// supervisor that died before this line is noticed as EOF on fd 3.
+	unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
+	chld := make(chan os.Signal, 1)
+	signal.Notify(chld, unix.SIGCHLD)
+	sigc := make(chan os.Signal, 16)
+	signal.Notify(sigc, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2,
+		unix.SIGWINCH, unix.SIGQUIT, unix.SIGPIPE)
+	unix.Umask(0o022)
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fail(fmt.Errorf("pod init: %w", err))
+	}
+	sup, err := fileConn(os.NewFile(initSockFD, "stage1-sock"))
+	if err != nil {
+		return fail(fmt.Errorf("pod init: %w", err))
+	}
+	in := &podInit{
+		sup:      sup,
+		children: map[int]func(unix.WaitStatus){},
+		events:   make(chan event, 16),
+		done:     make(chan struct{}),
+	}
+	code, err := in.run(chld, sigc)
+	if err != nil {
+		sendMsg(sup, &message{T: msgError, Msg: err.Error()}, nil)
+		return ExitRuntimeError
+	}
+	return code
+}
+
+func (in *podInit) run(chld, sigc <-chan os.Signal) (int, error) {
+	buf := make([]byte, maxPacket)
+	boot, _, err := recvMsg(in.sup, buf, nil)
+	if err != nil || boot.T != msgBoot {
+		return 0, fmt.Errorf("pod init: no bootstrap data (%v)", err)
+	}
+	level := slog.LevelInfo
+	if boot.Debug {
+		level = slog.LevelDebug
+	}
+	in.log = slog.New(&sockHandler{c: in.sup, level: level})
+	in.dir, in.notify = boot.PodDir, boot.Notify
+	pod, err := LoadPod(in.dir)
+	if err != nil {
+		return 0, err
+	}
+	if err := pod.Validate(); err != nil {
+		return 0, err
+	}
+	in.pod = pod
+	if err := in.setup(); err != nil {
+		return 0, err
+	}
+	go in.readSupervisor()
+
+	for _, a := range in.apps {
+		in.startApp(a)
+	}
+	if err := sendMsg(in.sup, &message{T: msgReady}, nil); err != nil {
+		return 0, err
+	}
+	go in.serveCtl()
+	return in.loop(chld, sigc), nil
+}
+
+// loop runs until every app has exited and returns the pod's status.
+func (in *podInit) loop(chld, sigc <-chan os.Signal) int {
+	defer close(in.done)
+	for in.running > 0 {
+		select {
+		case <-chld:
+			in.reap()
+		case sig := <-sigc:
+			switch sig {
+			case unix.SIGPIPE:
+			case unix.SIGTERM, unix.SIGINT:
+				in.stop(false)
+			default:
+				in.forward(sig.(syscall.Signal))
+			}
+		case ev := <-in.events:
+			switch {
+			case ev.gone:
+				// Nobody is left to report to: take the pod down now.
+				unix.Kill(-1, unix.SIGKILL)
+				os.Exit(ExitRuntimeError)
+			case ev.stop:
+				in.stop(ev.force)
+			default:
+				in.forward(ev.sig)
+			}
+		case <-in.killC:
+			in.log.Debug("stop timeout: killing the pod")
+			in.killC = nil
+			unix.Kill(-1, unix.SIGKILL)
+		}
+	}
+	code := podExitCode(in.apps)
+	if err := sendMsg(in.sup, &message{T: msgExit, Code: code}, nil); err != nil {
+		in.log.Warn("reporting exit status", "err", err)
+	}
+	return code
+}
+
+// podExitCode is the status of the first app in pod order that did not
+// exit 0 (a signal N counting as 128+N), else 0. For one app it is that
+// app's status.
+func podExitCode(apps []*appProc) int {
+	for _, a := range apps {
+		if a.code != 0 {
+			return a.code
+		}
+	}
+	return 0
+}
+
+// reap collects every child that has exited: apps, enter sessions and
+// orphans that were re-parented to us.
+func (in *podInit) reap() {
+	for {
+		var ws unix.WaitStatus
+		in.mu.Lock()
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		var f func(unix.WaitStatus)
+		if pid > 0 {
+			f = in.children[pid]
+			delete(in.children, pid)
+		}
+		in.mu.Unlock()
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if pid <= 0 {
+			return
+		}
+		if f != nil {
+			f(ws)
+		} else {
+			in.log.Debug("reaped orphan", "pid", pid)
+		}
+	}
+}
+
+// appExited records an app's end. It runs on the main loop.
+func (in *podInit) appExited(a *appProc, ws unix.WaitStatus) {
+	code, sig := waitCode(ws)
+	a.exited, a.code = true, code
+	in.running--
+	m := &message{T: msgExited, App: a.app.Name, Time: time.Now(), Code: code}
+	if sig != 0 {
+		m.Signal, m.Reason = unix.SignalName(sig), "killed by "+unix.SignalName(sig)
+	}
+	in.log.Debug("app exited", "app", a.app.Name, "code", code, "signal", m.Signal)
+	if err := sendMsg(in.sup, m, nil); err != nil {
+		in.log.Warn("reporting app exit", "app", a.app.Name, "err", err)
+	}
+}
+
+// waitCode is the shell's view of a wait status: the exit code, or 128+N
+// for a death by signal N.
+func waitCode(ws unix.WaitStatus) (int, syscall.Signal) {
+	if ws.Signaled() {
+		return 128 + int(ws.Signal()), ws.Signal()
+	}
+	return ws.ExitStatus(), 0
+}
+
+// stop asks the apps to end: SIGTERM now, SIGKILL to the whole pod after
+// the stop timeout. force kills at once.
+func (in *podInit) stop(force bool) {
+	if force {
+		in.log.Debug("killing the pod")
+		unix.Kill(-1, unix.SIGKILL)
+		return
+	}
+	if in.stopping {
+		return
+	}
+	in.stopping = true
+	timeout := in.pod.StopTimeout
+	if timeout <= 0 {
+		timeout = DefaultStopTimeout
+	}
+	in.log.Debug("stopping the pod", "timeout", timeout)
+	in.forward(unix.SIGTERM)
+	in.killC = time.After(timeout)
+}
+
+// forward sends sig to every app still running.
+func (in *podInit) forward(sig syscall.Signal) {
+	for _, a := range in.apps {
+		if a.started && !a.exited {
+			if err := unix.Kill(a.pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+				in.log.Warn("signalling app", "app", a.app.Name, "signal", unix.SignalName(sig), "err", err)
+			}
+		}
+	}
+}
+
+// readSupervisor turns the supervisor's requests into events.
+func (in *podInit) readSupervisor() {
+	buf := make([]byte, maxPacket)
+	for {
+		m, _, err := recvMsg(in.sup, buf, nil)
+		var ev event
+		switch {
+		case err != nil:
+			if !isClosed(err) {
+				in.log.Warn("reading from supervisor", "err", err)
+				continue
+			}
+			ev.gone = true
+		case m.T == msgStop:
+			ev.stop, ev.force = true, m.Force
+		case m.T == msgSignal:
+			ev.sig = syscall.Signal(m.Sig)
+		default:
+			in.log.Warn("unknown message from supervisor", "type", m.T)
+			continue
+		}
+		if !in.post(ev) || ev.gone {
+			return
+		}
+	}
+}
+
+// post hands ev to the main loop; false once the loop has ended.
+func (in *podInit) post(ev event) bool {
+	select {
+	case in.events <- ev:
+		return true
+	case <-in.done:
+		return false
+	}
+}
+
+// hostname is the pod's host name.
+func (in *podInit) hostname() string {
+	switch {
+	case in.pod.Hostname != "":
+		return in.pod.Hostname
+	case in.pod.Name != "":
+		return in.pod.Name
+	case len(in.pod.UUID) >= 8:
+		return "karman-" + strings.ToLower(in.pod.UUID[:8])
+	}
+	return "karman"
+}

@@ -1,0 +1,292 @@
+package stage1
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/karman-project/karman/image/rootfs"
+)
+
+// appsDir holds the apps' roots inside the pod root: /apps/<name>.
+const appsDir = "/apps"
+
+// appNotifySocket is where an app finds the notify relay (NotifyApp).
+const appNotifySocket = "/run/notify.sock"
+
+// setup builds the pod's world, in the init's new mount namespace:
+// private mounts, host name, loopback, the control socket, a tmpfs root
+// holding every app's rootfs with its /proc, /dev, /sys, /etc files and
+// mounts, then pivot_root into it, so that nothing of the host's
+// filesystem is left reachable.
+func (in *podInit) setup() error {
+	// Nothing we mount may propagate to the host, and the host's later
+	// mounts need not reach us.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make mounts private: %w", err)
+	}
+	if err := unix.Sethostname([]byte(in.hostname())); err != nil {
+		return fmt.Errorf("set host name: %w", err)
+	}
+	netns := in.pod.Net != "host"
+	if netns {
+		if err := loopbackUp(); err != nil {
+			return err
+		}
+	}
+	if err := in.listenCtl(); err != nil {
+		return err
+	}
+
+	podRoot := filepath.Join(in.dir, PodRoot)
+	if err := unix.Mount("tmpfs", podRoot, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=755,size=1m"); err != nil {
+		return fmt.Errorf("mount pod root: %w", err)
+	}
+	if err := os.Mkdir(filepath.Join(podRoot, appsDir), 0o755); err != nil {
+		return err
+	}
+	for i := range in.pod.Apps {
+		a := &appProc{app: &in.pod.Apps[i], stdout: -1, stderr: -1}
+		if !in.pod.Interactive {
+			a.stdout, a.stderr = initStdioFD+2*i, initStdioFD+2*i+1
+		}
+		in.apps = append(in.apps, a)
+		if err := in.mountApp(a.app, filepath.Join(podRoot, appsDir, a.app.Name), netns); err != nil {
+			return fmt.Errorf("app %s: %w", a.app.Name, err)
+		}
+	}
+	if err := pivot(podRoot); err != nil {
+		return err
+	}
+	var err error
+	for _, a := range in.apps {
+		a.rootPath = filepath.Join(appsDir, a.app.Name)
+		if a.root, err = openRoot(a.rootPath); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// listenCtl binds the control socket in the pod's state directory while
+// that is still reachable.
+func (in *podInit) listenCtl() error {
+	path := filepath.Join(in.dir, CtlSocket)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return withSocketPath(path, func(p string) error {
+		l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: p, Net: "unixpacket"})
+		if err != nil {
+			return fmt.Errorf("control socket: %w", err)
+		}
+		l.SetUnlinkOnClose(false) // unreachable after the pivot; the supervisor removes it
+		in.ctl = l
+		return nil
+	})
+}
+
+// mountApp mounts app a's rootfs at target with everything in it.
+func (in *podInit) mountApp(a *App, target string, netns bool) error {
+	dir := filepath.Join(in.dir, a.Dir)
+	if len(a.Layers) > 0 {
+		if err := rootfs.Mount(dir, a.Layers); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(target, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount(filepath.Join(dir, "rootfs"), target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind rootfs: %w", err)
+	}
+	r, err := openRoot(target)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	const nsx = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	if err := r.mount("proc", "/proc", "proc", nsx, "", false); err != nil {
+		return err
+	}
+	if err := setupDev(r); err != nil {
+		return err
+	}
+	if err := r.mount("sysfs", "/sys", "sysfs", nsx|unix.MS_RDONLY, "", false); err != nil {
+		// A pod in the host's network namespace may not be allowed a
+		// sysfs of its own: show the host's, read-only.
+		if netns {
+			return err
+		}
+		if err := r.mount("/sys", "/sys", "", unix.MS_BIND|unix.MS_REC, "", false); err != nil {
+			return err
+		}
+		if err := r.remountRO("/sys", nsx); err != nil {
+			return err
+		}
+	}
+	hn := in.hostname()
+	hosts := in.pod.Hosts
+	if hosts == "" {
+		hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hn + "\n"
+	}
+	files := map[string]string{"/etc/hostname": hn + "\n", "/etc/hosts": hosts}
+	if in.pod.ResolvConf != "" {
+		files["/etc/resolv.conf"] = in.pod.ResolvConf
+	}
+	for name, content := range files {
+		if err := r.writeFile(name, []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	for _, m := range a.Mounts {
+		if err := bindMount(r, m); err != nil {
+			return err
+		}
+	}
+	if in.notify {
+		if err := r.mount(filepath.Join(in.dir, NotifySocket), appNotifySocket, "", unix.MS_BIND, "", true); err != nil {
+			return fmt.Errorf("notify socket: %w", err)
+		}
+	}
+	return nil
+}
+
+// devices are created in each app's /dev (character devices, mode 0666).
+var devices = []struct {
+	name         string
+	major, minor uint32
+}{
+	{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+}
+
+// setupDev mounts /dev as a tmpfs with the usual devices, a private
+// devpts, /dev/shm, /dev/mqueue and the /proc/self/fd links.
+func setupDev(r *root) error {
+	if err := r.mount("tmpfs", "/dev", "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k", false); err != nil {
+		return err
+	}
+	dev, err := r.openat("/dev", unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dev)
+	for _, d := range devices {
+		err := unix.Mknodat(dev, d.name, unix.S_IFCHR|0o666, int(unix.Mkdev(d.major, d.minor)))
+		if err == nil {
+			err = unix.Fchmodat(dev, d.name, 0o666, 0) // past the umask
+		} else if errors.Is(err, unix.EPERM) {
+			// No mknod here (a user namespace): bind the host's node.
+			err = r.mount("/dev/"+d.name, "/dev/"+d.name, "", unix.MS_BIND, "", true)
+		}
+		if err != nil {
+			return fmt.Errorf("/dev/%s: %w", d.name, err)
+		}
+	}
+	if err := r.mount("devpts", "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5", false); err != nil {
+		return err
+	}
+	if err := r.mount("shm", "/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k", false); err != nil {
+		return err
+	}
+	// The pod has its own IPC namespace; a kernel without POSIX message
+	// queues just has no /dev/mqueue.
+	if err := r.mount("mqueue", "/dev/mqueue", "mqueue", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "", false); err != nil && !errors.Is(err, unix.ENODEV) {
+		return err
+	}
+	for name, target := range map[string]string{
+		"ptmx": "pts/ptmx", "fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
+		"stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2",
+	} {
+		if err := unix.Symlinkat(target, dev, name); err != nil {
+			return fmt.Errorf("/dev/%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// bindMount binds a host path into the app, read-only if asked. The
+// target is created (a directory or an empty file, like the source) and
+// resolved inside the app's root.
+func bindMount(r *root, m Mount) error {
+	fi, err := os.Stat(m.Source)
+	if err != nil {
+		return fmt.Errorf("mount %s: %w", m.Source, err)
+	}
+	if err := r.mount(m.Source, m.Target, "", unix.MS_BIND|unix.MS_REC, "", !fi.IsDir()); err != nil {
+		return err
+	}
+	if !m.ReadOnly {
+		return nil
+	}
+	// Keep the flags of the source's mount: a bind remount replaces them.
+	var st unix.Statfs_t
+	if err := unix.Statfs(m.Source, &st); err != nil {
+		return fmt.Errorf("mount %s: %w", m.Source, err)
+	}
+	var flags uintptr
+	for st1, ms := range map[int64]uintptr{
+		unix.ST_NOSUID: unix.MS_NOSUID, unix.ST_NODEV: unix.MS_NODEV, unix.ST_NOEXEC: unix.MS_NOEXEC,
+		unix.ST_NOATIME: unix.MS_NOATIME, unix.ST_NODIRATIME: unix.MS_NODIRATIME, unix.ST_RELATIME: unix.MS_RELATIME,
+	} {
+		if st.Flags&st1 != 0 {
+			flags |= ms
+		}
+	}
+	return r.remountRO(m.Target, flags)
+}
+
+// pivot makes dir the root of the mount namespace and drops the host's
+// root, then makes the pod root itself read-only.
+func pivot(dir string) error {
+	if err := unix.Chdir(dir); err != nil {
+		return err
+	}
+	// pivot_root(".", ".") stacks the old root on top of the new one;
+	// detaching it leaves the new root alone, with no put_old directory.
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root: %w", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach the host's root: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return err
+	}
+	const flags = unix.MS_REMOUNT | unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	if err := unix.Mount("", "/", "", flags, ""); err != nil {
+		return fmt.Errorf("pod root read-only: %w", err)
+	}
+	return nil
+}
+
+// loopbackUp brings up "lo" in the pod's own network namespace.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("loopback: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("loopback: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("loopback up: %w", err)
+	}
+	return nil
+}
+
+// isTerminal tells whether fd is a terminal.
+func isTerminal(fd int) bool {
+	_, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	return err == nil
+}

@@ -1,0 +1,211 @@
+package stage1
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The supervisor and the init talk over a SOCK_SEQPACKET socket pair (the
+// init's end is its fd 3): one JSON message per packet, in both directions.
+// A packet socket keeps message boundaries, carries SCM_CREDENTIALS (the
+// kernel translates an app's PID from the pod's PID namespace into the
+// supervisor's) and sees EOF when the other side dies.
+
+// Message types.
+const (
+	msgBoot    = "boot"    // supervisor -> init, first message
+	msgStop    = "stop"    // supervisor -> init: stop the pod (Force: at once)
+	msgSignal  = "signal"  // supervisor -> init: forward Sig to the apps
+	msgLog     = "log"     // init -> supervisor: a log record
+	msgError   = "error"   // init -> supervisor: the init failed (Msg), exit 254
+	msgStarted = "started" // init -> supervisor: app App runs (creds: host PID)
+	msgExited  = "exited"  // init -> supervisor: app App ended
+	msgReady   = "ready"   // init -> supervisor: every app was started
+	msgExit    = "exit"    // init -> supervisor: the pod's exit status Code
+)
+
+// Fixed file descriptors of the init.
+const (
+	initSockFD  = 3 // the supervisor socket
+	initStdioFD = 4 // then stdout, stderr pipes of each app, in pod order
+)
+
+// maxPacket bounds a packet; senders truncate log text well below it.
+const maxPacket = 64 << 10
+
+// message is one packet between the supervisor and the init. Which fields
+// are set depends on T.
+type message struct {
+	T string `json:"t"`
+
+	// boot
+	PodDir string `json:"podDir,omitempty"`
+	Debug  bool   `json:"debug,omitempty"`
+	Notify bool   `json:"notify,omitempty"` // NotifySocket relay exists
+
+	// log, error
+	Level slog.Level `json:"level,omitempty"`
+	Msg   string     `json:"msg,omitempty"`
+	Attrs []string   `json:"attrs,omitempty"` // key, value, key, value...
+
+	// started, exited, exit
+	App    string    `json:"app,omitempty"`
+	PID    int       `json:"pid,omitempty"` // in the pod's PID namespace
+	Time   time.Time `json:"time,omitzero"`
+	Code   int       `json:"code,omitempty"`
+	Signal string    `json:"signal,omitempty"`
+	Reason string    `json:"reason,omitempty"`
+
+	// stop, signal
+	Force bool `json:"force,omitempty"`
+	Sig   int  `json:"sig,omitempty"`
+}
+
+// sendMsg writes m as one packet, with optional ancillary data.
+func sendMsg(c *net.UnixConn, m *message, oob []byte) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if _, _, err := c.WriteMsgUnix(b, oob, nil); err != nil {
+		return fmt.Errorf("send %s: %w", m.T, err)
+	}
+	return nil
+}
+
+// recvMsg reads one packet. creds is the sender-supplied (kernel
+// translated) PID when the socket has SO_PASSCRED, else 0.
+func recvMsg(c *net.UnixConn, buf, oob []byte) (m message, creds int, err error) {
+	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return m, 0, err
+	}
+	if n == 0 {
+		return m, 0, errEOF
+	}
+	if oobn > 0 {
+		if cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+			for _, cm := range cmsgs {
+				if uc, err := unix.ParseUnixCredentials(&cm); err == nil {
+					creds = int(uc.Pid)
+				} else if fds, err := unix.ParseUnixRights(&cm); err == nil {
+					for _, fd := range fds {
+						unix.Close(fd) // not expected here
+					}
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal(buf[:n], &m); err != nil {
+		return m, creds, fmt.Errorf("bad packet: %w", err)
+	}
+	return m, creds, nil
+}
+
+// errEOF is an empty packet: a SEQPACKET peer closed its end.
+var errEOF = errors.New("peer closed the connection")
+
+// isClosed tells whether err means the peer is gone.
+func isClosed(err error) bool {
+	return errors.Is(err, errEOF) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, unix.ECONNRESET) ||
+		errors.Is(err, unix.EPIPE) || errors.Is(err, os.ErrClosed)
+}
+
+// socketPair returns a connected SEQPACKET pair as a *net.UnixConn (this
+// side) and an *os.File (the other side, to pass to a child).
+func socketPair() (*net.UnixConn, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("socketpair: %w", err)
+	}
+	mine := os.NewFile(uintptr(fds[0]), "stage1-sock")
+	c, err := fileConn(mine)
+	if err != nil {
+		unix.Close(fds[1])
+		return nil, nil, err
+	}
+	return c, os.NewFile(uintptr(fds[1]), "stage1-sock"), nil
+}
+
+// fileConn turns a unix socket file into a *net.UnixConn and closes f.
+func fileConn(f *os.File) (*net.UnixConn, error) {
+	defer f.Close()
+	c, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("socket: %w", err)
+	}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("fd %d is not a unix socket", f.Fd())
+	}
+	return uc, nil
+}
+
+// sockHandler is the init's slog.Handler: it ships records to the
+// supervisor, which logs them with its own handler.
+type sockHandler struct {
+	c     *net.UnixConn
+	level slog.Level
+	attrs []string
+	group string
+}
+
+func (h *sockHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level }
+
+func (h *sockHandler) Handle(_ context.Context, r slog.Record) error {
+	m := &message{T: msgLog, Level: r.Level, Msg: truncate(r.Message), Attrs: append([]string(nil), h.attrs...)}
+	r.Attrs(func(a slog.Attr) bool {
+		m.Attrs = append(m.Attrs, h.key(a.Key), truncate(a.Value.String()))
+		return true
+	})
+	return sendMsg(h.c, m, nil)
+}
+
+func (h *sockHandler) key(k string) string {
+	if h.group != "" {
+		return h.group + "." + k
+	}
+	return k
+}
+
+func (h *sockHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	n := *h
+	n.attrs = append([]string(nil), h.attrs...)
+	for _, a := range as {
+		n.attrs = append(n.attrs, h.key(a.Key), truncate(a.Value.String()))
+	}
+	return &n
+}
+
+func (h *sockHandler) WithGroup(g string) slog.Handler {
+	n := *h
+	n.group = h.key(g)
+	return &n
+}
+
+func truncate(s string) string {
+	const max = 8 << 10
+	if len(s) > max {
+		return s[:max] + "..."
+	}
+	return s
+}
+
+// attrsAny turns key/value strings back into slog arguments.
+func attrsAny(kv []string) []any {
+	out := make([]any, 0, len(kv))
+	for i := 0; i+1 < len(kv); i += 2 {
+		out = append(out, slog.String(kv[i], kv[i+1]))
+	}
+	return out
+}

@@ -1,0 +1,144 @@
+package stage1
+
+import (
+	"os"
+	"os/exec"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// TestExec runs a pod the way stage0 does: a process locks the pod
+// directory and execs the supervisor, which keeps the lock (and the PID)
+// until the pod has ended.
+func TestExec(t *testing.T) {
+	t.Parallel()
+	p := newPod(t, nil, sh("app", "echo ready; exec sleep 1000"))
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Env = append(os.Environ(), execTestEnv+"="+p.dir)
+	out, err := os.Create(p.dir + ".out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd, p.out, p.err = cmd, out.Name(), out.Name()
+	p.exited = make(chan struct{})
+	go func() {
+		p.werr = cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(p.kill)
+	p.waitLog("app", "ready")
+	if pid := strings.TrimSpace(readFile(t, p.dir+"/"+SupervisorPID)); pid != itoa(cmd.Process.Pid) {
+		t.Errorf("supervisor pid %s, want the exec'ing process %d", pid, cmd.Process.Pid)
+	}
+	if held, err := locked(p.dir); err != nil || !held {
+		t.Errorf("the pod lock is not held while the pod runs (%v)", err)
+	}
+	if err := Stop(p.dir, false); err != nil {
+		t.Fatal(err)
+	}
+	p.expect(p.wait(), 143)
+	if held, err := locked(p.dir); err != nil || held {
+		t.Errorf("the pod lock is still held (%v)", err)
+	}
+}
+
+// TestNoLeakedDescriptors: apps get stdin, stdout and stderr only; the
+// pod lock stays in the supervisor.
+func TestNoLeakedDescriptors(t *testing.T) {
+	t.Parallel()
+	got := lines(t, nil, App{Name: "app", Args: []string{"ls", "/proc/self/fd"}})
+	if strings.Join(got, " ") != "0 1 2 3" { // 3 is ls's own directory
+		t.Errorf("app descriptors: %q", got)
+	}
+}
+
+func TestEntrypoint(t *testing.T) {
+	for _, args := range [][]string{nil, {"karman"}, {"karman", "run"}, {"karman", "__stage1-nope"}} {
+		if _, ok := Entrypoint(args); ok {
+			t.Errorf("Entrypoint(%q) handled", args)
+		}
+	}
+	if code, ok := Entrypoint([]string{"karman", cmdRun}); !ok || code != ExitRuntimeError {
+		t.Errorf("supervisor without arguments: %d, %v", code, ok)
+	}
+}
+
+func TestSupervisorArgs(t *testing.T) {
+	for _, tc := range []struct {
+		opts ExecOptions
+		fd   int
+	}{{ExecOptions{}, 3}, {ExecOptions{Debug: true}, 7}} {
+		args := supervisorArgs("/pods/x", tc.fd, tc.opts)
+		f, err := parseSupervisorArgs(args[2:])
+		if err != nil || !reflect.DeepEqual(f, supervisorFlags{podDir: "/pods/x", lockFD: tc.fd, debug: tc.opts.Debug}) {
+			t.Errorf("%q parsed as %+v, %v", args, f, err)
+		}
+	}
+	for _, bad := range [][]string{{}, {"--lock-fd=x", "/p"}, {"--lock-fd=1", "/p"}, {"--nope", "/p"}, {"/p", "/q"}} {
+		if _, err := parseSupervisorArgs(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	good := func() *Pod {
+		return &Pod{Net: "none", Apps: []App{{Name: "web", Dir: "apps/web", Args: []string{"sh"}}}}
+	}
+	if err := good().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, mod := range map[string]func(*Pod){
+		"net":       func(p *Pod) { p.Net = "default" },
+		"name":      func(p *Pod) { p.Apps[0].Name = "../x" },
+		"duplicate": func(p *Pod) { p.Apps = append(p.Apps, p.Apps[0]) },
+		"no-args":   func(p *Pod) { p.Apps[0].Args = nil },
+		"dir":       func(p *Pod) { p.Apps[0].Dir = "../other" },
+		"abs-dir":   func(p *Pod) { p.Apps[0].Dir = "/etc" },
+		"mount":     func(p *Pod) { p.Apps[0].Mounts = []Mount{{Source: "rel", Target: "/x"}} },
+		"interactive": func(p *Pod) {
+			p.Interactive = true
+			p.Apps = append(p.Apps, App{Name: "b", Dir: "b", Args: []string{"x"}})
+		},
+	} {
+		p := good()
+		mod(p)
+		if err := p.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestPodExitCode(t *testing.T) {
+	for _, tc := range []struct {
+		codes []int
+		want  int
+	}{{[]int{0}, 0}, {[]int{7}, 7}, {[]int{0, 0, 0}, 0}, {[]int{0, 3, 5}, 3}, {[]int{137, 0}, 137}} {
+		var apps []*appProc
+		for _, c := range tc.codes {
+			apps = append(apps, &appProc{code: c, exited: true})
+		}
+		if got := podExitCode(apps); got != tc.want {
+			t.Errorf("%v: %d, want %d", tc.codes, got, tc.want)
+		}
+	}
+}
+
+func TestSupervisorFailsCleanly(t *testing.T) {
+	t.Parallel()
+	p := newPod(t, func(p *Pod) { p.Apps[0].Mounts = []Mount{{Source: "/no/such/source", Target: "/x"}} }, sh("app", "true"))
+	p.expect(p.run(), ExitRuntimeError)
+	lines := strings.Split(strings.TrimSpace(p.stderr()), "\n")
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "karman: ") || !strings.Contains(last, "/no/such/source") {
+		t.Errorf("stderr = %q", p.stderr())
+	}
+	if got := strings.TrimSpace(readFile(t, p.dir+"/"+ExitFile)); got != "254" {
+		t.Errorf("state/exit = %q", got)
+	}
+}

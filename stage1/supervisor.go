@@ -1,0 +1,333 @@
+package stage1
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// supervisor is the process stage0 execs into: it runs in the host's
+// namespaces with the PID systemd or the shell started, holds the pod
+// lock, starts the init, tees the apps' output, records state and turns
+// signals into requests to the init.
+type supervisor struct {
+	dir   string
+	pod   *Pod
+	log   *slog.Logger
+	debug bool
+
+	conn     *net.UnixConn // to the init
+	notify   string        // $NOTIFY_SOCKET, "" if unset
+	relay    *net.UnixConn // NotifySocket, when pod.NotifyApp
+	status   map[string]*AppStatus
+	stopping bool
+	tees     sync.WaitGroup
+}
+
+// supervisorMain is the cmdRun entrypoint.
+func supervisorMain(args []string) int {
+	f, err := parseSupervisorArgs(args)
+	if err != nil {
+		return fail(err)
+	}
+	level := slog.LevelWarn
+	if f.debug {
+		level = slog.LevelDebug
+	}
+	s := &supervisor{
+		dir:    f.podDir,
+		debug:  f.debug,
+		log:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("pod", filepath.Base(f.podDir)),
+		notify: os.Getenv("NOTIFY_SOCKET"),
+		status: map[string]*AppStatus{},
+	}
+	// The lock stays open for the supervisor's whole life, but neither it
+	// nor anything else the supervisor inherited may leak into the pod.
+	if _, err := unix.FcntlInt(uintptr(f.lockFD), unix.F_GETFD, 0); err != nil {
+		return fail(fmt.Errorf("no pod lock on fd %d: %w", f.lockFD, err))
+	}
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fail(fmt.Errorf("close-on-exec: %w", err))
+	}
+	code, err := s.run()
+	if err != nil {
+		code = fail(err)
+	}
+	s.finish(code)
+	return code
+}
+
+// fail prints the one-line runtime error and returns its status.
+func fail(err error) int {
+	fmt.Fprintln(os.Stderr, "karman: "+strings.ReplaceAll(err.Error(), "\n", "; "))
+	return ExitRuntimeError
+}
+
+func (s *supervisor) path(rel string) string { return filepath.Join(s.dir, rel) }
+
+// run runs the pod and returns its exit status; an error is a failure of
+// karman itself.
+func (s *supervisor) run() (int, error) {
+	start := time.Now()
+	pod, err := LoadPod(s.dir)
+	if err != nil {
+		return 0, err
+	}
+	if err := pod.Validate(); err != nil {
+		return 0, err
+	}
+	s.pod = pod
+	if err := s.prepareDir(); err != nil {
+		return 0, err
+	}
+
+	// Signals are caught before the init exists so that none is lost; a
+	// handled (not ignored) signal is reset to default in children.
+	sigc := make(chan os.Signal, 16)
+	signal.Notify(sigc, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2,
+		unix.SIGWINCH, unix.SIGQUIT, unix.SIGPIPE)
+	defer signal.Stop(sigc)
+
+	if pod.NotifyApp && s.notify != "" {
+		if err := s.startRelay(); err != nil {
+			return 0, err
+		}
+	}
+	cmd, err := s.startInit()
+	if err != nil {
+		return 0, err
+	}
+	s.log.Debug("init started", "pid", cmd.Process.Pid, "elapsed", time.Since(start))
+	go s.handleSignals(sigc)
+
+	code, gotExit, initErr := s.serve(start)
+	werr := cmd.Wait()
+	s.tees.Wait()
+	switch {
+	case gotExit:
+		return code, nil
+	case initErr != "":
+		return 0, errors.New(initErr)
+	}
+	// The init died without reporting: killed (Stop's SIGKILL fallback) or
+	// crashed.
+	var ee *exec.ExitError
+	if errors.As(werr, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			s.log.Warn("pod init killed", "signal", unix.SignalName(ws.Signal()))
+			return 128 + int(ws.Signal()), nil
+		}
+	}
+	return 0, fmt.Errorf("pod init ended without reporting an exit status: %v", werr)
+}
+
+// prepareDir creates the state and log directories and removes what a
+// previous run may have left.
+func (s *supervisor) prepareDir() error {
+	for _, d := range []string{AppsState, LogsDir, PodRoot} {
+		if err := os.MkdirAll(s.path(d), 0o755); err != nil {
+			return err
+		}
+	}
+	for _, f := range []string{Started, Finished, ExitFile, InitPID, CtlSocket, NotifySocket} {
+		if err := os.Remove(s.path(f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return writeFileAtomic(s.path(SupervisorPID), []byte(strconv.Itoa(os.Getpid())+"\n"))
+}
+
+// startInit starts the pod init in its new namespaces. Its fd 3 is the
+// socket, then come the write ends of each app's stdout and stderr.
+func (s *supervisor) startInit() (*exec.Cmd, error) {
+	conn, initSock, err := socketPair()
+	if err != nil {
+		return nil, err
+	}
+	s.conn = conn
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var serr error
+	raw.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1) })
+	if serr != nil {
+		return nil, fmt.Errorf("SO_PASSCRED: %w", serr)
+	}
+	files := []*os.File{initSock}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	if !s.pod.Interactive {
+		for _, a := range s.pod.Apps {
+			w, err := s.startTees(a.Name)
+			if err != nil {
+				return nil, err
+			}
+			files = append(files, w...)
+		}
+	}
+	flags := unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP
+	if s.pod.Net != "host" {
+		flags |= unix.CLONE_NEWNET
+	}
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/exe",
+		Args:       []string{"karman", cmdInit},
+		Env:        initEnv(),
+		Stdout:     os.Stdout,
+		Stderr:     os.Stderr,
+		ExtraFiles: files,
+		// No Pdeathsig here: Go's check of the parent PID after
+		// PR_SET_PDEATHSIG kills a child in a new PID namespace (its
+		// parent PID reads 0). The init sets it itself.
+		SysProcAttr: &syscall.SysProcAttr{Cloneflags: uintptr(flags)},
+	}
+	if s.pod.Interactive {
+		cmd.Stdin = os.Stdin
+	}
+	// Bootstrap data is queued before the init starts: it reads it at once.
+	boot := &message{T: msgBoot, PodDir: s.dir, Debug: s.debug, Notify: s.relay != nil}
+	if err := sendMsg(conn, boot, nil); err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start pod init: %w", err)
+	}
+	if err := writeFileAtomic(s.path(InitPID), []byte(strconv.Itoa(cmd.Process.Pid)+"\n")); err != nil {
+		s.log.Warn("recording init pid", "err", err)
+	}
+	return cmd, nil
+}
+
+// initEnv is the init's environment: the supervisor's without
+// NOTIFY_SOCKET, which only the supervisor (or its relay) uses.
+func initEnv() []string {
+	env := os.Environ()
+	out := env[:0:0]
+	for _, e := range env {
+		if !strings.HasPrefix(e, "NOTIFY_SOCKET=") {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// serve handles the init's messages until it closes the socket.
+func (s *supervisor) serve(start time.Time) (code int, gotExit bool, initErr string) {
+	buf := make([]byte, maxPacket)
+	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred)+unix.CmsgSpace(4*4))
+	ctx := context.Background()
+	for {
+		m, hostPID, err := recvMsg(s.conn, buf, oob)
+		if err != nil {
+			if !isClosed(err) {
+				s.log.Warn("reading from pod init", "err", err)
+			}
+			return code, gotExit, initErr
+		}
+		switch m.T {
+		case msgLog:
+			s.log.Log(ctx, m.Level, m.Msg, append(attrsAny(m.Attrs), "src", "init")...)
+		case msgError:
+			initErr = m.Msg
+		case msgStarted:
+			st := s.appStatus(m.App)
+			st.PID, st.Started = hostPID, m.Time
+			s.saveStatus(st)
+		case msgExited:
+			st := s.appStatus(m.App)
+			st.Finished, st.Exited, st.ExitCode, st.Signal, st.Reason = m.Time, true, m.Code, m.Signal, m.Reason
+			s.saveStatus(st)
+		case msgReady:
+			s.log.Debug("pod started", "elapsed", time.Since(start))
+			if err := writeFileAtomic(s.path(Started), []byte(time.Now().Format(time.RFC3339Nano)+"\n")); err != nil {
+				s.log.Warn("recording start", "err", err)
+			}
+			if !s.pod.NotifyApp && s.notify != "" {
+				if err := sdNotify(s.notify, "READY=1"); err != nil {
+					s.log.Warn("sd_notify", "err", err)
+				}
+			}
+		case msgExit:
+			code, gotExit = m.Code, true
+		default:
+			s.log.Warn("unknown message from pod init", "type", m.T)
+		}
+	}
+}
+
+func (s *supervisor) appStatus(name string) *AppStatus {
+	st := s.status[name]
+	if st == nil {
+		st = &AppStatus{Name: name}
+		s.status[name] = st
+	}
+	return st
+}
+
+func (s *supervisor) saveStatus(st *AppStatus) {
+	if err := writeJSONAtomic(filepath.Join(s.dir, AppsState, st.Name+".json"), st); err != nil {
+		s.log.Warn("recording app status", "app", st.Name, "err", err)
+	}
+}
+
+// handleSignals turns the supervisor's signals into requests to the init:
+// SIGTERM and SIGINT stop the pod (a second one kills it), the others are
+// forwarded to the apps. SIGPIPE is caught only so that a closed stdout
+// does not kill the pod.
+func (s *supervisor) handleSignals(sigc <-chan os.Signal) {
+	for sig := range sigc {
+		ss := sig.(syscall.Signal)
+		var m *message
+		switch ss {
+		case unix.SIGPIPE:
+			continue
+		case unix.SIGTERM, unix.SIGINT:
+			m = &message{T: msgStop, Force: s.stopping}
+			if !s.stopping && s.notify != "" {
+				sdNotify(s.notify, "STOPPING=1")
+			}
+			s.stopping = true
+		default:
+			m = &message{T: msgSignal, Sig: int(ss)}
+		}
+		s.log.Debug("signal", "signal", unix.SignalName(ss), "request", m.T, "force", m.Force)
+		if err := sendMsg(s.conn, m, nil); err != nil && !isClosed(err) {
+			s.log.Warn("forwarding signal", "signal", unix.SignalName(ss), "err", err)
+		}
+	}
+}
+
+// finish records the pod's end and removes its sockets.
+func (s *supervisor) finish(code int) {
+	if s.relay != nil {
+		s.relay.Close()
+	}
+	os.Remove(s.path(CtlSocket))
+	os.Remove(s.path(NotifySocket))
+	if _, err := os.Stat(s.path(StateDir)); err != nil {
+		return // not even prepared
+	}
+	if err := writeFileAtomic(s.path(ExitFile), []byte(strconv.Itoa(code)+"\n")); err != nil {
+		s.log.Warn("recording exit status", "err", err)
+	}
+	if err := writeFileAtomic(s.path(Finished), []byte(time.Now().Format(time.RFC3339Nano)+"\n")); err != nil {
+		s.log.Warn("recording end", "err", err)
+	}
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Pod start benchmark: `karman run --net=none IMAGE /bin/true` (image stored)
+# beside `runc run` of a bundle of the same rootfs, `podman run --rm
+# --network none`, and the floor `unshare ... /bin/true`; then the memory
+# one running pod costs (PSS of karman's processes) against podman's conmon.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+runs=${BENCH_RUNS:-30}
+work=$(mktemp -d /var/tmp/karman-bench-run.XXXXXX)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+	bin/karman --dir "$work/k" gc --grace-period=0 >/dev/null 2>&1 || true
+	if command -v podman >/dev/null; then podman rm -f karman-bench-mem >/dev/null 2>&1 || true; fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+k() { bin/karman --dir "$work/k" "$@"; }
+
+bin/karman-testimage --kind busybox --layout "$work/layout" --tag latest >/dev/null
+img="oci:$work/layout:latest"
+k fetch "$img" >/dev/null
+
+# A runc bundle of the same rootfs.
+mkdir -p "$work/bundle/rootfs"
+cp -a "$work"/k/images/layers/sha256/*/. "$work/bundle/rootfs/"
+(cd "$work/bundle" && runc spec)
+python3 - "$work/bundle/config.json" <<'PY'
+import json, sys
+p = sys.argv[1]; c = json.load(open(p))
+c["process"]["args"] = ["/bin/true"]; c["process"]["terminal"] = False
+c["process"]["rlimits"] = []
+json.dump(c, open(p, "w"))
+PY
+
+cmds=(-n "karman run" --prepare "bin/karman --dir $work/k gc --grace-period=0" "bin/karman --dir $work/k run --net=none $img --exec /bin/true"
+	-n "runc run" "runc run -b $work/bundle karman-bench"
+	-n "unshare floor" "unshare --pid --fork --mount --uts --ipc --net /bin/true")
+if command -v podman >/dev/null; then
+	podman pull -q "oci:$work/layout:latest" >/dev/null
+	pimg=$(podman images -q | head -1)
+	cmds+=(-n "podman run" "podman run --rm --network none $pimg /bin/true")
+fi
+hyperfine --style basic -N --warmup 3 --runs "$runs" --export-json "$work/run.json" "${cmds[@]}"
+
+# Memory of one running pod.
+k run --net=none --uuid-file-save "$work/uuid" "$img" --exec /bin/sleep -- 1000 >/dev/null 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$work/uuid" ] && [ -s "$work/k/pods/run/$(cat "$work/uuid")/state/init.pid" ] && break; sleep 0.05; done
+sleep 0.3
+pss() { awk '/^Pss:/ {s+=$2} END {print s+0}' "/proc/$1/smaps_rollup"; }
+sup=${pids[0]}
+init=$(cat "$work/k/pods/run/$(cat "$work/uuid")/state/init.pid")
+kpss=$(( $(pss "$sup") + $(pss "$init") ))
+cpss=
+if command -v podman >/dev/null; then
+	podman run -d --name karman-bench-mem --network none "$pimg" /bin/sleep 1000 >/dev/null
+	conmon=$(podman inspect --format '{{.State.ConmonPid}}' karman-bench-mem)
+	cpss=$(pss "$conmon")
+fi
+python3 - "$work/run.json" "$kpss" "$cpss" <<'PY'
+import json, sys
+r = {x["command"]: x["median"] * 1000 for x in json.load(open(sys.argv[1]))["results"]}
+k = r["karman run"]
+for name, v in r.items():
+    print(f"{name:15s} median {v:7.1f} ms   karman/{name} = {k / v:5.2f}")
+print("targets: karman <= 0.6x runc, <= 0.1x podman")
+kp = int(sys.argv[2])
+print(f"memory of one running pod: karman supervisor + init PSS = {kp / 1024:.1f} MiB (target <= 4 MiB)")
+if sys.argv[3]:
+    print(f"podman's conmon PSS = {int(sys.argv[3]) / 1024:.1f} MiB")
+PY

@@ -1,0 +1,307 @@
+package tests
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/karman-project/karman/stage0"
+	"github.com/karman-project/karman/tests/testenv"
+	"github.com/karman-project/karman/tests/testimage"
+)
+
+// podEnv is a data directory with a busybox image fetched into it.
+type podEnv struct {
+	dir   string
+	image string
+}
+
+func newPodEnv(t *testing.T) *podEnv {
+	t.Helper()
+	testenv.RequireRoot(t, "pods need namespaces and mounts")
+	layout := filepath.Join(t.TempDir(), "layout")
+	if _, err := testimage.WriteLayout(layout, "latest", testimage.Must(t)(testimage.Busybox(testimage.Options{}))); err != nil {
+		t.Fatal(err)
+	}
+	e := &podEnv{dir: t.TempDir(), image: "oci:" + layout + ":latest"}
+	mustSucceed(t, karman(t, e.dir, "fetch", e.image))
+	t.Cleanup(func() { e.assertNoLeaks(t) })
+	return e
+}
+
+// assertNoLeaks collects every pod and checks that nothing of them is left:
+// no pod directories, no mounts under the data directory, no leases.
+func (e *podEnv) assertNoLeaks(t *testing.T) {
+	t.Helper()
+	karman(t, e.dir, "gc", "--grace-period=0")
+	for _, sd := range []string{"embryo", "prepared", "run", "exited-garbage", "garbage"} {
+		if ents, _ := os.ReadDir(filepath.Join(e.dir, "pods", sd)); len(ents) != 0 {
+			t.Errorf("pods/%s has %d entries after gc", sd, len(ents))
+		}
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mi), e.dir+"/") {
+		t.Errorf("mounts left under %s:\n%s", e.dir, mi)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(e.dir, "images/leases")); len(ents) != 0 {
+		t.Errorf("%d image leases left after gc", len(ents))
+	}
+}
+
+func (e *podEnv) run(t *testing.T, args ...string) testenv.Result {
+	t.Helper()
+	return karman(t, e.dir, append([]string{"run"}, args...)...)
+}
+
+func (e *podEnv) status(t *testing.T, uuid string) stage0.PodInfo {
+	t.Helper()
+	r := mustSucceed(t, karman(t, e.dir, "status", "--format", "json", uuid))
+	var pi stage0.PodInfo
+	if err := json.Unmarshal([]byte(r.Stdout), &pi); err != nil {
+		t.Fatalf("status json: %v\n%s", err, r.Stdout)
+	}
+	return pi
+}
+
+func TestRunExitCodes(t *testing.T) {
+	e := newPodEnv(t)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		text string
+	}{
+		{"passes through", []string{"--exec", "/bin/sh", "--", "-c", "exit 7"}, 7, ""},
+		{"success", []string{"--exec", "/bin/true"}, 0, ""},
+		{"not found", []string{"--exec", "/no/such/program"}, 127, "/no/such/program"},
+		{"not in PATH", []string{"--exec", "nosuchprogram"}, 127, "nosuchprogram"},
+		{"not executable", []string{"--exec", "/etc/passwd"}, 126, "/etc/passwd"},
+		{"killed by a signal", []string{"--exec", "/bin/sh", "--", "-c", "kill -9 $$"}, 137, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.run(t, append([]string{e.image}, tc.args...)...)
+			if r.Code != tc.code {
+				t.Fatalf("exit %d, want %d\n%s", r.Code, tc.code, r)
+			}
+			if !strings.Contains(r.Stderr, tc.text) {
+				t.Errorf("stderr %q does not name %q", r.Stderr, tc.text)
+			}
+		})
+	}
+}
+
+func TestRunAppConfig(t *testing.T) {
+	e := newPodEnv(t)
+	host := t.TempDir()
+	os.WriteFile(filepath.Join(host, "in"), []byte("from-host"), 0o644)
+	r := e.run(t, "--hostname", "podhost", "--volume", host+":/mnt/vol:ro", e.image,
+		"--env", "FOO=bar", "--user", "karman", "--workdir", "/tmp",
+		"--exec", "/bin/sh", "--", "-c",
+		`echo "$FOO $(id -u):$(id -g) $(pwd) $(hostname) $(cat /etc/hostname) $(cat /mnt/vol/in) pid1=$(cat /proc/1/comm)"; touch /mnt/vol/x 2>/dev/null && echo writable; ls /dev/null /dev/zero /dev/urandom >/dev/null && echo devs`)
+	if r.Code != 0 {
+		t.Fatalf("%s", r)
+	}
+	want := "bar 1000:1000 /tmp podhost podhost from-host pid1="
+	if !strings.HasPrefix(r.Stdout, want) || strings.Contains(r.Stdout, "writable") || !strings.Contains(r.Stdout, "devs") {
+		t.Errorf("app saw %q, want prefix %q, a read-only volume and devices", r.Stdout, want)
+	}
+	if strings.Contains(r.Stdout, "pid1=sh") {
+		t.Errorf("the app is PID 1; the pod init should be")
+	}
+}
+
+func TestRunOutputLogsAndList(t *testing.T) {
+	e := newPodEnv(t)
+	uuidFile := filepath.Join(t.TempDir(), "uuid")
+	r := e.run(t, "--uuid-file-save", uuidFile, e.image, "--exec", "/bin/sh", "--", "-c", "echo out-line; echo err-line >&2; exit 3")
+	if r.Code != 3 || !strings.Contains(r.Stdout, "out-line") || !strings.Contains(r.Stderr, "err-line") {
+		t.Fatalf("stdio did not pass through:\n%s", r)
+	}
+	b, err := os.ReadFile(uuidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uuid := strings.TrimSpace(string(b))
+	logs := mustSucceed(t, karman(t, e.dir, "logs", uuid[:8]))
+	if !strings.Contains(logs.Stdout, "out-line") || !strings.Contains(logs.Stdout, "err-line") {
+		t.Errorf("logs = %q", logs.Stdout)
+	}
+	pi := e.status(t, uuid[:6])
+	if pi.UUID != uuid || pi.State != stage0.Exited || pi.ExitCode == nil || *pi.ExitCode != 3 || len(pi.Apps) != 1 || pi.Apps[0].ImageDigest == "" {
+		t.Errorf("status = %+v", pi)
+	}
+	r = mustSucceed(t, karman(t, e.dir, "list", "--format", "json"))
+	var pods []stage0.PodInfo
+	json.Unmarshal([]byte(r.Stdout), &pods)
+	if len(pods) != 1 || pods[0].UUID != uuid {
+		t.Errorf("list = %s", r.Stdout)
+	}
+	mustSucceed(t, karman(t, e.dir, "status", "--uuid-file", uuidFile))
+	mustSucceed(t, karman(t, e.dir, "rm", "--uuid-file", uuidFile))
+	if r := karman(t, e.dir, "status", uuid); r.Code != 254 || !strings.Contains(r.Stderr, "no pod") {
+		t.Errorf("status after rm:\n%s", r)
+	}
+}
+
+func TestRunMultiApp(t *testing.T) {
+	e := newPodEnv(t)
+	uuidFile := filepath.Join(t.TempDir(), "uuid")
+	r := e.run(t, "--uuid-file-save", uuidFile,
+		e.image, "--exec", "/bin/sh", "--", "-c", "sleep 0.2; exit 3", "---",
+		e.image, "--exec", "/bin/sh", "--", "-c", "echo second; exit 0")
+	if r.Code != 3 || !strings.Contains(r.Stdout, "second") {
+		t.Fatalf("multi-app pod: %s", r)
+	}
+	b, _ := os.ReadFile(uuidFile)
+	pi := e.status(t, strings.TrimSpace(string(b)))
+	if len(pi.Apps) != 2 || pi.Apps[0].ExitCode == nil || *pi.Apps[0].ExitCode != 3 || pi.Apps[1].ExitCode == nil || *pi.Apps[1].ExitCode != 0 {
+		t.Errorf("apps = %+v", pi.Apps)
+	}
+	if pi.Apps[0].Name == pi.Apps[1].Name {
+		t.Errorf("apps share the name %q", pi.Apps[0].Name)
+	}
+}
+
+// startPod starts `karman run` in the background and waits until it runs.
+func (e *podEnv) startPod(t *testing.T, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	uuidFile := filepath.Join(t.TempDir(), "uuid")
+	cmd := exec.Command(testenv.Binary(t), append([]string{"--dir", e.dir, "run", "--uuid-file-save", uuidFile}, args...)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(uuidFile); err == nil && len(b) > 0 {
+			uuid := strings.TrimSpace(string(b))
+			if pi := e.status(t, uuid); pi.State == stage0.Running && !pi.Started.IsZero() {
+				return cmd, uuid
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("pod did not start")
+	return nil, ""
+}
+
+func TestStopGracefulAndForced(t *testing.T) {
+	e := newPodEnv(t)
+	// The app traps TERM and exits 0: a graceful stop.
+	cmd, uuid := e.startPod(t, e.image, "--exec", "/bin/sh", "--", "-c", "trap 'exit 0' TERM; while true; do sleep 0.05; done")
+	mustSucceed(t, karman(t, e.dir, "stop", uuid))
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("gracefully stopped pod: %v", err)
+	}
+	if pi := e.status(t, uuid); pi.State != stage0.Exited || pi.ExitCode == nil || *pi.ExitCode != 0 {
+		t.Errorf("after stop: %+v", pi)
+	}
+	// The app ignores TERM: SIGKILL after the stop timeout.
+	cmd, uuid = e.startPod(t, "--stop-timeout", "300ms", e.image, "--exec", "/bin/sh", "--", "-c", "trap '' TERM; while true; do sleep 0.05; done")
+	mustSucceed(t, karman(t, e.dir, "stop", uuid))
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 137 {
+		t.Errorf("pod that ignored TERM exited %d, want 137", code)
+	}
+	r := mustSucceed(t, karman(t, e.dir, "status", "--wait=10s", uuid))
+	if !strings.Contains(r.Stdout, "state=exited") {
+		t.Errorf("status --wait: %s", r.Stdout)
+	}
+}
+
+func TestSignalForwarding(t *testing.T) {
+	e := newPodEnv(t)
+	cmd, uuid := e.startPod(t, e.image, "--exec", "/bin/sh", "--", "-c", "trap 'echo got-hup; exit 5' HUP; while true; do sleep 0.05; done")
+	cmd.Process.Signal(syscall.SIGHUP)
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 5 {
+		t.Errorf("exit %d after SIGHUP, want 5 (the app's trap)", code)
+	}
+	logs := mustSucceed(t, karman(t, e.dir, "logs", uuid))
+	if !strings.Contains(logs.Stdout, "got-hup") {
+		t.Errorf("logs = %q", logs.Stdout)
+	}
+}
+
+func TestEnter(t *testing.T) {
+	e := newPodEnv(t)
+	_, uuid := e.startPod(t, "--hostname", "entered", e.image, "--exec", "/bin/sleep", "--", "1000")
+	r := karman(t, e.dir, "enter", uuid, "/bin/sh", "-c", "cat /etc/hostname; exit 4")
+	if r.Code != 4 || strings.TrimSpace(r.Stdout) != "entered" {
+		t.Errorf("enter: %s", r)
+	}
+	mustSucceed(t, karman(t, e.dir, "stop", "--force", uuid))
+}
+
+// TestSupervisorKilled: a supervisor killed with SIGKILL leaves a pod that
+// list shows as exited and that gc cleans completely.
+func TestSupervisorKilled(t *testing.T) {
+	e := newPodEnv(t)
+	cmd, uuid := e.startPod(t, e.image, "--exec", "/bin/sleep", "--", "1000")
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	r := mustSucceed(t, karman(t, e.dir, "status", "--wait=20s", uuid))
+	if !strings.Contains(r.Stdout, "state=exited") {
+		t.Errorf("after SIGKILL: %s", r.Stdout)
+	}
+	r = mustSucceed(t, karman(t, e.dir, "gc", "--grace-period=0"))
+	if !strings.Contains(r.Stdout, "removed "+uuid) {
+		t.Errorf("gc: %s", r.Stdout)
+	}
+	// No process of the pod survives: nothing runs `sleep 1000` from our pod.
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if b, _ := os.ReadFile(p); strings.Contains(string(b), "sleep\x001000") {
+			if env, _ := os.ReadFile(filepath.Join(filepath.Dir(p), "environ")); strings.Contains(string(env), uuid) {
+				t.Errorf("process %s of the killed pod survived", p)
+			}
+		}
+	}
+}
+
+// TestRunGCCyclesLeaveNothing runs many pods, some at once, and collects
+// them; the cleanup checks that nothing is left.
+func TestRunGCCyclesLeaveNothing(t *testing.T) {
+	e := newPodEnv(t)
+	for range 5 {
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				if r := e.run(t, e.image, "--exec", "/bin/true"); r.Code != 0 {
+					t.Errorf("run: %s", r)
+				}
+			})
+		}
+		wg.Wait()
+		mustSucceed(t, karman(t, e.dir, "gc", "--grace-period=0"))
+	}
+}
+
+func TestRunRefusesBadInput(t *testing.T) {
+	e := newPodEnv(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--net=bogus", e.image}, "--net=bogus"},
+		{[]string{"--pull-policy=never", "127.0.0.1:1/not/stored:v1"}, "not in the store"},
+		{[]string{e.image, "--user", "nosuchuser"}, "no such user"},
+		{[]string{e.image, "--volume", "relative:/x"}, "absolute"},
+		{[]string{e.image, "stray"}, "after --"},
+	} {
+		r := e.run(t, tc.args...)
+		if r.Code != 254 || !strings.Contains(r.Stderr, tc.want) {
+			t.Errorf("%v: want exit 254 saying %q:\n%s", tc.args, tc.want, r)
+		}
+	}
+}
