@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: build a busybox image locally, serve it
-# from Debian's registry on loopback, and bring it onto the host with karman.
+# from Debian's registry on loopback, fetch it with karman and run a pod of it.
 # Everything lives under a temporary directory that is removed at the end
 # (set KEEP=1 to keep it).
 set -euo pipefail
@@ -28,3 +28,8 @@ echo "== karman image list"
 karman image list
 echo "== the extracted layers, shared by every image that uses them"
 ls "$work/karman/images/layers/sha256"
+echo "== karman run: a pod from that image (its exit status is the app's)"
+karman run --hostname demo "$reg/demo/busybox:latest" --exec /bin/sh -- -c 'echo "hello from $(hostname), pid $$ in the pod"; cat /etc/motd; ls /data'
+echo "== karman list"
+karman list
+karman gc --grace-period=0 >/dev/null

@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${BENCH_RUNS:-30}
-work=$(mktemp -d /var/tmp/karman-bench-run.XXXXXX)
+work=/var/tmp/karman-bench-run-$$
+mkdir -p "$work"
 pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
@@ -37,9 +38,14 @@ cmds=(-n "karman run" --prepare "bin/karman --dir $work/k gc --grace-period=0" "
 	-n "runc run" "runc run -b $work/bundle karman-bench"
 	-n "unshare floor" "unshare --pid --fork --mount --uts --ipc --net /bin/true")
 if command -v podman >/dev/null; then
-	podman pull -q "oci:$work/layout:latest" >/dev/null
-	pimg=$(podman images -q | head -1)
-	cmds+=(-n "podman run" "podman run --rm --network none $pimg /bin/true")
+	pimg=$(podman pull -q "oci:$work/layout:latest")
+	pcmd="podman run --runtime runc --ulimit host --rm --network none $pimg /bin/true"
+	if $pcmd >/dev/null 2>"$work/podman.err"; then
+		cmds+=(-n "podman run" "$pcmd")
+	else
+		echo "podman cannot run a container on this host ($(tail -1 "$work/podman.err")); skipping it (see ../shared/PEERS.md for its figure)" >&2
+		pimg=
+	fi
 fi
 hyperfine --style basic -N --warmup 3 --runs "$runs" --export-json "$work/run.json" "${cmds[@]}"
 
@@ -53,8 +59,8 @@ sup=${pids[0]}
 init=$(cat "$work/k/pods/run/$(cat "$work/uuid")/state/init.pid")
 kpss=$(( $(pss "$sup") + $(pss "$init") ))
 cpss=
-if command -v podman >/dev/null; then
-	podman run -d --name karman-bench-mem --network none "$pimg" /bin/sleep 1000 >/dev/null
+if [ -n "${pimg:-}" ]; then
+	podman run --runtime runc --ulimit host -d --name karman-bench-mem --network none "$pimg" /bin/sleep 1000 >/dev/null
 	conmon=$(podman inspect --format '{{.State.ConmonPid}}' karman-bench-mem)
 	cpss=$(pss "$conmon")
 fi
