@@ -23,7 +23,7 @@ func (r *Runtime) Wait(ctx context.Context, uuid string) (PodInfo, error) {
 		return PodInfo{}, err
 	}
 	if p.stateDir == "run" {
-		l, err := lockfile.Acquire(ctx, p.path, false)
+		l, err := lockfile.AcquireDir(ctx, p.path, false)
 		if err != nil {
 			return r.info(p), fmt.Errorf("pod %s is still running: %w", p.uuid, err)
 		}
@@ -138,7 +138,7 @@ func (r *Runtime) GC(ctx context.Context, grace time.Duration, markOnly bool) (G
 // under it, its leases and its directory. It holds the pod's lock so two
 // sweeps never run on one pod.
 func (r *Runtime) sweep(p pod) error {
-	l, err := lockfile.TryLock(p.path, true)
+	l, err := lockfile.TryLockDir(p.path, true)
 	if err != nil {
 		return err
 	}

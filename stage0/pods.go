@@ -122,7 +122,7 @@ func (r *Runtime) relocate(p pod) (pod, error) {
 // state derives a pod's state from its directory and its lock.
 func (p pod) state() State {
 	locked := false
-	if l, err := lockfile.TryLock(p.path, false); err == nil {
+	if l, err := lockfile.TryLockDir(p.path, false); err == nil {
 		l.Unlock()
 	} else if errors.Is(err, lockfile.ErrWouldBlock) {
 		locked = true

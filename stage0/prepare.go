@@ -47,7 +47,7 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec) (_ pod, lock *lockfi
 	if err := os.Mkdir(p.path, 0o700); err != nil {
 		return pod{}, nil, fmt.Errorf("create pod: %w", err)
 	}
-	if lock, err = lockfile.TryLock(p.path, true); err != nil {
+	if lock, err = lockfile.TryLockDir(p.path, true); err != nil {
 		os.Remove(p.path)
 		return pod{}, nil, fmt.Errorf("create pod: %w", err)
 	}

@@ -305,3 +305,57 @@ func TestRunRefusesBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestInitReapsOrphans: an app leaves orphans that exit; the pod's init,
+// PID 1, reaps them, so no zombie stays in the pod.
+func TestInitReapsOrphans(t *testing.T) {
+	e := newPodEnv(t)
+	r := e.run(t, e.image, "--exec", "/bin/sh", "--", "-c",
+		`for i in 1 2 3 4 5; do (sh -c 'exit 0' &); done; sleep 0.5; ps -o stat,pid,comm; echo zombies=$(ps -o stat | grep -c '^Z')`)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "zombies=0") {
+		t.Errorf("zombies left in the pod:\n%s", r)
+	}
+}
+
+func TestConcurrentLifecycleCommands(t *testing.T) {
+	e := newPodEnv(t)
+	// gc against gc: several collectors on the same exited pods.
+	for range 4 {
+		mustSucceed(t, e.run(t, e.image, "--exec", "/bin/true"))
+	}
+	var wg sync.WaitGroup
+	results := make([]testenv.Result, 3)
+	for i := range results {
+		wg.Go(func() { results[i] = karman(t, e.dir, "gc", "--grace-period=0") })
+	}
+	wg.Wait()
+	removed := 0
+	for _, r := range results {
+		if r.Code != 0 {
+			t.Errorf("concurrent gc failed:\n%s", r)
+		}
+		removed += strings.Count(r.Stdout, "removed ")
+	}
+	if removed != 4 {
+		t.Errorf("concurrent gcs removed %d pods in all, want 4 (each once)", removed)
+	}
+
+	// stop against gc: gc never collects a running pod, stop wins.
+	cmd, uuid := e.startPod(t, e.image, "--exec", "/bin/sleep", "--", "1000")
+	wg.Go(func() {
+		if r := karman(t, e.dir, "gc", "--grace-period=0"); r.Code != 0 {
+			t.Errorf("gc during stop:\n%s", r)
+		}
+	})
+	mustSucceed(t, karman(t, e.dir, "stop", uuid))
+	wg.Wait()
+	cmd.Wait()
+	// rm of a running pod is refused; of an exited one it works.
+	_, uuid = e.startPod(t, e.image, "--exec", "/bin/sleep", "--", "1000")
+	if r := karman(t, e.dir, "rm", uuid); r.Code != 254 || !strings.Contains(r.Stderr, "stop it first") {
+		t.Errorf("rm of a running pod:\n%s", r)
+	}
+	mustSucceed(t, karman(t, e.dir, "stop", "--force", uuid))
+	mustSucceed(t, karman(t, e.dir, "status", "--wait=20s", uuid))
+	mustSucceed(t, karman(t, e.dir, "rm", uuid))
+}

@@ -21,16 +21,28 @@ var ErrWouldBlock = errors.New("lock held by another process")
 type Lock struct{ f *os.File }
 
 // TryLock takes the lock on path without waiting, creating the file if
-// needed; path may also be an existing directory (a pod directory is its
-// own lock). It returns ErrWouldBlock when another process holds it.
+// needed. It returns ErrWouldBlock when another process holds it.
 func TryLock(path string, exclusive bool) (*Lock, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
-	if errors.Is(err, unix.EISDIR) {
-		f, err = os.Open(path)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("open lock: %w", err)
 	}
+	return lock(f, path, exclusive)
+}
+
+// TryLockDir is TryLock on an existing directory, which is never created:
+// a pod directory is its own lock, and may be moved or removed by another
+// process at any moment (then the error wraps fs.ErrNotExist).
+func TryLockDir(path string, exclusive bool) (*Lock, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open lock: %w", err)
+	}
+	return lock(f, path, exclusive)
+}
+
+func lock(f *os.File, path string, exclusive bool) (*Lock, error) {
+	var err error
 	how := unix.LOCK_SH
 	if exclusive {
 		how = unix.LOCK_EX
@@ -53,9 +65,18 @@ func TryLock(path string, exclusive bool) (*Lock, error) {
 
 // Acquire takes the lock on path, waiting until it is free or ctx ends.
 func Acquire(ctx context.Context, path string, exclusive bool) (*Lock, error) {
+	return acquire(ctx, func() (*Lock, error) { return TryLock(path, exclusive) }, path)
+}
+
+// AcquireDir is Acquire for TryLockDir.
+func AcquireDir(ctx context.Context, path string, exclusive bool) (*Lock, error) {
+	return acquire(ctx, func() (*Lock, error) { return TryLockDir(path, exclusive) }, path)
+}
+
+func acquire(ctx context.Context, try func() (*Lock, error), path string) (*Lock, error) {
 	delay := time.Millisecond
 	for {
-		l, err := TryLock(path, exclusive)
+		l, err := try()
 		if !errors.Is(err, ErrWouldBlock) {
 			return l, err
 		}

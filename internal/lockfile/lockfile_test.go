@@ -3,6 +3,8 @@ package lockfile
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -40,12 +42,19 @@ func TestExclusiveExcludesShared(t *testing.T) {
 
 func TestLockDirectory(t *testing.T) {
 	dir := t.TempDir()
-	l, err := TryLock(dir, true)
+	l, err := TryLockDir(dir, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := TryLock(dir, false); !errors.Is(err, ErrWouldBlock) {
+	if _, err := TryLockDir(dir, false); !errors.Is(err, ErrWouldBlock) {
 		t.Fatalf("directory lock not exclusive: %v", err)
 	}
 	l.Unlock()
+	gone := filepath.Join(dir, "gone")
+	if _, err := TryLockDir(gone, false); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("lock of a missing directory: %v", err)
+	}
+	if _, err := os.Lstat(gone); err == nil {
+		t.Fatalf("TryLockDir created %s", gone)
+	}
 }
