@@ -1,4 +1,174 @@
 // Package stage1 is the pod supervisor that stage0 execs into and the pod's
-// init: namespaces, rootfs, mounts, starting the apps, reaping, exit status
-// and teardown. stage0 and stage1 talk through a versioned exec interface.
+// init: namespaces, root filesystem, mounts, starting the apps, reaping,
+// exit status and teardown.
+//
+// # Interface (version 1, InterfaceVersion)
+//
+// stage0 prepares a pod directory (pod.json, one rendering per app under
+// App.Dir, a deferred overlay when App.Layers is set), opens the directory,
+// takes flock(LOCK_EX) on it and calls Exec, which execs
+//
+//	karman __stage1-run [--debug] [--lock-fd=N] PODDIR
+//
+// in the same process: the PID a shell or systemd started becomes the
+// supervisor, and the pod's exit status is its exit status. The lock fd
+// (default 3) keeps its number and is passed with --lock-fd; Exec does not
+// move it to 3, because a Go program's fd 3 is usually its epoll
+// descriptor. The supervisor holds the lock until the pod is gone
+// (mounts and processes included); the kernel drops it when the supervisor
+// dies, which is how list and status tell a running pod from an ended one.
+// pod.json is checked for the interface version (LoadPod) and for what
+// stage1 relies on (Pod.Validate). Everything stage1 writes in the pod
+// directory is named by the constants of pod.go: state/supervisor.pid,
+// state/init.pid, state/apps/<app>.json (AppStatus), state/started,
+// state/exit, state/finished, logs/<app>.log, and while the pod runs
+// state/ctl.sock and state/notify.sock. State files are replaced
+// atomically; a supervisor killed with SIGKILL leaves them incomplete.
+//
+// Supervise is the same supervisor run in the calling process, for a
+// caller that would rather not pay for a second start of the karman binary
+// (about 2 ms of a pod's start): the PID and the lock are the same either
+// way.
+//
+// The hidden entrypoints of the binary are dispatched by Entrypoint from
+// one table keyed on os.Args[1]: "__stage1-run" (the supervisor) and
+// "__stage1-init" (the pod init, which takes no arguments).
+//
+// # Process tree
+//
+//	karman __stage1-run PODDIR       supervisor: host namespaces, original PID, holds the lock
+//	└── karman __stage1-init         pod init: PID 1 of new PID, mount, UTS, IPC, cgroup
+//	    │                            (and network, unless net=host) namespaces
+//	    ├── app 1                    chrooted into /apps/<name>, own session
+//	    ├── app 2 ...
+//	    ├── orphans of the apps      re-parented to the init, reaped by it
+//	    └── enter sessions           spawned by the init on request
+//
+// The supervisor re-executes /proc/self/exe as the init with
+// SysProcAttr.Cloneflags; there is no other re-exec on the start path (the
+// apps are forked by the init directly). The two talk over a
+// SOCK_SEQPACKET socket pair, the init's fd 3, one JSON message per packet:
+// the bootstrap message (pod directory, debug flag, and the write ends of
+// each app's stdout and stderr pipes as SCM_RIGHTS) goes down, stop and
+// signal requests follow; log records, errors, "app started" (with
+// SCM_CREDENTIALS, so that the kernel translates the app's PID into the
+// supervisor's namespace: AppStatus.PID is a host PID), "app exited", "all
+// apps started" and the pod's exit status come up. The init is started as
+// soon as pod.json is read; the supervisor prepares the state directory,
+// the log pipes and its signal handlers while the init's runtime starts.
+// Nothing on the start path sleeps or polls.
+//
+// The init makes itself non-dumpable (CVE-2019-5736: nothing in the pod can
+// open /proc/1/exe, the karman binary, or its memory) and sets its own
+// parent-death signal to SIGKILL (Go's SysProcAttr.Pdeathsig cannot be
+// used: Go checks getppid after setting it, which reads 0 in a new PID
+// namespace); it also exits when the supervisor's end of the socket
+// closes. A supervisor killed with SIGKILL therefore takes the init with it,
+// and with the init every process of the pod (PID namespace) and every
+// mount of the pod (mount namespace, including the overlays): nothing is
+// left mounted in the host.
+//
+// # Filesystem: a pod root and chroot, not a mount namespace per app
+//
+// The init makes every mount private, mounts a tmpfs (the pod root) on
+// PODDIR/podroot, and for each app mounts the overlay of its layers
+// (rootfs.Mount), binds it to /apps/<name> in the pod root and mounts in
+// it /proc, a tmpfs /dev (null, zero, full, random, urandom, tty created
+// with mknod or else bound from the host; a private devpts with ptmx;
+// /dev/shm; /dev/mqueue; the /proc/self/fd links), a read-only sysfs (the
+// host's /sys bound read-only if a pod in the host's network namespace may
+// not mount one), /etc/hostname, /etc/hosts and /etc/resolv.conf, and the
+// app's bind mounts (read-only by a bind remount). Every path inside an app
+// is resolved with openat2(RESOLVE_IN_ROOT) and every mount goes through
+// /proc/self/fd/N of the resolved target, so an image's symlinks cannot
+// lead a write or a mount out of the app's root. Then it pivot_roots into
+// the pod root, detaches the host's root and makes the pod root read-only.
+// From then on nothing of the host's filesystem is reachable from the pod.
+//
+// Each app is then started chrooted into /apps/<name>. One mount namespace
+// per app (unshare + pivot_root in the child) would need a re-exec of a Go
+// helper for every app and every enter, since Go cannot run code between
+// fork and exec: a millisecond or more each, on the start path. With the
+// pod root, chroot is enough to keep the host out: what an app could reach
+// by breaking out of its chroot (with CAP_SYS_CHROOT, until the isolators
+// drop it) is the pod root, which holds only the pod's own apps.
+//
+// # Apps
+//
+// Args[0] is looked up in the PATH of the app's environment inside its
+// root (default /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
+// unless it holds a slash. The app runs with its UID, GID and additional
+// GIDs (setgroups, setgid, setuid), umask 022, in its own session, in
+// WorkingDir ("/" when empty), which is created (root-owned, 0755) when
+// the image lacks it, as runc and Docker do. A command that cannot be
+// started ends the app at once with 127 (not found, or a missing script
+// interpreter) or 126 (not executable, a directory, permission denied, a
+// working directory that cannot be made) and one line on its stderr:
+//
+//	karman: app web: /usr/bin/nope: not found
+//
+// Stdin is the app's /dev/null. Stdout and stderr are pipes that the
+// supervisor copies, chunk by chunk and so in order within each stream, to
+// its own stdout and stderr (journald under systemd) and to
+// logs/<app>.log. With Pod.Interactive the single app gets the
+// supervisor's stdin, stdout and stderr directly, no pty in between, and
+// nothing is logged; if stdin is a terminal the app's process group is
+// made its foreground group (so ^C and ^Z reach the app rather than the
+// supervisor), and the supervisor takes the terminal back at the end.
+//
+// # Exit status
+//
+// The init reaps every child (wait4(-1) on SIGCHLD). An app's status is its
+// exit code, or 128+N when a signal N killed it. The pod's status is that
+// of the first app, in pod order, whose status is not 0, and 0 when all
+// are 0; so a single app's status is the pod's. The pod ends when every app
+// has ended; what is left in it (orphans, enter sessions) dies with the
+// init. A failure of karman itself ends the pod with 254 and one line
+// "karman: ..." on stderr. state/exit holds the status, state/finished
+// the time.
+//
+// # Signals and stop
+//
+// SIGTERM or SIGINT to the supervisor stops the pod: SIGTERM to every app,
+// then SIGKILL to everything in the pod after Pod.StopTimeout
+// (DefaultStopTimeout when not positive); a second SIGTERM or SIGINT kills
+// at once. SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH and SIGQUIT are forwarded to
+// the apps; SIGPIPE is ignored so that a closed stdout does not end the
+// pod. Stop does the same from another process through the control
+// socket, and falls back to signalling the supervisor (state/supervisor.pid,
+// trusted only while the pod lock is held) when the init is not listening.
+//
+// # Readiness
+//
+// When $NOTIFY_SOCKET is set (a path, or an abstract name starting with
+// '@'), the supervisor sends READY=1 once every app was started, and
+// STOPPING=1 when asked to stop. With Pod.NotifyApp it sends no READY=1:
+// it binds state/notify.sock instead, the init bind-mounts that socket into
+// every app at /run/notify.sock and sets NOTIFY_SOCKET=/run/notify.sock in
+// the apps' environment, and the supervisor relays each datagram to
+// $NOTIFY_SOCKET. Relaying is required rather than a convenience: systemd
+// (NotifyAccess=main) only accepts notifications from the unit's main PID,
+// which is the supervisor, and an abstract socket cannot be reached from
+// the pod's network namespace.
+//
+// # Enter
+//
+// setns(CLONE_NEWNS) is impossible from a multi-threaded Go process, so
+// Enter does not join the pod's namespaces itself. The init, which is in
+// all of them and sees every app's root, listens on state/ctl.sock; Enter
+// sends the command, its environment and the caller's stdin, stdout and
+// stderr (SCM_RIGHTS), and the init starts it exactly like an app (chroot,
+// the app's user and groups and working directory, own session) and
+// replies with its exit status (127, 126, 128+N as for apps). With a tty
+// the init opens the pseudo-terminal in the app's own devpts, makes it the
+// command's controlling terminal and sends the master back; Enter relays
+// it to the caller's stdio, in raw mode. Closing the connection (a
+// cancelled context) kills the command.
+//
+// # Resources
+//
+// After the start the supervisor and the init give back the pages of the
+// binary's read-only mappings that start-up touched and free heap pages
+// (trimMemory): a running pod costs about 3 MiB of PSS per process instead
+// of 5.
 package stage1

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -77,6 +78,24 @@ func Exec(podDir string, lock *os.File, opts ExecOptions) error {
 	err = syscall.Exec("/proc/self/exe", args, os.Environ())
 	unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
 	return fmt.Errorf("stage1: exec the supervisor: %w", err)
+}
+
+// Supervise runs the stage1 supervisor for podDir in the calling process
+// instead of exec'ing it, and returns the pod's exit status, which the
+// caller must exit with at once. It is Exec without the second start of
+// the karman binary (about 2 ms of a pod's start). lock is as for Exec and
+// stays open (and locked) until Supervise returns. The caller's other
+// descriptors are made close-on-exec, its signal handlers should not stop
+// the process on SIGTERM or SIGINT, and it should have nothing else running:
+// from here on the process is the pod's supervisor.
+func Supervise(podDir string, lock *os.File, opts ExecOptions) int {
+	abs, err := filepath.Abs(podDir)
+	if err != nil {
+		return fail(fmt.Errorf("stage1: %w", err))
+	}
+	code := supervise(supervisorFlags{podDir: abs, lockFD: int(lock.Fd()), debug: opts.Debug})
+	runtime.KeepAlive(lock) // its finalizer would close the lock
+	return code
 }
 
 // supervisorArgs is the supervisor's command line.

@@ -1,8 +1,10 @@
 package stage1
 
 import (
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -237,5 +239,50 @@ func TestUserWorkdirUmask(t *testing.T) {
 	want := []string{"1000", "1000", "1000 65534", "/tmp/work/dir", "0022", "644"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// TestInteractiveTerminal: the app of an interactive pod gets the
+// supervisor's terminal as its foreground process group (so ^C reaches
+// it, not the pod), and the supervisor takes the terminal back after.
+func TestInteractiveTerminal(t *testing.T) {
+	t.Parallel()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer master.Close()
+	mfd := int(master.Fd())
+	if err := unix.IoctlSetPointerInt(mfd, unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	sfd, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(mfd), unix.TIOCGPTPEER, uintptr(unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC))
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	slave := os.NewFile(sfd, "pty")
+	defer slave.Close()
+	p := newPod(t, func(p *Pod) { p.Interactive = true }, sh("app",
+		`test -t 0 && echo tty; pg=$(cut -d' ' -f5 /proc/self/stat); fg=$(cut -d' ' -f8 /proc/self/stat); test "$pg" = "$fg" && echo foreground`))
+	done := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(master) // until EIO: everyone closed the slave
+		done <- b
+	}()
+	p.startTTY(slave)
+	slave.Close()
+	p.expect(p.wait(), 0)
+	out := string(<-done)
+	got := strings.Split(strings.ReplaceAll(out, "\r\n", "\n"), "\n")
+	if !slices.Contains(got, "tty") || !slices.Contains(got, "foreground") {
+		t.Errorf("terminal output %q", out)
+	}
+	// The supervisor (a session leader here, so its group is its PID)
+	// took the terminal back before it exited.
+	if want := "took the terminal back\" pod=pod foreground=" + itoa(p.cmd.Process.Pid); !strings.Contains(out, want) {
+		t.Errorf("terminal output %q lacks %q", out, want)
+	}
+	if st := p.appStatus()[0]; !st.Exited || st.ExitCode != 0 {
+		t.Errorf("app status %+v", st)
 	}
 }

@@ -114,3 +114,28 @@ func TestMultiApp(t *testing.T) {
 		})
 	}
 }
+
+// TestExecErrno: failures only execve itself finds (a script whose
+// interpreter is missing, a file that is no program) map to 127 and 126.
+func TestExecErrno(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, content string
+		code          int
+	}{
+		{"no-interpreter", "#!/no/such/interpreter\n", ExitNotFound},
+		{"not-a-program", "\x7fELF garbage", ExitCannotExec},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := newPod(t, nil, App{Name: "app", Args: []string{"/script"}})
+			if err := os.WriteFile(filepath.Join(p.dir, "apps/app/upper/script"), []byte(tc.content), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			p.expect(p.run(), tc.code)
+			if !strings.Contains(p.stderr(), "karman: app app: /script: ") {
+				t.Errorf("stderr = %q", p.stderr())
+			}
+		})
+	}
+}

@@ -1,7 +1,6 @@
 package stage1
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -29,8 +28,12 @@ import (
 )
 
 // execTestEnv makes the test binary call Exec on the pod directory it
-// names, the way stage0 does (see TestExec).
-const execTestEnv = "KARMAN_STAGE1_TEST_EXEC"
+// names, the way stage0 does (see TestExec); with superviseTestEnv set too,
+// Supervise.
+const (
+	execTestEnv      = "KARMAN_STAGE1_TEST_EXEC"
+	superviseTestEnv = "KARMAN_STAGE1_TEST_SUPERVISE"
+)
 
 func TestMain(m *testing.M) {
 	// The test binary doubles as the karman binary: re-executions of
@@ -56,6 +59,9 @@ func execLikeStage0(dir string) int {
 	lock, err := os.Open(dir)
 	if err == nil {
 		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX)
+	}
+	if err == nil && os.Getenv(superviseTestEnv) != "" {
+		return Supervise(dir, lock, ExecOptions{Debug: true})
 	}
 	if err == nil {
 		err = Exec(dir, lock, ExecOptions{Debug: true})
@@ -123,6 +129,7 @@ type testPod struct {
 	err    string
 	exited chan struct{} // closed when the supervisor has exited
 	werr   error
+	tty    *os.File // the supervisor's controlling terminal, if any
 }
 
 // sh is an app running a shell command.
@@ -139,9 +146,7 @@ func newPod(t *testing.T, mod func(*Pod), apps ...App) *testPod {
 	if err := os.MkdirAll(filepath.Join(dir, "apps"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var b [16]byte
-	rand.Read(b[:])
-	uuid := hex.EncodeToString(b[:])
+	uuid := randomHex()
 	for i := range apps {
 		a := &apps[i]
 		lease := "stage1-test-" + uuid + "-" + a.Name
@@ -176,6 +181,13 @@ func (p *testPod) start(env ...string) {
 	p.startWith(nil, env...)
 }
 
+// startTTY starts the supervisor as the session leader of the terminal
+// whose slave is tty, with it as stdin, stdout and stderr.
+func (p *testPod) startTTY(tty *os.File) {
+	p.tty = tty
+	p.startWith(tty)
+}
+
 func (p *testPod) startWith(stdin *os.File, env ...string) {
 	t := p.t
 	t.Helper()
@@ -202,6 +214,10 @@ func (p *testPod) startWith(stdin *os.File, env ...string) {
 	p.cmd.Args[0] = "karman"
 	p.cmd.ExtraFiles = []*os.File{lock}
 	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = stdin, stdout, stderr
+	if p.tty != nil {
+		p.cmd.Stdout, p.cmd.Stderr = p.tty, p.tty
+		p.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	}
 	p.cmd.Env = append(os.Environ(), env...)
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -339,51 +355,12 @@ func (p *testPod) expect(got, want int) {
 	}
 }
 
-// processesOf lists the host PIDs whose parent is ppid, with their state.
-func processesOf(t *testing.T, ppid int) map[int]string {
-	t.Helper()
-	out := map[int]string{}
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) > 1 && f[1] == strconv.Itoa(ppid) {
-			out[pid] = f[0]
-		}
-	}
-	return out
-}
-
-// mountsUnder lists the host's mount points below dir.
-func mountsUnder(t *testing.T, dir string) []string {
-	t.Helper()
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if fs := strings.Fields(sc.Text()); len(fs) > 4 && strings.HasPrefix(fs[4], dir) {
-			out = append(out, fs[4])
-		}
-	}
-	return out
-}
-
 func fmtSscan(s string, v *uint64) (int, error) { return fmt.Sscanf(s, "0x%x", v) }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func randomHex() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

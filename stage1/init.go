@@ -38,6 +38,9 @@ type podInit struct {
 	killC    <-chan time.Time
 	events   chan event
 	done     chan struct{} // closed when the main loop has ended
+	sigReady chan struct{} // closed when the signal handlers are installed
+	logFDs   []int         // from the boot message: stdout, stderr of each app
+	exe      *exeMaps
 }
 
 // event is a request to the main loop from the supervisor or the control
@@ -66,15 +69,24 @@ func initMain(_ []string) int {
 	// binary) or our memory. This comes before any app exists.
 	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	// The supervisor's death must take the pod down. Go's own Pdeathsig
-	// cannot be used across a new PID namespace (see startInit); a
+	// cannot be used across a new PID namespace (see initCmd); a
 	// supervisor that died before this line is noticed as EOF on fd 3.
 	unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
+	// Enabling a signal costs a round trip to the Go runtime's signal
+	// thread: the handlers are installed beside the setup, and the apps
+	// start only once they are.
 	chld := make(chan os.Signal, 1)
-	signal.Notify(chld, unix.SIGCHLD)
 	sigc := make(chan os.Signal, 16)
-	signal.Notify(sigc, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2,
-		unix.SIGWINCH, unix.SIGQUIT, unix.SIGPIPE)
-	unix.Umask(0o022)
+	sigReady := make(chan struct{})
+	go func() {
+		signal.Notify(chld, unix.SIGCHLD)
+		signal.Notify(sigc, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2,
+			unix.SIGWINCH, unix.SIGQUIT, unix.SIGPIPE)
+		close(sigReady)
+	}()
+	// The setup creates files and devices with exact modes; the apps get
+	// the usual 022 (see run).
+	unix.Umask(0)
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return fail(fmt.Errorf("pod init: %w", err))
 	}
@@ -87,6 +99,7 @@ func initMain(_ []string) int {
 		children: map[int]func(unix.WaitStatus){},
 		events:   make(chan event, 16),
 		done:     make(chan struct{}),
+		sigReady: sigReady,
 	}
 	code, err := in.run(chld, sigc)
 	if err != nil {
@@ -98,10 +111,12 @@ func initMain(_ []string) int {
 
 func (in *podInit) run(chld, sigc <-chan os.Signal) (int, error) {
 	buf := make([]byte, maxPacket)
-	boot, _, err := recvMsg(in.sup, buf, nil)
+	boot, _, fds, err := recvMsg(in.sup, buf, make([]byte, unix.CmsgSpace(253*4)))
 	if err != nil || boot.T != msgBoot {
+		closeAll(fds)
 		return 0, fmt.Errorf("pod init: no bootstrap data (%v)", err)
 	}
+	in.logFDs = fds
 	level := slog.LevelInfo
 	if boot.Debug {
 		level = slog.LevelDebug
@@ -116,11 +131,14 @@ func (in *podInit) run(chld, sigc <-chan os.Signal) (int, error) {
 		return 0, err
 	}
 	in.pod = pod
+	in.exe = openExeMaps() // while /proc is reachable
 	if err := in.setup(); err != nil {
 		return 0, err
 	}
 	go in.readSupervisor()
 
+	<-in.sigReady
+	unix.Umask(0o022)
 	for _, a := range in.apps {
 		in.startApp(a)
 	}
@@ -128,6 +146,7 @@ func (in *podInit) run(chld, sigc <-chan os.Signal) (int, error) {
 		return 0, err
 	}
 	go in.serveCtl()
+	time.AfterFunc(trimDelay, in.exe.trimMemory)
 	return in.loop(chld, sigc), nil
 }
 
@@ -269,7 +288,8 @@ func (in *podInit) forward(sig syscall.Signal) {
 func (in *podInit) readSupervisor() {
 	buf := make([]byte, maxPacket)
 	for {
-		m, _, err := recvMsg(in.sup, buf, nil)
+		m, _, fds, err := recvMsg(in.sup, buf, nil)
+		closeAll(fds) // none expected
 		var ev event
 		switch {
 		case err != nil:

@@ -33,40 +33,57 @@ func (in *podInit) setup() error {
 		return fmt.Errorf("set host name: %w", err)
 	}
 	netns := in.pod.Net != "host"
-	if netns {
-		if err := loopbackUp(); err != nil {
+	// Loopback and the control socket (bound while the pod directory is
+	// still reachable) are set up beside the mounts.
+	side := make(chan error, 1)
+	go func() {
+		if netns {
+			if err := loopbackUp(); err != nil {
+				side <- err
+				return
+			}
+		}
+		side <- in.listenCtl()
+	}()
+	podRoot := filepath.Join(in.dir, PodRoot)
+	err := in.mountApps(podRoot, netns)
+	if serr := <-side; err == nil {
+		err = serr
+	}
+	if err != nil {
+		return err
+	}
+	if err := pivot(podRoot); err != nil {
+		return err
+	}
+	for _, a := range in.apps {
+		a.rootPath = filepath.Join(appsDir, a.app.Name)
+		if a.root, err = openRoot(a.rootPath); err != nil {
 			return err
 		}
 	}
-	if err := in.listenCtl(); err != nil {
-		return err
-	}
+	return nil
+}
 
-	podRoot := filepath.Join(in.dir, PodRoot)
+// mountApps mounts the pod root and every app in it.
+func (in *podInit) mountApps(podRoot string, netns bool) error {
 	if err := unix.Mount("tmpfs", podRoot, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=755,size=1m"); err != nil {
 		return fmt.Errorf("mount pod root: %w", err)
 	}
 	if err := os.Mkdir(filepath.Join(podRoot, appsDir), 0o755); err != nil {
 		return err
 	}
+	if !in.pod.Interactive && len(in.logFDs) != 2*len(in.pod.Apps) {
+		return fmt.Errorf("got %d log pipes for %d apps", len(in.logFDs), len(in.pod.Apps))
+	}
 	for i := range in.pod.Apps {
 		a := &appProc{app: &in.pod.Apps[i], stdout: -1, stderr: -1}
 		if !in.pod.Interactive {
-			a.stdout, a.stderr = initStdioFD+2*i, initStdioFD+2*i+1
+			a.stdout, a.stderr = in.logFDs[2*i], in.logFDs[2*i+1]
 		}
 		in.apps = append(in.apps, a)
 		if err := in.mountApp(a.app, filepath.Join(podRoot, appsDir, a.app.Name), netns); err != nil {
 			return fmt.Errorf("app %s: %w", a.app.Name, err)
-		}
-	}
-	if err := pivot(podRoot); err != nil {
-		return err
-	}
-	var err error
-	for _, a := range in.apps {
-		a.rootPath = filepath.Join(appsDir, a.app.Name)
-		if a.root, err = openRoot(a.rootPath); err != nil {
-			return err
 		}
 	}
 	return nil
@@ -86,7 +103,7 @@ func (in *podInit) listenCtl() error {
 		}
 		l.SetUnlinkOnClose(false) // unreachable after the pivot; the supervisor removes it
 		in.ctl = l
-		return nil
+		return os.Chmod(p, 0o600)
 	})
 }
 
@@ -176,10 +193,9 @@ func setupDev(r *root) error {
 	}
 	defer unix.Close(dev)
 	for _, d := range devices {
+		// The umask is 0 during the setup.
 		err := unix.Mknodat(dev, d.name, unix.S_IFCHR|0o666, int(unix.Mkdev(d.major, d.minor)))
-		if err == nil {
-			err = unix.Fchmodat(dev, d.name, 0o666, 0) // past the umask
-		} else if errors.Is(err, unix.EPERM) {
+		if errors.Is(err, unix.EPERM) {
 			// No mknod here (a user namespace): bind the host's node.
 			err = r.mount("/dev/"+d.name, "/dev/"+d.name, "", unix.MS_BIND, "", true)
 		}

@@ -60,7 +60,7 @@ func TestNotifyReady(t *testing.T) {
 			t.Parallel()
 			addr := filepath.Join(t.TempDir(), "notify.sock")
 			if abstract {
-				addr = "@karman-test-" + filepath.Base(filepath.Dir(addr))
+				addr = "@karman-test-" + randomHex()
 			}
 			ch := fakeSystemd(t, addr)
 			p := newPod(t, nil, sh("app", "echo $NOTIFY_SOCKET; exec sleep 1000"))

@@ -33,11 +33,10 @@ const (
 	msgExit    = "exit"    // init -> supervisor: the pod's exit status Code
 )
 
-// Fixed file descriptors of the init.
-const (
-	initSockFD  = 3 // the supervisor socket
-	initStdioFD = 4 // then stdout, stderr pipes of each app, in pod order
-)
+// initSockFD is the init's end of the supervisor socket. The boot
+// message carries the write ends of each app's stdout and stderr pipes, in
+// pod order, as SCM_RIGHTS.
+const initSockFD = 3
 
 // maxPacket bounds a packet; senders truncate log text well below it.
 const maxPacket = 64 << 10
@@ -83,32 +82,39 @@ func sendMsg(c *net.UnixConn, m *message, oob []byte) error {
 }
 
 // recvMsg reads one packet. creds is the sender-supplied (kernel
-// translated) PID when the socket has SO_PASSCRED, else 0.
-func recvMsg(c *net.UnixConn, buf, oob []byte) (m message, creds int, err error) {
-	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+// translated) PID when the socket has SO_PASSCRED, else 0; fds are the
+// descriptors it carried (close-on-exec), which the caller owns.
+func recvMsg(c *net.UnixConn, buf, oob []byte) (m message, creds int, fds []int, err error) {
+	n, oobn, flags, _, err := c.ReadMsgUnix(buf, oob)
 	if err != nil {
-		return m, 0, err
-	}
-	if n == 0 {
-		return m, 0, errEOF
+		return m, 0, nil, err
 	}
 	if oobn > 0 {
 		if cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
 			for _, cm := range cmsgs {
 				if uc, err := unix.ParseUnixCredentials(&cm); err == nil {
 					creds = int(uc.Pid)
-				} else if fds, err := unix.ParseUnixRights(&cm); err == nil {
-					for _, fd := range fds {
-						unix.Close(fd) // not expected here
-					}
+				} else if rights, err := unix.ParseUnixRights(&cm); err == nil {
+					fds = append(fds, rights...)
 				}
 			}
 		}
 	}
-	if err := json.Unmarshal(buf[:n], &m); err != nil {
-		return m, creds, fmt.Errorf("bad packet: %w", err)
+	switch {
+	case n == 0:
+		err = errEOF
+	case flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0:
+		err = errors.New("truncated packet")
+	default:
+		if err = json.Unmarshal(buf[:n], &m); err != nil {
+			err = fmt.Errorf("bad packet: %w", err)
+		}
 	}
-	return m, creds, nil
+	if err != nil {
+		closeAll(fds)
+		return m, creds, nil, err
+	}
+	return m, creds, fds, nil
 }
 
 // errEOF is an empty packet: a SEQPACKET peer closed its end.

@@ -9,42 +9,50 @@ import (
 )
 
 // TestExec runs a pod the way stage0 does: a process locks the pod
-// directory and execs the supervisor, which keeps the lock (and the PID)
-// until the pod has ended.
+// directory and execs the supervisor (or, with Supervise, becomes it),
+// which keeps the lock (and the PID) until the pod has ended.
 func TestExec(t *testing.T) {
 	t.Parallel()
-	p := newPod(t, nil, sh("app", "echo ready; exec sleep 1000"))
-	cmd := exec.Command("/proc/self/exe")
-	cmd.Env = append(os.Environ(), execTestEnv+"="+p.dir)
-	out, err := os.Create(p.dir + ".out")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p.cmd, p.out, p.err = cmd, out.Name(), out.Name()
-	p.exited = make(chan struct{})
-	go func() {
-		p.werr = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(p.kill)
-	p.waitLog("app", "ready")
-	if pid := strings.TrimSpace(readFile(t, p.dir+"/"+SupervisorPID)); pid != itoa(cmd.Process.Pid) {
-		t.Errorf("supervisor pid %s, want the exec'ing process %d", pid, cmd.Process.Pid)
-	}
-	if held, err := locked(p.dir); err != nil || !held {
-		t.Errorf("the pod lock is not held while the pod runs (%v)", err)
-	}
-	if err := Stop(p.dir, false); err != nil {
-		t.Fatal(err)
-	}
-	p.expect(p.wait(), 143)
-	if held, err := locked(p.dir); err != nil || held {
-		t.Errorf("the pod lock is still held (%v)", err)
+	for _, mode := range []string{"exec", "supervise"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			p := newPod(t, nil, sh("app", "echo ready; exec sleep 1000"))
+			cmd := exec.Command("/proc/self/exe")
+			cmd.Env = append(os.Environ(), execTestEnv+"="+p.dir)
+			if mode == "supervise" {
+				cmd.Env = append(cmd.Env, superviseTestEnv+"=1")
+			}
+			out, err := os.Create(p.dir + ".out")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer out.Close()
+			cmd.Stdout, cmd.Stderr = out, out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			p.cmd, p.out, p.err = cmd, out.Name(), out.Name()
+			p.exited = make(chan struct{})
+			go func() {
+				p.werr = cmd.Wait()
+				close(p.exited)
+			}()
+			t.Cleanup(p.kill)
+			p.waitLog("app", "ready")
+			if pid := strings.TrimSpace(readFile(t, p.dir+"/"+SupervisorPID)); pid != itoa(cmd.Process.Pid) {
+				t.Errorf("supervisor pid %s, want the exec'ing process %d", pid, cmd.Process.Pid)
+			}
+			if held, err := locked(p.dir); err != nil || !held {
+				t.Errorf("the pod lock is not held while the pod runs (%v)", err)
+			}
+			if err := Stop(p.dir, false); err != nil {
+				t.Fatal(err)
+			}
+			p.expect(p.wait(), 143)
+			if held, err := locked(p.dir); err != nil || held {
+				t.Errorf("the pod lock is still held (%v)", err)
+			}
+		})
 	}
 }
 
@@ -111,6 +119,17 @@ func TestValidate(t *testing.T) {
 		mod(p)
 		if err := p.Validate(); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestAppNames(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"a": true, "web-1": true, "a.b_c": true, "0": true, strings.Repeat("a", 63): true,
+		"": false, "A": false, "-a": false, ".a": false, "a/b": false, "a b": false, strings.Repeat("a", 64): false,
+	} {
+		if validAppName(name) != ok {
+			t.Errorf("validAppName(%q) = %v", name, !ok)
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 )
 
@@ -17,9 +16,25 @@ func writeJSONAtomic(path string, v any) error {
 	return writeFileAtomic(path, append(b, '\n'))
 }
 
-// appName is what an app name may look like: it names files and
-// directories in the pod.
-var appName = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,62})$`)
+// validAppName tells whether name may name an app: it names files and
+// directories in the pod. Lower-case letters, digits, '.', '_' and '-',
+// starting with a letter or digit, at most 63 bytes. (No regexp: package
+// initialisation runs in every karman process, the pod init included.)
+func validAppName(name string) bool {
+	if name == "" || len(name) > 63 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case i > 0 && (c == '.' || c == '_' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // Validate checks what stage1 relies on beyond LoadPod: app names usable
 // as file names and unique, a command for every app, a known network
@@ -35,7 +50,7 @@ func (p *Pod) Validate() error {
 	}
 	seen := map[string]bool{}
 	for _, a := range p.Apps {
-		if !appName.MatchString(a.Name) {
+		if !validAppName(a.Name) {
 			return fmt.Errorf("app name %q: use lower-case letters, digits, '.', '_' and '-'", a.Name)
 		}
 		if seen[a.Name] {

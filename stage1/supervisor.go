@@ -43,6 +43,12 @@ func supervisorMain(args []string) int {
 	if err != nil {
 		return fail(err)
 	}
+	return supervise(f)
+}
+
+// supervise runs the supervisor in this process and returns the pod's
+// exit status.
+func supervise(f supervisorFlags) int {
 	level := slog.LevelWarn
 	if f.debug {
 		level = slog.LevelDebug
@@ -80,6 +86,11 @@ func (s *supervisor) path(rel string) string { return filepath.Join(s.dir, rel) 
 
 // run runs the pod and returns its exit status; an error is a failure of
 // karman itself.
+//
+// The start path is laid out for speed: the init is started as soon as
+// pod.json has been read, and the supervisor's own preparations (state
+// files, log pipes, signal handlers) overlap with the init's runtime
+// start-up; the boot message then carries the log pipes as SCM_RIGHTS.
 func (s *supervisor) run() (int, error) {
 	start := time.Now()
 	pod, err := LoadPod(s.dir)
@@ -90,32 +101,58 @@ func (s *supervisor) run() (int, error) {
 		return 0, err
 	}
 	s.pod = pod
-	if err := s.prepareDir(); err != nil {
-		return 0, err
-	}
 
-	// Signals are caught before the init exists so that none is lost; a
-	// handled (not ignored) signal is reset to default in children.
+	// Enabling a signal costs a round trip to the Go runtime's signal
+	// thread: do it beside the init's start. A handled (not ignored)
+	// signal is reset to default in children.
 	sigc := make(chan os.Signal, 16)
-	signal.Notify(sigc, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2,
-		unix.SIGWINCH, unix.SIGQUIT, unix.SIGPIPE)
-	defer signal.Stop(sigc)
+	sigReady := make(chan struct{})
+	go func() {
+		signal.Notify(sigc, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2,
+			unix.SIGWINCH, unix.SIGQUIT, unix.SIGPIPE)
+		close(sigReady)
+	}()
+	defer func() {
+		<-sigReady
+		signal.Stop(sigc)
+	}()
 
-	if pod.NotifyApp && s.notify != "" {
-		if err := s.startRelay(); err != nil {
-			return 0, err
-		}
-	}
-	cmd, err := s.startInit()
+	cmd, initSock, err := s.initCmd()
 	if err != nil {
 		return 0, err
 	}
+	started := make(chan error, 1)
+	go func() { started <- cmd.Start() }()
+	logPipes, err := s.prepare()
+	serr := <-started
+	initSock.Close()
+	if serr != nil {
+		closeFiles(logPipes)
+		return 0, fmt.Errorf("start pod init: %w", serr)
+	}
 	s.log.Debug("init started", "pid", cmd.Process.Pid, "elapsed", time.Since(start))
+	if err == nil {
+		err = writeFileAtomic(s.path(InitPID), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"))
+	}
+	if err == nil {
+		err = s.boot(logPipes)
+	}
+	closeFiles(logPipes) // the init has its own copies now
+	if err != nil {
+		// The init sees EOF instead of its bootstrap data and exits.
+		s.conn.Close()
+		cmd.Wait()
+		return 0, err
+	}
+	<-sigReady
 	go s.handleSignals(sigc)
 
 	code, gotExit, initErr := s.serve(start)
 	werr := cmd.Wait()
 	s.tees.Wait()
+	if s.pod.Interactive {
+		s.takeTerminalBack()
+	}
 	switch {
 	case gotExit:
 		return code, nil
@@ -134,6 +171,49 @@ func (s *supervisor) run() (int, error) {
 	return 0, fmt.Errorf("pod init ended without reporting an exit status: %v", werr)
 }
 
+// prepare readies the pod directory, the notify relay and the apps' log
+// pipes while the init starts; it returns the pipes' write ends.
+func (s *supervisor) prepare() ([]*os.File, error) {
+	if err := s.prepareDir(); err != nil {
+		return nil, err
+	}
+	if s.pod.NotifyApp && s.notify != "" {
+		if err := s.startRelay(); err != nil {
+			return nil, err
+		}
+	}
+	var ws []*os.File
+	if !s.pod.Interactive {
+		for _, a := range s.pod.Apps {
+			w, err := s.startTees(a.Name)
+			ws = append(ws, w...)
+			if err != nil {
+				return ws, err
+			}
+		}
+	}
+	return ws, nil
+}
+
+// boot sends the init its bootstrap data and the apps' log pipes.
+func (s *supervisor) boot(logPipes []*os.File) error {
+	var rights []byte
+	if len(logPipes) > 0 {
+		fds := make([]int, len(logPipes))
+		for i, f := range logPipes {
+			fds[i] = int(f.Fd())
+		}
+		rights = unix.UnixRights(fds...)
+	}
+	return sendMsg(s.conn, &message{T: msgBoot, PodDir: s.dir, Debug: s.debug, Notify: s.relay != nil}, rights)
+}
+
+func closeFiles(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
+}
+
 // prepareDir creates the state and log directories and removes what a
 // previous run may have left.
 func (s *supervisor) prepareDir() error {
@@ -150,37 +230,22 @@ func (s *supervisor) prepareDir() error {
 	return writeFileAtomic(s.path(SupervisorPID), []byte(strconv.Itoa(os.Getpid())+"\n"))
 }
 
-// startInit starts the pod init in its new namespaces. Its fd 3 is the
-// socket, then come the write ends of each app's stdout and stderr.
-func (s *supervisor) startInit() (*exec.Cmd, error) {
+// initCmd is the command of the pod init, in its new namespaces, with the
+// other end of the supervisor socket as its fd 3.
+func (s *supervisor) initCmd() (*exec.Cmd, *os.File, error) {
 	conn, initSock, err := socketPair()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	s.conn = conn
 	raw, err := conn.SyscallConn()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var serr error
 	raw.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1) })
 	if serr != nil {
-		return nil, fmt.Errorf("SO_PASSCRED: %w", serr)
-	}
-	files := []*os.File{initSock}
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
-	if !s.pod.Interactive {
-		for _, a := range s.pod.Apps {
-			w, err := s.startTees(a.Name)
-			if err != nil {
-				return nil, err
-			}
-			files = append(files, w...)
-		}
+		return nil, nil, fmt.Errorf("SO_PASSCRED: %w", serr)
 	}
 	flags := unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP
 	if s.pod.Net != "host" {
@@ -192,7 +257,7 @@ func (s *supervisor) startInit() (*exec.Cmd, error) {
 		Env:        initEnv(),
 		Stdout:     os.Stdout,
 		Stderr:     os.Stderr,
-		ExtraFiles: files,
+		ExtraFiles: []*os.File{initSock},
 		// No Pdeathsig here: Go's check of the parent PID after
 		// PR_SET_PDEATHSIG kills a child in a new PID namespace (its
 		// parent PID reads 0). The init sets it itself.
@@ -201,18 +266,7 @@ func (s *supervisor) startInit() (*exec.Cmd, error) {
 	if s.pod.Interactive {
 		cmd.Stdin = os.Stdin
 	}
-	// Bootstrap data is queued before the init starts: it reads it at once.
-	boot := &message{T: msgBoot, PodDir: s.dir, Debug: s.debug, Notify: s.relay != nil}
-	if err := sendMsg(conn, boot, nil); err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start pod init: %w", err)
-	}
-	if err := writeFileAtomic(s.path(InitPID), []byte(strconv.Itoa(cmd.Process.Pid)+"\n")); err != nil {
-		s.log.Warn("recording init pid", "err", err)
-	}
-	return cmd, nil
+	return cmd, initSock, nil
 }
 
 // initEnv is the init's environment: the supervisor's without
@@ -234,7 +288,8 @@ func (s *supervisor) serve(start time.Time) (code int, gotExit bool, initErr str
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred)+unix.CmsgSpace(4*4))
 	ctx := context.Background()
 	for {
-		m, hostPID, err := recvMsg(s.conn, buf, oob)
+		m, hostPID, fds, err := recvMsg(s.conn, buf, oob)
+		closeAll(fds) // none expected
 		if err != nil {
 			if !isClosed(err) {
 				s.log.Warn("reading from pod init", "err", err)
@@ -264,6 +319,7 @@ func (s *supervisor) serve(start time.Time) (code int, gotExit bool, initErr str
 					s.log.Warn("sd_notify", "err", err)
 				}
 			}
+			time.AfterFunc(trimDelay, func() { openExeMaps().trimMemory() })
 		case msgExit:
 			code, gotExit = m.Code, true
 		default:
@@ -284,33 +340,6 @@ func (s *supervisor) appStatus(name string) *AppStatus {
 func (s *supervisor) saveStatus(st *AppStatus) {
 	if err := writeJSONAtomic(filepath.Join(s.dir, AppsState, st.Name+".json"), st); err != nil {
 		s.log.Warn("recording app status", "app", st.Name, "err", err)
-	}
-}
-
-// handleSignals turns the supervisor's signals into requests to the init:
-// SIGTERM and SIGINT stop the pod (a second one kills it), the others are
-// forwarded to the apps. SIGPIPE is caught only so that a closed stdout
-// does not kill the pod.
-func (s *supervisor) handleSignals(sigc <-chan os.Signal) {
-	for sig := range sigc {
-		ss := sig.(syscall.Signal)
-		var m *message
-		switch ss {
-		case unix.SIGPIPE:
-			continue
-		case unix.SIGTERM, unix.SIGINT:
-			m = &message{T: msgStop, Force: s.stopping}
-			if !s.stopping && s.notify != "" {
-				sdNotify(s.notify, "STOPPING=1")
-			}
-			s.stopping = true
-		default:
-			m = &message{T: msgSignal, Sig: int(ss)}
-		}
-		s.log.Debug("signal", "signal", unix.SignalName(ss), "request", m.T, "force", m.Force)
-		if err := sendMsg(s.conn, m, nil); err != nil && !isClosed(err) {
-			s.log.Warn("forwarding signal", "signal", unix.SignalName(ss), "err", err)
-		}
 	}
 }
 
