@@ -50,7 +50,7 @@ fi
 hyperfine --style basic -N --warmup 3 --runs "$runs" --export-json "$work/run.json" "${cmds[@]}"
 
 # Memory of one running pod.
-k run --net=none --uuid-file-save "$work/uuid" "$img" --exec /bin/sleep -- 1000 >/dev/null 2>&1 &
+bin/karman --dir "$work/k" run --net=none --uuid-file-save "$work/uuid" "$img" --exec /bin/sleep -- 1000 >/dev/null 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$work/uuid" ] && [ -s "$work/k/pods/run/$(cat "$work/uuid")/state/init.pid" ] && break; sleep 0.05; done
 sleep 0.3
