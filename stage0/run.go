@@ -12,57 +12,80 @@ import (
 type RunOptions struct {
 	// UUIDFile receives the pod's UUID before it starts.
 	UUIDFile string
-	Debug    bool
+	// Detach starts the supervisor as a child in its own session and
+	// returns at once; the pod's output is kept in its directory.
+	Detach bool
+	Debug  bool
 }
 
-// Run prepares a pod and runs it in this process: on success it does not
-// return, because the process becomes the pod's supervisor (stage1) and
-// exits with the pod's status.
-func (r *Runtime) Run(ctx context.Context, spec PodSpec, o RunOptions) error {
+// Run prepares a pod and runs it: the calling process becomes the pod's
+// supervisor (stage1) and Run returns the pod's exit status when the pod
+// has ended. The caller exits with it. With o.Detach, Run starts the
+// supervisor as a child and returns 0 once it runs.
+func (r *Runtime) Run(ctx context.Context, spec PodSpec, o RunOptions) (string, int, error) {
 	p, lock, err := r.create(ctx, spec)
 	if err != nil {
-		return err
+		return "", 0, err
 	}
 	if p, err = r.move(p, "run"); err != nil {
 		r.discard(p)
 		lock.Unlock()
-		return err
+		return "", 0, err
 	}
-	return r.exec(p, lock.File(), o)
+	code, err := r.supervise(p, lock.File(), o)
+	return p.uuid, code, err
 }
 
-// RunPrepared runs a prepared pod in this process, like Run.
-func (r *Runtime) RunPrepared(_ context.Context, uuid string, o RunOptions) error {
+// RunPrepared runs a prepared pod, like Run.
+func (r *Runtime) RunPrepared(_ context.Context, uuid string, o RunOptions) (int, error) {
 	p, err := r.find(uuid)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if p.stateDir != "prepared" {
-		return fmt.Errorf("pod %s is %s, not prepared: %w", p.uuid, p.state(), ErrState)
+		return 0, fmt.Errorf("pod %s is %s, not prepared: %w", p.uuid, p.state(), ErrState)
 	}
 	f, err := os.Open(p.path)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	lock, err := lockExclusive(f)
 	if err != nil {
-		return fmt.Errorf("pod %s is being started by another process: %w", p.uuid, err)
+		return 0, fmt.Errorf("pod %s is being started by another process: %w", p.uuid, err)
 	}
 	if p, err = r.move(p, "run"); err != nil {
 		lock.Close()
-		return err
+		return 0, err
 	}
-	return r.exec(p, lock, o)
+	return r.supervise(p, lock, o)
 }
 
-func (r *Runtime) exec(p pod, lock *os.File, o RunOptions) error {
+// supervise hands the locked pod to stage1. The supervisor runs in this
+// very process (same PID, same lock) rather than after another exec of
+// the binary, which would cost a Go start-up on every pod start; the
+// re-exec entrypoint (stage1.Exec, stage1.Command) remains the versioned
+// interface for a detached supervisor.
+func (r *Runtime) supervise(p pod, lock *os.File, o RunOptions) (int, error) {
 	if o.UUIDFile != "" {
 		if err := os.WriteFile(o.UUIDFile, []byte(p.uuid+"\n"), 0o644); err != nil {
-			return fmt.Errorf("--uuid-file-save: %w", err)
+			return 0, fmt.Errorf("--uuid-file-save: %w", err)
 		}
 	}
-	err := stage1.Exec(p.path, lock, stage1.ExecOptions{Debug: o.Debug})
-	return fmt.Errorf("pod %s: starting stage1: %w", p.uuid, err)
+	opts := stage1.ExecOptions{Debug: o.Debug}
+	if !o.Detach {
+		return stage1.Supervise(p.path, lock, opts), nil
+	}
+	cmd, err := stage1.Command(p.path, lock, opts)
+	if err == nil {
+		err = cmd.Start()
+	}
+	lock.Close() // the supervisor holds its own copy of the lock now
+	if err != nil {
+		r.discard(p)
+		return 0, fmt.Errorf("pod %s: starting the supervisor: %w", p.uuid, err)
+	}
+	cmd.Process.Release()
+	return 0, nil
 }
 
 // Enter runs argv in an app of a running pod (the only app when app is

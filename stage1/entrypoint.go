@@ -3,6 +3,7 @@ package stage1
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -141,4 +142,24 @@ func parseSupervisorArgs(args []string) (supervisorFlags, error) {
 		return f, fmt.Errorf("usage: karman %s [--debug] [--lock-fd=N] PODDIR", cmdRun)
 	}
 	return f, nil
+}
+
+// Command returns the supervisor for podDir as a child process, for pods
+// that run detached from the caller: it gets the lock as fd 3, a session of
+// its own and /dev/null for stdio (the apps' output is kept in the pod
+// directory). The caller starts it and may then exit.
+func Command(podDir string, lock *os.File, opts ExecOptions) (*exec.Cmd, error) {
+	abs, err := filepath.Abs(podDir)
+	if err != nil {
+		return nil, fmt.Errorf("stage1: %w", err)
+	}
+	args := supervisorArgs(abs, 3, opts)
+	cmd := &exec.Cmd{
+		Path:        "/proc/self/exe",
+		Args:        args,
+		Env:         os.Environ(),
+		ExtraFiles:  []*os.File{lock},
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	}
+	return cmd, nil
 }

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -358,4 +359,53 @@ func TestConcurrentLifecycleCommands(t *testing.T) {
 	mustSucceed(t, karman(t, e.dir, "stop", "--force", uuid))
 	mustSucceed(t, karman(t, e.dir, "status", "--wait=20s", uuid))
 	mustSucceed(t, karman(t, e.dir, "rm", uuid))
+}
+
+func TestDetachAndFollowLogs(t *testing.T) {
+	e := newPodEnv(t)
+	r := mustSucceed(t, e.run(t, "--detach", e.image, "--exec", "/bin/sh", "--", "-c", "for i in 1 2 3; do echo tick $i; sleep 0.1; done; exit 6"))
+	uuid := strings.TrimSpace(r.Stdout)
+	logs := mustSucceed(t, karman(t, e.dir, "logs", "-f", uuid))
+	if logs.Stdout != "tick 1\ntick 2\ntick 3\n" {
+		t.Errorf("logs -f = %q", logs.Stdout)
+	}
+	pi := e.status(t, uuid)
+	if pi.State != stage0.Exited || pi.ExitCode == nil || *pi.ExitCode != 6 {
+		t.Errorf("detached pod after logs -f: %+v", pi)
+	}
+}
+
+// TestNotifyReady runs a pod under a fake NOTIFY_SOCKET and waits for
+// READY=1, which karman sends once the app has started.
+func TestNotifyReady(t *testing.T) {
+	e := newPodEnv(t)
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	uuidFile := filepath.Join(t.TempDir(), "uuid")
+	cmd := exec.Command(testenv.Binary(t), "--dir", e.dir, "run", "--uuid-file-save", uuidFile, e.image, "--exec", "/bin/sleep", "--", "1000")
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	buf := make([]byte, 4096)
+	n, err := conn.Read(buf)
+	if err != nil {
+		t.Fatalf("no notification: %v", err)
+	}
+	if !strings.Contains(string(buf[:n]), "READY=1") {
+		t.Fatalf("notification %q lacks READY=1", buf[:n])
+	}
+	b, _ := os.ReadFile(uuidFile)
+	uuid := strings.TrimSpace(string(b))
+	if pi := e.status(t, uuid); pi.State != stage0.Running || len(pi.Apps) != 1 || pi.Apps[0].PID == 0 {
+		t.Errorf("at READY=1 the app should run: %+v", pi)
+	}
+	mustSucceed(t, karman(t, e.dir, "stop", uuid))
+	cmd.Wait()
 }

@@ -159,16 +159,27 @@ IMAGE they apply to that app only.`,
 	var f podFlags
 	f.register(cmd)
 	uuidFile := cmd.Flags().String("uuid-file-save", "", "write the pod's UUID to this file")
+	detach := cmd.Flags().Bool("detach", false, "run the pod in the background, print its UUID and return (see `karman logs`)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		spec, err := f.spec(args)
 		if err != nil {
 			return err
 		}
+		if *detach && spec.Interactive {
+			return fmt.Errorf("--detach and --interactive exclude each other")
+		}
 		rt, err := g.runtime()
 		if err != nil {
 			return err
 		}
-		return rt.Run(cmd.Context(), spec, stage0.RunOptions{UUIDFile: *uuidFile, Debug: g.debug})
+		uuid, code, err := rt.Run(cmd.Context(), spec, stage0.RunOptions{UUIDFile: *uuidFile, Detach: *detach, Debug: g.debug})
+		if err != nil {
+			return err
+		}
+		if *detach {
+			fmt.Fprintln(cmd.OutOrStdout(), uuid)
+		}
+		return exitCode(code)
 	}
 	return cmd
 }
@@ -208,7 +219,11 @@ func newRunPreparedCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		return rt.RunPrepared(cmd.Context(), args[0], stage0.RunOptions{UUIDFile: *uuidFile, Debug: g.debug})
+		code, err := rt.RunPrepared(cmd.Context(), args[0], stage0.RunOptions{UUIDFile: *uuidFile, Debug: g.debug})
+		if err != nil {
+			return err
+		}
+		return exitCode(code)
 	}
 	return cmd
 }
