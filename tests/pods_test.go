@@ -53,6 +53,22 @@ func (e *podEnv) assertNoLeaks(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join(e.dir, "images/leases")); len(ents) != 0 {
 		t.Errorf("%d image leases left after gc", len(ents))
 	}
+	// No supervisor of this data directory still runs, and no pod init
+	// anywhere lost its supervisor.
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		cmdline := string(b)
+		if strings.Contains(cmdline, "\x00"+e.dir+"\x00") {
+			t.Errorf("supervisor %s left: %q", filepath.Dir(p), cmdline)
+		}
+		if strings.Contains(cmdline, "__stage1-init") {
+			st, _ := os.ReadFile(filepath.Join(filepath.Dir(p), "status"))
+			if strings.Contains(string(st), "\nPPid:\t1\n") {
+				t.Errorf("orphaned pod init %s", filepath.Dir(p))
+			}
+		}
+	}
 }
 
 func (e *podEnv) run(t *testing.T, args ...string) testenv.Result {
@@ -408,4 +424,59 @@ func TestNotifyReady(t *testing.T) {
 	}
 	mustSucceed(t, karman(t, e.dir, "stop", uuid))
 	cmd.Wait()
+}
+
+func TestPrepareRunPreparedMarkOnly(t *testing.T) {
+	e := newPodEnv(t)
+	r := mustSucceed(t, karman(t, e.dir, "prepare", e.image, "--exec", "/bin/sh", "--", "-c", "exit 9"))
+	uuid := strings.TrimSpace(r.Stdout)
+	if pi := e.status(t, uuid); pi.State != stage0.Prepared {
+		t.Fatalf("after prepare: %+v", pi)
+	}
+	if r := karman(t, e.dir, "run-prepared", uuid[:8]); r.Code != 9 {
+		t.Fatalf("run-prepared: %s", r)
+	}
+	if r := karman(t, e.dir, "run-prepared", uuid); r.Code != 254 || !strings.Contains(r.Stderr, "not prepared") {
+		t.Errorf("second run-prepared: %s", r)
+	}
+	r = mustSucceed(t, karman(t, e.dir, "gc", "--mark-only"))
+	if !strings.Contains(r.Stdout, "marked "+uuid) || strings.Contains(r.Stdout, "removed") {
+		t.Errorf("gc --mark-only: %q", r.Stdout)
+	}
+	if pi := e.status(t, uuid); pi.State != stage0.ExitedGarbage {
+		t.Errorf("after mark: %s", pi.State)
+	}
+	// Within the grace period the pod stays.
+	r = mustSucceed(t, karman(t, e.dir, "gc", "--grace-period=1h"))
+	if strings.Contains(r.Stdout, "removed") {
+		t.Errorf("gc removed a pod within its grace period: %q", r.Stdout)
+	}
+}
+
+func TestEnterMultiApp(t *testing.T) {
+	e := newPodEnv(t)
+	_, uuid := e.startPod(t, e.image, "--exec", "/bin/sleep", "--", "1000", "---", e.image, "--exec", "/bin/sh", "--", "-c", "echo second > /tmp/who; sleep 1000")
+	pi := e.status(t, uuid)
+	if len(pi.Apps) != 2 {
+		t.Fatalf("apps: %+v", pi.Apps)
+	}
+	if r := karman(t, e.dir, "enter", uuid, "/bin/true"); r.Code != 254 || !strings.Contains(r.Stderr, "--app") {
+		t.Errorf("enter without --app in a two-app pod: %s", r)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := karman(t, e.dir, "enter", "--app", pi.Apps[1].Name, uuid, "/bin/cat", "/tmp/who")
+		if r.Code == 0 && strings.TrimSpace(r.Stdout) == "second" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("enter --app %s: %s", pi.Apps[1].Name, r)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Each app has its own root: the first app does not see the file.
+	if r := karman(t, e.dir, "enter", "--app", pi.Apps[0].Name, uuid, "/bin/cat", "/tmp/who"); r.Code == 0 {
+		t.Errorf("apps share a root filesystem: %s", r)
+	}
+	mustSucceed(t, karman(t, e.dir, "stop", uuid))
 }

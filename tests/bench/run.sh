@@ -39,7 +39,7 @@ cmds=(-n "karman run" --prepare "bin/karman --dir $work/k gc --grace-period=0" "
 	-n "unshare floor" "unshare --pid --fork --mount --uts --ipc --net /bin/true")
 if command -v podman >/dev/null; then
 	pimg=$(podman pull -q "oci:$work/layout:latest")
-	pcmd="podman run --runtime runc --ulimit host --rm --network none $pimg /bin/true"
+	pcmd="podman run --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 --rm --network none $pimg /bin/true"
 	if $pcmd >/dev/null 2>"$work/podman.err"; then
 		cmds+=(-n "podman run" "$pcmd")
 	else
@@ -60,7 +60,7 @@ init=$(cat "$work/k/pods/run/$(cat "$work/uuid")/state/init.pid")
 kpss=$(( $(pss "$sup") + $(pss "$init") ))
 cpss=
 if [ -n "${pimg:-}" ]; then
-	podman run --runtime runc --ulimit host -d --name karman-bench-mem --network none "$pimg" /bin/sleep 1000 >/dev/null
+	podman run --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 -d --name karman-bench-mem --network none "$pimg" /bin/sleep 1000 >/dev/null
 	conmon=$(podman inspect --format '{{.State.ConmonPid}}' karman-bench-mem)
 	cpss=$(pss "$conmon")
 fi
