@@ -58,6 +58,9 @@ func parseApps(args []string, common *appFlags) ([]stage0.AppSpec, error) {
 		seg := args
 		if i := indexOf(args, "---"); i >= 0 {
 			seg, args = args[:i], args[i+1:]
+			if len(args) == 0 {
+				return nil, fmt.Errorf("expected an image after the last ---")
+			}
 		} else {
 			args = nil
 		}
