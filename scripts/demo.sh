@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: build a busybox image locally, serve it
-# from Debian's registry on loopback, fetch it with karman and run a pod of it.
+# from Debian's registry on loopback, sign it and trust its key, fetch it
+# with karman (verifying the signature first) and run a pod of it.
 # Everything lives under a temporary directory that is removed at the end
 # (set KEEP=1 to keep it).
 set -euo pipefail
@@ -20,8 +21,17 @@ for _ in $(seq 100); do grep -q '^REGISTRY=' "$work/registry.out" 2>/dev/null &&
 reg=$(sed -n 's/^REGISTRY=//p' "$work/registry.out")
 [ -n "$reg" ] || { cat "$work/registry.err" >&2; exit 1; }
 
-echo "== building a busybox image and pushing it to the loopback registry $reg"
-bin/karman-testimage --kind multilayer --push "$reg/demo/busybox:latest"
+echo "== a signing key, trusted for the repository prefix $reg/demo only"
+bin/karman-testimage --gen-key "$work/keys"
+karman trust add --scope "$reg/demo" "$work/keys/cosign.pub"
+karman trust list
+echo "== building a busybox image, pushing it to the loopback registry $reg and signing it"
+bin/karman-testimage --kind multilayer --push "$reg/demo/busybox:latest" --sign-key "$work/keys/cosign.key" --sign-format both
+echo "== karman verify $reg/demo/busybox:latest (resolves and checks the signatures, fetches nothing)"
+karman verify "$reg/demo/busybox:latest"
+echo "== an unsigned image is refused, and nothing of it is stored"
+bin/karman-testimage --kind busybox --push "$reg/demo/unsigned:latest" >/dev/null
+if karman fetch "$reg/demo/unsigned:latest"; then echo "demo: the unsigned image was accepted" >&2; exit 1; fi
 echo "== karman fetch $reg/demo/busybox:latest"
 karman fetch "$reg/demo/busybox:latest"
 echo "== karman image list"

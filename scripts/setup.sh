@@ -27,3 +27,11 @@ fi
 # the tests start their own on loopback ports and need no system service.
 export PATH="$PATH:/usr/local/go/bin"
 go mod download
+
+# The real cosign, for the signature interoperability tests (a few minutes
+# to build the first time; kept in GOPATH/bin afterwards).
+gobin=$(go env GOPATH)/bin
+if ! command -v cosign >/dev/null && [ ! -x "$gobin/cosign" ]; then
+	echo "setup: building cosign v2.6.5 for the interoperability tests (takes a few minutes)" >&2
+	go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5
+fi

@@ -46,6 +46,9 @@ type Runtime struct {
 	configDir string
 	log       *slog.Logger
 	images    *store.Store
+	// Warn, when set, receives warnings meant for the user, one line
+	// each (images fetched without signature verification).
+	Warn func(msg string)
 }
 
 // New opens (creating as needed) the runtime under dir.

@@ -148,7 +148,9 @@ func (r *Runtime) prepareApp(ctx context.Context, p pod, spec PodSpec, as AppSpe
 
 // resolveImage finds the image in the store or fetches it, per the pull
 // policy: new fetches only what the store lacks, update always asks the
-// source, never only uses the store.
+// source, never only uses the store. What is fetched passes the signature
+// policy of the configuration directory first; images already stored were
+// judged when they were fetched.
 func (r *Runtime) resolveImage(ctx context.Context, arg string, spec PodSpec) (v1.Hash, error) {
 	if spec.PullPolicy != "update" {
 		d, err := r.images.Resolve(arg)
@@ -166,7 +168,10 @@ func (r *Runtime) resolveImage(ctx context.Context, arg string, spec PodSpec) (v
 	if err != nil {
 		return v1.Hash{}, err
 	}
-	img, err := fetch.Fetch(ctx, ref, fetch.Options{Store: r.images, InsecureHTTP: spec.InsecureHTTP, InsecureTLS: spec.InsecureTLS, Logger: r.log})
+	img, err := fetch.Fetch(ctx, ref, fetch.Options{
+		Store: r.images, InsecureHTTP: spec.InsecureHTTP, InsecureTLS: spec.InsecureTLS, Logger: r.log,
+		Verify: VerifyImages(r.configDir, spec.InsecureImage, r.Warn),
+	})
 	if err != nil {
 		return v1.Hash{}, err
 	}

@@ -37,8 +37,9 @@ type PodSpec struct {
 	StopTimeout time.Duration
 	Interactive bool
 	NotifyApp   bool
-	// Insecure options: "http", "tls" for fetching.
-	InsecureHTTP, InsecureTLS bool
+	// Insecure options: "http", "tls" for fetching; "image" skips
+	// signature verification.
+	InsecureHTTP, InsecureTLS, InsecureImage bool
 }
 
 var appName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)

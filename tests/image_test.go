@@ -20,10 +20,30 @@ import (
 	"github.com/karman-project/karman/tests/testregistry"
 )
 
-// karman runs the binary with --dir dir.
+// karman runs the binary with --dir dir and --config-dir dir/etc, where
+// acceptAnything puts a policy accepting every image: the tests that are
+// not about signatures fetch unsigned images (signing_test.go has its own
+// configuration directories).
 func karman(t *testing.T, dir string, args ...string) testenv.Result {
 	t.Helper()
+	acceptAnything(t, filepath.Join(dir, "etc"))
 	return testenv.Run(t, nil, append([]string{"--dir", dir, "--config-dir", filepath.Join(dir, "etc")}, args...)...)
+}
+
+// acceptAnything writes configDir/policy.json accepting every image
+// unless there is one already.
+func acceptAnything(t *testing.T, configDir string) {
+	t.Helper()
+	p := filepath.Join(configDir, "policy.json")
+	if _, err := os.Stat(p); err == nil {
+		return
+	}
+	if err := os.MkdirAll(configDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(`{"version": 1, "default": {"type": "insecure-accept-anything"}}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func mustSucceed(t *testing.T, r testenv.Result) testenv.Result {
@@ -195,7 +215,8 @@ func TestFetchKilledThenFetchAgain(t *testing.T) {
 	want := pushed(t, ref, testimage.Options{}, func(o testimage.Options) (v1Image, error) { return testimage.Big(o, 120, 300, 4) })
 	dir := t.TempDir()
 	for _, after := range []time.Duration{0, 20 * time.Millisecond, 60 * time.Millisecond, 150 * time.Millisecond} {
-		cmd := exec.Command(testenv.Binary(t), "--dir", dir, "fetch", ref)
+		acceptAnything(t, filepath.Join(dir, "etc"))
+		cmd := exec.Command(testenv.Binary(t), "--dir", dir, "--config-dir", filepath.Join(dir, "etc"), "fetch", ref)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -242,7 +263,7 @@ func TestErrorsAreOneClearLine(t *testing.T) {
 		{[]string{"fetch", host + "/no/such:image"}, []string{"not found", "check the repository and tag"}},
 		{[]string{"fetch", "busybox"}, []string{"names no registry host", "127.0.0.1:5000/busybox"}},
 		{[]string{"fetch", "oci:" + t.TempDir()}, []string{"not an OCI image layout"}},
-		{[]string{"fetch", "--insecure-options", "bogus", host + "/x:y"}, []string{"unknown option \"bogus\"", "valid: http, tls"}},
+		{[]string{"fetch", "--insecure-options", "bogus", host + "/x:y"}, []string{"unknown option \"bogus\"", "valid: image, http, tls"}},
 		{[]string{"image", "rm", "127.0.0.1:5000/not/stored:v1"}, []string{"not in the store", "karman image list"}},
 		{[]string{"image", "list", "--format", "yaml"}, []string{"use table or json"}},
 		{[]string{"fetch", "--no-such-flag"}, []string{"unknown flag", "karman fetch --help"}},

@@ -9,6 +9,7 @@ import (
 
 	"github.com/karman-project/karman/image"
 	"github.com/karman-project/karman/image/fetch"
+	"github.com/karman-project/karman/stage0"
 )
 
 func newFetchCommand(g *globals) *cobra.Command {
@@ -19,12 +20,14 @@ func newFetchCommand(g *globals) *cobra.Command {
 
 IMAGE is a registry reference (HOST[:PORT]/REPO[:TAG|@sha256:DIGEST]),
 oci:DIR[:TAG] for an OCI image layout, or docker-archive:FILE for the
-output of docker save. Layers are verified and extracted, ready to run.`,
+output of docker save. Each image must first pass the signature policy
+(see karman trust and docs/signing.md); then its layers are fetched,
+checked against their digests and extracted, ready to run.`,
 		Args: cobra.MinimumNArgs(1),
 	}
-	insecure := cmd.Flags().String("insecure-options", "", "comma-separated: http (plain HTTP to non-loopback registries), tls (skip certificate checks)")
+	insecure := cmd.Flags().String("insecure-options", "", insecureHelp)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		ins, err := insecureOptions(*insecure, "http", "tls")
+		ins, err := insecureOptions(*insecure, "image", "http", "tls")
 		if err != nil {
 			return err
 		}
@@ -38,8 +41,9 @@ output of docker save. Layers are verified and extracted, ready to run.`,
 		if err != nil {
 			return err
 		}
+		verify := stage0.VerifyImages(g.configDir, ins["image"], g.warn)
 		for _, ref := range refs {
-			o := fetch.Options{Store: st, InsecureHTTP: ins["http"], InsecureTLS: ins["tls"], Logger: g.log}
+			o := fetch.Options{Store: st, InsecureHTTP: ins["http"], InsecureTLS: ins["tls"], Logger: g.log, Verify: verify}
 			var bars *fetch.Terminal
 			if term.IsTerminal(int(os.Stderr.Fd())) {
 				bars = fetch.NewTerminal(os.Stderr)

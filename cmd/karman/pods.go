@@ -16,7 +16,12 @@ import (
 )
 
 func (g *globals) runtime() (*stage0.Runtime, error) {
-	return stage0.New(g.dir, g.configDir, g.log)
+	rt, err := stage0.New(g.dir, g.configDir, g.log)
+	if err != nil {
+		return nil, err
+	}
+	rt.Warn = g.warn
+	return rt, nil
 }
 
 // podArgs returns the pod UUIDs from args or from --uuid-file.

@@ -70,6 +70,8 @@ func newRootCommand() *cobra.Command {
 		newGCCommand(g),
 		newEnterCommand(g),
 		newLogsCommand(g),
+		newTrustCommand(g),
+		newVerifyCommand(g),
 	)
 	return root
 }
@@ -99,6 +101,14 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// insecureHelp documents --insecure-options of the commands that fetch.
+const insecureHelp = "comma-separated: image (skip signature verification, loudly), http (plain HTTP to non-loopback registries), tls (skip certificate checks)"
+
+// warn prints a warning for the user on stderr, one line.
+func (g *globals) warn(msg string) {
+	fmt.Fprintln(os.Stderr, "karman: "+strings.ReplaceAll(msg, "\n", "; "))
 }
 
 // insecureOptions parses --insecure-options=a,b,c against the allowed set.

@@ -125,7 +125,7 @@ func (f *podFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.hostname, "hostname", "", "hostname of the pod (default karman-UUID8)")
 	fs.StringVar(&f.net, "net", "none", "network: none (loopback only) or host")
 	fs.StringVar(&f.pull, "pull-policy", "new", "when to fetch images: new (if not stored), update (always), never")
-	fs.StringVar(&f.insecure, "insecure-options", "", "comma-separated: http, tls (for fetching)")
+	fs.StringVar(&f.insecure, "insecure-options", "", insecureHelp)
 	fs.BoolVar(&f.noOverlay, "no-overlay", false, "copy image layers instead of mounting an overlay")
 	fs.DurationVar(&f.stopTimeout, "stop-timeout", 10*time.Second, "time apps get between SIGTERM and SIGKILL when the pod stops")
 	fs.BoolVar(&f.interactive, "interactive", false, "give the (single) app this terminal")
@@ -133,7 +133,7 @@ func (f *podFlags) register(cmd *cobra.Command) {
 }
 
 func (f *podFlags) spec(args []string) (stage0.PodSpec, error) {
-	ins, err := insecureOptions(f.insecure, "http", "tls")
+	ins, err := insecureOptions(f.insecure, "image", "http", "tls")
 	if err != nil {
 		return stage0.PodSpec{}, err
 	}
@@ -144,7 +144,7 @@ func (f *podFlags) spec(args []string) (stage0.PodSpec, error) {
 	return stage0.PodSpec{
 		Apps: apps, Name: f.name, Hostname: f.hostname, Net: f.net, PullPolicy: f.pull,
 		NoOverlay: f.noOverlay, StopTimeout: f.stopTimeout, Interactive: f.interactive, NotifyApp: f.notifyApp,
-		InsecureHTTP: ins["http"], InsecureTLS: ins["tls"],
+		InsecureHTTP: ins["http"], InsecureTLS: ins["tls"], InsecureImage: ins["image"],
 	}, nil
 }
 

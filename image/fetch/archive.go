@@ -18,6 +18,7 @@ import (
 
 	"github.com/karman-project/karman/image"
 	"github.com/karman-project/karman/image/store"
+	"github.com/karman-project/karman/signing"
 )
 
 // archiveSource reads a `docker save` tarball. The archive has no manifest
@@ -165,6 +166,9 @@ func describeLayer(sr *io.SectionReader, diffID v1.Hash) (v1.Descriptor, error) 
 
 func (s *archiveSource) scope() string { return "docker-archive:" + s.path }
 func (s *archiveSource) close() error  { return s.f.Close() }
+
+// signatures: a docker archive carries none.
+func (s *archiveSource) signatures() signing.Source { return nil }
 
 func (s *archiveSource) manifest(_ context.Context, d *v1.Hash) ([]byte, types.MediaType, error) {
 	return s.raw, types.OCIManifestSchema1, nil

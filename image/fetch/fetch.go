@@ -16,17 +16,28 @@ import (
 
 	"github.com/karman-project/karman/image"
 	"github.com/karman-project/karman/image/store"
+	"github.com/karman-project/karman/signing"
 )
 
-// Target is what the verifier judges: the manifest a reference resolved
-// to, before anything else of the image is fetched.
+// Target is what the verifier judges: what a reference named (an image
+// index or a manifest), resolved once and digested locally, before
+// anything else of the image is fetched.
 type Target struct {
 	Ref image.Reference
 	// Scope is the name trust policy matches: registry/repository for a
-	// registry image, oci:DIR or docker-archive:FILE otherwise.
-	Scope    string
-	Digest   v1.Hash
-	Manifest []byte
+	// registry image, oci:DIR or docker-archive:FILE otherwise (absolute
+	// paths).
+	Scope string
+	// Digest is the digest of Manifest, computed from its bytes. For an
+	// index it is the index's: the platform's manifest is picked later,
+	// by digest, from these very bytes.
+	Digest    v1.Hash
+	MediaType types.MediaType
+	Manifest  []byte
+	// Signatures reads the image's signatures: the registry repository
+	// (through the fetch's own authenticated transport) or the OCI
+	// layout. Nil for docker archives, which carry none.
+	Signatures signing.Source
 }
 
 // Options configure a fetch. Store is required.
@@ -44,7 +55,10 @@ type Options struct {
 	// Transport is the base HTTP transport, for tests.
 	Transport http.RoundTripper
 	// Verify, when set, must approve the target before any config or
-	// layer is fetched. Package signing provides it.
+	// layer, or the platform's manifest of an index, is fetched; its
+	// error is returned as is. Nil means no verification: this package
+	// leaves the trust decision to its callers (stage0 and the CLI wire
+	// the signature policy of signing/policy here).
 	Verify func(ctx context.Context, t Target) error
 	// Progress receives per-layer progress; nil is quiet.
 	Progress Progress
@@ -80,20 +94,15 @@ func Fetch(ctx context.Context, ref image.Reference, o Options) (image.Image, er
 	}
 	defer src.close()
 
-	d, raw, mt, err := resolve(ctx, src, &o)
+	d, raw, mt, err := resolve(ctx, ref, src, &o)
 	if err != nil {
-		return image.Image{}, fmt.Errorf("image %s: %w", ref, err)
+		return image.Image{}, err
 	}
 	m, err := parseManifest(raw, mt)
 	if err != nil {
 		return image.Image{}, fmt.Errorf("image %s@%s: %w", ref, d, err)
 	}
 	o.Logger.Debug("resolved", "image", ref.String(), "digest", d.String(), "layers", len(m.Layers))
-	if o.Verify != nil {
-		if err := o.Verify(ctx, Target{Ref: ref, Scope: src.scope(), Digest: d, Manifest: raw}); err != nil {
-			return image.Image{}, err
-		}
-	}
 	if err := pull(ctx, src, d, raw, m, &o); err != nil {
 		if errors.Is(err, syscall.ENOSPC) {
 			err = fmt.Errorf("%w; free space under %s or remove images with `karman image rm` and `karman image gc`", err, o.Store.Root())
@@ -118,42 +127,80 @@ func open(ctx context.Context, ref image.Reference, o *Options) (source, error) 
 	return nil, fmt.Errorf("image %s: unknown transport %q: %w", ref, ref.Transport, image.ErrInvalidReference)
 }
 
-// resolve fetches the reference's manifest once, descends from an index to
-// the platform's manifest, and returns the manifest and its digest,
-// computed here from the bytes.
-func resolve(ctx context.Context, src source, o *Options) (d v1.Hash, raw []byte, mt types.MediaType, err error) {
-	raw, mt, err = src.manifest(ctx, nil)
+// Check resolves ref exactly as Fetch does and has o.Verify judge what it
+// names. It fetches no config, layer or platform manifest and uses no
+// store: it is `karman verify`.
+func Check(ctx context.Context, ref image.Reference, o Options) error {
+	if o.Verify == nil {
+		return errors.New("fetch.Check: Options.Verify is required")
+	}
+	src, err := open(ctx, ref, &o)
+	if err != nil {
+		return err
+	}
+	defer src.close()
+	_, err = named(ctx, ref, src, &o)
+	return err
+}
+
+// resolve fetches what the reference names once, has it verified, and
+// descends from an index to the platform's manifest by the digest the
+// verified index bytes give. It returns the image manifest and its
+// digest, computed here from the bytes.
+func resolve(ctx context.Context, ref image.Reference, src source, o *Options) (d v1.Hash, raw []byte, mt types.MediaType, err error) {
+	t, err := named(ctx, ref, src, o)
 	if err != nil {
 		return d, nil, "", err
 	}
-	if mt, err = classify(raw, mt); err != nil {
-		return d, nil, "", err
+	if !isIndex(t.MediaType) {
+		return t.Digest, t.Manifest, t.MediaType, nil
 	}
-	if isIndex(mt) {
-		p := HostPlatform()
-		if o.Platform != nil {
-			p = *o.Platform
-		}
-		desc, err := pickPlatform(raw, p)
-		if err != nil {
-			return d, nil, "", err
-		}
-		if raw, mt, err = src.manifest(ctx, &desc.Digest); err != nil {
-			return d, nil, "", err
-		}
-		if got, _, _ := v1.SHA256(bytes.NewReader(raw)); got != desc.Digest {
-			return d, nil, "", fmt.Errorf("manifest %s: content has digest %s: %w", desc.Digest, got, image.ErrDigestMismatch)
-		}
-		if mt, err = classify(raw, mt); err != nil {
-			return d, nil, "", err
-		}
-		if isIndex(mt) {
-			return d, nil, "", fmt.Errorf("nested image indexes are not supported: %w", image.ErrUnsupported)
-		}
+	wrap := func(err error) error { return fmt.Errorf("image %s@%s: %w", ref, t.Digest, err) }
+	p := platformOf(o)
+	desc, err := pickPlatform(t.Manifest, p)
+	if err != nil {
+		return d, nil, "", wrap(err)
+	}
+	if raw, mt, err = src.manifest(ctx, &desc.Digest); err != nil {
+		return d, nil, "", wrap(err)
 	}
 	if int64(len(raw)) > store.MaxManifestSize {
-		return d, nil, "", fmt.Errorf("manifest larger than %d bytes: %w", store.MaxManifestSize, image.ErrUnsupported)
+		return d, nil, "", wrap(fmt.Errorf("manifest larger than %d bytes: %w", store.MaxManifestSize, image.ErrUnsupported))
 	}
-	d, _, err = v1.SHA256(bytes.NewReader(raw))
-	return d, raw, mt, err
+	if got, _, _ := v1.SHA256(bytes.NewReader(raw)); got != desc.Digest {
+		return d, nil, "", wrap(fmt.Errorf("manifest %s: content has digest %s: %w", desc.Digest, got, image.ErrDigestMismatch))
+	}
+	if mt, err = classify(raw, mt); err != nil {
+		return d, nil, "", wrap(err)
+	}
+	if isIndex(mt) {
+		return d, nil, "", wrap(fmt.Errorf("nested image indexes are not supported: %w", image.ErrUnsupported))
+	}
+	return desc.Digest, raw, mt, nil
+}
+
+// named fetches the manifest or index the reference names, once, digests
+// it and calls the verifier. Verifier errors are returned unwrapped.
+func named(ctx context.Context, ref image.Reference, src source, o *Options) (Target, error) {
+	raw, mt, err := src.manifest(ctx, nil)
+	if err != nil {
+		return Target{}, fmt.Errorf("image %s: %w", ref, err)
+	}
+	if int64(len(raw)) > store.MaxManifestSize {
+		return Target{}, fmt.Errorf("image %s: manifest larger than %d bytes: %w", ref, store.MaxManifestSize, image.ErrUnsupported)
+	}
+	if mt, err = classify(raw, mt); err != nil {
+		return Target{}, fmt.Errorf("image %s: %w", ref, err)
+	}
+	d, _, err := v1.SHA256(bytes.NewReader(raw))
+	if err != nil {
+		return Target{}, err
+	}
+	t := Target{Ref: ref, Scope: src.scope(), Digest: d, MediaType: mt, Manifest: raw, Signatures: src.signatures()}
+	if o.Verify != nil {
+		if err := o.Verify(ctx, t); err != nil {
+			return Target{}, err
+		}
+	}
+	return t, nil
 }

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -69,6 +70,9 @@ func (s *layoutSource) manifest(_ context.Context, d *v1.Hash) ([]byte, types.Me
 		}
 	}
 	sort.Strings(tags)
+	if s.tag == "" && len(picked) > 1 {
+		picked = s.images(picked)
+	}
 	switch {
 	case len(picked) == 1:
 	case len(picked) == 0:
@@ -85,6 +89,32 @@ func (s *layoutSource) manifest(_ context.Context, d *v1.Hash) ([]byte, types.Me
 		return nil, "", err
 	}
 	return b, picked[0].MediaType, nil
+}
+
+// sigTag matches the tags under which signatures are kept: sha256-<hex>.sig
+// (simple signing), sha256-<hex> (referrers index), and cosign's .att and
+// .sbom.
+var sigTag = regexp.MustCompile(`^sha256-[0-9a-f]{64}(\.sig|\.att|\.sbom)?$`)
+
+// images drops from entries the signatures kept beside the images: those
+// tagged like signatures, and manifests with a subject (referrers).
+func (s *layoutSource) images(entries []v1.Descriptor) []v1.Descriptor {
+	var out []v1.Descriptor
+	for _, m := range entries {
+		if sigTag.MatchString(m.Annotations[refNameAnnotation]) {
+			continue
+		}
+		if b, err := s.readBlob(m.Digest, store.MaxManifestSize); err == nil {
+			var probe struct {
+				Subject *v1.Descriptor `json:"subject"`
+			}
+			if json.Unmarshal(b, &probe) == nil && probe.Subject != nil {
+				continue
+			}
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 func (s *layoutSource) readBlob(d v1.Hash, limit int64) ([]byte, error) {

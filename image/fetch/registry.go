@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -19,6 +20,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/karman-project/karman/image"
+	"github.com/karman-project/karman/signing"
+	"github.com/karman-project/karman/signing/cosign"
 )
 
 // registrySource reads from a registry over the distribution API. It
@@ -64,6 +67,12 @@ func newRegistrySource(ctx context.Context, ref image.Reference, o *Options) (*r
 func (s *registrySource) scope() string { return s.ref.Context().Name() }
 func (s *registrySource) close() error  { s.client.CloseIdleConnections(); return nil }
 
+// signatures reads the repository's signatures over the transport the
+// image itself is fetched with: same credentials, same HTTP rules.
+func (s *registrySource) signatures() signing.Source {
+	return cosign.RegistrySource(s.ref.Context(), remote.WithTransport(s.rt))
+}
+
 func (s *registrySource) manifest(ctx context.Context, d *v1.Hash) ([]byte, types.MediaType, error) {
 	ref := s.ref
 	if d != nil {
@@ -72,6 +81,11 @@ func (s *registrySource) manifest(ctx context.Context, d *v1.Hash) ([]byte, type
 	desc, err := remote.Get(ref, remote.WithContext(ctx), remote.WithTransport(s.rt))
 	if err != nil {
 		return nil, "", registryError(s.ref.Context().RegistryStr(), ref.String(), err)
+	}
+	if pinned, ok := ref.(name.Digest); ok {
+		if got, _, _ := v1.SHA256(bytes.NewReader(desc.Manifest)); got.String() != pinned.DigestStr() {
+			return nil, "", fmt.Errorf("registry %s served %s with digest %s: %w", s.ref.Context().RegistryStr(), ref, got, image.ErrDigestMismatch)
+		}
 	}
 	return desc.Manifest, desc.MediaType, nil
 }

@@ -6,6 +6,14 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/karman-project/karman/signing"
+)
+
+var (
+	_ source = (*registrySource)(nil)
+	_ source = (*layoutSource)(nil)
+	_ source = (*archiveSource)(nil)
 )
 
 // source is where an image's manifests and blobs come from.
@@ -19,5 +27,8 @@ type source interface {
 	blob(ctx context.Context, desc v1.Descriptor) (io.ReadCloser, error)
 	// scope is the name under which signatures and trust are looked up.
 	scope() string
+	// signatures reads the image's signatures; nil when the source
+	// carries none.
+	signatures() signing.Source
 	close() error
 }

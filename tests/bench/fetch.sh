@@ -19,16 +19,20 @@ for _ in $(seq 100); do grep -q '^REGISTRY=' "$work/registry.out" 2>/dev/null &&
 reg=$(sed -n 's/^REGISTRY=//p' "$work/registry.out")
 [ -n "$reg" ] || { cat "$work/registry.err" >&2; echo "bench: registry did not start" >&2; exit 1; }
 ref="$reg/bench/big:latest"
-bin/karman-testimage --kind big --big-mb 200 --big-files 900 --big-layers 6 --push "$ref" >/dev/null
+# The image is signed and its key trusted: karman fetch verifies the
+# signature before it fetches anything, as it does in production.
+bin/karman-testimage --gen-key "$work/keys"
+bin/karman --config-dir "$work/etc" trust add --scope "$reg/bench" "$work/keys/cosign.pub" >/dev/null
+bin/karman-testimage --kind big --big-mb 200 --big-files 900 --big-layers 6 --push "$ref" --sign-key "$work/keys/cosign.key" >/dev/null
 
 # Sizes, from a first fetch.
-bin/karman --dir "$work/sizes" fetch "$ref" >/dev/null
+bin/karman --dir "$work/sizes" --config-dir "$work/etc" fetch "$ref" >/dev/null
 zmb=$(( $(du -sb "$work/sizes/images/blobs" | cut -f1) / 1000000 ))
 umb=$(( $(du -sb "$work/sizes/images/layers" | cut -f1) / 1000000 ))
 echo "image: $ref, ${zmb} MB compressed, ${umb} MB unpacked"
 
 hyperfine --style basic --warmup 1 --runs "$runs" --export-json "$work/fetch.json" \
-	-n karman --prepare "rm -rf $work/k" "bin/karman --dir $work/k fetch $ref" \
+	-n karman --prepare "rm -rf $work/k" "bin/karman --dir $work/k --config-dir $work/etc fetch $ref" \
 	-n skopeo+umoci --prepare "rm -rf $work/s $work/u" \
 	"skopeo copy -q --src-tls-verify=false docker://$ref oci:$work/s:latest && umoci raw unpack --image $work/s:latest $work/u"
 

@@ -16,10 +16,12 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
-k() { bin/karman --dir "$work/k" "$@"; }
+k() { bin/karman --dir "$work/k" --config-dir "$work/etc" "$@"; }
 
 bin/karman-testimage --kind busybox --layout "$work/layout" --tag latest >/dev/null
 img="oci:$work/layout:latest"
+# The layout was built here, unsigned: accept it by its own scope only.
+k trust add --type insecure-accept-anything --scope "oci:$work/layout" >/dev/null
 k fetch "$img" >/dev/null
 
 # A runc bundle of the same rootfs.
@@ -34,7 +36,7 @@ c["process"]["rlimits"] = []
 json.dump(c, open(p, "w"))
 PY
 
-cmds=(-n "karman run" --prepare "bin/karman --dir $work/k gc --grace-period=0" "bin/karman --dir $work/k run --net=none $img --exec /bin/true"
+cmds=(-n "karman run" --prepare "bin/karman --dir $work/k gc --grace-period=0" "bin/karman --dir $work/k --config-dir $work/etc run --net=none $img --exec /bin/true"
 	-n "runc run" "runc run -b $work/bundle karman-bench"
 	-n "unshare floor" "unshare --pid --fork --mount --uts --ipc --net /bin/true")
 if command -v podman >/dev/null; then
@@ -50,7 +52,7 @@ fi
 hyperfine --style basic -N --warmup 3 --runs "$runs" --export-json "$work/run.json" "${cmds[@]}"
 
 # Memory of one running pod.
-bin/karman --dir "$work/k" run --net=none --uuid-file-save "$work/uuid" "$img" --exec /bin/sleep -- 1000 >/dev/null 2>&1 &
+bin/karman --dir "$work/k" --config-dir "$work/etc" run --net=none --uuid-file-save "$work/uuid" "$img" --exec /bin/sleep -- 1000 >/dev/null 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$work/uuid" ] && [ -s "$work/k/pods/run/$(cat "$work/uuid")/state/init.pid" ] && break; sleep 0.05; done
 sleep 0.3

@@ -9,11 +9,18 @@
 //	    [--big-mb 200 --big-files 900 --big-layers 6]
 //	    [--compression gzip|zstd|none] [--platform linux/amd64]
 //	    [--layout DIR [--tag TAG]] [--docker-archive FILE [--archive-tag REPO:TAG]]
-//	    [--push HOST/REPO:TAG] [--serve-registry DATADIR]
+//	    [--push HOST/REPO:TAG [--sign-key FILE [--sign-format simple|bundle|both]]]
+//	    [--serve-registry DATADIR] [--gen-key DIR]
 //
 // It prints the manifest digest of the built image. With --serve-registry it
 // first starts the registry, prints REGISTRY=127.0.0.1:PORT, performs any
 // other requested output (a --push host of "REGISTRY" means the served
 // registry), and then keeps the registry running until SIGTERM or SIGINT.
 // Pushes to hosts other than loopback addresses and localhost are refused.
+//
+// --gen-key DIR writes a test key pair, DIR/cosign.key (unencrypted PKCS #8
+// PEM; cosign's encrypted keys are not read) and DIR/cosign.pub; with
+// --sign-key the pushed image is then signed with signing/cosign, in
+// cosign's simple-signing format (the sha256-<hex>.sig tag), as a sigstore
+// bundle referrer, or both.
 package main

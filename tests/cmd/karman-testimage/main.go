@@ -26,6 +26,7 @@ type config struct {
 	layout, tag, archive, archiveTag string
 	push, serveRegistry              string
 	pushTimeout                      time.Duration
+	genKey, signKey, signFormat      string
 }
 
 func main() {
@@ -44,6 +45,9 @@ func main() {
 	fs.StringVar(&c.push, "push", "", "push to `HOST/REPO:TAG` on a loopback registry (HOST \"REGISTRY\" = --serve-registry's)")
 	fs.StringVar(&c.serveRegistry, "serve-registry", "", "run Debian's docker-registry on a free loopback port with storage in `DATADIR`, print REGISTRY=HOST:PORT and serve until SIGTERM/SIGINT")
 	fs.DurationVar(&c.pushTimeout, "push-timeout", 10*time.Minute, "timeout for --push")
+	fs.StringVar(&c.genKey, "gen-key", "", "write a test key pair, cosign.key (unencrypted PKCS #8) and cosign.pub, to `DIR`")
+	fs.StringVar(&c.signKey, "sign-key", "", "after --push, sign the image with the private key in `FILE` (as --gen-key writes it)")
+	fs.StringVar(&c.signFormat, "sign-format", "simple", "signature format for --sign-key: simple (the .sig tag), bundle (sigstore bundle referrer) or both")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: karman-testimage [flags]\n\nBuilds Karman's busybox test images, writes them and prints the manifest digest.\n\n")
 		fs.PrintDefaults()
@@ -82,6 +86,22 @@ func run(c config) error {
 	case "busybox", "multilayer", "big":
 	default:
 		return fmt.Errorf("--kind %q: want busybox, multilayer or big", c.kind)
+	}
+	if c.signKey != "" && c.push == "" {
+		return fmt.Errorf("--sign-key signs what --push pushed; give --push")
+	}
+	switch c.signFormat {
+	case "simple", "bundle", "both":
+	default:
+		return fmt.Errorf("--sign-format %q: want simple, bundle or both", c.signFormat)
+	}
+	if c.genKey != "" {
+		if err := genKey(c.genKey); err != nil {
+			return err
+		}
+		if c.push == "" && c.layout == "" && c.archive == "" && c.serveRegistry == "" {
+			return nil
+		}
 	}
 	if c.push != "" {
 		host, _, _ := strings.Cut(c.push, "/")
@@ -155,6 +175,19 @@ func build(ctx context.Context, c config, opts testimage.Options) error {
 		defer cancel()
 		if _, err := testregistry.Push(pctx, c.push, img); err != nil {
 			return err
+		}
+		if c.signKey != "" {
+			raw, err := img.RawManifest()
+			if err != nil {
+				return err
+			}
+			mt, err := img.MediaType()
+			if err != nil {
+				return err
+			}
+			if err := sign(pctx, c.push, v1.Descriptor{MediaType: mt, Digest: digest, Size: int64(len(raw))}, c.signKey, c.signFormat); err != nil {
+				return fmt.Errorf("signing %s: %w", c.push, err)
+			}
 		}
 	}
 	fmt.Println(digest)
