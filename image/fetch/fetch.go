@@ -62,7 +62,8 @@ type Options struct {
 	Verify func(ctx context.Context, t Target) error
 	// Progress receives per-layer progress; nil is quiet.
 	Progress Progress
-	// Concurrency is the number of layers fetched at once (default 4).
+	// Concurrency is the number of layers fetched at once (default: the
+	// number of CPUs, at least 2).
 	Concurrency int
 	Logger      *slog.Logger
 }

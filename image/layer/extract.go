@@ -182,10 +182,11 @@ func (e *extractor) rootEntry(hdr *tar.Header) error {
 
 // file writes a regular file, replacing (never following) any existing entry.
 func (e *extractor) file(hdr *tar.Header, r io.Reader, pfd int, base string) error {
-	if err := e.clear(pfd, base); err != nil {
-		return fmt.Errorf("removing existing entry: %w", err)
-	}
-	fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	var fd int
+	err := e.create(pfd, base, func() (err error) {
+		fd, err = unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("creating file: %w", err)
 	}
@@ -250,10 +251,7 @@ func (e *extractor) dir(hdr *tar.Header, rel string, pfd int, base string) error
 
 // symlink stores a symlink; its target is kept verbatim and never resolved.
 func (e *extractor) symlink(hdr *tar.Header, pfd int, base string) error {
-	if err := e.clear(pfd, base); err != nil {
-		return fmt.Errorf("removing existing entry: %w", err)
-	}
-	if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
+	if err := e.create(pfd, base, func() error { return unix.Symlinkat(hdr.Linkname, pfd, base) }); err != nil {
 		return fmt.Errorf("creating symlink: %w", err)
 	}
 	e.invalidate()
@@ -278,11 +276,8 @@ func (e *extractor) device(hdr *tar.Header, pfd int, base string) error {
 	if hdr.Devmajor < 0 || hdr.Devminor < 0 || hdr.Devmajor > 0xfff || hdr.Devminor > 0xfffff {
 		return fmt.Errorf("device number %d:%d out of range: %w", hdr.Devmajor, hdr.Devminor, ErrUnsupported)
 	}
-	if err := e.clear(pfd, base); err != nil {
-		return fmt.Errorf("removing existing entry: %w", err)
-	}
 	dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
-	if err := unix.Mknodat(pfd, base, mode, int(dev)); err != nil {
+	if err := e.create(pfd, base, func() error { return unix.Mknodat(pfd, base, mode, int(dev)) }); err != nil {
 		if err == unix.EPERM && hdr.Typeflag != tar.TypeFifo {
 			return fmt.Errorf("creating device node requires root (CAP_MKNOD): %w", err)
 		}
@@ -329,10 +324,7 @@ func (e *extractor) hardlink(hdr *tar.Header, dirRel string, pfd int, base strin
 		e.stats.Hardlinks++ // already linked (e.g. a link to itself)
 		return nil
 	}
-	if err := e.clear(pfd, base); err != nil {
-		return entryError(name, "removing existing entry", err)
-	}
-	if err := unix.Linkat(tfd, tbase, pfd, base, 0); err != nil {
+	if err := e.create(pfd, base, func() error { return unix.Linkat(tfd, tbase, pfd, base, 0) }); err != nil {
 		return entryError(name, fmt.Sprintf("linking to %q", target), err)
 	}
 	e.stats.Hardlinks++
