@@ -70,7 +70,7 @@ func (s *registrySource) close() error  { s.client.CloseIdleConnections(); retur
 // signatures reads the repository's signatures over the transport the
 // image itself is fetched with: same credentials, same HTTP rules.
 func (s *registrySource) signatures() signing.Source {
-	return cosign.RegistrySource(s.ref.Context(), remote.WithTransport(s.rt))
+	return cosign.HTTPSource(s.ref.Context(), s.rt)
 }
 
 func (s *registrySource) manifest(ctx context.Context, d *v1.Hash) ([]byte, types.MediaType, error) {

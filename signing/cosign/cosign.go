@@ -2,7 +2,9 @@ package cosign
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -98,20 +100,32 @@ func Verify(ctx context.Context, src signing.Source, d v1.Hash, keys []signing.K
 	if err := checkDigest(d); err != nil {
 		return Result{}, err
 	}
-	v := &verifier{src: src, d: d, keys: keys}
-	if err := v.referrers(ctx); err != nil {
-		return v.res, err
+	// The two places are independent: look in both at once, so a
+	// verification costs the latency of the slower lookup, not the sum.
+	refs := &verifier{src: src, d: d, keys: keys}
+	tag := &verifier{src: src, d: d, keys: keys}
+	var refsErr, tagErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { refsErr = refs.referrers(ctx) })
+	wg.Go(func() { tagErr = tag.sigTag(ctx) })
+	wg.Wait()
+	res := Result{
+		Signatures: append(refs.res.Signatures, tag.res.Signatures...),
+		Truncated:  refs.res.Truncated || tag.res.Truncated,
 	}
-	if err := v.sigTag(ctx); err != nil {
-		return v.res, err
+	if len(res.Signatures) > MaxSignatures {
+		res.Signatures, res.Truncated = res.Signatures[:MaxSignatures], true
 	}
-	for i := range v.res.Signatures {
-		if v.res.Signatures[i].Err == nil {
-			v.res.Verified = &v.res.Signatures[i]
+	if err := errors.Join(refsErr, tagErr); err != nil {
+		return res, err
+	}
+	for i := range res.Signatures {
+		if res.Signatures[i].Err == nil {
+			res.Verified = &res.Signatures[i]
 			break
 		}
 	}
-	return v.res, nil
+	return res, nil
 }
 
 // verifier is the state of one Verify call.

@@ -13,17 +13,20 @@ import (
 	"errors"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 
 	"github.com/karman-project/karman/signing"
@@ -66,7 +69,12 @@ func newEnvImage(t testing.TB, referrersAPI bool, img v1.Image) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{repo: repo, desc: v1.Descriptor{MediaType: desc.MediaType, Size: desc.Size, Digest: desc.Digest}, d: desc.Digest, src: RegistrySource(repo)}
+	// The production path: plain requests over an authenticated transport.
+	rt, err := transport.NewWithContext(context.Background(), repo.Registry, authn.Anonymous, http.DefaultTransport, []string{repo.Scope(transport.PullScope)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{repo: repo, desc: v1.Descriptor{MediaType: desc.MediaType, Size: desc.Size, Digest: desc.Digest}, d: desc.Digest, src: HTTPSource(repo, rt)}
 }
 
 func (e *env) verify(t testing.TB, keys ...signing.Key) Result {
