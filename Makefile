@@ -28,7 +28,7 @@ unit:
 
 bench: build
 	./scripts/setup.sh --bench
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./image/...
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./image/... ./signing/...
 	./tests/bench/fetch.sh
 	./tests/bench/run.sh
 

@@ -171,28 +171,36 @@ func newStatusCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
+// eachPod runs fn for every pod named by args or --uuid-file, printing
+// the UUIDs it succeeded for and joining the errors of the others.
+func eachPod(g *globals, cmd *cobra.Command, args []string, uuidFile string, fn func(*stage0.Runtime, string) error) error {
+	uuids, err := podArgs(args, uuidFile)
+	if err != nil {
+		return err
+	}
+	rt, err := g.runtime()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, u := range uuids {
+		if err := fn(rt, u); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), u)
+	}
+	return errors.Join(errs...)
+}
+
 func newStopCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "stop [--force] UUID...", Short: "Stop running pods"}
 	force := cmd.Flags().Bool("force", false, "kill at once instead of SIGTERM then SIGKILL")
 	uuidFile := cmd.Flags().String("uuid-file", "", "read the pod UUID from this file")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		uuids, err := podArgs(args, *uuidFile)
-		if err != nil {
-			return err
-		}
-		rt, err := g.runtime()
-		if err != nil {
-			return err
-		}
-		var errs []error
-		for _, u := range uuids {
-			if err := rt.Stop(cmd.Context(), u, *force); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), u)
-		}
-		return errors.Join(errs...)
+		return eachPod(g, cmd, args, *uuidFile, func(rt *stage0.Runtime, u string) error {
+			return rt.Stop(cmd.Context(), u, *force)
+		})
 	}
 	return cmd
 }
@@ -201,23 +209,9 @@ func newRmCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "rm UUID...", Short: "Remove exited or prepared pods"}
 	uuidFile := cmd.Flags().String("uuid-file", "", "read the pod UUID from this file")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		uuids, err := podArgs(args, *uuidFile)
-		if err != nil {
-			return err
-		}
-		rt, err := g.runtime()
-		if err != nil {
-			return err
-		}
-		var errs []error
-		for _, u := range uuids {
-			if err := rt.Remove(cmd.Context(), u); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), u)
-		}
-		return errors.Join(errs...)
+		return eachPod(g, cmd, args, *uuidFile, func(rt *stage0.Runtime, u string) error {
+			return rt.Remove(cmd.Context(), u)
+		})
 	}
 	return cmd
 }
