@@ -47,6 +47,7 @@ signs when naming the image.`,
 		if err != nil {
 			return fmt.Errorf("signature policy: %w", err)
 		}
+		v.ReportAll()
 		var dec *policy.Decision
 		o := fetch.Options{
 			InsecureHTTP: ins["http"], InsecureTLS: ins["tls"], Logger: g.log,

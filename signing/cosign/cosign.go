@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -97,17 +98,35 @@ type Result struct {
 // A missing signature is not an error: the Result is empty. A registry
 // failure is an error; problems of one signature are in its Err.
 func Verify(ctx context.Context, src signing.Source, d v1.Hash, keys []signing.Key) (Result, error) {
+	return verify(ctx, src, d, keys, false)
+}
+
+// VerifyFirst is Verify that stops looking as soon as one signature by a
+// trusted key verified: what a fetch needs, at the latency of the shortest
+// path to a good signature. Result then lists the signatures seen so far.
+func VerifyFirst(ctx context.Context, src signing.Source, d v1.Hash, keys []signing.Key) (Result, error) {
+	return verify(ctx, src, d, keys, true)
+}
+
+func verify(ctx context.Context, src signing.Source, d v1.Hash, keys []signing.Key, first bool) (Result, error) {
 	if err := checkDigest(d); err != nil {
 		return Result{}, err
 	}
 	// The two places are independent: look in both at once, so a
-	// verification costs the latency of the slower lookup, not the sum.
-	refs := &verifier{src: src, d: d, keys: keys}
-	tag := &verifier{src: src, d: d, keys: keys}
+	// verification costs the latency of the slower lookup, not the sum
+	// (or of the faster one that verifies, with first).
+	lookCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var stop *atomic.Bool
+	if first {
+		stop = new(atomic.Bool)
+	}
+	refs := &verifier{src: src, d: d, keys: keys, stop: stop, cancel: cancel}
+	tag := &verifier{src: src, d: d, keys: keys, stop: stop, cancel: cancel}
 	var refsErr, tagErr error
 	var wg sync.WaitGroup
-	wg.Go(func() { refsErr = refs.referrers(ctx) })
-	wg.Go(func() { tagErr = tag.sigTag(ctx) })
+	wg.Go(func() { refsErr = refs.referrers(lookCtx) })
+	wg.Go(func() { tagErr = tag.sigTag(lookCtx) })
 	wg.Wait()
 	res := Result{
 		Signatures: append(refs.res.Signatures, tag.res.Signatures...),
@@ -116,14 +135,19 @@ func Verify(ctx context.Context, src signing.Source, d v1.Hash, keys []signing.K
 	if len(res.Signatures) > MaxSignatures {
 		res.Signatures, res.Truncated = res.Signatures[:MaxSignatures], true
 	}
-	if err := errors.Join(refsErr, tagErr); err != nil {
-		return res, err
-	}
 	for i := range res.Signatures {
 		if res.Signatures[i].Err == nil {
 			res.Verified = &res.Signatures[i]
 			break
 		}
+	}
+	if res.Verified != nil && first {
+		// The other lookup was cancelled on purpose.
+		return res, nil
+	}
+	if err := errors.Join(refsErr, tagErr); err != nil {
+		res.Verified = nil
+		return res, err
 	}
 	return res, nil
 }
@@ -135,11 +159,19 @@ type verifier struct {
 	keys   []signing.Key
 	res    Result
 	opened int // referrer manifests opened
+	// stop, when set, is raised (and cancel called) as soon as either
+	// lookup verified a signature: VerifyFirst looks no further.
+	stop   *atomic.Bool
+	cancel context.CancelFunc
 }
 
 // full reports whether MaxSignatures signatures have been looked at, and
-// marks the result truncated if so.
+// marks the result truncated if so; or whether the search was called off
+// because another lookup verified a signature.
 func (v *verifier) full() bool {
+	if v.stop != nil && v.stop.Load() {
+		return true
+	}
 	if len(v.res.Signatures) >= MaxSignatures {
 		v.res.Truncated = true
 		return true
@@ -152,6 +184,10 @@ func (v *verifier) add(format, loc, keyID string, err error) {
 		keyID = ""
 	}
 	v.res.Signatures = append(v.res.Signatures, Signature{Format: format, Location: loc, KeyID: keyID, Err: err})
+	if err == nil && v.stop != nil {
+		v.stop.Store(true)
+		v.cancel()
+	}
 }
 
 // checkDigest accepts sha256 digests only: both formats name the image by

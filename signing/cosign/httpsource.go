@@ -123,18 +123,31 @@ func (s *httpSource) Blob(ctx context.Context, d v1.Hash, limit int64) ([]byte, 
 	return b, nil
 }
 
-// Referrers asks the referrers API and, where the registry has none (any
-// answer but 200 with an index), reads the sha256-<hex> fallback tag.
+// Referrers asks the referrers API and, at the same time, reads the
+// sha256-<hex> fallback tag that registries without the API (and clients
+// writing to them) keep: the answer of the API wins when it is an index,
+// and asking both at once saves a round trip where there is none.
 func (s *httpSource) Referrers(ctx context.Context, d v1.Hash) ([]v1.Descriptor, error) {
+	type answer struct {
+		b   []byte
+		mt  types.MediaType
+		err error
+	}
+	fallback := make(chan answer, 1)
+	go func() {
+		b, mt, err := s.get(ctx, "manifests", d.Algorithm+"-"+d.Hex, manifestAccept, maxReferrersIndex)
+		fallback <- answer{b, mt, err}
+	}()
 	b, mt, err := s.get(ctx, "referrers", d.String(), string(types.OCIImageIndex), maxReferrersIndex)
 	if err != nil || !strings.HasPrefix(string(mt), string(types.OCIImageIndex)) {
-		b, _, err = s.get(ctx, "manifests", d.Algorithm+"-"+d.Hex, manifestAccept, maxReferrersIndex)
-		if err != nil {
-			if isNotFound(err) {
+		a := <-fallback
+		if a.err != nil {
+			if isNotFound(a.err) {
 				return nil, nil
 			}
-			return nil, err
+			return nil, a.err
 		}
+		b = a.b
 	}
 	idx, err := v1.ParseIndexManifest(bytes.NewReader(b))
 	if err != nil {

@@ -101,6 +101,11 @@ func NewVerifier(configDir string) (*Verifier, error) {
 	return v, nil
 }
 
+// ReportAll makes Check look at every signature of an image, to explain
+// a decision in full (`karman verify`), rather than stop at the first that
+// a trusted key verified, which is all a fetch needs.
+func (v *Verifier) ReportAll() { v.verify = cosignVerifyAll }
+
 // Check decides whether img may be brought onto the host. A refusal is a
 // *RefusedError; other errors mean the signatures could not be read.
 func (v *Verifier) Check(ctx context.Context, img Image) (Decision, error) {
