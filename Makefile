@@ -21,10 +21,10 @@ setup:
 # Everything: unit tests and the end-to-end tests against bin/karman.
 test: setup build
 	$(GO) vet ./...
-	KARMAN_BINARY=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m ./...
+	CGO_ENABLED=0 KARMAN_BINARY=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m ./...
 
 unit:
-	$(GO) test -count=1 $$(go list ./... | grep -v /tests)
+	CGO_ENABLED=0 $(GO) test -count=1 $$(go list ./... | grep -v /tests)
 
 bench: build
 	./scripts/setup.sh --bench

@@ -135,6 +135,9 @@ func (in *podInit) run(chld, sigc <-chan os.Signal) (int, error) {
 	if err := in.setup(); err != nil {
 		return 0, err
 	}
+	if err := restrictApps(); err != nil {
+		return 0, err
+	}
 	go in.readSupervisor()
 
 	<-in.sigReady

@@ -480,3 +480,31 @@ func TestEnterMultiApp(t *testing.T) {
 	}
 	mustSucceed(t, karman(t, e.dir, "stop", uuid))
 }
+
+// TestAppsRunWithDefaultCapabilities: apps (and commands run with enter)
+// get the classic container capability set and no_new_privs; what lies
+// outside, such as mounting (CAP_SYS_ADMIN), is refused.
+func TestAppsRunWithDefaultCapabilities(t *testing.T) {
+	e := newPodEnv(t)
+	const defaultSet = "00000000a80425fb"
+	script := `grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; mount -t tmpfs none /mnt 2>/dev/null && echo mounted; true`
+	r := mustSucceed(t, e.run(t, e.image, "--exec", "/bin/sh", "--", "-c", script))
+	for _, want := range []string{"CapEff:\t" + defaultSet, "CapBnd:\t" + defaultSet, "NoNewPrivs:\t1"} {
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("root app: %q lacks %q", r.Stdout, want)
+		}
+	}
+	if strings.Contains(r.Stdout, "mounted") {
+		t.Errorf("an app could mount: %q", r.Stdout)
+	}
+	r = mustSucceed(t, e.run(t, e.image, "--user", "karman", "--exec", "/bin/sh", "--", "-c", script))
+	if !strings.Contains(r.Stdout, "CapEff:\t0000000000000000") || !strings.Contains(r.Stdout, "CapBnd:\t"+defaultSet) {
+		t.Errorf("non-root app: %q", r.Stdout)
+	}
+	_, uuid := e.startPod(t, e.image, "--exec", "/bin/sleep", "--", "1000")
+	r = karman(t, e.dir, "enter", uuid, "/bin/sh", "-c", script)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "CapBnd:\t"+defaultSet) || strings.Contains(r.Stdout, "mounted") {
+		t.Errorf("enter: %s", r)
+	}
+	mustSucceed(t, karman(t, e.dir, "stop", "--force", uuid))
+}
