@@ -138,7 +138,8 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 	attr := &syscall.ProcAttr{Dir: wd, Env: p.env, Files: files, Sys: sys}
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	pid, err := syscall.ForkExec(path, p.args, attr)
+	var pid int
+	in.spawn.do(func() { pid, err = syscall.ForkExec(path, p.args, attr) })
 	if err != nil {
 		return 0, execErrno(path, err)
 	}

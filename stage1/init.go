@@ -41,6 +41,7 @@ type podInit struct {
 	sigReady chan struct{} // closed when the signal handlers are installed
 	logFDs   []int         // from the boot message: stdout, stderr of each app
 	exe      *exeMaps
+	spawn    *spawner // starts apps and entered commands, restricted
 }
 
 // event is a request to the main loop from the supervisor or the control
@@ -135,7 +136,7 @@ func (in *podInit) run(chld, sigc <-chan os.Signal) (int, error) {
 	if err := in.setup(); err != nil {
 		return 0, err
 	}
-	if err := restrictApps(); err != nil {
+	if in.spawn, err = newSpawner(); err != nil {
 		return 0, err
 	}
 	go in.readSupervisor()
