@@ -42,6 +42,7 @@ type podInit struct {
 	logFDs   []int         // from the boot message: stdout, stderr of each app
 	exe      *exeMaps
 	spawn    *spawner // starts apps and entered commands, restricted
+	empty    string   // the pod root's empty read-only directory
 }
 
 // event is a request to the main loop from the supervisor or the control

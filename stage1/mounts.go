@@ -73,6 +73,15 @@ func (in *podInit) mountApps(podRoot string, netns bool) error {
 	if err := os.Mkdir(filepath.Join(podRoot, appsDir), 0o755); err != nil {
 		return err
 	}
+	// One empty read-only directory that every app's masked directories
+	// are bind mounts of (a bind keeps the read-only flag of its source).
+	in.empty = filepath.Join(podRoot, emptyDir)
+	if err := os.Mkdir(in.empty, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount("tmpfs", in.empty, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=0,mode=555"); err != nil {
+		return fmt.Errorf("mount the empty directory: %w", err)
+	}
 	if !in.pod.Interactive && len(in.logFDs) != 2*len(in.pod.Apps) {
 		return fmt.Errorf("got %d log pipes for %d apps", len(in.logFDs), len(in.pod.Apps))
 	}
@@ -145,6 +154,9 @@ func (in *podInit) mountApp(a *App, target string, netns bool) error {
 		if err := r.remountRO("/sys", nsx); err != nil {
 			return err
 		}
+	}
+	if err := maskPaths(r, target, in.empty); err != nil {
+		return err
 	}
 	hn := in.hostname()
 	hosts := in.pod.Hosts

@@ -508,3 +508,23 @@ func TestAppsRunWithDefaultCapabilities(t *testing.T) {
 	}
 	mustSucceed(t, karman(t, e.dir, "stop", "--force", uuid))
 }
+
+// TestMaskedAndReadOnlyPaths: what of /proc and /sys leaks the host reads
+// empty, and the kernel's tunables are read-only.
+func TestMaskedAndReadOnlyPaths(t *testing.T) {
+	e := newPodEnv(t)
+	r := mustSucceed(t, e.run(t, e.image, "--exec", "/bin/sh", "--", "-c",
+		`for f in /proc/keys /proc/timer_list /proc/sched_debug; do [ -e $f ] && echo "$f=$(wc -c < $f)"; done
+ls -A /sys/firmware | wc -l | sed 's/^/firmware=/'
+touch /sys/firmware/x 2>/dev/null || echo firmware=ro
+printf x | dd of=/proc/sys/kernel/hostname 2>&1 | grep -q 'Read-only' && echo sysctl=ro
+cat /proc/sys/kernel/hostname >/dev/null && echo sysctl=readable`))
+	for _, want := range []string{"/proc/keys=0", "firmware=0", "firmware=ro", "sysctl=ro", "sysctl=readable"} {
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("app saw %q; want %q", r.Stdout, want)
+		}
+	}
+	if _, err := os.Stat("/proc/timer_list"); err == nil && !strings.Contains(r.Stdout, "/proc/timer_list=0") {
+		t.Errorf("/proc/timer_list not masked: %q", r.Stdout)
+	}
+}
