@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime"
 	"syscall"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -199,7 +200,10 @@ func named(ctx context.Context, ref image.Reference, src source, o *Options) (Ta
 	}
 	t := Target{Ref: ref, Scope: src.scope(), Digest: d, MediaType: mt, Manifest: raw, Signatures: src.signatures()}
 	if o.Verify != nil {
-		if err := o.Verify(ctx, t); err != nil {
+		start := time.Now()
+		err := o.Verify(ctx, t)
+		o.Logger.Debug("verified", "image", ref.String(), "digest", d.String(), "elapsed", time.Since(start), "accepted", err == nil)
+		if err != nil {
 			return Target{}, err
 		}
 	}
