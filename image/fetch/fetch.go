@@ -136,6 +136,9 @@ func Check(ctx context.Context, ref image.Reference, o Options) error {
 	if o.Verify == nil {
 		return errors.New("fetch.Check: Options.Verify is required")
 	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	src, err := open(ctx, ref, &o)
 	if err != nil {
 		return err

@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/karman-project/karman/image/store"
+	"github.com/karman-project/karman/internal/limitio"
 	"github.com/karman-project/karman/signing"
 )
 
@@ -39,7 +38,7 @@ var _ signing.Source = layoutSignatures{}
 func (s *layoutSource) signatures() signing.Source { return layoutSignatures{dir: s.dir} }
 
 func (l layoutSignatures) index() (*v1.IndexManifest, error) {
-	b, err := readFileLimited(filepath.Join(l.dir, "index.json"), store.MaxManifestSize)
+	b, err := readLimited(filepath.Join(l.dir, "index.json"), store.MaxManifestSize)
 	if err != nil {
 		return nil, fmt.Errorf("OCI layout %s: index.json: %w", l.dir, err)
 	}
@@ -143,7 +142,7 @@ func (l layoutSignatures) Blob(_ context.Context, d v1.Hash, limit int64) ([]byt
 	if _, err := store.ParseDigest(d.String()); err != nil {
 		return nil, fmt.Errorf("%v: %w", err, signing.ErrMalformed)
 	}
-	b, err := readFileLimited(filepath.Join(l.dir, "blobs", d.Algorithm, d.Hex), limit)
+	b, err := readLimited(filepath.Join(l.dir, "blobs", d.Algorithm, d.Hex), limit)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("OCI layout %s lacks blob %s: %w", l.dir, d, signing.ErrNotFound)
 	}
@@ -156,19 +155,12 @@ func (l layoutSignatures) Blob(_ context.Context, d v1.Hash, limit int64) ([]byt
 	return b, nil
 }
 
-// readFileLimited reads at most limit bytes of a file, refusing more.
-func readFileLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
+// readLimited reads a file of the layout, refusing more than limit bytes
+// as a malformed signature object.
+func readLimited(path string, limit int64) ([]byte, error) {
+	b, err := limitio.ReadFile(path, limit)
+	if errors.Is(err, limitio.ErrTooLarge) {
+		err = fmt.Errorf("%w: %w", err, signing.ErrMalformed)
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("larger than %d bytes: %w", limit, signing.ErrMalformed)
-	}
-	return b, nil
+	return b, err
 }

@@ -9,7 +9,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/karman-project/karman/internal/limitio"
 	"github.com/karman-project/karman/internal/lockfile"
 	"github.com/karman-project/karman/signing"
 )
@@ -340,19 +340,11 @@ func (c Config) update(ctx context.Context, ch *Change, edit func(*Policy) error
 }
 
 func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
+	b, err := limitio.ReadFile(path, limit)
+	if errors.Is(err, limitio.ErrTooLarge) {
+		err = fmt.Errorf("%w: %w", err, ErrInvalid)
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes: %w", path, limit, ErrInvalid)
-	}
-	return b, nil
+	return b, err
 }
 
 // writeAtomic replaces path with data: a temporary file in the same
