@@ -5,6 +5,8 @@ import (
 	"runtime"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/karman-project/karman/isolators"
 )
 
 // defaultCaps is the classic container capability set: what an app
@@ -19,9 +21,9 @@ var defaultCaps = []uintptr{
 }
 
 // spawner starts the pod's processes from one OS thread that carries the
-// apps' restrictions: no_new_privs and the reduced bounding set are
-// per-thread attributes that a child inherits from the thread that forks
-// it. The goroutine stays locked to its thread for the init's whole life
+// apps' restrictions: no_new_privs, the reduced bounding set and the
+// default seccomp filter (package isolators) are per-thread attributes
+// that a child inherits from the thread that forks it. The goroutine stays locked to its thread for the init's whole life
 // and never unlocks it: the thread differs from the runtime's others and
 // must never run anything else. The init keeps its own capabilities; the
 // bounding set only limits what an execve can grant.
@@ -35,7 +37,11 @@ func newSpawner() (*spawner, error) {
 	errc := make(chan error)
 	go func() {
 		runtime.LockOSThread()
-		if err := restrictThread(); err != nil {
+		err := restrictThread()
+		if err == nil {
+			err = isolators.InstallSeccomp(isolators.DefaultSeccomp())
+		}
+		if err != nil {
 			errc <- err
 			return // the goroutine ends locked: the runtime discards the thread
 		}
