@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/karman-project/karman/isolators/cgroups"
 	"github.com/karman-project/karman/stage1"
 )
 
@@ -43,8 +44,8 @@ type PodInfo struct {
 	ExitCode *int          `json:"exitCode,omitempty"`
 	Apps     []AppInfo     `json:"apps"`
 	Networks []NetworkInfo `json:"networks"`
-	// Resources is per-app usage from the cgroups (a later issue).
-	Resources map[string]any `json:"resources,omitempty"`
+	// Resources is each running app's usage, read from its cgroup.
+	Resources map[string]cgroups.Stats `json:"resources,omitempty"`
 }
 
 func modTime(path string) time.Time {
@@ -71,6 +72,9 @@ func (r *Runtime) info(p pod) PodInfo {
 		}
 	}
 	running := pi.State == Running
+	if running {
+		pi.Resources = stage1.AppUsage(p.path, pd)
+	}
 	for i, st := range stage1.ReadAppStatus(p.path, pd) {
 		a := pd.Apps[i]
 		ai := AppInfo{Name: a.Name, Image: a.Image, ImageDigest: a.ImageDigest, Started: st.Started, Finished: st.Finished, Signal: st.Signal, Reason: st.Reason}

@@ -142,7 +142,7 @@ func (r *Runtime) prepareApp(ctx context.Context, p pod, spec PodSpec, as AppSpe
 		Name: as.Name, Image: as.Image, ImageDigest: d.String(),
 		Dir: rel, Layers: rf.Layers,
 		Args: argv, Env: mergeEnv(c.Env, as.Env), WorkingDir: wd,
-		UID: uid, GID: gid, GIDs: gids, Mounts: as.Mounts,
+		UID: uid, GID: gid, GIDs: gids, Mounts: as.Mounts, Resources: as.Resources,
 	}, nil
 }
 

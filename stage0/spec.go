@@ -24,6 +24,7 @@ type AppSpec struct {
 	User       string // name or uid[:gid], resolved in the image
 	WorkingDir string
 	Mounts     []stage1.Mount
+	Resources  stage1.Resources
 }
 
 // PodSpec describes a pod to prepare or run.
@@ -92,6 +93,12 @@ func (s *PodSpec) Validate() error {
 			if !path.IsAbs(m.Source) || !path.IsAbs(m.Target) {
 				errs = append(errs, fmt.Sprintf("volume %s:%s: both paths must be absolute", m.Source, m.Target))
 			}
+		}
+		if r := a.Resources; r.MemoryBytes < 0 || r.CPUMillis < 0 || r.PidsLimit < 0 {
+			errs = append(errs, fmt.Sprintf("app %s: resource limits must be positive", a.Name))
+		}
+		if a.Resources.MemoryBytes > 0 && a.Resources.MemoryBytes < 4<<20 {
+			errs = append(errs, fmt.Sprintf("app %s: --memory %d is below 4 MiB, too little to start a process", a.Name, a.Resources.MemoryBytes))
 		}
 		if a.WorkingDir != "" && !path.IsAbs(a.WorkingDir) {
 			errs = append(errs, fmt.Sprintf("--workdir %q must be absolute", a.WorkingDir))

@@ -139,7 +139,11 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	var pid int
-	in.spawn.do(func() { pid, err = syscall.ForkExec(path, p.args, attr) })
+	err = spawn(in.appTasks(p.app.Name), func() error {
+		var ferr error
+		pid, ferr = syscall.ForkExec(path, p.args, attr)
+		return ferr
+	})
 	if err != nil {
 		return 0, execErrno(path, err)
 	}
@@ -267,4 +271,14 @@ func (w fdWriter) Write(b []byte) (int, error) {
 		n += m
 	}
 	return n, nil
+}
+
+// appTasks returns the cgroup task files of the named app, if any.
+func (in *podInit) appTasks(name string) []int {
+	for i, a := range in.pod.Apps {
+		if a.Name == name && i < len(in.tasks) {
+			return in.tasks[i]
+		}
+	}
+	return nil
 }

@@ -41,8 +41,8 @@ type podInit struct {
 	sigReady chan struct{} // closed when the signal handlers are installed
 	logFDs   []int         // from the boot message: stdout, stderr of each app
 	exe      *exeMaps
-	spawn    *spawner // starts apps and entered commands, restricted
-	empty    string   // the pod root's empty read-only directory
+	tasks    [][]int // from the boot message: each app's cgroup task files
+	empty    string  // the pod root's empty read-only directory
 }
 
 // event is a request to the main loop from the supervisor or the control
@@ -137,7 +137,10 @@ func (in *podInit) run(chld, sigc <-chan os.Signal) (int, error) {
 	if err := in.setup(); err != nil {
 		return 0, err
 	}
-	if in.spawn, err = newSpawner(); err != nil {
+	if err := checkRestrictions(); err != nil {
+		return 0, err
+	}
+	if err := in.recvCgroups(buf); err != nil {
 		return 0, err
 	}
 	go in.readSupervisor()
@@ -338,4 +341,31 @@ func (in *podInit) hostname() string {
 		return "karman-" + strings.ToLower(in.pod.UUID[:8])
 	}
 	return "karman"
+}
+
+// recvCgroups receives each app's cgroup task files, which the
+// supervisor sends once it has made the cgroups.
+func (in *podInit) recvCgroups(buf []byte) error {
+	m, _, fds, err := recvMsg(in.sup, buf, make([]byte, unix.CmsgSpace(maxBootFDs*4)))
+	if err != nil || m.T != msgCgroups {
+		closeAll(fds)
+		return fmt.Errorf("pod init: no cgroups from the supervisor (%v)", err)
+	}
+	if sum(m.Tasks) != len(fds) || len(m.Tasks) > 0 && len(m.Tasks) != len(in.pod.Apps) {
+		closeAll(fds)
+		return fmt.Errorf("pod init: %d cgroup descriptors for %v task files", len(fds), m.Tasks)
+	}
+	for _, n := range m.Tasks {
+		in.tasks = append(in.tasks, fds[:n])
+		fds = fds[n:]
+	}
+	return nil
+}
+
+func sum(ns []int) int {
+	t := 0
+	for _, n := range ns {
+		t += n
+	}
+	return t
 }

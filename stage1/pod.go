@@ -57,6 +57,16 @@ type App struct {
 	GID        uint32   `json:"gid"`
 	GIDs       []uint32 `json:"additionalGids,omitempty"`
 	Mounts     []Mount  `json:"mounts,omitempty"`
+	// Resources limit the app through its cgroup; zero values: no limit.
+	Resources Resources `json:"resources,omitzero"`
+}
+
+// Resources are an app's cgroup limits.
+type Resources struct {
+	MemoryBytes int64  `json:"memoryBytes,omitempty"`
+	CPUMillis   int64  `json:"cpuMillis,omitempty"`
+	CPUShares   uint64 `json:"cpuShares,omitempty"`
+	PidsLimit   int64  `json:"pidsLimit,omitempty"`
 }
 
 // Mount is a host path bind-mounted into an app.

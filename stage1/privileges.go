@@ -20,44 +20,49 @@ var defaultCaps = []uintptr{
 	unix.CAP_SYS_CHROOT, unix.CAP_KILL, unix.CAP_AUDIT_WRITE,
 }
 
-// spawner starts the pod's processes from one OS thread that carries the
-// apps' restrictions: no_new_privs, the reduced bounding set and the
-// default seccomp filter (package isolators) are per-thread attributes
-// that a child inherits from the thread that forks it. The goroutine stays locked to its thread for the init's whole life
-// and never unlocks it: the thread differs from the runtime's others and
-// must never run anything else. The init keeps its own capabilities; the
-// bounding set only limits what an execve can grant.
-//
-// This is the default of the isolators to come (issue 5): per-app
-// capability and seccomp settings will build on it.
-type spawner struct{ reqs chan func() }
-
-func newSpawner() (*spawner, error) {
-	s := &spawner{reqs: make(chan func())}
-	errc := make(chan error)
+// spawn runs fork, which starts one process of the pod, on a fresh OS
+// thread that carries the apps' restrictions: no_new_privs, the reduced
+// bounding set and the default seccomp filter (package isolators), and,
+// when tasks are given, membership of the app's cgroups (its TID written
+// to each cgroup's "tasks" file). All are attributes of the thread that a
+// child inherits, so the process starts restricted and inside its cgroup.
+// The goroutine ends locked to the thread, so the Go runtime discards the
+// thread instead of running anything else on it. The init itself keeps
+// its capabilities: the bounding set only limits what an execve grants.
+func spawn(tasks []int, fork func() error) error {
+	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		err := restrictThread()
-		if err == nil {
-			err = isolators.InstallSeccomp(isolators.DefaultSeccomp())
-		}
-		if err != nil {
-			errc <- err
-			return // the goroutine ends locked: the runtime discards the thread
-		}
-		errc <- nil
-		for f := range s.reqs {
-			f()
-		}
+		errc <- restrictedFork(tasks, fork)
 	}()
-	return s, <-errc
+	return <-errc
 }
 
-// do runs f on the spawner's thread and waits for it.
-func (s *spawner) do(f func()) {
-	done := make(chan struct{})
-	s.reqs <- func() { f(); close(done) }
-	<-done
+func restrictedFork(tasks []int, fork func() error) error {
+	if err := restrictThread(); err != nil {
+		return err
+	}
+	if err := isolators.InstallSeccomp(defaultSeccomp); err != nil {
+		return err
+	}
+	// "0" names the writing thread itself: the kernel then moves it
+	// without taking the global threadgroup lock, whose RCU grace period
+	// would cost milliseconds per hierarchy on every app start.
+	for _, fd := range tasks {
+		if _, err := unix.Write(fd, []byte("0")); err != nil {
+			return fmt.Errorf("joining the app's cgroup: %w", err)
+		}
+	}
+	return fork()
+}
+
+// defaultSeccomp is built once per init.
+var defaultSeccomp = isolators.DefaultSeccomp()
+
+// checkRestrictions fails early, before any app, if this kernel refuses
+// the restrictions apps start with.
+func checkRestrictions() error {
+	return spawn(nil, func() error { return nil })
 }
 
 // restrictThread sets no_new_privs and drops every capability outside

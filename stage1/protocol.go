@@ -23,6 +23,7 @@ import (
 // Message types.
 const (
 	msgBoot    = "boot"    // supervisor -> init, first message
+	msgCgroups = "cgroups" // supervisor -> init, second: each app's cgroup task files
 	msgStop    = "stop"    // supervisor -> init: stop the pod (Force: at once)
 	msgSignal  = "signal"  // supervisor -> init: forward Sig to the apps
 	msgLog     = "log"     // init -> supervisor: a log record
@@ -50,6 +51,7 @@ type message struct {
 	PodDir string `json:"podDir,omitempty"`
 	Debug  bool   `json:"debug,omitempty"`
 	Notify bool   `json:"notify,omitempty"` // NotifySocket relay exists
+	Tasks  []int  `json:"tasks,omitempty"`  // cgroups: how many task files each app has
 
 	// log, error
 	Level slog.Level `json:"level,omitempty"`

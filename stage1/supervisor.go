@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/karman-project/karman/isolators/cgroups"
 )
 
 // supervisor is the process stage0 execs into: it runs in the host's
@@ -35,6 +37,8 @@ type supervisor struct {
 	status   map[string]*AppStatus
 	stopping bool
 	tees     sync.WaitGroup
+	cgroup   *cgroups.Pod // nil on hosts where pods get no cgroups yet
+	cgApps   map[string]*cgroups.App
 }
 
 // supervisorMain is the cmdRun entrypoint.
@@ -138,6 +142,10 @@ func (s *supervisor) run() (int, error) {
 		err = s.boot(logPipes)
 	}
 	closeFiles(logPipes) // the init has its own copies now
+	// The pod's cgroups are made while the init sets up the pod's mounts.
+	if err == nil {
+		err = s.sendCgroups()
+	}
 	if err != nil {
 		// The init sees EOF instead of its bootstrap data and exits.
 		s.conn.Close()
@@ -197,16 +205,51 @@ func (s *supervisor) prepare() ([]*os.File, error) {
 
 // boot sends the init its bootstrap data and the apps' log pipes.
 func (s *supervisor) boot(logPipes []*os.File) error {
+	fds := make([]int, len(logPipes))
+	for i, f := range logPipes {
+		fds[i] = int(f.Fd())
+	}
 	var rights []byte
-	if len(logPipes) > 0 {
-		fds := make([]int, len(logPipes))
-		for i, f := range logPipes {
-			fds[i] = int(f.Fd())
-		}
+	if len(fds) > 0 {
 		rights = unix.UnixRights(fds...)
 	}
 	return sendMsg(s.conn, &message{T: msgBoot, PodDir: s.dir, Debug: s.debug, Notify: s.relay != nil}, rights)
 }
+
+// sendCgroups makes the pod's cgroups and sends the init each app's task
+// files (Tasks says how many per app; none where pods get no cgroups).
+func (s *supervisor) sendCgroups() error {
+	start := time.Now()
+	tasks, err := s.setupCgroups()
+	s.log.Debug("cgroups made", "elapsed", time.Since(start))
+	defer func() {
+		for _, t := range tasks {
+			closeFiles(t)
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	var fds []int
+	counts := make([]int, len(tasks))
+	for i, t := range tasks {
+		counts[i] = len(t)
+		for _, f := range t {
+			fds = append(fds, int(f.Fd()))
+		}
+	}
+	if len(fds) > maxBootFDs {
+		return fmt.Errorf("a pod of %d apps needs %d cgroup descriptors, more than the %d one message carries", len(s.pod.Apps), len(fds), maxBootFDs)
+	}
+	var rights []byte
+	if len(fds) > 0 {
+		rights = unix.UnixRights(fds...)
+	}
+	return sendMsg(s.conn, &message{T: msgCgroups, Tasks: counts}, rights)
+}
+
+// maxBootFDs is what the kernel passes in one SCM_RIGHTS message.
+const maxBootFDs = 253
 
 func closeFiles(fs []*os.File) {
 	for _, f := range fs {
@@ -308,6 +351,9 @@ func (s *supervisor) serve(start time.Time) (code int, gotExit bool, initErr str
 		case msgExited:
 			st := s.appStatus(m.App)
 			st.Finished, st.Exited, st.ExitCode, st.Signal, st.Reason = m.Time, true, m.Code, m.Signal, m.Reason
+			if m.Code == 128+int(unix.SIGKILL) && s.oomKilled(m.App) {
+				st.Reason = "oom-killed"
+			}
 			s.saveStatus(st)
 		case msgReady:
 			s.log.Debug("pod started", "elapsed", time.Since(start))
@@ -343,7 +389,9 @@ func (s *supervisor) saveStatus(st *AppStatus) {
 	}
 }
 
-// finish records the pod's end and removes its sockets.
+// finish records the pod's end and removes its sockets. The pod's cgroups
+// stay until the pod is collected (gc or rm), like the rest of it: status
+// can still read them, and the exit path stays short.
 func (s *supervisor) finish(code int) {
 	if s.relay != nil {
 		s.relay.Close()

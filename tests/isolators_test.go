@@ -3,11 +3,13 @@ package tests
 import (
 	"archive/tar"
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/static"
@@ -78,4 +80,58 @@ func TestDefaultSeccompFilter(t *testing.T) {
 	if !strings.Contains(r.Stdout, "Seccomp:\t2") {
 		t.Errorf("app not in seccomp filter mode: %q", r.Stdout)
 	}
+}
+
+// TestMemoryLimitOOMKill: an app that outgrows --memory is killed by the
+// kernel, the pod exits 137 and status says oom-killed.
+func TestMemoryLimitOOMKill(t *testing.T) {
+	e := newPodEnv(t)
+	uuidFile := filepath.Join(t.TempDir(), "uuid")
+	r := e.run(t, "--uuid-file-save", uuidFile, e.image, "--memory", "32M", "--exec", "/bin/sh", "--", "-c",
+		`x=$(head -c 200000000 /dev/zero | tr '\0' a); echo survived`)
+	if r.Code != 137 || strings.Contains(r.Stdout, "survived") {
+		t.Fatalf("memory hog under --memory 32M: %s", r)
+	}
+	b, _ := os.ReadFile(uuidFile)
+	pi := e.status(t, strings.TrimSpace(string(b)))
+	if len(pi.Apps) != 1 || pi.Apps[0].Reason != "oom-killed" {
+		t.Errorf("status after the OOM kill: %+v", pi.Apps)
+	}
+}
+
+// TestPidsLimit: a fork loop stops at --pids-limit (threads count too:
+// the probe is a Go program with a few).
+func TestPidsLimit(t *testing.T) {
+	e := newPodEnv(t)
+	probe := probeImage(t)
+	mustSucceed(t, karman(t, e.dir, "fetch", probe))
+	r := mustSucceed(t, e.run(t, probe, "--pids-limit", "16", "--exec", "/probe64", "--", "forks", "40"))
+	var n int
+	if _, err := fmt.Sscanf(strings.TrimSpace(r.Stdout), "forks=%d", &n); err != nil || n == 0 || n >= 16 {
+		t.Errorf("fork loop under --pids-limit 16 started %d children: %q", n, r.Stdout)
+	}
+	r = mustSucceed(t, e.run(t, probe, "--exec", "/probe64", "--", "forks", "40"))
+	if strings.TrimSpace(r.Stdout) != "forks=40" {
+		t.Errorf("without a limit: %q", r.Stdout)
+	}
+}
+
+// TestCPULimitThrottles: a busy loop under --cpu is throttled, as the
+// cgroup's throttle counters show in status.
+func TestCPULimitThrottles(t *testing.T) {
+	e := newPodEnv(t)
+	_, uuid := e.startPod(t, e.image, "--cpu", "100m", "--exec", "/bin/sh", "--", "-c", "while :; do :; done")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		pi := e.status(t, uuid)
+		st, ok := pi.Resources[pi.Apps[0].Name]
+		if ok && st.ThrottledPeriods > 0 && st.CPUUsageNs > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no throttling recorded under --cpu 100m: %+v", pi.Resources)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mustSucceed(t, karman(t, e.dir, "stop", "--force", uuid))
 }

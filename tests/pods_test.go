@@ -40,7 +40,14 @@ func newPodEnv(t *testing.T) *podEnv {
 // no pod directories, no mounts under the data directory, no leases.
 func (e *podEnv) assertNoLeaks(t *testing.T) {
 	t.Helper()
+	var pods []stage0.PodInfo
+	json.Unmarshal([]byte(karman(t, e.dir, "list", "--format", "json").Stdout), &pods)
 	karman(t, e.dir, "gc", "--grace-period=0")
+	for _, p := range pods {
+		if dirs, _ := filepath.Glob("/sys/fs/cgroup/*/karman/" + p.UUID); len(dirs) != 0 {
+			t.Errorf("cgroups of pod %s left: %v", p.UUID, dirs)
+		}
+	}
 	for _, sd := range []string{"embryo", "prepared", "run", "exited-garbage", "garbage"} {
 		if ents, _ := os.ReadDir(filepath.Join(e.dir, "pods", sd)); len(ents) != 0 {
 			t.Errorf("pods/%s has %d entries after gc", sd, len(ents))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,11 +15,15 @@ import (
 
 // appFlags are the flags that may be given per app, after its image.
 type appFlags struct {
-	exec    string
-	env     []string
-	user    string
-	workdir string
-	volumes []string
+	exec      string
+	env       []string
+	user      string
+	workdir   string
+	volumes   []string
+	memory    string
+	cpu       string
+	cpuShares uint64
+	pids      int64
 }
 
 func (f *appFlags) register(fs *pflag.FlagSet) {
@@ -27,6 +32,10 @@ func (f *appFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.user, "user", "", "user to run as: name or uid[:gid], resolved in the image")
 	fs.StringVar(&f.workdir, "workdir", "", "working directory of the app")
 	fs.StringArrayVar(&f.volumes, "volume", nil, "bind-mount a host path: SRC:DST[:ro] (repeatable)")
+	fs.StringVar(&f.memory, "memory", "", "memory limit, e.g. 256M or 1G (the app is OOM-killed beyond it)")
+	fs.StringVar(&f.cpu, "cpu", "", "CPU limit in millicores (500m) or cores (1.5), as a CFS quota")
+	fs.Uint64Var(&f.cpuShares, "cpu-shares", 0, "relative CPU weight (cgroup v1 shares)")
+	fs.Int64Var(&f.pids, "pids-limit", 0, "most processes and threads the app may have")
 }
 
 func (f *appFlags) apply(a *stage0.AppSpec) error {
@@ -39,6 +48,26 @@ func (f *appFlags) apply(a *stage0.AppSpec) error {
 	}
 	if f.workdir != "" {
 		a.WorkingDir = f.workdir
+	}
+	if f.memory != "" {
+		n, err := parseBytes(f.memory)
+		if err != nil {
+			return fmt.Errorf("--memory %q: %w", f.memory, err)
+		}
+		a.Resources.MemoryBytes = n
+	}
+	if f.cpu != "" {
+		n, err := parseMillicores(f.cpu)
+		if err != nil {
+			return fmt.Errorf("--cpu %q: %w", f.cpu, err)
+		}
+		a.Resources.CPUMillis = n
+	}
+	if f.cpuShares != 0 {
+		a.Resources.CPUShares = f.cpuShares
+	}
+	if f.pids != 0 {
+		a.Resources.PidsLimit = f.pids
 	}
 	for _, v := range f.volumes {
 		parts := strings.Split(v, ":")
@@ -229,4 +258,41 @@ func newRunPreparedCommand(g *globals) *cobra.Command {
 		return exitCode(code)
 	}
 	return cmd
+}
+
+// parseBytes reads 1234, 64k, 256M, 1G, 1Gi (powers of 1024).
+func parseBytes(s string) (int64, error) {
+	t := strings.TrimSuffix(strings.TrimSuffix(strings.ToLower(strings.TrimSpace(s)), "i"), "b")
+	mult := int64(1)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'k':
+			mult, t = 1<<10, t[:n-1]
+		case 'm':
+			mult, t = 1<<20, t[:n-1]
+		case 'g':
+			mult, t = 1<<30, t[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || v <= 0 || v > (1<<62)/mult {
+		return 0, fmt.Errorf("use a positive size such as 256M or 1G")
+	}
+	return v * mult, nil
+}
+
+// parseMillicores reads 500m (millicores) or 1.5 (cores).
+func parseMillicores(s string) (int64, error) {
+	if m, ok := strings.CutSuffix(s, "m"); ok {
+		v, err := strconv.ParseInt(m, 10, 64)
+		if err != nil || v <= 0 {
+			return 0, fmt.Errorf("use millicores such as 500m or cores such as 1.5")
+		}
+		return v, nil
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || v <= 0 || v > 1e6 {
+		return 0, fmt.Errorf("use millicores such as 500m or cores such as 1.5")
+	}
+	return int64(v * 1000), nil
 }

@@ -38,3 +38,26 @@ func TestParseApps(t *testing.T) {
 		}
 	}
 }
+
+func TestParseLimits(t *testing.T) {
+	for in, want := range map[string]int64{"4096": 4096, "64k": 64 << 10, "256M": 256 << 20, "1G": 1 << 30, "2Gi": 2 << 30, "512mb": 512 << 20} {
+		if got, err := parseBytes(in); err != nil || got != want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "-1", "0", "1T", "lots", "9999999999G"} {
+		if _, err := parseBytes(bad); err == nil {
+			t.Errorf("parseBytes(%q) accepted", bad)
+		}
+	}
+	for in, want := range map[string]int64{"500m": 500, "1": 1000, "1.5": 1500, "0.25": 250} {
+		if got, err := parseMillicores(in); err != nil || got != want {
+			t.Errorf("parseMillicores(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "0", "-1", "abc", "5xm"} {
+		if _, err := parseMillicores(bad); err == nil {
+			t.Errorf("parseMillicores(%q) accepted", bad)
+		}
+	}
+}

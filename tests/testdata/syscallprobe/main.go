@@ -20,6 +20,10 @@ func main() {
 		"bpf":          unix.SYS_BPF,
 		"ptrace":       unix.SYS_PTRACE,
 	}
+	if len(os.Args) == 3 && os.Args[1] == "forks" {
+		forks(os.Args[2])
+		return
+	}
 	for _, name := range os.Args[1:] {
 		nr, ok := calls[name]
 		if !ok {
@@ -31,5 +35,25 @@ func main() {
 		// only a filter answers EPERM.
 		_, _, errno := syscall.RawSyscall(nr, 0, 0, 0)
 		fmt.Printf("%s=%d\n", name, int(errno))
+	}
+}
+
+// forks starts up to n children (sleep 3) and prints how many it could
+// start: a fork loop, bounded, that tells where the pids limit stopped it.
+func forks(arg string) {
+	var n int
+	fmt.Sscan(arg, &n)
+	var started []*os.Process
+	for range n {
+		p, err := os.StartProcess("/bin/sleep", []string{"sleep", "3"}, &os.ProcAttr{})
+		if err != nil {
+			break
+		}
+		started = append(started, p)
+	}
+	fmt.Printf("forks=%d\n", len(started))
+	for _, p := range started {
+		p.Kill()
+		p.Wait()
 	}
 }

@@ -1,0 +1,232 @@
+package cgroups
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+
+	"github.com/containerd/cgroups/v3"
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/cgroups/v3/cgroup2"
+)
+
+// Resources of one app (zero values mean "no limit"). The lead fills it from CLI flags.
+type Resources struct {
+	MemoryBytes int64  // --memory
+	CPUMillis   int64  // --cpu, in millicores: quota = millis*period/1000 with period 100000us
+	CPUShares   uint64 // --cpu-shares (v1 shares; on v2 converted to weight)
+	PidsLimit   int64  // --pids-limit
+}
+
+// Stats of one app's cgroup. Memory in bytes, times in nanoseconds.
+type Stats struct {
+	MemoryCurrent, MemoryPeak, CPUUsageNs, ThrottledPeriods, ThrottledNs uint64
+	Pids                                                                 uint64
+	OOMKills                                                             uint64
+}
+
+// ErrThreadJoin is returned by JoinThread on cgroup v2, where a single thread of a
+// process cannot be moved into a domain cgroup: use FD with SysProcAttr.UseCgroupFD.
+var ErrThreadJoin = errors.New("cgroups: cgroup v2 cannot move a single thread into a cgroup; start the process with FD() and SysProcAttr.UseCgroupFD")
+
+// ErrMainThread is returned by JoinThread for the process's main thread (see JoinThread).
+var ErrMainThread = errors.New("cgroups: refusing to move the main thread into an app cgroup (it is never discarded, so the whole process would stay in the pod): call runtime.LockOSThread in an init function so goroutines that join run on other threads")
+
+// ErrUnavailable is returned when no cgroup file system is mounted.
+var ErrUnavailable = errors.New("cgroups: no cgroup file system mounted at /sys/fs/cgroup")
+
+// Mode reports "v1", "hybrid" or "v2" (unified) for this host ("unavailable" when no cgroup
+// file system is mounted). Hybrid hosts are driven as v1.
+func Mode() string {
+	return modeString(cgroups.Mode())
+}
+
+func modeString(m cgroups.CGMode) string {
+	switch m {
+	case cgroups.Legacy:
+		return "v1"
+	case cgroups.Hybrid:
+		return "hybrid"
+	case cgroups.Unified:
+		return "v2"
+	default:
+		return "unavailable"
+	}
+}
+
+// host is the backend chosen for this process: v1 (legacy and hybrid) or v2 at a mount point.
+type host struct {
+	v2      bool
+	v2Mount string // v2 only
+}
+
+// hostOverride lets tests drive the v2 code with a fake tree in a temporary directory.
+var hostOverride *host
+
+func currentHost() (host, error) {
+	if hostOverride != nil {
+		return *hostOverride, nil
+	}
+	switch cgroups.Mode() {
+	case cgroups.Legacy, cgroups.Hybrid:
+		return host{}, nil
+	case cgroups.Unified:
+		return host{v2: true, v2Mount: v2DefaultMount}, nil
+	default:
+		return host{}, ErrUnavailable
+	}
+}
+
+// Parent is the cgroup path (relative, like "/karman") under which pods are created: under
+// systemd (PID 1 is systemd and the caller's own cgroup, the name=systemd or the v2 entry of
+// /proc/self/cgroup, is not "/") pods land inside the caller's own cgroup (the unit's
+// delegated cgroup) as "<own>/karman-pods"; elsewhere under "/karman".
+func Parent() (string, error) {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return "", fmt.Errorf("cgroups: %w", err)
+	}
+	_, err = os.Stat("/run/systemd/system")
+	return parentFor(string(b), err == nil)
+}
+
+// Pod is a pod's cgroup: <parent>/<uuid>, with one child per app.
+type Pod struct {
+	Path string // e.g. /karman/<uuid>
+}
+
+// OpenPod returns the pod at path (it may or may not exist; Delete is idempotent).
+func OpenPod(p string) *Pod {
+	return &Pod{Path: cleanCgroupPath(p)}
+}
+
+// NewPod creates the pod's cgroup <parent>/<uuid>: in every v1 controller hierarchy that
+// exists, or the v2 group with cpu, memory and pids (those the host has) enabled in
+// cgroup.subtree_control from the root down to the pod itself. Creating an existing one is fine.
+func NewPod(parent, uuid string) (*Pod, error) {
+	if err := validName("pod", uuid); err != nil {
+		return nil, err
+	}
+	h, err := currentHost()
+	if err != nil {
+		return nil, err
+	}
+	p := &Pod{Path: path.Join(cleanCgroupPath(parent), uuid)}
+	if h.v2 {
+		err = newPodV2(h.v2Mount, p.Path)
+	} else {
+		err = newPodV1(p.Path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// App is one app's cgroup, a child of its pod's.
+type App struct {
+	path  string
+	v1    cgroup1.Cgroup   // v1 and hybrid
+	v2    *cgroup2.Manager // v2
+	v2Dir string           // v2: absolute directory
+}
+
+// AddApp creates the app's child cgroup <pod>/<name> with the resources applied and returns
+// it. Adding an existing app applies the non-zero resources again.
+func (p *Pod) AddApp(name string, r Resources) (*App, error) {
+	if err := validName("app", name); err != nil {
+		return nil, err
+	}
+	h, err := currentHost()
+	if err != nil {
+		return nil, err
+	}
+	podPath := cleanCgroupPath(p.Path)
+	if h.v2 {
+		return addAppV2(h.v2Mount, podPath, name, r)
+	}
+	return addAppV1(podPath, name, r)
+}
+
+// OpenApp reopens an existing app cgroup by pod path and name (for `karman status` in another
+// process).
+func OpenApp(podPath, name string) (*App, error) {
+	if err := validName("app", name); err != nil {
+		return nil, err
+	}
+	h, err := currentHost()
+	if err != nil {
+		return nil, err
+	}
+	podPath = cleanCgroupPath(podPath)
+	if h.v2 {
+		return openAppV2(h.v2Mount, podPath, name)
+	}
+	return openAppV1(podPath, name)
+}
+
+// Path of the app's cgroup (same relative path in every v1 hierarchy / in v2).
+func (a *App) Path() string { return a.path }
+
+// JoinThread moves the thread tid (v1: its TID is written to "tasks" of every controller
+// hierarchy). Children the thread forks afterwards start inside the app's cgroup. A thread
+// moved this way should not go back to running other goroutines: lock it with
+// runtime.LockOSThread and let the goroutine exit without unlocking, so the runtime ends it.
+//
+// The main thread (tid == getpid()) is refused with ErrMainThread: Go never ends it, so the
+// whole process would stay in the pod (and Delete would find it there). A program using this
+// pattern calls runtime.LockOSThread in an init function, which keeps the main goroutine on the
+// main thread and every other goroutine off it. On v2 it returns ErrThreadJoin.
+func (a *App) JoinThread(tid int) error {
+	if a.v1 == nil {
+		return ErrThreadJoin
+	}
+	if tid <= 0 {
+		return fmt.Errorf("cgroups: invalid tid %d", tid)
+	}
+	if tid == os.Getpid() {
+		return ErrMainThread
+	}
+	if err := a.v1.AddTask(cgroup1.Process{Pid: tid}); err != nil {
+		return fmt.Errorf("cgroups: join %s: %w", a.path, err)
+	}
+	return nil
+}
+
+// FD opens the v2 cgroup directory (O_RDONLY|O_DIRECTORY|O_CLOEXEC, which clone3 accepts) so
+// a process can be started directly in it with syscall.SysProcAttr{UseCgroupFD: true,
+// CgroupFD: fd}. The caller closes it. On v1 it returns -1, nil.
+func (a *App) FD() (int, error) {
+	if a.v2 == nil {
+		return -1, nil
+	}
+	return openDirFD(a.v2Dir)
+}
+
+// Stats reads the app's usage counters.
+func (a *App) Stats() (Stats, error) {
+	if a.v2 != nil {
+		return statsV2(a)
+	}
+	return statsV1(a)
+}
+
+// Delete removes the app cgroups and the pod cgroup (v1: in every hierarchy). Processes still
+// inside are killed with SIGKILL first (v2: cgroup.kill; v1: the PIDs in cgroup.procs, each
+// checked to be a member through a pidfd before it is signalled, retried briefly), then the
+// directories are removed. Deleting a missing pod is fine. The parent ("/karman") is kept.
+func (p *Pod) Delete() error {
+	h, err := currentHost()
+	if err != nil {
+		return err
+	}
+	podPath := cleanCgroupPath(p.Path)
+	if podPath == "/" {
+		return errors.New("cgroups: refusing to delete the root cgroup")
+	}
+	if h.v2 {
+		return deletePodV2(h.v2Mount, podPath)
+	}
+	return deletePodV1(podPath)
+}

@@ -1,0 +1,71 @@
+// Package cgroups gives each pod one cgroup, <parent>/<uuid>, with one child cgroup per app,
+// on cgroup v1, hybrid and v2 (unified) hosts. It is built on containerd/cgroups/v3: package
+// cgroup1 (with runtime-spec LinuxResources) on v1 and hybrid hosts, package cgroup2 on v2
+// hosts, chosen by cgroups.Mode() at run time; nothing assumes one layout.
+//
+// # Layout
+//
+// Parent() is "/karman", or "<own>/karman-pods" when systemd is PID 1 (/run/systemd/system
+// exists, as in sd_booted(3)) and the caller's own cgroup in /proc/self/cgroup (the
+// name=systemd entry, else the v2 "0::" entry) is not "/": pods then stay inside the
+// caller's unit, which should have Delegate=yes. The parent is never removed by Delete.
+//
+// # v1 and hybrid
+//
+// Hybrid hosts are driven as v1: the cgroup2 mount (/sys/fs/cgroup/unified) holds at most a
+// few controllers (hugetlb on the test machines) and is left alone. The hierarchies are
+// cgroup1.Default() (every controller mounted next to the first v1 mount; it never picks the
+// cgroup2 mount) minus the named "systemd" hierarchy, which is no controller: processes keep
+// the caller's name=systemd cgroup, i.e. their unit under systemd. The memory controller
+// ignores memsw/kmem files the kernel lacks (no swap accounting), so Stats still works.
+// Limits: memory.limit_in_bytes, cpu.cfs_quota_us/cpu.cfs_period_us (quota =
+// millis*100000/1000, at least the kernel's 1000us), cpu.shares, pids.max. Swap is not
+// limited (memsw is left alone).
+//
+// Processes enter an app on v1 with App.JoinThread: a goroutine locks its OS thread, moves it
+// (its TID into "tasks" of every hierarchy), forks the child, and returns still locked so the
+// runtime ends the thread. JoinThread refuses the main thread (Go never ends it, so the whole
+// process would stay in the pod); programs using the pattern call runtime.LockOSThread in an
+// init function so that other goroutines never run on the main thread.
+//
+// # v2
+//
+// NewPod enables cpu, memory and pids (those each level has in cgroup.controllers) in
+// cgroup.subtree_control of every level from the root down to the pod itself. Limits:
+// memory.max, cpu.max ("quota 100000"), cpu.weight (converted from shares with containerd's
+// ConvertCPUSharesToCgroupV2Value, as runc and crun do), pids.max. A thread cannot join a v2
+// domain cgroup, so JoinThread returns ErrThreadJoin; processes start directly inside with
+// App.FD (O_RDONLY|O_DIRECTORY, which clone3 accepts) and SysProcAttr.UseCgroupFD. Under
+// systemd, "<own>" cannot hand controllers to karman-pods while the caller is in it (the "no
+// internal processes" rule): when the caller is the only process there it moves itself into
+// "<own>/karman-self" and retries; otherwise NewPod fails with an explanation.
+//
+// # Deletion
+//
+// Pod.Delete kills what is still inside and removes the apps and the pod in every hierarchy;
+// a missing pod is not an error. v2 writes cgroup.kill (containerd falls back to freeze and
+// kill on kernels before 5.14). v1 reads cgroup.procs recursively and sends SIGKILL through a
+// pidfd after checking /proc/<pid>/cgroup, so a recycled PID is never signalled; it never
+// signals the calling process, and retries for up to 5s before giving up.
+//
+// # What is verified where
+//
+// On the hybrid test machines (root) e2e_test.go runs end to end on the real kernel: pod and
+// apps with limits, the kernel's limit files, a child started with the JoinThread pattern and
+// found in /proc/<pid>/cgroup, Stats (pids, memory, CPU time, throttling under a 50m limit,
+// an OOM kill under 32 MiB counted from memory.oom_control), OpenApp from the paths, Delete
+// killing process trees in several apps and leaving no directory in any hierarchy, idempotent
+// Delete, and that the run leaves no karman-test-<pid>-* cgroup (TestMain). The same tests
+// take the v2 paths (limit files, FD and clone3) on a v2 host, but have not been run on one.
+// Without root they skip.
+//
+// The v2 code is unit tested without a v2 host: v2fake_test.go runs NewPod, AddApp, OpenApp,
+// FD, JoinThread, Stats and Delete against a fake cgroup2 tree of plain files (the files
+// containerd writes and the counters the kernel would fill, memory.events included);
+// parse_test.go covers the pure functions: Parent's choice from sample /proc/self/cgroup
+// contents (v1, hybrid, v2, with and without systemd), the conversion to LinuxResources and to
+// cgroup2 resources (cpu.max, shares to weight), the subtree_control line, the self-move
+// decision and the mapping of both libraries' metrics to Stats. Not covered by any test:
+// EBUSY and the self-move on a real v2 systemd host, and the cgroup.kill path on a real
+// kernel.
+package cgroups

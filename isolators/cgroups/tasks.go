@@ -1,0 +1,29 @@
+package cgroups
+
+import (
+	"errors"
+	"path/filepath"
+)
+
+// TaskFiles lists the "tasks" file of the app's cgroup in every v1
+// hierarchy: a caller that opens them before it loses sight of the cgroup
+// filesystem (a pod init after pivot_root) can still move a thread in by
+// writing its TID. On v2 there is no per-thread membership: ErrThreadJoin.
+func (a *App) TaskFiles() ([]string, error) {
+	if a.v1 == nil {
+		return nil, ErrThreadJoin
+	}
+	subs, err := v1Hierarchy()
+	if err != nil {
+		return nil, err
+	}
+	dirs := v1Dirs(subs, a.path)
+	if len(dirs) == 0 {
+		return nil, errors.New("cgroups: no v1 hierarchy holds " + a.path)
+	}
+	files := make([]string, len(dirs))
+	for i, d := range dirs {
+		files[i] = filepath.Join(d, "tasks")
+	}
+	return files, nil
+}

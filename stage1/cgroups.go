@@ -1,0 +1,116 @@
+package stage1
+
+import (
+	"fmt"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/karman-project/karman/isolators/cgroups"
+)
+
+// CgroupFile records the pod's cgroup path before the cgroup is created,
+// so that whoever collects the pod can always remove it.
+const CgroupFile = "state/cgroup"
+
+// setupCgroups creates the pod's cgroup with one child per app, limits
+// applied, and opens each app's "tasks" files for the init: the thread
+// that forks an app writes its own TID there first, so the app starts
+// inside its cgroup and never runs a moment outside it.
+//
+// On cgroup v2 hosts a thread cannot join a cgroup on its own; starting
+// apps there with clone3 into the cgroup conflicts with the seccomp filter
+// of the thread that forks them, so v2 pods run without cgroups of their
+// own for now and refuse resource limits with a clear error.
+func (s *supervisor) setupCgroups() ([][]*os.File, error) {
+	if cgroups.Mode() == "v2" {
+		for _, a := range s.pod.Apps {
+			if a.Resources != (Resources{}) {
+				return nil, fmt.Errorf("app %s: resource limits need cgroup v1 or hybrid for now; this host is cgroup v2 only", a.Name)
+			}
+		}
+		return nil, nil
+	}
+	parent, err := cgroups.Parent()
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(s.path(CgroupFile), []byte(path.Join(parent, s.pod.UUID)+"\n")); err != nil {
+		return nil, err
+	}
+	pod, err := cgroups.NewPod(parent, s.pod.UUID)
+	if err != nil {
+		return nil, err
+	}
+	s.cgroup = pod
+	s.cgApps = map[string]*cgroups.App{}
+	tasks := make([][]*os.File, len(s.pod.Apps))
+	for i, a := range s.pod.Apps {
+		app, err := pod.AddApp(a.Name, cgroups.Resources(a.Resources))
+		if err != nil {
+			return tasks, err
+		}
+		s.cgApps[a.Name] = app
+		files, err := app.TaskFiles()
+		if err != nil {
+			return tasks, err
+		}
+		for _, f := range files {
+			t, err := os.OpenFile(f, os.O_WRONLY, 0)
+			if err != nil {
+				return tasks, fmt.Errorf("app %s: %w", a.Name, err)
+			}
+			tasks[i] = append(tasks[i], t)
+		}
+	}
+	return tasks, nil
+}
+
+// oomKilled tells whether the memory controller killed a process of app.
+func (s *supervisor) oomKilled(app string) bool {
+	a := s.cgApps[app]
+	if a == nil {
+		return false
+	}
+	st, err := a.Stats()
+	return err == nil && st.OOMKills > 0
+}
+
+// RemoveCgroups deletes the cgroups recorded in podDir, if any: what a
+// supervisor killed before it could remove them leaves to gc.
+func RemoveCgroups(podDir string) error {
+	b, err := os.ReadFile(path.Join(podDir, CgroupFile))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	p := strings.TrimSpace(string(b))
+	if p == "" || p == "/" {
+		return nil
+	}
+	if err := cgroups.OpenPod(p).Delete(); err != nil {
+		return err
+	}
+	return os.Remove(path.Join(podDir, CgroupFile))
+}
+
+// AppUsage reads the cgroup usage of each app of a running pod in podDir.
+func AppUsage(podDir string, p *Pod) map[string]cgroups.Stats {
+	b, err := os.ReadFile(path.Join(podDir, CgroupFile))
+	if err != nil {
+		return nil
+	}
+	out := map[string]cgroups.Stats{}
+	for _, a := range p.Apps {
+		app, err := cgroups.OpenApp(strings.TrimSpace(string(b)), a.Name)
+		if err != nil {
+			continue
+		}
+		if st, err := app.Stats(); err == nil {
+			out[a.Name] = st
+		}
+	}
+	return out
+}
