@@ -3,7 +3,6 @@ package stage0
 import (
 	"fmt"
 	"path"
-	"regexp"
 	"strings"
 	"time"
 
@@ -43,7 +42,20 @@ type PodSpec struct {
 	InsecureHTTP, InsecureTLS, InsecureImage bool
 }
 
-var appName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+// validAppName accepts DNS labels: 1 to 63 of [a-z0-9-], not starting or
+// ending with '-'. (No regexp: package-level regexps are compiled in every
+// karman process, the pod init included.)
+func validAppName(n string) bool {
+	if n == "" || len(n) > 63 || n[0] == '-' || n[len(n)-1] == '-' {
+		return false
+	}
+	for _, c := range n {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // Validate checks a spec and fills its defaults, reporting every problem.
 func (s *PodSpec) Validate() error {
@@ -80,7 +92,7 @@ func (s *PodSpec) Validate() error {
 		if seen[a.Name] {
 			a.Name = fmt.Sprintf("%s-%d", a.Name, i+1)
 		}
-		if !appName.MatchString(a.Name) {
+		if !validAppName(a.Name) {
 			errs = append(errs, fmt.Sprintf("app name %q: use lower-case letters, digits and '-'", a.Name))
 		}
 		seen[a.Name] = true
@@ -110,8 +122,6 @@ func (s *PodSpec) Validate() error {
 	return nil
 }
 
-var notNameChars = regexp.MustCompile(`[^a-z0-9-]+`)
-
 // defaultAppName derives an app name from an image reference: the last
 // path component without tag, digest or .tar.
 func defaultAppName(img string) string {
@@ -124,7 +134,15 @@ func defaultAppName(img string) string {
 		base = base[:i]
 	}
 	base = strings.TrimSuffix(base, ".tar")
-	base = strings.Trim(notNameChars.ReplaceAllString(strings.ToLower(base), "-"), "-")
+	base = strings.Trim(strings.Map(func(c rune) rune {
+		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' {
+			return c
+		}
+		return '-'
+	}, strings.ToLower(base)), "-")
+	for strings.Contains(base, "--") {
+		base = strings.ReplaceAll(base, "--", "-")
+	}
 	if len(base) > 63 {
 		base = strings.Trim(base[:63], "-")
 	}

@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -94,14 +93,36 @@ func (s *layoutSource) manifest(_ context.Context, d *v1.Hash) ([]byte, types.Me
 // sigTag matches the tags under which signatures are kept: sha256-<hex>.sig
 // (simple signing), sha256-<hex> (referrers index), and cosign's .att and
 // .sbom.
-var sigTag = regexp.MustCompile(`^sha256-[0-9a-f]{64}(\.sig|\.att|\.sbom)?$`)
+// isSigTag tells the tags cosign keeps beside an image in a layout:
+// sha256-<hex>, optionally with .sig, .att or .sbom.
+func isSigTag(t string) bool {
+	hex, ok := strings.CutPrefix(t, "sha256-")
+	if !ok {
+		return false
+	}
+	for _, suffix := range []string{".sig", ".att", ".sbom"} {
+		if h, ok := strings.CutSuffix(hex, suffix); ok {
+			hex = h
+			break
+		}
+	}
+	if len(hex) != 64 {
+		return false
+	}
+	for _, c := range hex {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // images drops from entries the signatures kept beside the images: those
 // tagged like signatures, and manifests with a subject (referrers).
 func (s *layoutSource) images(entries []v1.Descriptor) []v1.Descriptor {
 	var out []v1.Descriptor
 	for _, m := range entries {
-		if sigTag.MatchString(m.Annotations[refNameAnnotation]) {
+		if isSigTag(m.Annotations[refNameAnnotation]) {
 			continue
 		}
 		if b, err := s.readBlob(m.Digest, store.MaxManifestSize); err == nil {

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -23,7 +22,21 @@ type Lease struct {
 	Owner  string `json:"owner"`
 }
 
-var leaseID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+// validLeaseID accepts 1 to 128 of [A-Za-z0-9_.-], not starting with
+// '_', '.' or '-'. (No regexp: its compilation would run in every karman
+// process, the pod init included.)
+func validLeaseID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i, c := range id {
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '_' && c != '.' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
 
 func (s *Store) leasePath(id string) string {
 	return filepath.Join(s.root, "leases", id+".json")
@@ -32,7 +45,7 @@ func (s *Store) leasePath(id string) string {
 // AddLease records that owner uses manifest d. Call it before the owner
 // starts to depend on the layers, while holding the store's shared lock.
 func (s *Store) AddLease(id string, d v1.Hash, owner string) error {
-	if !leaseID.MatchString(id) {
+	if !validLeaseID(id) {
 		return fmt.Errorf("lease id %q: use letters, digits, '.', '_' and '-'", id)
 	}
 	b, err := json.Marshal(Lease{ID: id, Digest: d.String(), Owner: owner})

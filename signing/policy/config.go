@@ -62,7 +62,7 @@ func (c Config) Load() (*Policy, error) {
 
 // Key reads the trusted key id from the store.
 func (c Config) Key(id string) (signing.Key, error) {
-	if !keyID.MatchString(id) {
+	if !isKeyID(id) {
 		return signing.Key{}, fmt.Errorf("key %q is not a key ID: %w", id, ErrUnknownKey)
 	}
 	b, err := readLimited(c.keyPath(id), MaxKeySize)
@@ -114,7 +114,7 @@ func (c Config) StoredKeys() ([]signing.Key, error) {
 	var keys []signing.Key
 	for _, e := range ents {
 		id, ok := strings.CutSuffix(e.Name(), ".pub")
-		if !ok || !keyID.MatchString(id) {
+		if !ok || !isKeyID(id) {
 			continue
 		}
 		k, err := c.Key(id)

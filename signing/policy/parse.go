@@ -231,7 +231,7 @@ func (p *parser) requirement(what string) (Requirement, error) {
 				if !ok {
 					return p.errorAt(koff, "%s: a key must be a key ID string, found %s", what, describe(tok))
 				}
-				if !keyID.MatchString(s) {
+				if !isKeyID(s) {
 					return p.errorAt(koff, "%s: key %q is not a key ID (64 lowercase hex digits, as `karman trust list` shows)", what, s)
 				}
 				for _, k := range r.Keys {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -156,7 +155,18 @@ func (p *Policy) requirements() []Requirement {
 	return rs
 }
 
-var keyID = regexp.MustCompile(`^[0-9a-f]{64}$`)
+// isKeyID tells a key fingerprint: 64 lower-case hex digits.
+func isKeyID(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 func (r Requirement) validate() error {
 	switch r.Type {
@@ -166,7 +176,7 @@ func (r Requirement) validate() error {
 		}
 		seen := map[string]bool{}
 		for _, k := range r.Keys {
-			if !keyID.MatchString(k) {
+			if !isKeyID(k) {
 				return fmt.Errorf("key %q is not a key ID (64 lowercase hex digits, as `karman trust list` shows)", k)
 			}
 			if seen[k] {
