@@ -15,6 +15,7 @@ import (
 	"github.com/karman-project/karman/image/fetch"
 	"github.com/karman-project/karman/image/rootfs"
 	"github.com/karman-project/karman/internal/lockfile"
+	"github.com/karman-project/karman/isolators"
 	"github.com/karman-project/karman/stage1"
 )
 
@@ -138,7 +139,16 @@ func (r *Runtime) prepareApp(ctx context.Context, p pod, spec PodSpec, as AppSpe
 	if wd == "" {
 		wd = "/"
 	}
+	caps, err := isolators.AppCaps(as.CapsRetain, as.CapsRemove)
+	if err != nil {
+		return stage1.App{}, err
+	}
+	if len(as.CapsRetain) == 0 && len(as.CapsRemove) == 0 {
+		caps = nil // the default set
+	}
 	return stage1.App{
+		Caps: caps, AllCaps: spec.InsecureCaps, Unconfined: spec.InsecureSeccomp, NoMasks: spec.InsecurePaths,
+		ReadonlyRootfs: as.ReadonlyRootfs, OOMScoreAdj: as.OOMScoreAdj,
 		Name: as.Name, Image: as.Image, ImageDigest: d.String(),
 		Dir: rel, Layers: rf.Layers,
 		Args: argv, Env: mergeEnv(c.Env, as.Env), WorkingDir: wd,

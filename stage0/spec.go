@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/karman-project/karman/isolators"
 	"github.com/karman-project/karman/stage1"
 )
 
@@ -24,6 +25,10 @@ type AppSpec struct {
 	WorkingDir string
 	Mounts     []stage1.Mount
 	Resources  stage1.Resources
+	// Isolation beyond the defaults.
+	CapsRetain, CapsRemove []string
+	ReadonlyRootfs         bool
+	OOMScoreAdj            *int
 }
 
 // PodSpec describes a pod to prepare or run.
@@ -40,6 +45,9 @@ type PodSpec struct {
 	// Insecure options: "http", "tls" for fetching; "image" skips
 	// signature verification.
 	InsecureHTTP, InsecureTLS, InsecureImage bool
+	// "capabilities", "paths", "seccomp" drop the apps' default isolation
+	// knowingly: every capability, unmasked /proc and /sys, no filter.
+	InsecureCaps, InsecurePaths, InsecureSeccomp bool
 }
 
 // validAppName accepts DNS labels: 1 to 63 of [a-z0-9-], not starting or
@@ -111,6 +119,12 @@ func (s *PodSpec) Validate() error {
 		}
 		if a.Resources.MemoryBytes > 0 && a.Resources.MemoryBytes < 4<<20 {
 			errs = append(errs, fmt.Sprintf("app %s: --memory %d is below 4 MiB, too little to start a process", a.Name, a.Resources.MemoryBytes))
+		}
+		if a.OOMScoreAdj != nil && (*a.OOMScoreAdj < -1000 || *a.OOMScoreAdj > 1000) {
+			errs = append(errs, fmt.Sprintf("app %s: --oom-score-adj %d is outside -1000..1000", a.Name, *a.OOMScoreAdj))
+		}
+		if _, err := isolators.AppCaps(a.CapsRetain, a.CapsRemove); err != nil {
+			errs = append(errs, fmt.Sprintf("app %s: %v", a.Name, err))
 		}
 		if a.WorkingDir != "" && !path.IsAbs(a.WorkingDir) {
 			errs = append(errs, fmt.Sprintf("--workdir %q must be absolute", a.WorkingDir))

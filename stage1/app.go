@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -139,13 +140,21 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	var pid int
-	err = spawn(in.appTasks(p.app.Name), func() error {
+	err = spawn(p.app, in.appTasks(p.app.Name), func() error {
 		var ferr error
 		pid, ferr = syscall.ForkExec(path, p.args, attr)
 		return ferr
 	})
 	if err != nil {
 		return 0, execErrno(path, err)
+	}
+	if adj := p.app.OOMScoreAdj; adj != nil {
+		// Per process, so written once the app exists (from the app's own
+		// /proc): until then it has the init's, which is 0.
+		f := filepath.Join(p.rootPath, "proc", strconv.Itoa(pid), "oom_score_adj")
+		if werr := os.WriteFile(f, []byte(strconv.Itoa(*adj)), 0); werr != nil {
+			in.log.Warn("setting oom_score_adj", "app", p.app.Name, "err", werr)
+		}
 	}
 	in.children[pid] = onExit
 	if started != nil {

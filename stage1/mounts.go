@@ -155,8 +155,10 @@ func (in *podInit) mountApp(a *App, target string, netns bool) error {
 			return err
 		}
 	}
-	if err := maskPaths(r, target, in.empty); err != nil {
-		return err
+	if !a.NoMasks {
+		if err := maskPaths(r, target, in.empty); err != nil {
+			return err
+		}
 	}
 	hn := in.hostname()
 	hosts := in.pod.Hosts
@@ -180,6 +182,12 @@ func (in *podInit) mountApp(a *App, target string, netns bool) error {
 	if in.notify {
 		if err := r.mount(filepath.Join(in.dir, NotifySocket), appNotifySocket, "", unix.MS_BIND, "", true); err != nil {
 			return fmt.Errorf("notify socket: %w", err)
+		}
+	}
+	if a.ReadonlyRootfs {
+		// The app's own root only: /proc, /dev, volumes keep theirs.
+		if err := unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
+			return fmt.Errorf("read-only root: %w", err)
 		}
 	}
 	return nil

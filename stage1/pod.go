@@ -59,6 +59,17 @@ type App struct {
 	Mounts     []Mount  `json:"mounts,omitempty"`
 	// Resources limit the app through its cgroup; zero values: no limit.
 	Resources Resources `json:"resources,omitzero"`
+	// Caps is the app's capability bounding set (names without CAP_); nil
+	// means the default set (isolators.DefaultCaps), AllCaps keeps all.
+	Caps    []string `json:"caps,omitempty"`
+	AllCaps bool     `json:"allCaps,omitempty"`
+	// Unconfined runs the app without the default seccomp filter.
+	Unconfined bool `json:"unconfined,omitempty"`
+	// NoMasks leaves /proc and /sys unmasked and writable.
+	NoMasks        bool `json:"noMasks,omitempty"`
+	ReadonlyRootfs bool `json:"readonlyRootfs,omitempty"`
+	// OOMScoreAdj, when set, is written for the app's process.
+	OOMScoreAdj *int `json:"oomScoreAdj,omitempty"`
 }
 
 // Resources are an app's cgroup limits.

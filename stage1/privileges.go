@@ -9,17 +9,6 @@ import (
 	"github.com/karman-project/karman/isolators"
 )
 
-// defaultCaps is the classic container capability set: what an app
-// running as root may hold. Everything else is dropped from the bounding
-// set of the thread that starts apps, so no app (and no command run with
-// enter) can gain it, even through a setuid or file-capability binary.
-var defaultCaps = []uintptr{
-	unix.CAP_CHOWN, unix.CAP_DAC_OVERRIDE, unix.CAP_FSETID, unix.CAP_FOWNER,
-	unix.CAP_MKNOD, unix.CAP_NET_RAW, unix.CAP_SETGID, unix.CAP_SETUID,
-	unix.CAP_SETFCAP, unix.CAP_SETPCAP, unix.CAP_NET_BIND_SERVICE,
-	unix.CAP_SYS_CHROOT, unix.CAP_KILL, unix.CAP_AUDIT_WRITE,
-}
-
 // spawn runs fork, which starts one process of the pod, on a fresh OS
 // thread that carries the apps' restrictions: no_new_privs, the reduced
 // bounding set and the default seccomp filter (package isolators), and,
@@ -29,21 +18,23 @@ var defaultCaps = []uintptr{
 // The goroutine ends locked to the thread, so the Go runtime discards the
 // thread instead of running anything else on it. The init itself keeps
 // its capabilities: the bounding set only limits what an execve grants.
-func spawn(tasks []int, fork func() error) error {
+func spawn(app *App, tasks []int, fork func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		errc <- restrictedFork(tasks, fork)
+		errc <- restrictedFork(app, tasks, fork)
 	}()
 	return <-errc
 }
 
-func restrictedFork(tasks []int, fork func() error) error {
-	if err := restrictThread(); err != nil {
+func restrictedFork(app *App, tasks []int, fork func() error) error {
+	if err := restrictThread(app); err != nil {
 		return err
 	}
-	if err := isolators.InstallSeccomp(defaultSeccomp); err != nil {
-		return err
+	if !app.Unconfined {
+		if err := isolators.InstallSeccomp(defaultSeccomp); err != nil {
+			return err
+		}
 	}
 	// "0" names the writing thread itself: the kernel then moves it
 	// without taking the global threadgroup lock, whose RCU grace period
@@ -62,18 +53,30 @@ var defaultSeccomp = isolators.DefaultSeccomp()
 // checkRestrictions fails early, before any app, if this kernel refuses
 // the restrictions apps start with.
 func checkRestrictions() error {
-	return spawn(nil, func() error { return nil })
+	return spawn(&App{}, nil, func() error { return nil })
 }
 
-// restrictThread sets no_new_privs and drops every capability outside
-// defaultCaps from the calling thread's bounding set.
-func restrictThread() error {
-	keep := map[uintptr]bool{}
-	for _, c := range defaultCaps {
-		keep[c] = true
-	}
+// restrictThread sets no_new_privs and drops every capability outside the
+// app's set (isolators.DefaultCaps unless the app names its own; none
+// dropped with AllCaps) from the calling thread's bounding set.
+func restrictThread(app *App) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("setting no_new_privs for the apps: %w", err)
+	}
+	if app.AllCaps {
+		return nil
+	}
+	names := app.Caps
+	if names == nil {
+		names = isolators.DefaultCaps
+	}
+	nums, err := isolators.CapNumbers(names)
+	if err != nil {
+		return err
+	}
+	keep := map[uintptr]bool{}
+	for _, c := range nums {
+		keep[c] = true
 	}
 	for c := uintptr(0); c <= unix.CAP_LAST_CAP; c++ {
 		if keep[c] {

@@ -135,3 +135,54 @@ func TestCPULimitThrottles(t *testing.T) {
 	}
 	mustSucceed(t, karman(t, e.dir, "stop", "--force", uuid))
 }
+
+// TestPerAppIsolation: --caps-retain/--caps-remove, --readonly-rootfs,
+// --oom-score-adj, and --insecure-options that drop defaults knowingly.
+func TestPerAppIsolation(t *testing.T) {
+	e := newPodEnv(t)
+	status := `grep -E '^(CapEff|CapBnd|Seccomp):' /proc/self/status; echo oom=$(cat /proc/self/oom_score_adj); touch /x 2>/dev/null && echo rootfs=rw || echo rootfs=ro; chown 1:1 /etc/group 2>/dev/null && echo chown=ok || echo chown=refused; wc -c < /proc/keys | sed 's/^/keys=/'`
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"retain", []string{e.image, "--caps-retain", "CAP_NET_BIND_SERVICE"}, []string{"CapEff:\t0000000000000400", "CapBnd:\t0000000000000400", "chown=refused"}},
+		{"remove", []string{e.image, "--caps-remove", "chown"}, []string{"CapEff:\t00000000a80425fa", "chown=refused"}},
+		{"defaults", []string{e.image}, []string{"CapEff:\t00000000a80425fb", "chown=ok", "rootfs=rw", "oom=0", "Seccomp:\t2", "keys=0"}},
+		{"readonly and oom", []string{e.image, "--readonly-rootfs", "--oom-score-adj", "500"}, []string{"rootfs=ro", "oom=500"}},
+		{"insecure", []string{"--insecure-options", "capabilities,seccomp,paths", e.image}, []string{"Seccomp:\t0", "chown=ok"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := mustSucceed(t, e.run(t, append(tc.args, "--exec", "/bin/sh", "--", "-c", status)...))
+			for _, w := range tc.want {
+				if !strings.Contains(r.Stdout, w) {
+					t.Errorf("%q lacks %q", r.Stdout, w)
+				}
+			}
+			if tc.name == "insecure" {
+				if strings.Contains(r.Stdout, "keys=0\n") && fileSize(t, "/proc/keys") > 0 {
+					t.Errorf("/proc/keys still masked with --insecure-options=paths: %q", r.Stdout)
+				}
+				if !strings.Contains(r.Stderr, "WARNING") {
+					t.Errorf("no warning for --insecure-options: %q", r.Stderr)
+				}
+			}
+		})
+	}
+	for _, bad := range [][]string{
+		{e.image, "--caps-retain", "CAP_FLY"},
+		{e.image, "--caps-retain", "CHOWN", "--caps-remove", "KILL"},
+		{e.image, "--oom-score-adj", "2000"},
+	} {
+		if r := e.run(t, bad...); r.Code != 254 {
+			t.Errorf("%v accepted:\n%s", bad, r)
+		}
+	}
+}
+
+func fileSize(t *testing.T, p string) int {
+	t.Helper()
+	b, _ := os.ReadFile(p)
+	return len(b)
+}

@@ -104,7 +104,7 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 // insecureHelp documents --insecure-options of the commands that fetch.
-const insecureHelp = "comma-separated: image (skip signature verification, loudly), http (plain HTTP to non-loopback registries), tls (skip certificate checks)"
+const insecureHelp = "comma-separated: image (skip signature verification, loudly), http (plain HTTP to non-loopback registries), tls (skip certificate checks); run and prepare also take capabilities, paths, seccomp (drop the apps' default isolation)"
 
 // warn prints a warning for the user on stderr, one line.
 func (g *globals) warn(msg string) {

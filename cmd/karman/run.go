@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +25,10 @@ type appFlags struct {
 	cpu       string
 	cpuShares uint64
 	pids      int64
+	capsKeep  []string
+	capsDrop  []string
+	readonly  bool
+	oomAdj    string
 }
 
 func (f *appFlags) register(fs *pflag.FlagSet) {
@@ -36,6 +41,10 @@ func (f *appFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.cpu, "cpu", "", "CPU limit in millicores (500m) or cores (1.5), as a CFS quota")
 	fs.Uint64Var(&f.cpuShares, "cpu-shares", 0, "relative CPU weight (cgroup v1 shares)")
 	fs.Int64Var(&f.pids, "pids-limit", 0, "most processes and threads the app may have")
+	fs.StringSliceVar(&f.capsKeep, "caps-retain", nil, "the app's whole capability set, e.g. CAP_NET_BIND_SERVICE,CAP_CHOWN")
+	fs.StringSliceVar(&f.capsDrop, "caps-remove", nil, "capabilities to drop from the default set")
+	fs.BoolVar(&f.readonly, "readonly-rootfs", false, "mount the app's root filesystem read-only")
+	fs.StringVar(&f.oomAdj, "oom-score-adj", "", "the app's oom_score_adj (-1000..1000)")
 }
 
 func (f *appFlags) apply(a *stage0.AppSpec) error {
@@ -68,6 +77,20 @@ func (f *appFlags) apply(a *stage0.AppSpec) error {
 	}
 	if f.pids != 0 {
 		a.Resources.PidsLimit = f.pids
+	}
+	if len(f.capsKeep) > 0 {
+		a.CapsRetain = f.capsKeep
+	}
+	if len(f.capsDrop) > 0 {
+		a.CapsRemove = f.capsDrop
+	}
+	a.ReadonlyRootfs = a.ReadonlyRootfs || f.readonly
+	if f.oomAdj != "" {
+		v, err := strconv.Atoi(f.oomAdj)
+		if err != nil {
+			return fmt.Errorf("--oom-score-adj %q: use a number from -1000 to 1000", f.oomAdj)
+		}
+		a.OOMScoreAdj = &v
 	}
 	for _, v := range f.volumes {
 		parts := strings.Split(v, ":")
@@ -162,9 +185,14 @@ func (f *podFlags) register(cmd *cobra.Command) {
 }
 
 func (f *podFlags) spec(args []string) (stage0.PodSpec, error) {
-	ins, err := insecureOptions(f.insecure, "image", "http", "tls")
+	ins, err := insecureOptions(f.insecure, "image", "http", "tls", "capabilities", "paths", "seccomp")
 	if err != nil {
 		return stage0.PodSpec{}, err
+	}
+	for _, o := range []string{"capabilities", "paths", "seccomp"} {
+		if ins[o] {
+			fmt.Fprintf(os.Stderr, "karman: WARNING: the apps run without the default %s isolation (--insecure-options=%s)\n", o, o)
+		}
 	}
 	apps, err := parseApps(args, &f.common)
 	if err != nil {
@@ -174,6 +202,7 @@ func (f *podFlags) spec(args []string) (stage0.PodSpec, error) {
 		Apps: apps, Name: f.name, Hostname: f.hostname, Net: f.net, PullPolicy: f.pull,
 		NoOverlay: f.noOverlay, StopTimeout: f.stopTimeout, Interactive: f.interactive, NotifyApp: f.notifyApp,
 		InsecureHTTP: ins["http"], InsecureTLS: ins["tls"], InsecureImage: ins["image"],
+		InsecureCaps: ins["capabilities"], InsecurePaths: ins["paths"], InsecureSeccomp: ins["seccomp"],
 	}, nil
 }
 
