@@ -28,3 +28,22 @@ func TestAppCaps(t *testing.T) {
 		t.Errorf("%d capabilities known, want 41", len(AllCaps()))
 	}
 }
+
+func TestCheckSysctl(t *testing.T) {
+	for _, ok := range []string{"kernel.shmmax", "kernel.msgmax", "fs.mqueue.msg_max", "net.ipv4.ip_forward", "kernel.sem"} {
+		if err := CheckSysctl(ok, false); err != nil {
+			t.Errorf("%s refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"kernel.panic", "vm.swappiness", "kernel.shmmaxx", "kernel.shm", "net/../../kernel", "", "kernel.sysrq"} {
+		if err := CheckSysctl(bad, false); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if err := CheckSysctl("net.ipv4.ip_forward", true); err == nil || !strings.Contains(err.Error(), "--net=host") {
+		t.Errorf("net.* with host network: %v", err)
+	}
+	if p := SysctlPath("net.ipv4.ip_forward"); p != "/proc/sys/net/ipv4/ip_forward" {
+		t.Errorf("path %s", p)
+	}
+}

@@ -48,6 +48,8 @@ type PodSpec struct {
 	// "capabilities", "paths", "seccomp" drop the apps' default isolation
 	// knowingly: every capability, unmasked /proc and /sys, no filter.
 	InsecureCaps, InsecurePaths, InsecureSeccomp bool
+	// Sysctls are set in the pod's namespaces (namespaced ones only).
+	Sysctls map[string]string
 }
 
 // validAppName accepts DNS labels: 1 to 63 of [a-z0-9-], not starting or
@@ -87,6 +89,11 @@ func (s *PodSpec) Validate() error {
 	}
 	if s.StopTimeout <= 0 {
 		s.StopTimeout = 10 * time.Second
+	}
+	for k := range s.Sysctls {
+		if err := isolators.CheckSysctl(k, s.Net == "host"); err != nil {
+			errs = append(errs, err.Error())
+		}
 	}
 	if s.Interactive && len(s.Apps) > 1 {
 		errs = append(errs, "--interactive needs a pod of exactly one app")

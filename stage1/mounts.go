@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/karman-project/karman/image/rootfs"
+	"github.com/karman-project/karman/isolators"
 )
 
 // appsDir holds the apps' roots inside the pod root: /apps/<name>.
@@ -31,6 +32,15 @@ func (in *podInit) setup() error {
 	}
 	if err := unix.Sethostname([]byte(in.hostname())); err != nil {
 		return fmt.Errorf("set host name: %w", err)
+	}
+	// In the pod's own namespaces, through the /proc still in view.
+	for k, v := range in.pod.Sysctls {
+		if err := isolators.CheckSysctl(k, in.pod.Net == "host"); err != nil {
+			return err
+		}
+		if err := os.WriteFile(isolators.SysctlPath(k), []byte(v), 0); err != nil {
+			return fmt.Errorf("--sysctl %s=%s: %w", k, v, err)
+		}
 	}
 	netns := in.pod.Net != "host"
 	// Loopback and the control socket (bound while the pod directory is

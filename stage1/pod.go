@@ -31,6 +31,9 @@ type Pod struct {
 	StopTimeout time.Duration `json:"stopTimeout"`
 	// Interactive gives the (single) app the caller's terminal.
 	Interactive bool `json:"interactive,omitempty"`
+	// Sysctls are set in the pod's namespaces before any app starts; only
+	// namespaced ones (see isolators.CheckSysctl).
+	Sysctls map[string]string `json:"sysctls,omitempty"`
 	// NotifyApp hands NOTIFY_SOCKET to the app instead of karman sending
 	// READY=1 itself once the apps have started.
 	NotifyApp bool  `json:"notifyApp,omitempty"`

@@ -186,3 +186,23 @@ func fileSize(t *testing.T, p string) int {
 	b, _ := os.ReadFile(p)
 	return len(b)
 }
+
+// TestSysctl: namespaced sysctls are set in the pod and not on the host;
+// others are refused before anything starts.
+func TestSysctl(t *testing.T) {
+	e := newPodEnv(t)
+	host, _ := os.ReadFile("/proc/sys/kernel/shmmax")
+	r := mustSucceed(t, e.run(t, "--sysctl", "kernel.shmmax=12345678", "--sysctl", "net.ipv4.ip_default_ttl=33", e.image,
+		"--exec", "/bin/sh", "--", "-c", "cat /proc/sys/kernel/shmmax /proc/sys/net/ipv4/ip_default_ttl"))
+	if r.Stdout != "12345678\n33\n" {
+		t.Errorf("sysctls in the pod: %q", r.Stdout)
+	}
+	if after, _ := os.ReadFile("/proc/sys/kernel/shmmax"); string(after) != string(host) {
+		t.Errorf("the host's kernel.shmmax changed: %q -> %q", host, after)
+	}
+	for _, bad := range [][]string{{"--sysctl", "kernel.panic=1"}, {"--sysctl", "vm.swappiness=1"}, {"--net=host", "--sysctl", "net.ipv4.ip_default_ttl=33"}, {"--sysctl", "novalue"}} {
+		if r := e.run(t, append(bad, e.image, "--exec", "/bin/true")...); r.Code != 254 || !strings.Contains(r.Stderr, "--sysctl") {
+			t.Errorf("%v: %s", bad, r)
+		}
+	}
+}

@@ -167,6 +167,7 @@ type podFlags struct {
 	stopTimeout time.Duration
 	interactive bool
 	notifyApp   bool
+	sysctls     []string
 }
 
 func (f *podFlags) register(cmd *cobra.Command) {
@@ -181,6 +182,7 @@ func (f *podFlags) register(cmd *cobra.Command) {
 	fs.BoolVar(&f.noOverlay, "no-overlay", false, "copy image layers instead of mounting an overlay")
 	fs.DurationVar(&f.stopTimeout, "stop-timeout", 10*time.Second, "time apps get between SIGTERM and SIGKILL when the pod stops")
 	fs.BoolVar(&f.interactive, "interactive", false, "give the (single) app this terminal")
+	fs.StringArrayVar(&f.sysctls, "sysctl", nil, "set a namespaced sysctl in the pod, KEY=VALUE (repeatable; the pod's apps share it)")
 	fs.BoolVar(&f.notifyApp, "notify-app", false, "pass $NOTIFY_SOCKET to the app, which sends READY=1 itself (default: karman sends it once the apps started)")
 }
 
@@ -198,8 +200,20 @@ func (f *podFlags) spec(args []string) (stage0.PodSpec, error) {
 	if err != nil {
 		return stage0.PodSpec{}, err
 	}
+	var sysctls map[string]string
+	for _, kv := range f.sysctls {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return stage0.PodSpec{}, fmt.Errorf("--sysctl %q: use KEY=VALUE, as in kernel.shmmax=268435456", kv)
+		}
+		if sysctls == nil {
+			sysctls = map[string]string{}
+		}
+		sysctls[k] = v
+	}
 	return stage0.PodSpec{
-		Apps: apps, Name: f.name, Hostname: f.hostname, Net: f.net, PullPolicy: f.pull,
+		Sysctls: sysctls,
+		Apps:    apps, Name: f.name, Hostname: f.hostname, Net: f.net, PullPolicy: f.pull,
 		NoOverlay: f.noOverlay, StopTimeout: f.stopTimeout, Interactive: f.interactive, NotifyApp: f.notifyApp,
 		InsecureHTTP: ins["http"], InsecureTLS: ins["tls"], InsecureImage: ins["image"],
 		InsecureCaps: ins["capabilities"], InsecurePaths: ins["paths"], InsecureSeccomp: ins["seccomp"],
