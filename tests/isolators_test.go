@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -204,5 +205,31 @@ func TestSysctl(t *testing.T) {
 		if r := e.run(t, append(bad, e.image, "--exec", "/bin/true")...); r.Code != 254 || !strings.Contains(r.Stderr, "--sysctl") {
 			t.Errorf("%v: %s", bad, r)
 		}
+	}
+}
+
+// TestDeviceAllowlist: a device node an app makes (or an image ships)
+// cannot be opened; the pod's own /dev works.
+func TestDeviceAllowlist(t *testing.T) {
+	e := newPodEnv(t)
+	r := mustSucceed(t, e.run(t, e.image, "--exec", "/bin/sh", "--", "-c",
+		`mknod /tmp/disk b 8 0 && echo made; head -c1 /tmp/disk >/dev/null 2>&1 && echo disk=open || echo disk=refused; echo x > /dev/null && echo null=ok; head -c 8 /dev/urandom | wc -c`))
+	for _, want := range []string{"made", "disk=refused", "null=ok", "8"} {
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("%q lacks %q", r.Stdout, want)
+		}
+	}
+}
+
+// TestRlimitsInherited: apps see the host's hard limits, never more.
+func TestRlimitsInherited(t *testing.T) {
+	e := newPodEnv(t)
+	var nofile, nproc syscall.Rlimit
+	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &nofile)
+	syscall.Getrlimit(6 /* RLIMIT_NPROC */, &nproc)
+	r := mustSucceed(t, e.run(t, e.image, "--exec", "/bin/sh", "--", "-c", "ulimit -Hn; ulimit -Hu"))
+	want := fmt.Sprintf("%d\n%d\n", nofile.Max, nproc.Max)
+	if r.Stdout != want {
+		t.Errorf("hard limits in the app: %q, the host's: %q", r.Stdout, want)
 	}
 }

@@ -164,8 +164,30 @@ func toSpec(r Resources) (*specs.LinuxResources, error) {
 	if r.PidsLimit > 0 {
 		spec.Pids = &specs.LinuxPids{Limit: &r.PidsLimit}
 	}
+	spec.Devices = DeviceAllowlist
 	return spec, nil
 }
+
+// DeviceAllowlist is every app's device rule set (the devices cgroup on
+// v1): nothing, but for the devices a pod's /dev holds (null, zero, full,
+// random, urandom, tty, the pod's own pts and ptmx) and mknod of any
+// device, which the node is no use without: a device node an image ships
+// or an app makes cannot be opened.
+var DeviceAllowlist = []specs.LinuxDeviceCgroup{
+	{Allow: false, Access: "rwm"},
+	{Allow: true, Type: "c", Major: ptr(-1), Minor: ptr(-1), Access: "m"},
+	{Allow: true, Type: "b", Major: ptr(-1), Minor: ptr(-1), Access: "m"},
+	{Allow: true, Type: "c", Major: ptr(1), Minor: ptr(3), Access: "rwm"},    // null
+	{Allow: true, Type: "c", Major: ptr(1), Minor: ptr(5), Access: "rwm"},    // zero
+	{Allow: true, Type: "c", Major: ptr(1), Minor: ptr(7), Access: "rwm"},    // full
+	{Allow: true, Type: "c", Major: ptr(1), Minor: ptr(8), Access: "rwm"},    // random
+	{Allow: true, Type: "c", Major: ptr(1), Minor: ptr(9), Access: "rwm"},    // urandom
+	{Allow: true, Type: "c", Major: ptr(5), Minor: ptr(0), Access: "rwm"},    // tty
+	{Allow: true, Type: "c", Major: ptr(5), Minor: ptr(2), Access: "rwm"},    // ptmx
+	{Allow: true, Type: "c", Major: ptr(136), Minor: ptr(-1), Access: "rwm"}, // pts
+}
+
+func ptr(n int64) *int64 { return &n }
 
 // cpuQuota returns the CFS quota and period (µs) for millicores: quota = millis*period/1000,
 // at least the kernel's 1ms minimum.

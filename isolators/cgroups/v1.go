@@ -40,7 +40,7 @@ func v1Hierarchy() ([]cgroup1.Subsystem, error) {
 // limits, accounting and device rules use. Creating a cgroup costs time in
 // every hierarchy (cpuset most), and it sits on every pod's start path.
 var podControllers = map[cgroup1.Name]bool{
-	cgroup1.Cpu: true, cgroup1.Cpuacct: true, cgroup1.Memory: true, cgroup1.Pids: true,
+	cgroup1.Cpu: true, cgroup1.Cpuacct: true, cgroup1.Memory: true, cgroup1.Pids: true, cgroup1.Devices: true,
 }
 
 var v1HierarchyOnce = sync.OnceValues(v1HierarchyAll)
