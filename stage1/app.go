@@ -140,13 +140,17 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	var pid int
-	err = spawn(p.app, in.appTasks(p.app.Name), func() error {
-		var ferr error
-		pid, ferr = syscall.ForkExec(path, p.args, attr)
-		return ferr
+	var forkErr error
+	err = spawn(p.app, in.appTasks(p.app.Name), func() {
+		pid, forkErr = syscall.ForkExec(path, p.args, attr)
 	})
 	if err != nil {
-		return 0, execErrno(path, err)
+		// The restrictions or the cgroup could not be applied: karman's
+		// failure, not the app's, whatever the error number says.
+		return 0, &execError{Code: ExitRuntimeError, Path: path, Reason: err.Error()}
+	}
+	if forkErr != nil {
+		return 0, execErrno(path, forkErr)
 	}
 	if adj := p.app.OOMScoreAdj; adj != nil {
 		// Per process, so written once the app exists (from the app's own

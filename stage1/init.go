@@ -137,9 +137,6 @@ func (in *podInit) run(chld, sigc <-chan os.Signal) (int, error) {
 	if err := in.setup(); err != nil {
 		return 0, err
 	}
-	if err := checkRestrictions(); err != nil {
-		return 0, err
-	}
 	if err := in.recvCgroups(buf); err != nil {
 		return 0, err
 	}

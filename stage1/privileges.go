@@ -12,13 +12,13 @@ import (
 // spawn runs fork, which starts one process of the pod, on a fresh OS
 // thread that carries the apps' restrictions: no_new_privs, the reduced
 // bounding set and the default seccomp filter (package isolators), and,
-// when tasks are given, membership of the app's cgroups (its TID written
-// to each cgroup's "tasks" file). All are attributes of the thread that a
+// when tasks are given, membership of the app's cgroups ("0", this
+// thread, written to each cgroup's "tasks" file). All are attributes of the thread that a
 // child inherits, so the process starts restricted and inside its cgroup.
 // The goroutine ends locked to the thread, so the Go runtime discards the
 // thread instead of running anything else on it. The init itself keeps
 // its capabilities: the bounding set only limits what an execve grants.
-func spawn(app *App, tasks []int, fork func() error) error {
+func spawn(app *App, tasks []int, fork func()) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -27,7 +27,7 @@ func spawn(app *App, tasks []int, fork func() error) error {
 	return <-errc
 }
 
-func restrictedFork(app *App, tasks []int, fork func() error) error {
+func restrictedFork(app *App, tasks []int, fork func()) error {
 	if err := restrictThread(app); err != nil {
 		return err
 	}
@@ -44,17 +44,12 @@ func restrictedFork(app *App, tasks []int, fork func() error) error {
 			return fmt.Errorf("joining the app's cgroup: %w", err)
 		}
 	}
-	return fork()
+	fork()
+	return nil
 }
 
 // defaultSeccomp is built once per init.
 var defaultSeccomp = isolators.DefaultSeccomp()
-
-// checkRestrictions fails early, before any app, if this kernel refuses
-// the restrictions apps start with.
-func checkRestrictions() error {
-	return spawn(&App{}, nil, func() error { return nil })
-}
 
 // restrictThread sets no_new_privs and drops every capability outside the
 // app's set (isolators.DefaultCaps unless the app names its own; none

@@ -106,15 +106,7 @@ func isSigTag(t string) bool {
 			break
 		}
 	}
-	if len(hex) != 64 {
-		return false
-	}
-	for _, c := range hex {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
+	return store.IsSHA256Hex(hex)
 }
 
 // images drops from entries the signatures kept beside the images: those

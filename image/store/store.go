@@ -146,8 +146,14 @@ func verifyBytes(d v1.Hash, size int64, data []byte) error {
 // digests come from hostile manifests and become file names.
 func ParseDigest(s string) (v1.Hash, error) {
 	h, err := v1.NewHash(s)
-	if err != nil || h.Algorithm != "sha256" || len(h.Hex) != 64 || strings.Trim(h.Hex, "0123456789abcdef") != "" {
+	if err != nil || h.Algorithm != "sha256" || !IsSHA256Hex(h.Hex) {
 		return v1.Hash{}, fmt.Errorf("digest %q is not sha256:<64 hex digits>: %w", s, image.ErrUnsupported)
 	}
 	return h, nil
+}
+
+// IsSHA256Hex tells the hex part of a sha256 digest: 64 lower-case hex
+// digits.
+func IsSHA256Hex(s string) bool {
+	return len(s) == 64 && strings.Trim(s, "0123456789abcdef") == ""
 }
