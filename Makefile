@@ -13,6 +13,7 @@ all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/karman
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/karman-stage1 ./cmd/karman-stage1
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/karman-testimage ./tests/cmd/karman-testimage
 
 setup:

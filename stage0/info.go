@@ -73,7 +73,7 @@ func (r *Runtime) info(p pod) PodInfo {
 	}
 	running := pi.State == Running
 	if running {
-		pi.Resources = stage1.AppUsage(p.path, pd)
+		pi.Resources = appUsage(p.path, pd)
 	}
 	for i, st := range stage1.ReadAppStatus(p.path, pd) {
 		a := pd.Apps[i]

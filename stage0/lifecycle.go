@@ -152,7 +152,7 @@ func (r *Runtime) sweep(p pod) error {
 	}
 	// A supervisor killed before it could remove its cgroups leaves them
 	// recorded in the pod directory.
-	errs = append(errs, stage1.RemoveCgroups(p.path))
+	errs = append(errs, removeCgroups(p.path))
 	ents, _ := os.ReadDir(filepath.Join(p.path, "apps"))
 	for _, e := range ents {
 		errs = append(errs, rootfs.Remove(r.images, filepath.Join(p.path, "apps", e.Name()), leaseID(p.uuid, e.Name())))

@@ -209,7 +209,7 @@ func (r *Runtime) discard(p pod) error {
 	if np, err := r.relocate(p); err == nil {
 		p = np
 	}
-	var errs []error
+	errs := []error{removeCgroups(p.path)}
 	ents, _ := os.ReadDir(filepath.Join(p.path, "apps"))
 	for _, e := range ents {
 		errs = append(errs, rootfs.Remove(r.images, filepath.Join(p.path, "apps", e.Name()), leaseID(p.uuid, e.Name())))

@@ -60,30 +60,46 @@ func (r *Runtime) RunPrepared(_ context.Context, uuid string, o RunOptions) (int
 	return r.supervise(p, lock, o)
 }
 
-// supervise hands the locked pod to stage1. The supervisor runs in this
-// very process (same PID, same lock) rather than after another exec of
-// the binary, which would cost a Go start-up on every pod start; the
-// re-exec entrypoint (stage1.Exec, stage1.Command) remains the versioned
-// interface for a detached supervisor.
+// supervise makes the pod's cgroups and hands the locked pod to stage1:
+// the calling process execs the lean stage1 binary (same PID, same lock),
+// so that what stays in memory while the pod runs is the small supervisor
+// rather than this process. Without a stage1 binary (stage1.Binary) the
+// supervisor runs in this very process. With o.Detach the supervisor is
+// started as a child in its own session instead.
 func (r *Runtime) supervise(p pod, lock *os.File, o RunOptions) (int, error) {
+	fail := func(err error) (int, error) {
+		r.discard(p)
+		lock.Close()
+		return 0, fmt.Errorf("pod %s: %w", p.uuid, err)
+	}
 	if o.UUIDFile != "" {
 		if err := os.WriteFile(o.UUIDFile, []byte(p.uuid+"\n"), 0o644); err != nil {
-			return 0, fmt.Errorf("--uuid-file-save: %w", err)
+			return fail(fmt.Errorf("--uuid-file-save: %w", err))
 		}
 	}
-	opts := stage1.ExecOptions{Debug: o.Debug}
+	bin, err := stage1.Binary()
+	if err != nil {
+		return fail(err)
+	}
+	if err := r.makeCgroups(p); err != nil {
+		return fail(err)
+	}
+	opts := stage1.ExecOptions{Debug: o.Debug, Binary: bin}
 	if !o.Detach {
-		return stage1.Supervise(p.path, lock, opts), nil
+		if bin == "" {
+			r.log.Debug("no stage1 binary beside karman: supervising in this process", "want", stage1.BinaryName)
+			return stage1.Supervise(p.path, lock, opts), nil
+		}
+		return fail(stage1.Exec(p.path, lock, opts)) // Exec returns only on error
 	}
 	cmd, err := stage1.Command(p.path, lock, opts)
 	if err == nil {
 		err = cmd.Start()
 	}
-	lock.Close() // the supervisor holds its own copy of the lock now
 	if err != nil {
-		r.discard(p)
-		return 0, fmt.Errorf("pod %s: starting the supervisor: %w", p.uuid, err)
+		return fail(fmt.Errorf("starting the supervisor: %w", err))
 	}
+	lock.Close() // the supervisor holds its own copy of the lock now
 	cmd.Process.Release()
 	return 0, nil
 }

@@ -1,64 +1,80 @@
 package stage1
 
 import (
+	"bufio"
 	"fmt"
 	"os"
-	"path"
+	"path/filepath"
+	"strconv"
 	"strings"
-
-	"github.com/karman-project/karman/isolators/cgroups"
 )
 
-// CgroupFile records the pod's cgroup path before the cgroup is created,
-// so that whoever collects the pod can always remove it.
+// CgroupFile records the pod's cgroup path before stage0 creates the
+// cgroup, so that whoever collects the pod can always remove it.
 const CgroupFile = "state/cgroup"
 
-// setupCgroups creates the pod's cgroup with one child per app, limits
-// applied, and opens each app's "tasks" files for the init: the thread
-// that forks an app writes its own TID there first, so the app starts
-// inside its cgroup and never runs a moment outside it.
-//
-// On cgroup v2 hosts a thread cannot join a cgroup on its own; starting
-// apps there with clone3 into the cgroup conflicts with the seccomp filter
-// of the thread that forks them, so v2 pods run without cgroups of their
-// own for now and refuse resource limits with a clear error.
-func (s *supervisor) setupCgroups() ([][]*os.File, error) {
-	if cgroups.Mode() == "v2" {
-		for _, a := range s.pod.Apps {
-			if a.Resources != (Resources{}) {
-				return nil, fmt.Errorf("app %s: resource limits need cgroup v1 or hybrid for now; this host is cgroup v2 only", a.Name)
-			}
+// CgroupsFile is written by stage0 once it has made the pod's cgroups,
+// before stage1 starts: the files of each app's cgroup that stage1 uses
+// (Cgroups). It is absent where pods get no cgroups. stage1 itself links
+// no cgroup library: making, reading and removing cgroups is stage0's.
+const CgroupsFile = "state/cgroups.json"
+
+// Cgroups is CgroupsFile: each app's cgroup files, by app name.
+type Cgroups struct {
+	Apps map[string]AppCgroup `json:"apps"`
+}
+
+// AppCgroup is what stage1 needs of an app's cgroup.
+type AppCgroup struct {
+	// Tasks are the files a thread writes "0" to in order to join the
+	// app's cgroup (v1: the "tasks" file of every hierarchy).
+	Tasks []string `json:"tasks"`
+	// OOM is the file whose "oom_kill N" line counts the app's OOM kills.
+	OOM string `json:"oom,omitempty"`
+}
+
+// RecordCgroup records the pod's cgroup path in podDir (CgroupFile);
+// stage0 calls it before it creates the cgroup.
+func RecordCgroup(podDir, cgroup string) error {
+	if err := os.MkdirAll(filepath.Join(podDir, StateDir), 0o755); err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(podDir, CgroupFile), []byte(cgroup+"\n"))
+}
+
+// WriteCgroups records the pod's cgroup files for stage1 (stage0 calls
+// it once it has made the cgroups).
+func WriteCgroups(podDir string, cg Cgroups) error {
+	return writeJSONAtomic(filepath.Join(podDir, CgroupsFile), cg)
+}
+
+// loadCgroups reads CgroupsFile; a pod without one has no cgroups.
+func (s *supervisor) loadCgroups() error {
+	var cg Cgroups
+	if err := readJSON(s.path(CgroupsFile), &cg); err != nil {
+		if os.IsNotExist(err) {
+			return nil
 		}
+		return fmt.Errorf("pod cgroups: %w", err)
+	}
+	s.cgroups = cg.Apps
+	return nil
+}
+
+// openTasks opens each app's cgroup task files for the init, in the order
+// of the pod's apps: the thread that forks an app writes "0" to them
+// first, so the app starts inside its cgroup and never runs a moment
+// outside it.
+func (s *supervisor) openTasks() ([][]*os.File, error) {
+	if s.cgroups == nil {
 		return nil, nil
 	}
-	parent, err := cgroups.Parent()
-	if err != nil {
-		return nil, err
-	}
-	if err := writeFileAtomic(s.path(CgroupFile), []byte(path.Join(parent, s.pod.UUID)+"\n")); err != nil {
-		return nil, err
-	}
-	pod, err := cgroups.NewPod(parent, s.pod.UUID)
-	if err != nil {
-		return nil, err
-	}
-	s.cgroup = pod
-	s.cgApps = map[string]*cgroups.App{}
 	tasks := make([][]*os.File, len(s.pod.Apps))
 	for i, a := range s.pod.Apps {
-		app, err := pod.AddApp(a.Name, cgroups.Resources(a.Resources))
-		if err != nil {
-			return tasks, err
-		}
-		s.cgApps[a.Name] = app
-		files, err := app.TaskFiles()
-		if err != nil {
-			return tasks, err
-		}
-		for _, f := range files {
-			t, err := os.OpenFile(f, os.O_WRONLY, 0)
+		for _, name := range s.cgroups[a.Name].Tasks {
+			t, err := os.OpenFile(name, os.O_WRONLY, 0)
 			if err != nil {
-				return tasks, fmt.Errorf("app %s: %w", a.Name, err)
+				return tasks, fmt.Errorf("app %s: joining its cgroup: %w", a.Name, err)
 			}
 			tasks[i] = append(tasks[i], t)
 		}
@@ -66,51 +82,23 @@ func (s *supervisor) setupCgroups() ([][]*os.File, error) {
 	return tasks, nil
 }
 
-// oomKilled tells whether the memory controller killed a process of app.
+// oomKilled tells whether the OOM killer ended a process of app.
 func (s *supervisor) oomKilled(app string) bool {
-	a := s.cgApps[app]
-	if a == nil {
+	name := s.cgroups[app].OOM
+	if name == "" {
 		return false
 	}
-	st, err := a.Stats()
-	return err == nil && st.OOMKills > 0
-}
-
-// RemoveCgroups deletes the cgroups recorded in podDir, if any: what a
-// supervisor killed before it could remove them leaves to gc.
-func RemoveCgroups(podDir string) error {
-	b, err := os.ReadFile(path.Join(podDir, CgroupFile))
-	if os.IsNotExist(err) {
-		return nil
-	}
+	f, err := os.Open(name)
 	if err != nil {
-		return err
+		return false
 	}
-	p := strings.TrimSpace(string(b))
-	if p == "" || p == "/" {
-		return nil
-	}
-	if err := cgroups.OpenPod(p).Delete(); err != nil {
-		return err
-	}
-	return os.Remove(path.Join(podDir, CgroupFile))
-}
-
-// AppUsage reads the cgroup usage of each app of a running pod in podDir.
-func AppUsage(podDir string, p *Pod) map[string]cgroups.Stats {
-	b, err := os.ReadFile(path.Join(podDir, CgroupFile))
-	if err != nil {
-		return nil
-	}
-	out := map[string]cgroups.Stats{}
-	for _, a := range p.Apps {
-		app, err := cgroups.OpenApp(strings.TrimSpace(string(b)), a.Name)
-		if err != nil {
-			continue
-		}
-		if st, err := app.Stats(); err == nil {
-			out[a.Name] = st
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "oom_kill "); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return err == nil && n > 0
 		}
 	}
-	return out
+	return false
 }

@@ -72,7 +72,7 @@
 //
 // The init makes every mount private, mounts a tmpfs (the pod root) on
 // PODDIR/podroot, and for each app mounts the overlay of its layers
-// (rootfs.Mount), binds it to /apps/<name> in the pod root and mounts in
+// (overlay.Mount), binds it to /apps/<name> in the pod root and mounts in
 // it /proc, a tmpfs /dev (null, zero, full, random, urandom, tty created
 // with mknod or else bound from the host; a private devpts with ptmx;
 // /dev/shm; /dev/mqueue; the /proc/self/fd links), a read-only sysfs (the

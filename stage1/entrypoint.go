@@ -53,6 +53,60 @@ func Entrypoint(args []string) (code int, handled bool) {
 type ExecOptions struct {
 	// Debug makes stage1 log debug records to stderr.
 	Debug bool
+	// Binary is the stage1 binary to exec (see Binary); empty means the
+	// running binary, which serves the entrypoints too.
+	Binary string
+}
+
+// BinaryName is the lean stage1 binary's file name: the supervisor and
+// the pod init, without the CLI, the image store or the cgroup library.
+const BinaryName = "karman-stage1"
+
+// Binary returns the stage1 binary that stage0 should exec: the path in
+// $KARMAN_STAGE1 if set, else BinaryName beside the running executable
+// if it is there, else "" (the running binary, which is larger: a pod
+// then costs more memory and starts slower).
+func Binary() (string, error) {
+	if p := os.Getenv("KARMAN_STAGE1"); p != "" {
+		return checkBinary(p)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", nil
+	}
+	p := filepath.Join(filepath.Dir(exe), BinaryName)
+	if _, err := os.Stat(p); err != nil {
+		return "", nil
+	}
+	return checkBinary(p)
+}
+
+// checkBinary refuses a stage1 binary that is not an executable regular
+// file, or that users other than root could replace.
+func checkBinary(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("stage1 binary %s: %w", p, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(abs, &st); err != nil {
+		return "", fmt.Errorf("stage1 binary %s: %w (set KARMAN_STAGE1 to the %s built beside karman)", abs, err, BinaryName)
+	}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG || st.Mode&0o111 == 0:
+		return "", fmt.Errorf("stage1 binary %s is not an executable file", abs)
+	case st.Mode&0o022 != 0 || st.Uid != 0 && st.Uid != uint32(os.Getuid()):
+		return "", fmt.Errorf("stage1 binary %s could be replaced by another user (owner %d, mode %o): refusing to run pods with it; make it owned by root and not group- or world-writable", abs, st.Uid, st.Mode&0o7777)
+	}
+	return abs, nil
+}
+
+// path is the binary Exec and Command start.
+func (o ExecOptions) path() string {
+	if o.Binary != "" {
+		return o.Binary
+	}
+	return "/proc/self/exe"
 }
 
 // Exec replaces the current process with the stage1 supervisor for podDir.
@@ -76,7 +130,7 @@ func Exec(podDir string, lock *os.File, opts ExecOptions) error {
 		return fmt.Errorf("stage1: pass the pod lock: %w", err)
 	}
 	args := supervisorArgs(abs, fd, opts)
-	err = syscall.Exec("/proc/self/exe", args, os.Environ())
+	err = syscall.Exec(opts.path(), args, os.Environ())
 	unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
 	return fmt.Errorf("stage1: exec the supervisor: %w", err)
 }
@@ -155,7 +209,7 @@ func Command(podDir string, lock *os.File, opts ExecOptions) (*exec.Cmd, error) 
 	}
 	args := supervisorArgs(abs, 3, opts)
 	cmd := &exec.Cmd{
-		Path:        "/proc/self/exe",
+		Path:        opts.path(),
 		Args:        args,
 		Env:         os.Environ(),
 		ExtraFiles:  []*os.File{lock},

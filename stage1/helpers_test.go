@@ -172,12 +172,6 @@ func newPod(t *testing.T, mod func(*Pod), apps ...App) *testPod {
 	if err := SavePod(dir, p); err != nil {
 		t.Fatal(err)
 	}
-	// The supervisor leaves the pod's cgroups to whoever collects the pod.
-	t.Cleanup(func() {
-		if err := RemoveCgroups(dir); err != nil {
-			t.Errorf("remove cgroups: %v", err)
-		}
-	})
 	return &testPod{t: t, dir: dir, pod: p}
 }
 

@@ -48,7 +48,7 @@ func (s *supervisor) startTees(app string) ([]*os.File, error) {
 // stdout, say) is dropped; the log keeps everything.
 func tee(src, out, logf *os.File) {
 	defer src.Close()
-	buf := make([]byte, 32<<10)
+	buf := make([]byte, teeBuffer)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
@@ -64,3 +64,8 @@ func tee(src, out, logf *os.File) {
 		}
 	}
 }
+
+// teeBuffer is each output copy's buffer. It lives as long as the pod:
+// small, because a supervisor is mostly idle and its memory is the
+// pod's cost; the pipe itself buffers 64 KiB.
+const teeBuffer = 8 << 10

@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/karman-project/karman/image/rootfs"
+	"github.com/karman-project/karman/image/overlay"
 	"github.com/karman-project/karman/isolators"
 )
 
@@ -130,7 +130,7 @@ func (in *podInit) listenCtl() error {
 func (in *podInit) mountApp(a *App, target string, netns bool) error {
 	dir := filepath.Join(in.dir, a.Dir)
 	if len(a.Layers) > 0 {
-		if err := rootfs.Mount(dir, a.Layers); err != nil {
+		if err := overlay.Mount(dir, a.Layers); err != nil {
 			return err
 		}
 	}

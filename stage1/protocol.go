@@ -40,7 +40,9 @@ const (
 const initSockFD = 3
 
 // maxPacket bounds a packet; senders truncate log text well below it.
-const maxPacket = 64 << 10
+// The receive buffers live as long as the pod, in the supervisor and in
+// the init: they are part of what every running pod costs.
+const maxPacket = 16 << 10
 
 // message is one packet between the supervisor and the init. Which fields
 // are set depends on T.
@@ -76,6 +78,9 @@ func sendMsg(c *net.UnixConn, m *message, oob []byte) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
+	}
+	if len(b) > maxPacket {
+		return fmt.Errorf("send %s: %d bytes, more than the %d a packet holds", m.T, len(b), maxPacket)
 	}
 	if _, _, err := c.WriteMsgUnix(b, oob, nil); err != nil {
 		return fmt.Errorf("send %s: %w", m.T, err)
@@ -202,7 +207,7 @@ func (h *sockHandler) WithGroup(g string) slog.Handler {
 }
 
 func truncate(s string) string {
-	const max = 8 << 10
+	const max = 1 << 10
 	if len(s) > max {
 		return s[:max] + "..."
 	}

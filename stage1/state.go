@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 )
 
@@ -14,6 +15,18 @@ func writeJSONAtomic(path string, v any) error {
 		return err
 	}
 	return writeFileAtomic(path, append(b, '\n'))
+}
+
+// readJSON reads the JSON file path into v.
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }
 
 // validAppName tells whether name may name an app: it names files and

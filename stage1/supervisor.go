@@ -17,8 +17,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/karman-project/karman/isolators/cgroups"
 )
 
 // supervisor is the process stage0 execs into: it runs in the host's
@@ -37,8 +35,7 @@ type supervisor struct {
 	status   map[string]*AppStatus
 	stopping bool
 	tees     sync.WaitGroup
-	cgroup   *cgroups.Pod // nil on hosts where pods get no cgroups yet
-	cgApps   map[string]*cgroups.App
+	cgroups  map[string]AppCgroup // by app; nil where pods get no cgroups
 }
 
 // supervisorMain is the cmdRun entrypoint.
@@ -105,6 +102,9 @@ func (s *supervisor) run() (int, error) {
 		return 0, err
 	}
 	s.pod = pod
+	if err := s.loadCgroups(); err != nil {
+		return 0, err
+	}
 
 	// Enabling a signal costs a round trip to the Go runtime's signal
 	// thread: do it beside the init's start. A handled (not ignored)
@@ -142,7 +142,6 @@ func (s *supervisor) run() (int, error) {
 		err = s.boot(logPipes)
 	}
 	closeFiles(logPipes) // the init has its own copies now
-	// The pod's cgroups are made while the init sets up the pod's mounts.
 	if err == nil {
 		err = s.sendCgroups()
 	}
@@ -216,12 +215,10 @@ func (s *supervisor) boot(logPipes []*os.File) error {
 	return sendMsg(s.conn, &message{T: msgBoot, PodDir: s.dir, Debug: s.debug, Notify: s.relay != nil}, rights)
 }
 
-// sendCgroups makes the pod's cgroups and sends the init each app's task
-// files (Tasks says how many per app; none where pods get no cgroups).
+// sendCgroups sends the init each app's cgroup task files (Tasks says
+// how many per app; none where pods get no cgroups).
 func (s *supervisor) sendCgroups() error {
-	start := time.Now()
-	tasks, err := s.setupCgroups()
-	s.log.Debug("cgroups made", "elapsed", time.Since(start))
+	tasks, err := s.openTasks()
 	defer func() {
 		for _, t := range tasks {
 			closeFiles(t)

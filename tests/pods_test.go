@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/karman-project/karman/stage0"
+	"github.com/karman-project/karman/stage1"
 	"github.com/karman-project/karman/tests/testenv"
 	"github.com/karman-project/karman/tests/testimage"
 )
@@ -533,5 +535,58 @@ cat /proc/sys/kernel/hostname >/dev/null && echo sysctl=readable`))
 	}
 	if _, err := os.Stat("/proc/timer_list"); err == nil && !strings.Contains(r.Stdout, "/proc/timer_list=0") {
 		t.Errorf("/proc/timer_list not masked: %q", r.Stdout)
+	}
+}
+
+// TestPodRunsLeanStage1: `karman run` execs the lean stage1 binary built
+// beside karman (same PID, so the caller's process is the supervisor),
+// and the pod init runs it too: neither long-lived process of a pod
+// carries the CLI, the image store or the cgroup library.
+func TestPodRunsLeanStage1(t *testing.T) {
+	e := newPodEnv(t)
+	cmd, uuid := e.startPod(t, e.image, "--exec", "/bin/sleep", "--", "1000")
+	podDir := filepath.Join(e.dir, "pods", "run", uuid)
+	want := filepath.Join(filepath.Dir(testenv.Binary(t)), stage1.BinaryName)
+	for _, f := range []string{stage1.SupervisorPID, stage1.InitPID} {
+		b, err := os.ReadFile(filepath.Join(podDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid := strings.TrimSpace(string(b))
+		if f == stage1.SupervisorPID && pid != strconv.Itoa(cmd.Process.Pid) {
+			t.Errorf("supervisor PID %s, want the PID of karman run, %d", pid, cmd.Process.Pid)
+		}
+		if exe, err := os.Readlink("/proc/" + pid + "/exe"); err != nil || exe != want {
+			t.Errorf("%s: process %s runs %q (%v), want %s", f, pid, exe, err, want)
+		}
+	}
+	mustSucceed(t, karman(t, e.dir, "stop", uuid))
+}
+
+// TestBadStage1Binary: a stage1 binary that is missing or that another
+// user could replace is refused before the pod starts, and nothing of the
+// pod is left (the cleanup checks pod directories and cgroups).
+func TestBadStage1Binary(t *testing.T) {
+	e := newPodEnv(t)
+	writable := filepath.Join(t.TempDir(), "stage1")
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(testenv.Binary(t)), stage1.BinaryName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(writable, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(writable, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for bin, want := range map[string]string{
+		"/nonexistent/karman-stage1": "no such file",
+		writable:                     "could be replaced by another user",
+	} {
+		r := testenv.Run(t, []string{"KARMAN_STAGE1=" + bin}, "--dir", e.dir, "--config-dir", filepath.Join(e.dir, "etc"),
+			"run", "--memory", "64M", e.image, "--exec", "/bin/true")
+		if r.Code != 254 || !strings.Contains(r.Stderr, want) || !strings.Contains(r.Stderr, bin) {
+			t.Errorf("KARMAN_STAGE1=%s: want exit 254 saying %q:\n%s", bin, want, r)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
 
+	"github.com/karman-project/karman/image/overlay"
 	"github.com/karman-project/karman/image/store"
 )
 
@@ -77,15 +78,18 @@ func Render(ctx context.Context, st *store.Store, d v1.Hash, dir, leaseID string
 	}
 	if !o.NoOverlay && o.Deferred {
 		r.Overlay, r.Layers = true, layers
-		return r, prepareOverlay(dir)
+		return r, overlay.Prepare(dir)
 	}
 	if !o.NoOverlay {
-		err := mountOverlay(dir, layers)
+		err := overlay.Prepare(dir)
+		if err == nil {
+			err = overlay.Mount(dir, layers)
+		}
 		if err == nil {
 			r.Overlay, r.Layers = true, layers
 			return r, nil
 		}
-		if !errors.Is(err, errNoOverlay) {
+		if !errors.Is(err, overlay.ErrUnavailable) {
 			return nil, fmt.Errorf("render %s: %w", d, err)
 		}
 	}
@@ -93,11 +97,6 @@ func Render(ctx context.Context, st *store.Store, d v1.Hash, dir, leaseID string
 		return nil, fmt.Errorf("render %s (copying layers): %w", d, err)
 	}
 	return r, nil
-}
-
-// Mount mounts a Deferred rendering in dir with its layers.
-func Mount(dir string, layers []string) error {
-	return mountLayers(dir, layers)
 }
 
 // Remove undoes Render: unmounts, removes the directory and drops the

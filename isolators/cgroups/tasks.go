@@ -3,6 +3,8 @@ package cgroups
 import (
 	"errors"
 	"path/filepath"
+
+	"github.com/containerd/cgroups/v3/cgroup1"
 )
 
 // TaskFiles lists the "tasks" file of the app's cgroup in every v1
@@ -26,4 +28,24 @@ func (a *App) TaskFiles() ([]string, error) {
 		files[i] = filepath.Join(d, "tasks")
 	}
 	return files, nil
+}
+
+// OOMFile is the file whose "oom_kill N" line counts the processes the
+// OOM killer ended in the app's cgroup: memory.oom_control in the v1
+// memory hierarchy, memory.events on v2. It is "" where the host has no
+// memory controller.
+func (a *App) OOMFile() string {
+	if a.v2 != nil {
+		return filepath.Join(a.v2Dir, "memory.events")
+	}
+	subs, err := v1Hierarchy()
+	if err != nil {
+		return ""
+	}
+	for _, s := range subs {
+		if p, ok := s.(pather); ok && s.Name() == cgroup1.Memory {
+			return filepath.Join(p.Path("/"), a.path, "memory.oom_control")
+		}
+	}
+	return ""
 }

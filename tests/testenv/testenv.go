@@ -91,14 +91,17 @@ func build() (string, error) {
 	out := filepath.Join(dir, "karman")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, goTool, "build", "-o", out, "./cmd/karman")
-	// As `make` builds it: the pod init needs a binary without cgo.
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	cmd.Dir = root
-	var output bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &output, &output
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("%s build -o %s ./cmd/karman (in %s): %v\n%s", goTool, out, root, err, output.String())
+	// karman and, beside it, the lean stage1 binary it execs for pods.
+	for _, pkg := range []string{"karman", "karman-stage1"} {
+		cmd := exec.CommandContext(ctx, goTool, "build", "-o", filepath.Join(dir, pkg), "./cmd/"+pkg)
+		// As `make` builds them: the pod init needs a binary without cgo.
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		cmd.Dir = root
+		var output bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &output, &output
+		if err := cmd.Run(); err != nil {
+			return "", fmt.Errorf("%s build ./cmd/%s (in %s): %v\n%s", goTool, pkg, root, err, output.String())
+		}
 	}
 	return out, nil
 }

@@ -1,4 +1,4 @@
-package rootfs
+package overlay
 
 import (
 	"errors"
@@ -10,20 +10,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// errNoOverlay says overlayfs cannot be used here; Render copies instead.
-var errNoOverlay = errors.New("overlayfs unavailable")
+// ErrUnavailable says overlayfs cannot be used here (no overlay in the
+// kernel, or not allowed to mount one).
+var ErrUnavailable = errors.New("overlayfs unavailable")
 
-// mountOverlay mounts dir/rootfs as an overlay of layers (bottom first)
-// with dir/upper and dir/work.
-func mountOverlay(dir string, layers []string) error {
-	if err := prepareOverlay(dir); err != nil {
-		return err
-	}
-	return mountLayers(dir, layers)
-}
-
-// prepareOverlay creates the upper, work and empty directories.
-func prepareOverlay(dir string) error {
+// Prepare creates the upper, work and empty directories of a rendering
+// in dir.
+func Prepare(dir string) error {
 	for _, d := range []string{"upper", "work", "empty"} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
 			return err
@@ -32,7 +25,9 @@ func prepareOverlay(dir string) error {
 	return nil
 }
 
-func mountLayers(dir string, layers []string) error {
+// Mount mounts dir/rootfs as an overlay of layers (bottom first) with
+// dir/upper and dir/work, which Prepare made.
+func Mount(dir string, layers []string) error {
 	upper, work := filepath.Join(dir, "upper"), filepath.Join(dir, "work")
 	lower := make([]string, len(layers))
 	for i, l := range layers {
@@ -54,7 +49,7 @@ func mountLayers(dir string, layers []string) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, unix.ENODEV), errors.Is(err, unix.EPERM):
-		return fmt.Errorf("%w: %v", errNoOverlay, err)
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return fmt.Errorf("mount overlay at %s: %w", target, err)
 }
