@@ -6,12 +6,23 @@
 //
 // stage0 prepares a pod directory (pod.json, one rendering per app under
 // App.Dir, a deferred overlay when App.Layers is set), opens the directory,
-// takes flock(LOCK_EX) on it and calls Exec, which execs
+// takes flock(LOCK_EX) on it, makes the pod's cgroups (recording their
+// path in state/cgroup first, and what stage1 needs of them in
+// state/cgroups.json, see Cgroups) and calls Exec, which execs
 //
-//	karman __stage1-run [--debug] [--lock-fd=N] PODDIR
+//	karman-stage1 __stage1-run [--debug] [--lock-fd=N] PODDIR
 //
 // in the same process: the PID a shell or systemd started becomes the
-// supervisor, and the pod's exit status is its exit status. The lock fd
+// supervisor, and the pod's exit status is its exit status. karman-stage1
+// (BinaryName, found by Binary beside the karman binary or through
+// $KARMAN_STAGE1) is the lean stage1 binary: it links this package and
+// nothing heavier (no CLI, image store, registry client or cgroup
+// library), so that the two processes which stay with a running pod, the
+// supervisor and the init, start fast and hold little memory. The karman
+// binary serves the same entrypoints, for a karman without its stage1
+// binary (Supervise then runs the supervisor in the calling process).
+//
+// The lock fd
 // (default 3) keeps its number and is passed with --lock-fd; Exec does not
 // move it to 3, because a Go program's fd 3 is usually its epoll
 // descriptor. The supervisor holds the lock until the pod is gone
@@ -25,10 +36,7 @@
 // state/ctl.sock and state/notify.sock. State files are replaced
 // atomically; a supervisor killed with SIGKILL leaves them incomplete.
 //
-// Supervise is the same supervisor run in the calling process, for a
-// caller that would rather not pay for a second start of the karman binary
-// (about 2 ms of a pod's start): the PID and the lock are the same either
-// way.
+// Supervise is the same supervisor run in the calling process.
 //
 // The hidden entrypoints of the binary are dispatched by Entrypoint from
 // one table keyed on os.Args[1]: "__stage1-run" (the supervisor) and
@@ -36,8 +44,8 @@
 //
 // # Process tree
 //
-//	karman __stage1-run PODDIR       supervisor: host namespaces, original PID, holds the lock
-//	└── karman __stage1-init         pod init: PID 1 of new PID, mount, UTS, IPC, cgroup
+//	karman-stage1 __stage1-run PODDIR   supervisor: host namespaces, original PID, holds the lock
+//	└── karman-stage1 __stage1-init     pod init: PID 1 of new PID, mount, UTS, IPC, cgroup
 //	    │                            (and network, unless net=host) namespaces
 //	    ├── app 1                    chrooted into /apps/<name>, own session
 //	    ├── app 2 ...
@@ -169,6 +177,6 @@
 //
 // After the start the supervisor and the init give back the pages of the
 // binary's read-only mappings that start-up touched and free heap pages
-// (trimMemory): a running pod costs about 3 MiB of PSS per process instead
-// of 5.
+// (trimMemory). Both run without allocation sampling, and their
+// long-lived buffers are small (maxPacket, teeBuffer). See docs/pods.md for what a pod costs.
 package stage1

@@ -15,10 +15,6 @@ import (
 )
 
 func main() {
-	// The supervisor and the init mostly wait. With one P the runtime
-	// starts fewer threads, each of which costs stacks for the life of
-	// the pod.
-	runtime.GOMAXPROCS(1)
 	// No allocation sampling: its hash table costs pages in every pod.
 	runtime.MemProfileRate = 0
 	if code, ok := stage1.Entrypoint(os.Args); ok {
