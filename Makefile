@@ -7,7 +7,9 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build test unit e2e bench demo setup clean lint
+.PHONY: all build install test unit e2e bench demo setup clean lint
+
+PREFIX ?= /usr/local
 
 all: build
 
@@ -15,6 +17,11 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/karman
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/karman-stage1 ./cmd/karman-stage1
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/karman-testimage ./tests/cmd/karman-testimage
+
+# karman execs karman-stage1 from its own directory: install them together.
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/karman
+	install -D -m 0755 bin/karman-stage1 $(DESTDIR)$(PREFIX)/bin/karman-stage1
 
 setup:
 	./scripts/setup.sh
