@@ -74,6 +74,15 @@ type Source interface {
 	Blob(ctx context.Context, d v1.Hash, limit int64) ([]byte, error)
 }
 
+// NamedSource is a Source that knows the name of the repository it reads
+// ("registry.example/team/app"), which a simple-signing payload names.
+// Verification then rebuilds such a payload locally instead of reading it
+// when the signature's descriptor has that payload's digest.
+type NamedSource interface {
+	Source
+	RepositoryName() string
+}
+
 func checkKeyType(pub crypto.PublicKey) error {
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:

@@ -34,7 +34,10 @@ type httpSource struct {
 	client *http.Client
 }
 
-var _ signing.Source = (*httpSource)(nil)
+var _ signing.NamedSource = (*httpSource)(nil)
+
+// RepositoryName is the repository's full name.
+func (s *httpSource) RepositoryName() string { return s.repo.Name() }
 
 // HTTPSource implements signing.Source over the registry repository repo
 // through rt, a transport already authenticated for pulling from repo (as

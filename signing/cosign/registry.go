@@ -41,6 +41,9 @@ func RegistrySource(repo name.Repository, opts ...remote.Option) signing.Source 
 	return &registrySource{repo: repo, puller: p, err: err}
 }
 
+// RepositoryName is the repository's full name.
+func (s *registrySource) RepositoryName() string { return s.repo.Name() }
+
 // Manifest reads the manifest ref (a tag, or a digest "sha256:...") by
 // digest after a HEAD request, so that the size is known before the body is
 // read and the bytes are checked against the digest.

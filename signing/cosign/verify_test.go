@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -189,5 +190,75 @@ func TestBusybox(t *testing.T) {
 	res := e.verify(t, k.key)
 	if len(res.Signatures) != 2 || res.Signatures[0].Err != nil || res.Signatures[1].Err != nil {
 		t.Fatalf("result %+v", res.Signatures)
+	}
+}
+
+// countingSource counts the blobs read through it; named says whether it
+// passes the repository name on (signing.NamedSource).
+type countingSource struct {
+	signing.Source
+	blobs *atomic.Int32
+}
+
+func (s countingSource) Blob(ctx context.Context, d v1.Hash, limit int64) ([]byte, error) {
+	s.blobs.Add(1)
+	return s.Source.Blob(ctx, d, limit)
+}
+
+type namedCountingSource struct{ countingSource }
+
+func (s namedCountingSource) RepositoryName() string {
+	return s.Source.(signing.NamedSource).RepositoryName()
+}
+
+// TestSimplePayloadRebuilt: a .sig payload that names the repository as
+// cosign writes it is rebuilt locally, not read (one round trip less on
+// every fetch); any other payload is read, and either way the signature
+// and the payload are checked the same.
+func TestSimplePayloadRebuilt(t *testing.T) {
+	k := newKey(t, "p256", 0)
+	for _, tc := range []struct {
+		name      string
+		named     bool
+		dockerRef string // "" : the repository's name, as PushSimple writes it
+		forDigest bool   // the payload names another digest
+		reads     int32
+		verified  bool
+	}{
+		{name: "rebuilt", named: true, reads: 0, verified: true},
+		{name: "source without a name", named: false, reads: 1, verified: true},
+		{name: "other docker-reference", named: true, dockerRef: "elsewhere.example/team/app", reads: 1, verified: true},
+		{name: "payload for another digest", named: true, forDigest: true, reads: 1, verified: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, false)
+			ref, d := tc.dockerRef, e.d
+			if ref == "" {
+				ref = e.repo.Name()
+			}
+			if tc.forDigest {
+				d = v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("ab", 32)}
+			}
+			payload, err := simplePayload(ref, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.pushRawSimple(t, [][]byte{payload}, []string{sign64(t, k, payload)})
+			var n atomic.Int32
+			var src signing.Source = countingSource{e.src, &n}
+			if tc.named {
+				src = namedCountingSource{countingSource{e.src, &n}}
+			}
+			res, err := Verify(context.Background(), src, e.d, []signing.Key{k.key})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := res.Verified != nil; got != tc.verified {
+				t.Errorf("verified = %v, want %v: %+v", got, tc.verified, res.Signatures)
+			}
+			if got := n.Load(); got != tc.reads {
+				t.Errorf("%d payload reads, want %d", got, tc.reads)
+			}
+		})
 	}
 }
