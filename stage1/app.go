@@ -127,6 +127,16 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 	for i, f := range p.files {
 		files[i] = uintptr(f)
 	}
+	execPath, argv := path, p.args
+	if needsExecShim(p.app) {
+		fd, err := execShimPipe(p.app)
+		if err != nil {
+			return 0, &execError{Code: ExitRuntimeError, Path: path, Reason: err.Error()}
+		}
+		defer unix.Close(fd)
+		files = append(files, uintptr(fd))
+		execPath, argv = execShimPath, append([]string{"karman", cmdExec, path}, p.args...)
+	}
 	sys := &syscall.SysProcAttr{
 		// The app's root is a directory of the pod root, which is all
 		// the init can see; see doc.go for why chroot is enough here.
@@ -142,7 +152,7 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 	var pid int
 	var forkErr error
 	err = spawn(p.app, in.appTasks(p.app.Name), func() {
-		pid, forkErr = syscall.ForkExec(path, p.args, attr)
+		pid, forkErr = syscall.ForkExec(execPath, argv, attr)
 	})
 	if err != nil {
 		// The restrictions or the cgroup could not be applied: karman's

@@ -30,6 +30,7 @@ const (
 var entrypoints = map[string]func(args []string) int{
 	cmdRun:  supervisorMain,
 	cmdInit: initMain,
+	cmdExec: execShimMain,
 }
 
 // Entrypoint dispatches the hidden re-exec entrypoints of the karman binary

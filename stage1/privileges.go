@@ -31,10 +31,8 @@ func restrictedFork(app *App, tasks []int, fork func()) error {
 	if err := restrictThread(app); err != nil {
 		return err
 	}
-	if !app.Unconfined {
-		if err := isolators.InstallSeccomp(defaultSeccomp); err != nil {
-			return err
-		}
+	if err := installSeccomp(app); err != nil {
+		return err
 	}
 	// "0" names the writing thread itself: the kernel then moves it
 	// without taking the global threadgroup lock, whose RCU grace period
@@ -50,6 +48,25 @@ func restrictedFork(app *App, tasks []int, fork func()) error {
 
 // defaultSeccomp is built once per init.
 var defaultSeccomp = isolators.DefaultSeccomp()
+
+// installSeccomp loads the app's filter on the calling thread: the
+// default one, the app's own (--seccomp), or none.
+func installSeccomp(app *App) error {
+	if needsExecShim(app) {
+		return nil // the shim loads it, see execshim.go
+	}
+	prog := defaultSeccomp
+	if app.Seccomp != nil {
+		var err error
+		if prog, err = app.Seccomp.Program(); err != nil {
+			return err
+		}
+	}
+	if app.Unconfined || len(prog) == 0 {
+		return nil
+	}
+	return isolators.InstallSeccomp(prog)
+}
 
 // restrictThread sets no_new_privs and drops every capability outside the
 // app's set (isolators.DefaultCaps unless the app names its own; none
