@@ -59,6 +59,9 @@ func modeString(m cgroups.CGMode) string {
 type host struct {
 	v2      bool
 	v2Mount string // v2 only
+	// devices attaches the device allowlist to a v2 app cgroup directory
+	// (attachDeviceFilter, an eBPF program; fake trees record instead).
+	devices func(dir string) error
 }
 
 // hostOverride lets tests drive the v2 code with a fake tree in a temporary directory.
@@ -72,7 +75,7 @@ func currentHost() (host, error) {
 	case cgroups.Legacy, cgroups.Hybrid:
 		return host{}, nil
 	case cgroups.Unified:
-		return host{v2: true, v2Mount: v2DefaultMount}, nil
+		return host{v2: true, v2Mount: v2DefaultMount, devices: attachDeviceFilter}, nil
 	default:
 		return host{}, ErrUnavailable
 	}
@@ -83,12 +86,18 @@ func currentHost() (host, error) {
 // /proc/self/cgroup, is not "/") pods land inside the caller's own cgroup (the unit's
 // delegated cgroup) as "<own>/karman-pods"; elsewhere under "/karman".
 func Parent() (string, error) {
-	b, err := os.ReadFile("/proc/self/cgroup")
+	return parentFromFiles("/proc/self/cgroup", "/run/systemd/system")
+}
+
+// parentFromFiles is Parent reading the process's cgroup file and
+// testing systemd's runtime directory at the given paths.
+func parentFromFiles(procSelfCgroup, systemdDir string) (string, error) {
+	b, err := os.ReadFile(procSelfCgroup)
 	if err != nil {
 		return "", fmt.Errorf("cgroups: %w", err)
 	}
-	_, err = os.Stat("/run/systemd/system")
-	return parentFor(string(b), err == nil)
+	fi, err := os.Stat(systemdDir)
+	return parentFor(string(b), err == nil && fi.IsDir())
 }
 
 // Pod is a pod's cgroup: <parent>/<uuid>, with one child per app.
@@ -144,7 +153,7 @@ func (p *Pod) AddApp(name string, r Resources) (*App, error) {
 	}
 	podPath := cleanCgroupPath(p.Path)
 	if h.v2 {
-		return addAppV2(h.v2Mount, podPath, name, r)
+		return addAppV2(h, podPath, name, r)
 	}
 	return addAppV1(podPath, name, r)
 }
