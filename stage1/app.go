@@ -127,8 +127,10 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 	for i, f := range p.files {
 		files[i] = uintptr(f)
 	}
+	tasks, cgroupFD := in.appCgroup(p.app.Name)
+	shim := needsExecShim(p.app, cgroupFD >= 0)
 	execPath, argv := path, p.args
-	if needsExecShim(p.app) {
+	if shim {
 		fd, err := execShimPipe(p.app)
 		if err != nil {
 			return 0, &execError{Code: ExitRuntimeError, Path: path, Reason: err.Error()}
@@ -146,12 +148,18 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 	if p.setup != nil {
 		p.setup(sys)
 	}
+	if cgroupFD >= 0 {
+		// cgroup v2: forked straight into the app's cgroup (clone3), with
+		// a cgroup namespace of its own rooted there.
+		sys.UseCgroupFD, sys.CgroupFD = true, cgroupFD
+		sys.Unshareflags |= unix.CLONE_NEWCGROUP
+	}
 	attr := &syscall.ProcAttr{Dir: wd, Env: p.env, Files: files, Sys: sys}
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	var pid int
 	var forkErr error
-	err = spawn(p.app, in.appTasks(p.app.Name), func() {
+	err = spawn(p.app, tasks, shim, func() {
 		pid, forkErr = syscall.ForkExec(execPath, argv, attr)
 	})
 	if err != nil {
@@ -296,12 +304,16 @@ func (w fdWriter) Write(b []byte) (int, error) {
 	return n, nil
 }
 
-// appTasks returns the cgroup task files of the named app, if any.
-func (in *podInit) appTasks(name string) []int {
+// appCgroup returns what starts the named app inside its cgroup: its
+// task files (v1), or its cgroup2 directory (v2, cgroupFD >= 0).
+func (in *podInit) appCgroup(name string) (tasks []int, cgroupFD int) {
 	for i, a := range in.pod.Apps {
 		if a.Name == name && i < len(in.tasks) {
-			return in.tasks[i]
+			if in.cgroupV2 {
+				return nil, in.tasks[i][0]
+			}
+			return in.tasks[i], -1
 		}
 	}
-	return nil
+	return nil, -1
 }

@@ -14,23 +14,13 @@ import (
 const CgroupFile = "state/cgroup"
 
 // setupCgroups creates the pod's cgroup with one child per app, limits
-// applied, and opens each app's "tasks" files for the init: the thread
-// that forks an app writes its own TID there first, so the app starts
-// inside its cgroup and never runs a moment outside it.
-//
-// On cgroup v2 hosts a thread cannot join a cgroup on its own; starting
-// apps there with clone3 into the cgroup conflicts with the seccomp filter
-// of the thread that forks them, so v2 pods run without cgroups of their
-// own for now and refuse resource limits with a clear error.
+// applied, and opens for the init what it starts each app into, so that
+// the app starts inside its cgroup and never runs a moment outside it:
+// on v1 and hybrid hosts the app's "tasks" files (the thread that forks
+// the app writes "0" there first), on v2 the app's cgroup directory
+// (the app is forked into it with clone3, see execshim.go).
 func (s *supervisor) setupCgroups() ([][]*os.File, error) {
-	if cgroups.Mode() == "v2" {
-		for _, a := range s.pod.Apps {
-			if a.Resources != (Resources{}) {
-				return nil, fmt.Errorf("app %s: resource limits need cgroup v1 or hybrid for now; this host is cgroup v2 only", a.Name)
-			}
-		}
-		return nil, nil
-	}
+	v2 := cgroups.Mode() == "v2"
 	parent, err := cgroups.Parent()
 	if err != nil {
 		return nil, err
@@ -51,6 +41,14 @@ func (s *supervisor) setupCgroups() ([][]*os.File, error) {
 			return tasks, err
 		}
 		s.cgApps[a.Name] = app
+		if v2 {
+			fd, err := app.FD()
+			if err != nil {
+				return tasks, fmt.Errorf("app %s: %w", a.Name, err)
+			}
+			tasks[i] = []*os.File{os.NewFile(uintptr(fd), app.Path())}
+			continue
+		}
 		files, err := app.TaskFiles()
 		if err != nil {
 			return tasks, err

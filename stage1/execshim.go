@@ -32,14 +32,20 @@ const (
 	execShimFD = 3
 )
 
-// needsExecShim tells whether app starts through the exec shim.
-func needsExecShim(app *App) bool {
-	return !app.Unconfined && app.Seccomp != nil && app.Seccomp.Mode != isolators.SeccompUnconfined
+// needsExecShim tells whether app starts through the exec shim: when it
+// has a filter of its own, or any filter on cgroup v2, where the thread
+// that forks it must call clone3 (which every filter refuses) to start it
+// inside its cgroup.
+func needsExecShim(app *App, cgroupV2 bool) bool {
+	if app.Unconfined || app.Seccomp != nil && app.Seccomp.Mode == isolators.SeccompUnconfined {
+		return false
+	}
+	return cgroupV2 || app.Seccomp != nil
 }
 
 // execShimPipe returns the read end of a pipe holding the app's filter.
 func execShimPipe(app *App) (int, error) {
-	prog, err := app.Seccomp.Program()
+	prog, err := appFilter(app)
 	if err != nil {
 		return -1, err
 	}

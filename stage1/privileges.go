@@ -11,28 +11,32 @@ import (
 
 // spawn runs fork, which starts one process of the pod, on a fresh OS
 // thread that carries the apps' restrictions: no_new_privs, the reduced
-// bounding set and the default seccomp filter (package isolators), and,
-// when tasks are given, membership of the app's cgroups ("0", this
-// thread, written to each cgroup's "tasks" file). All are attributes of the thread that a
-// child inherits, so the process starts restricted and inside its cgroup.
+// bounding set and the default seccomp filter (package isolators; not
+// when the process starts through the exec shim, which loads the app's
+// filter itself), and, when tasks are given, membership of the app's
+// cgroups ("0", this thread, written to each cgroup's "tasks" file). All
+// are attributes of the thread that a child inherits, so the process
+// starts restricted and inside its cgroup.
 // The goroutine ends locked to the thread, so the Go runtime discards the
 // thread instead of running anything else on it. The init itself keeps
 // its capabilities: the bounding set only limits what an execve grants.
-func spawn(app *App, tasks []int, fork func()) error {
+func spawn(app *App, tasks []int, shim bool, fork func()) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		errc <- restrictedFork(app, tasks, fork)
+		errc <- restrictedFork(app, tasks, shim, fork)
 	}()
 	return <-errc
 }
 
-func restrictedFork(app *App, tasks []int, fork func()) error {
+func restrictedFork(app *App, tasks []int, shim bool, fork func()) error {
 	if err := restrictThread(app); err != nil {
 		return err
 	}
-	if err := installSeccomp(app); err != nil {
-		return err
+	if !shim {
+		if err := installSeccomp(app); err != nil {
+			return err
+		}
 	}
 	// "0" names the writing thread itself: the kernel then moves it
 	// without taking the global threadgroup lock, whose RCU grace period
@@ -49,21 +53,23 @@ func restrictedFork(app *App, tasks []int, fork func()) error {
 // defaultSeccomp is built once per init.
 var defaultSeccomp = isolators.DefaultSeccomp()
 
-// installSeccomp loads the app's filter on the calling thread: the
-// default one, the app's own (--seccomp), or none.
+// appFilter is the app's seccomp program: the default one, the app's own
+// (--seccomp), or none (nil).
+func appFilter(app *App) ([]unix.SockFilter, error) {
+	switch {
+	case app.Unconfined:
+		return nil, nil
+	case app.Seccomp == nil:
+		return defaultSeccomp, nil
+	}
+	return app.Seccomp.Program()
+}
+
+// installSeccomp loads the app's filter on the calling thread.
 func installSeccomp(app *App) error {
-	if needsExecShim(app) {
-		return nil // the shim loads it, see execshim.go
-	}
-	prog := defaultSeccomp
-	if app.Seccomp != nil {
-		var err error
-		if prog, err = app.Seccomp.Program(); err != nil {
-			return err
-		}
-	}
-	if app.Unconfined || len(prog) == 0 {
-		return nil
+	prog, err := appFilter(app)
+	if err != nil || len(prog) == 0 {
+		return err
 	}
 	return isolators.InstallSeccomp(prog)
 }

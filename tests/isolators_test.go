@@ -16,8 +16,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sys/unix"
 
 	"github.com/karman-project/karman/isolators"
+	"github.com/karman-project/karman/isolators/cgroups"
 	"github.com/karman-project/karman/tests/testenv"
 	"github.com/karman-project/karman/tests/testimage"
 )
@@ -330,5 +332,97 @@ func TestSeccompFlag(t *testing.T) {
 		if want := map[string]int{"run": 3*len(probes) + 3}[sd]; len(ents) != want {
 			t.Errorf("pods/%s holds %d pods, want %d", sd, len(ents), want)
 		}
+	}
+}
+
+// TestCgroupV2Pods runs pods on cgroup v2: on a v2 host as it is, on a
+// hybrid host (this machine) through its cgroup2 hierarchy
+// (/sys/fs/cgroup/unified, cgroups.EnvUnified), which has no resource
+// controllers but is real cgroup v2 otherwise. Each app starts inside its
+// own v2 cgroup (forked there with clone3, then its filter loaded by the
+// exec shim), in a cgroup namespace rooted there, behind the eBPF device
+// allowlist and with its seccomp filter, default or its own; enter joins
+// it too; gc removes the cgroups.
+func TestCgroupV2Pods(t *testing.T) {
+	testenv.RequireRoot(t, "pods need namespaces, mounts and cgroups")
+	mount := "/sys/fs/cgroup"
+	switch cgroups.Mode() {
+	case "v2":
+	case "hybrid":
+		mount = "/sys/fs/cgroup/unified"
+		var st syscall.Statfs_t
+		if syscall.Statfs(mount, &st) != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+			t.Skip("hybrid host without a cgroup2 hierarchy at " + mount)
+		}
+		t.Setenv(cgroups.EnvUnified, "1") // before newPodEnv: its gc must see it too
+	default:
+		t.Skipf("cgroup mode %s has no cgroup2 hierarchy", cgroups.Mode())
+	}
+	e := newPodEnv(t)
+	probe, _ := probeImage(t)
+	mustSucceed(t, karman(t, e.dir, "fetch", probe))
+
+	inside := `cat /proc/self/cgroup; mknod /tmp/disk b 8 0 && (head -c1 /tmp/disk >/dev/null 2>&1 && echo disk=open || echo disk=refused); echo x >/dev/null && echo null=ok; grep Seccomp: /proc/self/status; /probe64 keyctl getppid getpid`
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"default filter", nil, []string{"0::/\n", "disk=refused", "null=ok", "Seccomp:\t2", "keyctl=1\n", "getppid=0\n", "getpid=0\n"}},
+		{"own filter", []string{"--seccomp", "mode=remove,errno=ENOTSUP,getppid"}, []string{"0::/\n", "disk=refused", "keyctl=1\n", "getppid=95\n"}},
+		{"unconfined", []string{"--seccomp", "unconfined"}, []string{"0::/\n", "disk=refused", "Seccomp:\t0", "getppid=0\n"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append(append([]string{probe}, tc.args...), "--exec", "/bin/sh", "--", "-c", inside)
+			r := mustSucceed(t, e.run(t, args...))
+			for _, w := range tc.want {
+				if !strings.Contains(r.Stdout, w) {
+					t.Errorf("%q lacks %q", r.Stdout, w)
+				}
+			}
+		})
+	}
+
+	// A running pod of two apps: each app's process is in its own cgroup
+	// (seen from the host), and so is what enter starts.
+	_, uuid := e.startPod(t, e.image, "--exec", "/bin/sleep", "--", "1000", "---", e.image, "--exec", "/bin/sleep", "--", "1000")
+	pi := e.status(t, uuid)
+	if len(pi.Apps) != 2 {
+		t.Fatalf("status: %+v", pi)
+	}
+	for _, a := range pi.Apps {
+		dir := filepath.Join(mount, "karman", uuid, a.Name)
+		procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		if err != nil || strings.TrimSpace(string(procs)) != fmt.Sprint(a.PID) {
+			t.Errorf("app %s (pid %d): %s/cgroup.procs = %q, %v", a.Name, a.PID, dir, procs, err)
+		}
+	}
+	r := mustSucceed(t, karman(t, e.dir, "enter", "--app", pi.Apps[1].Name, uuid, "/bin/cat", "/proc/self/cgroup"))
+	if !strings.Contains(r.Stdout, "0::/\n") {
+		t.Errorf("enter: %q", r.Stdout)
+	}
+	enter := exec.Command(testenv.Binary(t), "--dir", e.dir, "--config-dir", filepath.Join(e.dir, "etc"), "enter", "--app", pi.Apps[1].Name, uuid, "/bin/sleep", "5")
+	if err := enter.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var procs []string
+	for range 100 { // up to 5s
+		b, _ := os.ReadFile(filepath.Join(mount, "karman", uuid, pi.Apps[1].Name, "cgroup.procs"))
+		if procs = strings.Fields(string(b)); len(procs) == 2 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(procs) != 2 {
+		t.Errorf("processes in app %s during enter: %v", pi.Apps[1].Name, procs)
+	}
+	enter.Process.Kill()
+	enter.Wait()
+	mustSucceed(t, karman(t, e.dir, "stop", "--force", uuid))
+	mustSucceed(t, karman(t, e.dir, "status", "--wait=10s", uuid))
+	mustSucceed(t, karman(t, e.dir, "gc", "--grace-period=0"))
+	mustSucceed(t, karman(t, e.dir, "gc", "--grace-period=0"))
+	if _, err := os.Stat(filepath.Join(mount, "karman", uuid)); !os.IsNotExist(err) {
+		t.Errorf("pod cgroup after gc: %v", err)
 	}
 }

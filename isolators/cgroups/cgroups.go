@@ -37,10 +37,27 @@ var ErrMainThread = errors.New("cgroups: refusing to move the main thread into a
 var ErrUnavailable = errors.New("cgroups: no cgroup file system mounted at /sys/fs/cgroup")
 
 // Mode reports "v1", "hybrid" or "v2" (unified) for this host ("unavailable" when no cgroup
-// file system is mounted). Hybrid hosts are driven as v1.
+// file system is mounted). Hybrid hosts are driven as v1, unless EnvUnified is set: then "v2".
 func Mode() string {
-	return modeString(cgroups.Mode())
+	m := cgroups.Mode()
+	if m == cgroups.Hybrid && unifiedOnHybrid() {
+		return "v2"
+	}
+	return modeString(m)
 }
+
+// EnvUnified, set to 1 on a hybrid host, makes karman drive its pods through the host's
+// cgroup2 hierarchy (/sys/fs/cgroup/unified) as it does on a v2-only host. There that
+// hierarchy holds no resource controller (they are bound to the v1 hierarchies), so resource
+// limits fail with an error naming the missing file; everything else of the v2 path runs on
+// the real kernel: pod and app cgroups, apps started inside theirs with clone3, the eBPF
+// device program, removal through cgroup.kill. The end-to-end tests use it; it is no mode to
+// run production pods in.
+const EnvUnified = "KARMAN_CGROUP_UNIFIED"
+
+const hybridUnifiedMount = "/sys/fs/cgroup/unified"
+
+func unifiedOnHybrid() bool { return os.Getenv(EnvUnified) == "1" }
 
 func modeString(m cgroups.CGMode) string {
 	switch m {
@@ -72,7 +89,12 @@ func currentHost() (host, error) {
 		return *hostOverride, nil
 	}
 	switch cgroups.Mode() {
-	case cgroups.Legacy, cgroups.Hybrid:
+	case cgroups.Hybrid:
+		if unifiedOnHybrid() {
+			return host{v2: true, v2Mount: hybridUnifiedMount, devices: attachDeviceFilter}, nil
+		}
+		return host{}, nil
+	case cgroups.Legacy:
 		return host{}, nil
 	case cgroups.Unified:
 		return host{v2: true, v2Mount: v2DefaultMount, devices: attachDeviceFilter}, nil
