@@ -247,3 +247,19 @@ func TestParseSeccomp(t *testing.T) {
 		t.Errorf("ENOTSUP = %v, %v", e, err)
 	}
 }
+
+func TestSeccompEncoding(t *testing.T) {
+	prog := DefaultSeccomp()
+	back, err := DecodeSeccomp(EncodeSeccomp(prog))
+	if err != nil || len(back) != len(prog) {
+		t.Fatalf("decode: %d instructions, %v", len(back), err)
+	}
+	for i := range prog {
+		if back[i] != prog[i] {
+			t.Fatalf("instruction %d: %+v, want %+v", i, back[i], prog[i])
+		}
+	}
+	if _, err := DecodeSeccomp([]byte{1, 2, 3}); err == nil {
+		t.Error("a partial instruction decoded")
+	}
+}

@@ -1,6 +1,7 @@
 package stage1
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -21,6 +22,11 @@ const CgroupFile = "state/cgroup"
 // (the app is forked into it with clone3, see execshim.go).
 func (s *supervisor) setupCgroups() ([][]*os.File, error) {
 	v2 := cgroups.Mode() == "v2"
+	if v2 {
+		if err := checkShimRoom(s.pod.Apps); err != nil {
+			return nil, err
+		}
+	}
 	parent, err := cgroups.Parent()
 	if err != nil {
 		return nil, err
@@ -111,4 +117,26 @@ func AppUsage(podDir string, p *Pod) map[string]cgroups.Stats {
 		}
 	}
 	return out
+}
+
+// On cgroup v2 an app starts through the exec shim inside its cgroup: a
+// Go program of up to 5 threads and a few MiB for a moment before it
+// becomes the app, which the app's limits must leave room for.
+const (
+	minV2PidsLimit   = 8
+	minV2MemoryBytes = 16 << 20
+)
+
+// checkShimRoom refuses limits the exec shim cannot start under.
+func checkShimRoom(apps []App) error {
+	var errs []error
+	for _, a := range apps {
+		if r := a.Resources; r.PidsLimit > 0 && r.PidsLimit < minV2PidsLimit {
+			errs = append(errs, fmt.Errorf("app %s: --pids-limit %d is too low on cgroup v2: the app starts through karman's exec shim inside its cgroup, which needs %d tasks for a moment; use --pids-limit %d or more", a.Name, r.PidsLimit, minV2PidsLimit, minV2PidsLimit))
+		}
+		if r := a.Resources; r.MemoryBytes > 0 && r.MemoryBytes < minV2MemoryBytes {
+			errs = append(errs, fmt.Errorf("app %s: --memory %d is too low on cgroup v2: the app starts through karman's exec shim inside its cgroup; use --memory 16M or more", a.Name, r.MemoryBytes))
+		}
+	}
+	return errors.Join(errs...)
 }
