@@ -130,13 +130,24 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 	tasks, cgroupFD := in.appCgroup(p.app.Name)
 	shim := needsExecShim(p.app, cgroupFD >= 0)
 	execPath, argv := path, p.args
+	status := -1 // the shim's status pipe: EOF once the app is exec'd
+	closeStatusW := func() {}
 	if shim {
-		fd, err := execShimPipe(p.app)
+		spec, statusR, statusW, err := execShimPipes(p.app, wd)
 		if err != nil {
 			return 0, &execError{Code: ExitRuntimeError, Path: path, Reason: err.Error()}
 		}
-		defer unix.Close(fd)
-		files = append(files, uintptr(fd))
+		defer unix.Close(spec)
+		defer unix.Close(statusR)
+		status = statusR
+		// The write end must be closed here before the wait (waitShim).
+		defer func() {
+			if statusW >= 0 {
+				unix.Close(statusW)
+			}
+		}()
+		closeStatusW = func() { unix.Close(statusW); statusW = -1 }
+		files = append(files, uintptr(spec), uintptr(statusW))
 		execPath, argv = execShimPath, append([]string{"karman", cmdExec, path}, p.args...)
 	}
 	sys := &syscall.SysProcAttr{
@@ -155,6 +166,10 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 		sys.Unshareflags |= unix.CLONE_NEWCGROUP
 	}
 	attr := &syscall.ProcAttr{Dir: wd, Env: p.env, Files: files, Sys: sys}
+	if shim {
+		// The shim takes the app's user and directory itself.
+		sys.Credential, attr.Dir = nil, ""
+	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	var pid int
@@ -169,6 +184,14 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 	}
 	if forkErr != nil {
 		return 0, execErrno(path, forkErr)
+	}
+	if status >= 0 {
+		// The app counts as started once the shim has exec'd it: until
+		// then signals would reach the shim, and exec errors report here.
+		closeStatusW()
+		if err := waitShim(status); err != nil {
+			return 0, err // the reaper collects the shim as an orphan
+		}
 	}
 	if adj := p.app.OOMScoreAdj; adj != nil {
 		// Per process, so written once the app exists (from the app's own

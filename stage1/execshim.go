@@ -1,6 +1,8 @@
 package stage1
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -13,23 +15,51 @@ import (
 )
 
 // The exec shim starts an app whose seccomp filter the init cannot load
-// on the thread that forks it. A filter loaded on that thread is in force
-// from the fork on, for the Go runtime code the thread still runs (the
-// fork itself, a channel send, the thread's exit): the default filter
-// refuses nothing the runtime uses, but an app's own list may (a retain
-// list refuses futex unless it names it; a remove list may name mmap).
-// Such an app is started as `/proc/self/exe __stage1-exec PATH ARGV...`
-// (the karman binary, through the app's own /proc, already chrooted and
-// with the app's user, groups, directory, stdio, no_new_privs and
-// bounding set): the shim reads the filter from fd 3, loads it on its
-// main thread and calls execve at once, as runc's init does. The app's
-// filter must allow execve, which retain lists always do.
+// on the thread that forks it:
+//
+//   - an app with a filter of its own (--seccomp): a filter loaded on
+//     the forking thread is in force from the fork on, for the Go runtime
+//     code the thread still runs (the fork itself, a channel send, the
+//     thread's exit); the default filter refuses nothing the runtime
+//     uses, but an app's own list may (a retain list refuses futex unless
+//     it names it; a remove list may name mmap);
+//   - every confined app on cgroup v2: it is forked straight into its
+//     cgroup with clone3 (CLONE_INTO_CGROUP), which every filter refuses
+//     (clone3's flags cannot be inspected), so the forking thread has
+//     none.
+//
+// Such an app is forked as `/proc/self/exe __stage1-exec PATH ARGV...`
+// (the karman binary through the app's own /proc), chrooted, with its
+// stdio and session, no_new_privs, but still root with every capability.
+// The shim reads a shimSpec from fd 3 and, on its main thread, drops the
+// bounding set to the app's capabilities, takes the app's groups, group
+// and user, changes to its working directory, loads its filter and calls
+// execve at once, as runc's init does. Holding every capability until
+// then keeps the pod's other processes out of it: reading or writing
+// another process's memory (/proc/PID/mem) needs a superset of its
+// permitted capabilities, or CAP_SYS_PTRACE, so no confined app can tamper
+// with the shim before its filter is in force. The app's filter must
+// allow what follows it: execve (retain lists always do).
+
+// shimSpec is what the shim applies before execve.
+type shimSpec struct {
+	UID     uint32   `json:"uid"`
+	GID     uint32   `json:"gid"`
+	Groups  []uint32 `json:"groups,omitempty"`
+	Caps    []string `json:"caps,omitempty"`
+	AllCaps bool     `json:"allCaps,omitempty"`
+	Dir     string   `json:"dir"`
+	Filter  []byte   `json:"filter,omitempty"` // isolators.EncodeSeccomp
+}
+
 const (
 	cmdExec = "__stage1-exec"
 	// execShimPath is the karman binary as the app's root sees it.
 	execShimPath = "/proc/self/exe"
-	// execShimFD carries the filter (isolators.EncodeSeccomp) to the shim.
+	// execShimFD carries the shimSpec to the shim.
 	execShimFD = 3
+	// execShimStatusFD reports an execError back; EOF means the app runs.
+	execShimStatusFD = 4
 )
 
 // needsExecShim tells whether app starts through the exec shim: when it
@@ -43,22 +73,61 @@ func needsExecShim(app *App, cgroupV2 bool) bool {
 	return cgroupV2 || app.Seccomp != nil
 }
 
-// execShimPipe returns the read end of a pipe holding the app's filter.
-func execShimPipe(app *App) (int, error) {
+// execShimPipes returns the read end of a pipe holding the shim's spec
+// for app, to start in dir, and the status pipe (see waitShim).
+func execShimPipes(app *App, dir string) (spec, statusR, statusW int, err error) {
+	spec, err = specPipe(app, dir)
+	if err != nil {
+		return -1, -1, -1, err
+	}
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		unix.Close(spec)
+		return -1, -1, -1, fmt.Errorf("pipe for the exec shim: %w", err)
+	}
+	return spec, p[0], p[1], nil
+}
+
+// waitShim waits until the shim has exec'd the app (EOF on the status
+// pipe, which is close-on-exec in the shim) or reports why it could not.
+func waitShim(statusR int) error {
+	b, err := readAll(statusR)
+	if err != nil {
+		return fmt.Errorf("waiting for the exec shim: %w", err)
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	var xe execError
+	if err := json.Unmarshal(b, &xe); err != nil {
+		return fmt.Errorf("the exec shim failed: %s", b)
+	}
+	return &xe
+}
+
+// specPipe returns the read end of a pipe holding the shim's spec.
+func specPipe(app *App, dir string) (int, error) {
 	prog, err := appFilter(app)
 	if err != nil {
 		return -1, err
 	}
-	b := isolators.EncodeSeccomp(prog)
+	b, err := json.Marshal(shimSpec{
+		UID: app.UID, GID: app.GID, Groups: app.GIDs, Caps: app.Caps, AllCaps: app.AllCaps,
+		Dir: dir, Filter: isolators.EncodeSeccomp(prog),
+	})
+	if err != nil {
+		return -1, err
+	}
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
-		return -1, fmt.Errorf("pipe for the seccomp filter: %w", err)
+		return -1, fmt.Errorf("pipe for the exec shim: %w", err)
 	}
 	defer unix.Close(p[1])
-	// At most 32 KiB (4096 instructions): the pipe (64 KiB) holds it unread.
+	// At most about 44 KiB (a filter of 4096 instructions in base64):
+	// the pipe (64 KiB) holds it unread.
 	if _, err := fdWriter(p[1]).Write(b); err != nil {
 		unix.Close(p[0])
-		return -1, fmt.Errorf("writing the seccomp filter: %w", err)
+		return -1, fmt.Errorf("writing the exec shim's spec: %w", err)
 	}
 	return p[0], nil
 }
@@ -71,44 +140,87 @@ func execShimMain(args []string) int {
 		return ExitRuntimeError
 	}
 	path, argv := args[0], args[1:]
+	// The status pipe closes when execve succeeds.
+	unix.CloseOnExec(execShimStatusFD)
+	err := execShim(path, argv)
+	var xe *execError
+	if !errors.As(err, &xe) {
+		xe = &execError{Code: ExitRuntimeError, Path: path, Reason: err.Error()}
+	}
+	b, _ := json.Marshal(xe)
+	fdWriter(execShimStatusFD).Write(b)
+	return xe.Code
+}
+
+// execShim applies the spec on fd 3 to the calling thread and execs path:
+// it only returns an error.
+func execShim(path string, argv []string) error {
 	b, err := readAll(execShimFD)
 	unix.Close(execShimFD)
-	var prog []unix.SockFilter
-	if err == nil {
-		prog, err = isolators.DecodeSeccomp(b)
-	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "karman: app %s: reading its seccomp filter: %v\n", path, err)
-		return ExitRuntimeError
+		return fmt.Errorf("reading the exec shim's spec: %w", err)
+	}
+	var spec shimSpec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return fmt.Errorf("the exec shim's spec: %w", err)
+	}
+	prog, err := isolators.DecodeSeccomp(spec.Filter)
+	if err != nil {
+		return err
 	}
 	// Everything execve needs is allocated before the filter is loaded.
 	argv0, err := syscall.BytePtrFromString(path)
 	if err != nil {
-		return shimFail(path, err)
+		return err
 	}
 	argvp, err := syscall.SlicePtrFromStrings(argv)
 	if err != nil {
-		return shimFail(path, err)
+		return err
 	}
 	envp, err := syscall.SlicePtrFromStrings(os.Environ())
 	if err != nil {
-		return shimFail(path, err)
+		return err
 	}
+	dir, err := syscall.BytePtrFromString(spec.Dir)
+	if err != nil {
+		return err
+	}
+	// Per thread, this one: it is the one that calls execve.
+	if err := dropBounding(&App{Caps: spec.Caps, AllCaps: spec.AllCaps}); err != nil {
+		return err
+	}
+	groups := make([]uint32, len(spec.Groups))
+	copy(groups, spec.Groups)
+	var gp unsafe.Pointer
+	if len(groups) > 0 {
+		gp = unsafe.Pointer(&groups[0])
+	}
+	for _, c := range []struct {
+		what   string
+		nr     uintptr
+		a1, a2 uintptr
+	}{
+		{"setgroups", unix.SYS_SETGROUPS, uintptr(len(groups)), uintptr(gp)},
+		{"setgid", unix.SYS_SETGID, uintptr(spec.GID), 0},
+		{"setuid", unix.SYS_SETUID, uintptr(spec.UID), 0},
+		{"chdir", unix.SYS_CHDIR, uintptr(unsafe.Pointer(dir)), 0},
+	} {
+		if _, _, errno := syscall.RawSyscall(c.nr, c.a1, c.a2, 0); errno != 0 {
+			if c.what == "chdir" {
+				return &execError{Code: ExitCannotExec, Path: spec.Dir, Reason: "working directory: " + errno.Error()}
+			}
+			return fmt.Errorf("%s: %w", c.what, errno)
+		}
+	}
+	runtime.KeepAlive(groups)
 	if len(prog) > 0 {
 		if err := isolators.InstallSeccomp(prog); err != nil {
-			fmt.Fprintf(os.Stderr, "karman: app %s: %v\n", path, err)
-			return ExitRuntimeError
+			return err
 		}
 	}
 	_, _, errno := syscall.RawSyscall(unix.SYS_EXECVE, uintptr(unsafe.Pointer(argv0)),
 		uintptr(unsafe.Pointer(&argvp[0])), uintptr(unsafe.Pointer(&envp[0])))
-	return shimFail(path, errno)
-}
-
-func shimFail(path string, err error) int {
-	xe, _ := execErrno(path, err).(*execError)
-	fmt.Fprintf(os.Stderr, "karman: app: %s: %s\n", xe.Path, xe.Reason)
-	return xe.Code
+	return execErrno(path, errno)
 }
 
 // readAll reads fd to its end.

@@ -30,10 +30,16 @@ func spawn(app *App, tasks []int, shim bool, fork func()) error {
 }
 
 func restrictedFork(app *App, tasks []int, shim bool, fork func()) error {
-	if err := restrictThread(app); err != nil {
-		return err
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("setting no_new_privs for the apps: %w", err)
 	}
+	// Through the shim the process starts with every capability, which
+	// keeps the less privileged processes of the pod out of it until it
+	// has dropped them (see execshim.go).
 	if !shim {
+		if err := dropBounding(app); err != nil {
+			return err
+		}
 		if err := installSeccomp(app); err != nil {
 			return err
 		}
@@ -74,13 +80,10 @@ func installSeccomp(app *App) error {
 	return isolators.InstallSeccomp(prog)
 }
 
-// restrictThread sets no_new_privs and drops every capability outside the
-// app's set (isolators.DefaultCaps unless the app names its own; none
-// dropped with AllCaps) from the calling thread's bounding set.
-func restrictThread(app *App) error {
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("setting no_new_privs for the apps: %w", err)
-	}
+// dropBounding drops every capability outside the app's set
+// (isolators.DefaultCaps unless the app names its own; none dropped with
+// AllCaps) from the calling thread's bounding set.
+func dropBounding(app *App) error {
 	if app.AllCaps {
 		return nil
 	}
