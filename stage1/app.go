@@ -133,7 +133,7 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 	status := -1 // the shim's status pipe: EOF once the app is exec'd
 	closeStatusW := func() {}
 	if shim {
-		spec, statusR, statusW, err := execShimPipes(p.app, wd)
+		spec, statusR, statusW, err := execShimPipes(p.app, wd, p.env)
 		if err != nil {
 			return 0, &execError{Code: ExitRuntimeError, Path: path, Reason: err.Error()}
 		}
@@ -168,7 +168,7 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 	attr := &syscall.ProcAttr{Dir: wd, Env: p.env, Files: files, Sys: sys}
 	if shim {
 		// The shim takes the app's user and directory itself.
-		sys.Credential, attr.Dir = nil, ""
+		sys.Credential, attr.Dir, attr.Env = nil, "", []string{}
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()

@@ -49,6 +49,9 @@ type shimSpec struct {
 	Caps    []string `json:"caps,omitempty"`
 	AllCaps bool     `json:"allCaps,omitempty"`
 	Dir     string   `json:"dir"`
+	// Env is the app's; the shim itself runs with an empty environment,
+	// so that nothing of the image's (GODEBUG, say) steers its runtime.
+	Env     []string `json:"env,omitempty"`
 	Filter  []byte   `json:"filter,omitempty"` // isolators.EncodeSeccomp
 }
 
@@ -75,8 +78,8 @@ func needsExecShim(app *App, cgroupV2 bool) bool {
 
 // execShimPipes returns the read end of a pipe holding the shim's spec
 // for app, to start in dir, and the status pipe (see waitShim).
-func execShimPipes(app *App, dir string) (spec, statusR, statusW int, err error) {
-	spec, err = specPipe(app, dir)
+func execShimPipes(app *App, dir string, env []string) (spec, statusR, statusW int, err error) {
+	spec, err = specPipe(app, dir, env)
 	if err != nil {
 		return -1, -1, -1, err
 	}
@@ -106,14 +109,14 @@ func waitShim(statusR int) error {
 }
 
 // specPipe returns the read end of a pipe holding the shim's spec.
-func specPipe(app *App, dir string) (int, error) {
+func specPipe(app *App, dir string, env []string) (int, error) {
 	prog, err := appFilter(app)
 	if err != nil {
 		return -1, err
 	}
 	b, err := json.Marshal(shimSpec{
 		UID: app.UID, GID: app.GID, Groups: app.GIDs, Caps: app.Caps, AllCaps: app.AllCaps,
-		Dir: dir, Filter: isolators.EncodeSeccomp(prog),
+		Dir: dir, Env: env, Filter: isolators.EncodeSeccomp(prog),
 	})
 	if err != nil {
 		return -1, err
@@ -177,7 +180,7 @@ func execShim(path string, argv []string) error {
 	if err != nil {
 		return err
 	}
-	envp, err := syscall.SlicePtrFromStrings(os.Environ())
+	envp, err := syscall.SlicePtrFromStrings(spec.Env)
 	if err != nil {
 		return err
 	}
