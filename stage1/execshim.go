@@ -76,10 +76,10 @@ func needsExecShim(app *App, cgroupV2 bool) bool {
 	return cgroupV2 || app.Seccomp != nil
 }
 
-// execShimPipes returns the read end of a pipe holding the shim's spec
-// for app, to start in dir, and the status pipe (see waitShim).
+// execShimPipes returns a file holding the shim's spec for app, to start
+// in dir with env, and the status pipe (see waitShim).
 func execShimPipes(app *App, dir string, env []string) (spec, statusR, statusW int, err error) {
-	spec, err = specPipe(app, dir, env)
+	spec, err = specFile(app, dir, env)
 	if err != nil {
 		return -1, -1, -1, err
 	}
@@ -108,8 +108,10 @@ func waitShim(statusR int) error {
 	return &xe
 }
 
-// specPipe returns the read end of a pipe holding the shim's spec.
-func specPipe(app *App, dir string, env []string) (int, error) {
+// specFile returns a memfd holding the shim's spec, read from its start
+// (a memfd rather than a pipe: the environment has no size limit that a
+// pipe's buffer would hold before the shim reads it).
+func specFile(app *App, dir string, env []string) (int, error) {
 	prog, err := appFilter(app)
 	if err != nil {
 		return -1, err
@@ -121,18 +123,19 @@ func specPipe(app *App, dir string, env []string) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
-		return -1, fmt.Errorf("pipe for the exec shim: %w", err)
+	fd, err := unix.MemfdCreate("karman-exec-spec", unix.MFD_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("memfd for the exec shim: %w", err)
 	}
-	defer unix.Close(p[1])
-	// At most about 44 KiB (a filter of 4096 instructions in base64):
-	// the pipe (64 KiB) holds it unread.
-	if _, err := fdWriter(p[1]).Write(b); err != nil {
-		unix.Close(p[0])
+	if _, err := fdWriter(fd).Write(b); err != nil {
+		unix.Close(fd)
 		return -1, fmt.Errorf("writing the exec shim's spec: %w", err)
 	}
-	return p[0], nil
+	if _, err := unix.Seek(fd, 0, 0); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("writing the exec shim's spec: %w", err)
+	}
+	return fd, nil
 }
 
 // execShimMain is the shim: args are PATH ARGV...

@@ -302,6 +302,13 @@ func TestSeccompFlag(t *testing.T) {
 		t.Errorf("cat without openat: %s", r)
 	}
 
+	// The app's environment reaches it through the shim whatever its size.
+	big := strings.Repeat("x", 100000)
+	r = mustSucceed(t, e.run(t, e.image, "--env", "BIG="+big, "--seccomp", "mode=remove,keyctl", "--exec", "/bin/sh", "--", "-c", `echo ${#BIG}`))
+	if r.Stdout != "100000\n" {
+		t.Errorf("a 100 kB variable through the shim: %q", r.Stdout)
+	}
+
 	// Before the first IMAGE for every app; after an IMAGE for that app,
 	// overriding the common value.
 	r = mustSucceed(t, e.run(t, "--seccomp", "mode=remove,errno=EACCES,getppid",
@@ -325,11 +332,12 @@ func TestSeccompFlag(t *testing.T) {
 	if r.Code != 254 || !strings.Contains(r.Stderr, "exclude each other") {
 		t.Errorf("--seccomp with --insecure-options=seccomp: %s", r)
 	}
-	// The pods that ran (three per ABI, cat twice, the pod of two apps)
+	// The pods that ran (three per ABI, cat twice, the big variable, the
+	// pod of two apps)
 	// are there; the refused ones left nothing behind.
 	for _, sd := range []string{"embryo", "prepared", "run", "garbage"} {
 		ents, _ := os.ReadDir(filepath.Join(e.dir, "pods", sd))
-		if want := map[string]int{"run": 3*len(probes) + 3}[sd]; len(ents) != want {
+		if want := map[string]int{"run": 3*len(probes) + 4}[sd]; len(ents) != want {
 			t.Errorf("pods/%s holds %d pods, want %d", sd, len(ents), want)
 		}
 	}
