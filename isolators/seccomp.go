@@ -45,25 +45,19 @@ var deniedSyscalls = []string{
 	"_sysctl", "umount", "umount2", "unshare", "uselib", "userfaultfd", "ustat", "vm86", "vm86old",
 }
 
-// startSyscalls are allowed by every retain list: the calls the pod init
-// makes in the new process between fork and exec (Go's fork path: signal
-// handlers reset, session and process group, terminal, chroot, user and
-// groups, working directory, file descriptors, the nofile limit), execve
-// itself, and the calls any program needs to return from a signal
-// handler and to exit. The filter is in force from the fork on, so a
-// retain list without them could never start the app.
-var startSyscalls = []string{
-	"execve", "exit", "exit_group", "rt_sigreturn", "sigreturn",
-	"rt_sigaction", "rt_sigprocmask", "setsid", "setpgid", "getpid", "getppid", "ioctl",
-	"chroot", "chdir", "setgroups", "setgid", "setuid", "dup3", "fcntl", "close", "write", "prlimit64",
-}
+// startSyscalls are allowed by every retain list: execve, which follows
+// the filter's loading (stage1's exec shim loads it right before), and
+// what any program needs to return from a signal handler and to exit.
+var startSyscalls = []string{"execve", "exit", "exit_group", "rt_sigreturn", "sigreturn"}
 
 // Seccomp is an app's seccomp setting, as `--seccomp` gives it and
 // pod.json carries it. A nil *Seccomp is the default filter.
 type Seccomp struct {
 	// Mode is "remove" (the default filter, and the listed calls refused
 	// too), "retain" (only the listed calls, and startSyscalls, allowed)
-	// or "unconfined" (no filter).
+	// or "unconfined" (no filter). Such a filter must be loaded right
+	// before execve: a thread that runs on after loading it may need
+	// calls it refuses.
 	Mode string `json:"mode"`
 	// Errno answers the listed calls (remove) or every call not listed
 	// (retain): a name such as EPERM (the default) or ENOTSUP.

@@ -179,7 +179,8 @@ func TestRemoveAndRetain(t *testing.T) {
 	for _, arch := range []uint32{x8664, i386} {
 		for name, want := range map[string]uint32{
 			"read": allow, "write": allow, "unshare": allow, // listed, even if the default refuses it
-			"execve": allow, "exit_group": allow, "chroot": allow, // what starting the app needs
+			"execve": allow, "exit_group": allow, "rt_sigreturn": allow, // what any program needs
+			"chroot": errno(unix.EPERM), "setuid": errno(unix.EPERM),
 			"getuid": errno(unix.EPERM), "keyctl": errno(unix.EPERM), "openat": errno(unix.EPERM),
 		} {
 			if got := run(t, p, arch, nr(t, name, arch)); got != want {
