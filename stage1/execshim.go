@@ -209,6 +209,10 @@ func execShim(path string, argv []string) error {
 		{"setgroups", unix.SYS_SETGROUPS, uintptr(len(groups)), uintptr(gp)},
 		{"setgid", unix.SYS_SETGID, uintptr(spec.GID), 0},
 		{"setuid", unix.SYS_SETUID, uintptr(spec.UID), 0},
+		// A new user drops every capability, and the kernel makes the
+		// process dumpable again where fs.suid_dumpable is not 0: not
+		// dumpable, the pod's processes of that user stay out of it.
+		{"prctl", unix.SYS_PRCTL, unix.PR_SET_DUMPABLE, 0},
 		{"chdir", unix.SYS_CHDIR, uintptr(unsafe.Pointer(dir)), 0},
 	} {
 		if _, _, errno := syscall.RawSyscall(c.nr, c.a1, c.a2, 0); errno != 0 {
