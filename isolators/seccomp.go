@@ -263,19 +263,21 @@ func (p *prog) remove(nr func(syscallEntry) uint32, calls []string, errno syscal
 	return nil
 }
 
-// numbers maps names to one ABI's numbers, skipping calls the ABI lacks.
+// numbers maps names to one ABI's numbers, sorted and without
+// duplicates, skipping calls the ABI lacks.
 func numbers(nr func(syscallEntry) uint32, names []string) ([]uint32, error) {
-	var out []uint32
+	out := make([]uint32, 0, len(names))
 	for _, name := range names {
 		e, ok := lookupSyscall(name)
 		if !ok {
 			return nil, fmt.Errorf("seccomp: unknown system call %q", name)
 		}
-		if n := nr(e); n != noSyscall && !slices.Contains(out, n) {
+		if n := nr(e); n != noSyscall {
 			out = append(out, n)
 		}
 	}
-	return out, nil
+	slices.Sort(out)
+	return slices.Compact(out), nil
 }
 
 // namespaceFlags are the clone flags that create namespaces.

@@ -264,3 +264,18 @@ func TestSeccompEncoding(t *testing.T) {
 		t.Error("a partial instruction decoded")
 	}
 }
+
+func BenchmarkDefaultSeccomp(b *testing.B) {
+	for b.Loop() {
+		DefaultSeccomp()
+	}
+}
+
+func BenchmarkRetainEverything(b *testing.B) {
+	s := &Seccomp{Mode: SeccompRetain, Syscalls: SyscallNames()}
+	for b.Loop() {
+		if _, err := s.Program(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

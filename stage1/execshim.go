@@ -51,8 +51,8 @@ type shimSpec struct {
 	Dir     string   `json:"dir"`
 	// Env is the app's; the shim itself runs with an empty environment,
 	// so that nothing of the image's (GODEBUG, say) steers its runtime.
-	Env     []string `json:"env,omitempty"`
-	Filter  []byte   `json:"filter,omitempty"` // isolators.EncodeSeccomp
+	Env    []string `json:"env,omitempty"`
+	Filter []byte   `json:"filter,omitempty"` // isolators.EncodeSeccomp
 }
 
 const (

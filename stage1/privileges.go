@@ -3,6 +3,7 @@ package stage1
 import (
 	"fmt"
 	"runtime"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -56,8 +57,8 @@ func restrictedFork(app *App, tasks []int, shim bool, fork func()) error {
 	return nil
 }
 
-// defaultSeccomp is built once per init.
-var defaultSeccomp = isolators.DefaultSeccomp()
+// defaultSeccomp is built once, by the processes that start apps.
+var defaultSeccomp = sync.OnceValue(isolators.DefaultSeccomp)
 
 // appFilter is the app's seccomp program: the default one, the app's own
 // (--seccomp), or none (nil).
@@ -66,7 +67,7 @@ func appFilter(app *App) ([]unix.SockFilter, error) {
 	case app.Unconfined:
 		return nil, nil
 	case app.Seccomp == nil:
-		return defaultSeccomp, nil
+		return defaultSeccomp(), nil
 	}
 	return app.Seccomp.Program()
 }
