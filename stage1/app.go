@@ -128,27 +128,12 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 		files[i] = uintptr(f)
 	}
 	tasks, cgroupFD := in.appCgroup(p.app.Name)
-	shim := needsExecShim(p.app, cgroupFD >= 0)
-	execPath, argv := path, p.args
-	status := -1 // the shim's status pipe: EOF once the app is exec'd
-	closeStatusW := func() {}
-	if shim {
-		spec, statusR, statusW, err := execShimPipes(p.app, wd, p.env)
-		if err != nil {
+	var shim *shimStart
+	if needsExecShim(p.app, cgroupFD >= 0) {
+		if shim, err = newShimStart(p.app, wd, p.env); err != nil {
 			return 0, &execError{Code: ExitRuntimeError, Path: path, Reason: err.Error()}
 		}
-		defer unix.Close(spec)
-		defer unix.Close(statusR)
-		status = statusR
-		// The write end must be closed here before the wait (waitShim).
-		defer func() {
-			if statusW >= 0 {
-				unix.Close(statusW)
-			}
-		}()
-		closeStatusW = func() { unix.Close(statusW); statusW = -1 }
-		files = append(files, uintptr(spec), uintptr(statusW))
-		execPath, argv = execShimPath, append([]string{"karman", cmdExec, path}, p.args...)
+		defer shim.close()
 	}
 	sys := &syscall.SysProcAttr{
 		// The app's root is a directory of the pod root, which is all
@@ -166,15 +151,15 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 		sys.Unshareflags |= unix.CLONE_NEWCGROUP
 	}
 	attr := &syscall.ProcAttr{Dir: wd, Env: p.env, Files: files, Sys: sys}
-	if shim {
-		// The shim takes the app's user and directory itself.
-		sys.Credential, attr.Dir, attr.Env = nil, "", []string{}
+	execPath, argv := path, p.args
+	if shim != nil {
+		execPath, argv = shim.prepare(attr, path, p.args)
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	var pid int
 	var forkErr error
-	err = spawn(p.app, tasks, shim, func() {
+	err = spawn(p.app, tasks, shim != nil, func() {
 		pid, forkErr = syscall.ForkExec(execPath, argv, attr)
 	})
 	if err != nil {
@@ -185,11 +170,10 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 	if forkErr != nil {
 		return 0, execErrno(path, forkErr)
 	}
-	if status >= 0 {
+	if shim != nil {
 		// The app counts as started once the shim has exec'd it: until
 		// then signals would reach the shim, and exec errors report here.
-		closeStatusW()
-		if err := waitShim(status); err != nil {
+		if err := shim.wait(); err != nil {
 			return 0, err // the reaper collects the shim as an orphan
 		}
 	}

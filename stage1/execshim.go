@@ -76,25 +76,42 @@ func needsExecShim(app *App, cgroupV2 bool) bool {
 	return cgroupV2 || app.Seccomp != nil
 }
 
-// execShimPipes returns a file holding the shim's spec for app, to start
-// in dir with env, and the status pipe (see waitShim).
-func execShimPipes(app *App, dir string, env []string) (spec, statusR, statusW int, err error) {
-	spec, err = specFile(app, dir, env)
+// shimStart is one start through the shim, seen from the init: the
+// shim's spec and its status pipe, which reaches EOF when the shim has
+// exec'd the app (it is close-on-exec there) and otherwise carries an
+// execError.
+type shimStart struct {
+	spec, statusR, statusW int
+}
+
+func newShimStart(app *App, dir string, env []string) (*shimStart, error) {
+	spec, err := specFile(app, dir, env)
 	if err != nil {
-		return -1, -1, -1, err
+		return nil, err
 	}
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
 		unix.Close(spec)
-		return -1, -1, -1, fmt.Errorf("pipe for the exec shim: %w", err)
+		return nil, fmt.Errorf("pipe for the exec shim: %w", err)
 	}
-	return spec, p[0], p[1], nil
+	return &shimStart{spec: spec, statusR: p[0], statusW: p[1]}, nil
 }
 
-// waitShim waits until the shim has exec'd the app (EOF on the status
-// pipe, which is close-on-exec in the shim) or reports why it could not.
-func waitShim(statusR int) error {
-	b, err := readAll(statusR)
+// prepare turns the start of path into a start of the shim: its
+// descriptors, no user, directory or environment (the shim takes the
+// app's), and the command line to fork.
+func (s *shimStart) prepare(attr *syscall.ProcAttr, path string, args []string) (string, []string) {
+	attr.Files = append(attr.Files, uintptr(s.spec), uintptr(s.statusW))
+	attr.Sys.Credential, attr.Dir, attr.Env = nil, "", []string{}
+	return execShimPath, append([]string{"karman", cmdExec, path}, args...)
+}
+
+// wait waits until the shim has exec'd the app, or returns why it could
+// not.
+func (s *shimStart) wait() error {
+	unix.Close(s.statusW)
+	s.statusW = -1
+	b, err := readAll(s.statusR)
 	if err != nil {
 		return fmt.Errorf("waiting for the exec shim: %w", err)
 	}
@@ -106,6 +123,14 @@ func waitShim(statusR int) error {
 		return fmt.Errorf("the exec shim failed: %s", b)
 	}
 	return &xe
+}
+
+func (s *shimStart) close() {
+	for _, fd := range []int{s.spec, s.statusR, s.statusW} {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
 }
 
 // specFile returns a memfd holding the shim's spec, read from its start

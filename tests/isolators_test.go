@@ -302,6 +302,22 @@ func TestSeccompFlag(t *testing.T) {
 		t.Errorf("cat without openat: %s", r)
 	}
 
+	// Through the shim, an error only execve finds reports as usual (126
+	// and the reason), here for enter, which starts the same way.
+	_, uuid := e.startPod(t, e.image, "--seccomp", "mode=remove,keyctl", "--exec", "/bin/sh", "--", "-c", `printf '\001\002\003\004' >/tmp/bad; chmod 755 /tmp/bad; echo ok >/tmp/ready; exec sleep 1000`)
+	for range 100 {
+		if r := karman(t, e.dir, "enter", uuid, "/bin/cat", "/tmp/ready"); r.Code == 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r = karman(t, e.dir, "enter", uuid, "/tmp/bad")
+	if r.Code != 126 || !strings.Contains(r.Stderr, "exec format error") {
+		t.Errorf("enter of a file execve refuses: %s", r)
+	}
+	mustSucceed(t, karman(t, e.dir, "stop", "--force", uuid))
+	mustSucceed(t, karman(t, e.dir, "status", "--wait=10s", uuid))
+
 	// The app's environment reaches it through the shim whatever its size.
 	big := strings.Repeat("x", 100000)
 	r = mustSucceed(t, e.run(t, e.image, "--env", "BIG="+big, "--seccomp", "mode=remove,keyctl", "--exec", "/bin/sh", "--", "-c", `echo ${#BIG}`))
@@ -332,12 +348,12 @@ func TestSeccompFlag(t *testing.T) {
 	if r.Code != 254 || !strings.Contains(r.Stderr, "exclude each other") {
 		t.Errorf("--seccomp with --insecure-options=seccomp: %s", r)
 	}
-	// The pods that ran (three per ABI, cat twice, the big variable, the
-	// pod of two apps)
+	// The pods that ran (three per ABI, cat twice, the one entered, the
+	// big variable, the pod of two apps)
 	// are there; the refused ones left nothing behind.
 	for _, sd := range []string{"embryo", "prepared", "run", "garbage"} {
 		ents, _ := os.ReadDir(filepath.Join(e.dir, "pods", sd))
-		if want := map[string]int{"run": 3*len(probes) + 4}[sd]; len(ents) != want {
+		if want := map[string]int{"run": 3*len(probes) + 5}[sd]; len(ents) != want {
 			t.Errorf("pods/%s holds %d pods, want %d", sd, len(ents), want)
 		}
 	}
