@@ -70,6 +70,15 @@ func (s *supervisor) setupCgroups() ([][]*os.File, error) {
 	return tasks, nil
 }
 
+// prepareCgroupParent readies the pods' parent cgroup (v2).
+func prepareCgroupParent() error {
+	parent, err := cgroups.Parent()
+	if err != nil {
+		return err
+	}
+	return cgroups.PrepareParent(parent)
+}
+
 // oomKilled tells whether the memory controller killed a process of app.
 func (s *supervisor) oomKilled(app string) bool {
 	a := s.cgApps[app]

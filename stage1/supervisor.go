@@ -121,6 +121,14 @@ func (s *supervisor) run() (int, error) {
 		signal.Stop(sigc)
 	}()
 
+	if cgroups.Mode() == "v2" {
+		// Before the init exists: under systemd the unit's cgroup can
+		// only hand its controllers down while the supervisor is alone
+		// there (see cgroups.PrepareParent).
+		if err := prepareCgroupParent(); err != nil {
+			return 0, err
+		}
+	}
 	cmd, initSock, err := s.initCmd()
 	if err != nil {
 		return 0, err

@@ -122,6 +122,20 @@ func parentFromFiles(procSelfCgroup, systemdDir string) (string, error) {
 	return parentFor(string(b), err == nil && fi.IsDir())
 }
 
+// PrepareParent readies parent to hold pods. On v2 it creates it and enables cpu, memory and
+// pids from the root down to it. Under systemd that passes through the caller's unit, whose
+// cgroup can only hand controllers down while no process is in it: the caller, alone there,
+// moves itself into "<unit>/karman-self" (see NewPod). So a caller that starts other
+// processes in its own cgroup (the pod init) calls PrepareParent before. On v1 it does
+// nothing: NewPod makes what is missing.
+func PrepareParent(parent string) error {
+	h, err := currentHost()
+	if err != nil || !h.v2 {
+		return err
+	}
+	return makeV2(h.v2Mount, cleanCgroupPath(parent))
+}
+
 // Pod is a pod's cgroup: <parent>/<uuid>, with one child per app.
 type Pod struct {
 	Path string // e.g. /karman/<uuid>
@@ -145,7 +159,7 @@ func NewPod(parent, uuid string) (*Pod, error) {
 	}
 	p := &Pod{Path: path.Join(cleanCgroupPath(parent), uuid)}
 	if h.v2 {
-		err = newPodV2(h.v2Mount, p.Path)
+		err = makeV2(h.v2Mount, p.Path)
 	} else {
 		err = newPodV1(p.Path)
 	}

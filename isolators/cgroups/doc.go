@@ -41,7 +41,9 @@
 // inside with App.FD (O_RDONLY|O_DIRECTORY, which clone3 accepts) and SysProcAttr.UseCgroupFD.
 // Under systemd, "<own>" cannot hand controllers to karman-pods while the caller is in it (the
 // "no internal processes" rule): when the caller is the only process there it moves itself
-// into "<own>/karman-self" and retries; otherwise NewPod fails with an explanation.
+// into "<own>/karman-self" and retries; otherwise NewPod fails with an explanation. A caller
+// that starts other processes in its own cgroup (the supervisor, its pod init) calls
+// PrepareParent first, which does this for the pods' parent.
 //
 // EnvUnified (KARMAN_CGROUP_UNIFIED=1) makes a hybrid host use its cgroup2 hierarchy,
 // /sys/fs/cgroup/unified, as a v2 host: for the end-to-end tests of the v2 path on hybrid

@@ -23,14 +23,16 @@ const v2DefaultMount = "/sys/fs/cgroup"
 // that apps can be limited and accounted.
 var v2Controllers = []string{"cpu", "memory", "pids"}
 
-func newPodV2(mount, podPath string) error {
-	if err := cgroup2.VerifyGroupPath(podPath); err != nil {
-		return fmt.Errorf("cgroups: pod %s: %w", podPath, err)
+// makeV2 creates cgroup cg (a pod, or the pods' parent) with the controllers enabled from the
+// root down to it.
+func makeV2(mount, cg string) error {
+	if err := cgroup2.VerifyGroupPath(cg); err != nil {
+		return fmt.Errorf("cgroups: %s: %w", cg, err)
 	}
-	if err := os.MkdirAll(filepath.Join(mount, podPath), 0o755); err != nil {
-		return fmt.Errorf("cgroups: create pod %s: %w", podPath, err)
+	if err := os.MkdirAll(filepath.Join(mount, cg), 0o755); err != nil {
+		return fmt.Errorf("cgroups: create %s: %w", cg, err)
 	}
-	return enableV2(mount, podPath)
+	return enableV2(mount, cg)
 }
 
 // enableV2 writes "+cpu +memory +pids" (what each level has and lacks) to the
@@ -123,7 +125,7 @@ func addAppV2(h host, podPath, name string, r Resources) (*App, error) {
 		return nil, err
 	}
 	// Idempotent: makes sure the pod exists with its controllers enabled.
-	if err := newPodV2(mount, podPath); err != nil {
+	if err := makeV2(mount, podPath); err != nil {
 		return nil, err
 	}
 	pm, err := cgroup2.Load(podPath, cgroup2.WithMountpoint(mount))

@@ -277,6 +277,14 @@ func TestSystemdDelegatedPlacement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// PrepareParent (before the supervisor starts the init) already hands
+	// the controllers down to karman-pods.
+	if err := PrepareParent(parent); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(mount, parent, "cgroup.subtree_control")); got != "+cpu +memory +pids" {
+		t.Errorf("%s subtree_control after PrepareParent = %q", parent, got)
+	}
 	pod, err := NewPod(parent, "uuid1")
 	if err != nil {
 		t.Fatal(err)
