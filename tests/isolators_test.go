@@ -450,3 +450,26 @@ func TestCgroupV2Pods(t *testing.T) {
 		t.Errorf("pod cgroup after gc: %v", err)
 	}
 }
+
+// TestInitMainThreadStaysOut: the threads that start apps and enter
+// sessions take the app's filter and cgroup and are discarded; the init's
+// main thread is never one of them, however many starts there are.
+func TestInitMainThreadStaysOut(t *testing.T) {
+	e := newPodEnv(t)
+	_, uuid := e.startPod(t, e.image, "--exec", "/bin/sleep", "--", "1000")
+	for range 12 {
+		mustSucceed(t, karman(t, e.dir, "enter", uuid, "/bin/true"))
+	}
+	b, err := os.ReadFile(filepath.Join(e.dir, "pods", "run", uuid, "state", "init.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := strings.TrimSpace(string(b))
+	main := "/proc/" + pid + "/task/" + pid
+	cg, _ := os.ReadFile(main + "/cgroup")
+	st, _ := os.ReadFile(main + "/status")
+	if strings.Contains(string(cg), uuid) || !strings.Contains(string(st), "Seccomp:\t0") || !strings.Contains(string(st), "NoNewPrivs:\t0") {
+		t.Errorf("the init's main thread took an app's restrictions:\n%s%s", cg, st)
+	}
+	mustSucceed(t, karman(t, e.dir, "stop", "--force", uuid))
+}
