@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -318,6 +319,33 @@ func TestSeccompFlag(t *testing.T) {
 	mustSucceed(t, karman(t, e.dir, "stop", "--force", uuid))
 	mustSucceed(t, karman(t, e.dir, "status", "--wait=10s", uuid))
 
+	// Through the shim an app gets its user, groups, directory and
+	// capabilities as it does without (TestPerAppIsolation).
+	status := `id; pwd; grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status`
+	self, _ := os.ReadFile("/proc/self/status")
+	hostBnd := regexp.MustCompile(`CapBnd:\t[0-9a-f]+`).FindString(string(self)) // what root has here
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--user", "karman", "--workdir", "/home/karman"}, []string{"uid=1000(karman) gid=1000(karman)", "\n/home/karman\n", "CapEff:\t0000000000000000", "CapBnd:\t00000000a80425fb", "NoNewPrivs:\t1", "Seccomp:\t2"}},
+		{[]string{"--caps-retain", "CAP_NET_BIND_SERVICE"}, []string{"uid=0(root)", "\n/\n", "CapEff:\t0000000000000400", "CapBnd:\t0000000000000400", "NoNewPrivs:\t1"}},
+		{[]string{"--insecure-options=capabilities"}, []string{"uid=0(root)", hostBnd}},
+	} {
+		args := []string{e.image}
+		if strings.HasPrefix(tc.args[0], "--insecure") {
+			args = append(tc.args, e.image)
+		} else {
+			args = append(args, tc.args...)
+		}
+		r := mustSucceed(t, e.run(t, append(args, "--seccomp", "mode=remove,keyctl", "--exec", "/bin/sh", "--", "-c", status)...))
+		for _, w := range tc.want {
+			if !strings.Contains(r.Stdout, w) {
+				t.Errorf("%v through the shim: %q lacks %q", tc.args, r.Stdout, w)
+			}
+		}
+	}
+
 	// The app's environment reaches it through the shim whatever its size.
 	big := strings.Repeat("x", 100000)
 	r = mustSucceed(t, e.run(t, e.image, "--env", "BIG="+big, "--seccomp", "mode=remove,keyctl", "--exec", "/bin/sh", "--", "-c", `echo ${#BIG}`))
@@ -348,12 +376,12 @@ func TestSeccompFlag(t *testing.T) {
 	if r.Code != 254 || !strings.Contains(r.Stderr, "exclude each other") {
 		t.Errorf("--seccomp with --insecure-options=seccomp: %s", r)
 	}
-	// The pods that ran (three per ABI, cat twice, the one entered, the
-	// big variable, the pod of two apps)
+	// The pods that ran (three per ABI, cat twice, the one entered, three
+	// users and capability sets, the big variable, the pod of two apps)
 	// are there; the refused ones left nothing behind.
 	for _, sd := range []string{"embryo", "prepared", "run", "garbage"} {
 		ents, _ := os.ReadDir(filepath.Join(e.dir, "pods", sd))
-		if want := map[string]int{"run": 3*len(probes) + 5}[sd]; len(ents) != want {
+		if want := map[string]int{"run": 3*len(probes) + 8}[sd]; len(ents) != want {
 			t.Errorf("pods/%s holds %d pods, want %d", sd, len(ents), want)
 		}
 	}
