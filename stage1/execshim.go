@@ -173,8 +173,11 @@ func execShimMain(args []string) int {
 	path, argv := args[0], args[1:]
 	// The status pipe closes when execve succeeds.
 	unix.CloseOnExec(execShimStatusFD)
-	err := execShim(path, argv)
+	err := execShim(path, argv) // returns only on failure
 	var xe *execError
+	if err == nil {
+		err = errors.New("execve returned")
+	}
 	if !errors.As(err, &xe) {
 		xe = &execError{Code: ExitRuntimeError, Path: path, Reason: err.Error()}
 	}
