@@ -273,5 +273,11 @@ func (p *Pod) Delete() error {
 	if h.v2 {
 		return deletePodV2(h.v2Mount, podPath)
 	}
-	return deletePodV1(podPath)
+	err = deletePodV1(podPath)
+	if cgroups.Mode() == cgroups.Hybrid {
+		// A pod made with EnvUnified set lives in the cgroup2 hierarchy:
+		// removed whatever the environment of the caller (gc) says.
+		err = errors.Join(err, deletePodV2(hybridUnifiedMount, podPath))
+	}
+	return err
 }

@@ -47,7 +47,9 @@
 //
 // EnvUnified (KARMAN_CGROUP_UNIFIED=1) makes a hybrid host use its cgroup2 hierarchy,
 // /sys/fs/cgroup/unified, as a v2 host: for the end-to-end tests of the v2 path on hybrid
-// machines (that hierarchy has no resource controller there, so limits fail).
+// machines (that hierarchy has no resource controller there, so limits fail). Delete on a
+// hybrid host looks in that hierarchy too, so a pod made with the variable set is removed by
+// a gc run without it.
 //
 // # Deletion
 //

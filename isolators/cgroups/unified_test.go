@@ -106,3 +106,35 @@ func TestV2OnUnifiedHierarchy(t *testing.T) {
 		t.Errorf("pod still there after Delete: %v", err)
 	}
 }
+
+// TestDeleteFindsUnifiedPods: on a hybrid host, Delete removes a pod made
+// in the cgroup2 hierarchy (EnvUnified) even when the caller drives the
+// host as v1, so a gc run without the variable leaves nothing behind.
+func TestDeleteFindsUnifiedPods(t *testing.T) {
+	needRoot(t)
+	if Mode() != "hybrid" {
+		t.Skip("needs a hybrid host")
+	}
+	mount := unifiedMount(t)
+	parent := "/" + testPrefix + randHex(t)
+	t.Cleanup(func() {
+		if err := unix.Rmdir(filepath.Join(mount, parent)); err != nil && !errors.Is(err, unix.ENOENT) {
+			t.Errorf("remove parent: %v", err)
+		}
+	})
+	hostOverride = &host{v2: true, v2Mount: mount, devices: attachDeviceFilter}
+	pod, err := NewPod(parent, "pod")
+	if err == nil {
+		_, err = pod.AddApp("app", Resources{})
+	}
+	hostOverride = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := OpenPod(pod.Path).Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(mount, pod.Path)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("unified pod after a v1 Delete: %v", err)
+	}
+}
