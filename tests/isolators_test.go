@@ -435,6 +435,11 @@ func TestCgroupV2Pods(t *testing.T) {
 		})
 	}
 
+	// Limits that leave the exec shim no room are refused with the reason.
+	if r := e.run(t, e.image, "--pids-limit", "2", "--exec", "/bin/true"); r.Code != 254 || !strings.Contains(r.Stderr, "--pids-limit 2 is too low on cgroup v2") {
+		t.Errorf("--pids-limit 2 on v2: %s", r)
+	}
+
 	// A running pod of two apps: each app's process is in its own cgroup
 	// (seen from the host), and so is what enter starts.
 	_, uuid := e.startPod(t, e.image, "--exec", "/bin/sleep", "--", "1000", "---", e.image, "--exec", "/bin/sleep", "--", "1000")
