@@ -2,8 +2,12 @@
 // (cgroups, capabilities, seccomp, no_new_privs, masked and read-only paths,
 // rlimits, oom_score_adj) and applies them in stage1.
 //
-// So far it holds the default seccomp filter (seccomp.go), which stage1
-// loads on the thread that starts a pod's apps; the default capabilities,
-// no_new_privs and masked paths live in stage1 until the per-app settings
-// of the isolators issue move them here.
+// It holds what the pod init needs and nothing heavy (x/sys/unix and the
+// standard library only): the seccomp filters (seccomp.go: the default
+// filter, --seccomp remove and retain lists with their errno, the BPF
+// assembler, a filter's encoding for the exec shim), the x86-64 and i386
+// system call table (syscalls_table.go, generated from golang.org/x/sys by
+// internal/gensyscalls: `go generate ./isolators`), the capability sets
+// (caps.go) and the namespaced sysctls (sysctl.go). The cgroups, which need
+// containerd/cgroups, live in the subpackage cgroups, used by stage0's side.
 package isolators

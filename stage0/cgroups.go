@@ -15,27 +15,22 @@ import (
 
 // makeCgroups creates the pod's cgroup, with one child per app and the
 // app's limits applied, before stage1 starts, and tells stage1 which
-// files to use (stage1.CgroupsFile). The cgroup's path is recorded in the
-// pod directory (stage1.CgroupFile) before it is created, so that gc can
-// always remove it.
-//
-// On cgroup v2 hosts a thread cannot join a cgroup on its own; starting
-// apps there with clone3 into the cgroup conflicts with the seccomp filter
-// of the thread that forks them, so v2 pods run without cgroups of their
-// own for now and refuse resource limits with a clear error.
+// files to use (stage1.CgroupsFile): on v1 and hybrid hosts each app's
+// task files, which the thread that forks the app joins; on v2 each
+// app's directory, which the app is forked into with clone3. The
+// cgroup's path is recorded in the pod directory (stage1.CgroupFile)
+// before it is created, so that gc can always remove it.
 func (r *Runtime) makeCgroups(p pod) error {
 	start := time.Now()
 	pd, err := stage1.LoadPod(p.path)
 	if err != nil {
 		return err
 	}
-	if cgroups.Mode() == "v2" {
-		for _, a := range pd.Apps {
-			if a.Resources != (stage1.Resources{}) {
-				return fmt.Errorf("app %s: resource limits need cgroup v1 or hybrid for now; this host is cgroup v2 only: run the pod without --memory, --cpu, --cpu-shares and --pids-limit", a.Name)
-			}
+	v2 := cgroups.Mode() == "v2"
+	if v2 {
+		if err := stage1.CheckV2Limits(pd.Apps); err != nil {
+			return err
 		}
-		return nil
 	}
 	parent, err := cgroups.Parent()
 	if err != nil {
@@ -48,17 +43,19 @@ func (r *Runtime) makeCgroups(p pod) error {
 	if err != nil {
 		return err
 	}
-	files := stage1.Cgroups{Apps: map[string]stage1.AppCgroup{}}
+	files := stage1.Cgroups{V2: v2, Apps: map[string]stage1.AppCgroup{}}
 	for _, a := range pd.Apps {
 		app, err := cg.AddApp(a.Name, cgroups.Resources(a.Resources))
 		if err != nil {
 			return fmt.Errorf("app %s: %w", a.Name, err)
 		}
-		tasks, err := app.TaskFiles()
-		if err != nil {
-			return fmt.Errorf("app %s: %w", a.Name, err)
+		ac := stage1.AppCgroup{OOM: app.OOMFile(), Dir: app.Dir()}
+		if !v2 {
+			if ac.Tasks, err = app.TaskFiles(); err != nil {
+				return fmt.Errorf("app %s: %w", a.Name, err)
+			}
 		}
-		files.Apps[a.Name] = stage1.AppCgroup{Tasks: tasks, OOM: app.OOMFile()}
+		files.Apps[a.Name] = ac
 	}
 	if err := stage1.WriteCgroups(p.path, files); err != nil {
 		return err

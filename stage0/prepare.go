@@ -146,9 +146,15 @@ func (r *Runtime) prepareApp(ctx context.Context, p pod, spec PodSpec, as AppSpe
 	if len(as.CapsRetain) == 0 && len(as.CapsRemove) == 0 {
 		caps = nil // the default set
 	}
+	var seccomp *isolators.Seccomp
+	if as.Seccomp != "" {
+		if seccomp, err = isolators.ParseSeccomp(as.Seccomp); err != nil {
+			return stage1.App{}, err
+		}
+	}
 	return stage1.App{
 		Caps: caps, AllCaps: spec.InsecureCaps, Unconfined: spec.InsecureSeccomp, NoMasks: spec.InsecurePaths,
-		ReadonlyRootfs: as.ReadonlyRootfs, OOMScoreAdj: as.OOMScoreAdj,
+		ReadonlyRootfs: as.ReadonlyRootfs, OOMScoreAdj: as.OOMScoreAdj, Seccomp: seccomp,
 		Name: as.Name, Image: as.Image, ImageDigest: d.String(),
 		Dir: rel, Layers: rf.Layers,
 		Args: argv, Env: mergeEnv(c.Env, as.Env), WorkingDir: wd,

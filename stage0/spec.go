@@ -29,6 +29,9 @@ type AppSpec struct {
 	CapsRetain, CapsRemove []string
 	ReadonlyRootfs         bool
 	OOMScoreAdj            *int
+	// Seccomp is the --seccomp value (isolators.ParseSeccomp); empty
+	// means the default filter.
+	Seccomp string
 }
 
 // PodSpec describes a pod to prepare or run.
@@ -132,6 +135,15 @@ func (s *PodSpec) Validate() error {
 		}
 		if _, err := isolators.AppCaps(a.CapsRetain, a.CapsRemove); err != nil {
 			errs = append(errs, fmt.Sprintf("app %s: %v", a.Name, err))
+		}
+		if a.Seccomp != "" {
+			sc, err := isolators.ParseSeccomp(a.Seccomp)
+			switch {
+			case err != nil:
+				errs = append(errs, fmt.Sprintf("app %s: %v", a.Name, err))
+			case s.InsecureSeccomp && sc.Mode != isolators.SeccompUnconfined:
+				errs = append(errs, fmt.Sprintf("app %s: --seccomp %s and --insecure-options=seccomp exclude each other: the insecure option drops every filter", a.Name, a.Seccomp))
+			}
 		}
 		if a.WorkingDir != "" && !path.IsAbs(a.WorkingDir) {
 			errs = append(errs, fmt.Sprintf("--workdir %q must be absolute", a.WorkingDir))

@@ -127,6 +127,14 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 	for i, f := range p.files {
 		files[i] = uintptr(f)
 	}
+	tasks, cgroupFD := in.appCgroup(p.app.Name)
+	var shim *shimStart
+	if needsExecShim(p.app, cgroupFD >= 0) {
+		if shim, err = newShimStart(p.app, wd, p.env); err != nil {
+			return 0, &execError{Code: ExitRuntimeError, Path: path, Reason: err.Error()}
+		}
+		defer shim.close()
+	}
 	sys := &syscall.SysProcAttr{
 		// The app's root is a directory of the pod root, which is all
 		// the init can see; see doc.go for why chroot is enough here.
@@ -136,13 +144,23 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 	if p.setup != nil {
 		p.setup(sys)
 	}
+	if cgroupFD >= 0 {
+		// cgroup v2: forked straight into the app's cgroup (clone3), with
+		// a cgroup namespace of its own rooted there.
+		sys.UseCgroupFD, sys.CgroupFD = true, cgroupFD
+		sys.Unshareflags |= unix.CLONE_NEWCGROUP
+	}
 	attr := &syscall.ProcAttr{Dir: wd, Env: p.env, Files: files, Sys: sys}
+	execPath, argv := path, p.args
+	if shim != nil {
+		execPath, argv = shim.prepare(attr, path, p.args)
+	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	var pid int
 	var forkErr error
-	err = spawn(p.app, in.appTasks(p.app.Name), func() {
-		pid, forkErr = syscall.ForkExec(path, p.args, attr)
+	err = spawn(p.app, tasks, shim != nil, func() {
+		pid, forkErr = syscall.ForkExec(execPath, argv, attr)
 	})
 	if err != nil {
 		// The restrictions or the cgroup could not be applied: karman's
@@ -151,6 +169,13 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 	}
 	if forkErr != nil {
 		return 0, execErrno(path, forkErr)
+	}
+	if shim != nil {
+		// The app counts as started once the shim has exec'd it: until
+		// then signals would reach the shim, and exec errors report here.
+		if err := shim.wait(); err != nil {
+			return 0, err // the reaper collects the shim as an orphan
+		}
 	}
 	if adj := p.app.OOMScoreAdj; adj != nil {
 		// Per process, so written once the app exists (from the app's own
@@ -286,12 +311,16 @@ func (w fdWriter) Write(b []byte) (int, error) {
 	return n, nil
 }
 
-// appTasks returns the cgroup task files of the named app, if any.
-func (in *podInit) appTasks(name string) []int {
+// appCgroup returns what starts the named app inside its cgroup: its
+// task files (v1), or its cgroup2 directory (v2, cgroupFD >= 0).
+func (in *podInit) appCgroup(name string) (tasks []int, cgroupFD int) {
 	for i, a := range in.pod.Apps {
 		if a.Name == name && i < len(in.tasks) {
-			return in.tasks[i]
+			if in.cgroupV2 {
+				return nil, in.tasks[i][0]
+			}
+			return in.tasks[i], -1
 		}
 	}
-	return nil
+	return nil, -1
 }

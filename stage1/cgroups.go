@@ -2,11 +2,14 @@ package stage1
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // CgroupFile records the pod's cgroup path before stage0 creates the
@@ -21,14 +24,20 @@ const CgroupsFile = "state/cgroups.json"
 
 // Cgroups is CgroupsFile: each app's cgroup files, by app name.
 type Cgroups struct {
+	// V2 says the host is cgroup v2 only: apps are forked into their
+	// cgroup with clone3 (AppCgroup.Dir) instead of joining it by thread.
+	V2   bool                 `json:"v2,omitempty"`
 	Apps map[string]AppCgroup `json:"apps"`
 }
 
 // AppCgroup is what stage1 needs of an app's cgroup.
 type AppCgroup struct {
 	// Tasks are the files a thread writes "0" to in order to join the
-	// app's cgroup (v1: the "tasks" file of every hierarchy).
-	Tasks []string `json:"tasks"`
+	// app's cgroup (v1 and hybrid: the "tasks" file of every hierarchy).
+	Tasks []string `json:"tasks,omitempty"`
+	// Dir is the app's cgroup2 directory (v2), which the init starts the
+	// app in with clone3 (CLONE_INTO_CGROUP).
+	Dir string `json:"dir,omitempty"`
 	// OOM is the file whose "oom_kill N" line counts the app's OOM kills.
 	OOM string `json:"oom,omitempty"`
 }
@@ -57,20 +66,30 @@ func (s *supervisor) loadCgroups() error {
 		}
 		return fmt.Errorf("pod cgroups: %w", err)
 	}
-	s.cgroups = cg.Apps
+	s.cgroups, s.cgroupV2 = cg.Apps, cg.V2
 	return nil
 }
 
-// openTasks opens each app's cgroup task files for the init, in the order
-// of the pod's apps: the thread that forks an app writes "0" to them
-// first, so the app starts inside its cgroup and never runs a moment
-// outside it.
+// openTasks opens for the init what it starts each app into, in the
+// order of the pod's apps, so that the app starts inside its cgroup and
+// never runs a moment outside it: on v1 and hybrid hosts the app's
+// "tasks" files (the thread that forks the app writes "0" there first),
+// on v2 the app's cgroup directory (the app is forked into it with
+// clone3, see execshim.go).
 func (s *supervisor) openTasks() ([][]*os.File, error) {
 	if s.cgroups == nil {
 		return nil, nil
 	}
 	tasks := make([][]*os.File, len(s.pod.Apps))
 	for i, a := range s.pod.Apps {
+		if s.cgroupV2 {
+			d, err := os.OpenFile(s.cgroups[a.Name].Dir, os.O_RDONLY|unix.O_DIRECTORY, 0)
+			if err != nil {
+				return tasks, fmt.Errorf("app %s: its cgroup: %w", a.Name, err)
+			}
+			tasks[i] = []*os.File{d}
+			continue
+		}
 		for _, name := range s.cgroups[a.Name].Tasks {
 			t, err := os.OpenFile(name, os.O_WRONLY, 0)
 			if err != nil {
@@ -101,4 +120,27 @@ func (s *supervisor) oomKilled(app string) bool {
 		}
 	}
 	return false
+}
+
+// On cgroup v2 an app starts through the exec shim inside its cgroup: a
+// Go program of up to 5 threads and a few MiB for a moment before it
+// becomes the app, which the app's limits must leave room for.
+const (
+	minV2PidsLimit   = 8
+	minV2MemoryBytes = 16 << 20
+)
+
+// CheckV2Limits refuses limits the exec shim cannot start under on a
+// cgroup v2 host; stage0 calls it before it makes a pod's cgroups there.
+func CheckV2Limits(apps []App) error {
+	var errs []error
+	for _, a := range apps {
+		if r := a.Resources; r.PidsLimit > 0 && r.PidsLimit < minV2PidsLimit {
+			errs = append(errs, fmt.Errorf("app %s: --pids-limit %d is too low on cgroup v2: the app starts through karman's exec shim inside its cgroup, which needs %d tasks for a moment; use --pids-limit %d or more", a.Name, r.PidsLimit, minV2PidsLimit, minV2PidsLimit))
+		}
+		if r := a.Resources; r.MemoryBytes > 0 && r.MemoryBytes < minV2MemoryBytes {
+			errs = append(errs, fmt.Errorf("app %s: --memory %d is too low on cgroup v2: the app starts through karman's exec shim inside its cgroup; use --memory 16M or more", a.Name, r.MemoryBytes))
+		}
+	}
+	return errors.Join(errs...)
 }

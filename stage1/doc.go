@@ -39,8 +39,10 @@
 // Supervise is the same supervisor run in the calling process.
 //
 // The hidden entrypoints of the binary are dispatched by Entrypoint from
-// one table keyed on os.Args[1]: "__stage1-run" (the supervisor) and
-// "__stage1-init" (the pod init, which takes no arguments).
+// one table keyed on os.Args[1]: "__stage1-run" (the supervisor),
+// "__stage1-init" (the pod init, which takes no arguments) and
+// "__stage1-exec" (the exec shim, execshim.go: apps with a seccomp filter
+// of their own, and every confined app on cgroup v2, start through it).
 //
 // # Process tree
 //
@@ -48,6 +50,7 @@
 //	└── karman-stage1 __stage1-init     pod init: PID 1 of new PID, mount, UTS, IPC, cgroup
 //	    │                            (and network, unless net=host) namespaces
 //	    ├── app 1                    chrooted into /apps/<name>, own session
+//	    │                            (first the exec shim where needed, which execs the app)
 //	    ├── app 2 ...
 //	    ├── orphans of the apps      re-parented to the init, reaped by it
 //	    └── enter sessions           spawned by the init on request

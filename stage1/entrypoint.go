@@ -26,10 +26,24 @@ const (
 	cmdInit = "__stage1-init"
 )
 
+// The pod init starts every app from a goroutine that locks its OS thread,
+// gives the thread the app's restrictions (seccomp filter, bounding set,
+// cgroup membership on v1) and ends still locked, so that the runtime
+// discards the thread. Such a goroutine must never run on the main thread,
+// which Go cannot discard: the init's main thread would stay in the app's
+// cgroup (where the app's OOM killer can pick the init) with the app's
+// filter. Locking the main goroutine to the main thread from the start,
+// the documented way, keeps every other goroutine off it in every binary
+// that runs these entrypoints (TestInitMainThreadStaysOut).
+func init() {
+	runtime.LockOSThread()
+}
+
 // entrypoints is the one table of hidden entrypoints, keyed on os.Args[1].
 var entrypoints = map[string]func(args []string) int{
 	cmdRun:  supervisorMain,
 	cmdInit: initMain,
+	cmdExec: execShimMain,
 }
 
 // Entrypoint dispatches the hidden re-exec entrypoints of the karman binary

@@ -42,6 +42,7 @@ type podInit struct {
 	logFDs   []int         // from the boot message: stdout, stderr of each app
 	exe      *exeMaps
 	tasks    [][]int // from the boot message: each app's cgroup task files
+	cgroupV2 bool    // tasks holds each app's cgroup2 directory instead
 	empty    string  // the pod root's empty read-only directory
 }
 
@@ -353,9 +354,14 @@ func (in *podInit) recvCgroups(buf []byte) error {
 		return fmt.Errorf("pod init: %d cgroup descriptors for %v task files", len(fds), m.Tasks)
 	}
 	for _, n := range m.Tasks {
+		if m.CgroupV2 && n != 1 {
+			closeAll(fds)
+			return fmt.Errorf("pod init: %v cgroup2 directories, want one per app", m.Tasks)
+		}
 		in.tasks = append(in.tasks, fds[:n])
 		fds = fds[n:]
 	}
+	in.cgroupV2 = m.CgroupV2
 	return nil
 }
 

@@ -41,7 +41,7 @@ func TestStopBySIGTERM(t *testing.T) {
 // timeout, and so is everything else in the pod.
 func TestStopTimeout(t *testing.T) {
 	t.Parallel()
-	p := newPod(t, func(p *Pod) { p.StopTimeout = 200 * time.Millisecond },
+	p := newPod(t, func(p *Pod) { p.StopTimeout = 2 * time.Second },
 		trapApp("app", "TERM", ""), trapApp("other", "TERM", "exit 0"))
 	p.start()
 	p.waitLog("app", "ready")

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/karman-project/karman/isolators"
 )
 
 // InterfaceVersion is the version of the stage0 -> stage1 contract: the
@@ -66,8 +68,12 @@ type App struct {
 	// means the default set (isolators.DefaultCaps), AllCaps keeps all.
 	Caps    []string `json:"caps,omitempty"`
 	AllCaps bool     `json:"allCaps,omitempty"`
-	// Unconfined runs the app without the default seccomp filter.
+	// Unconfined runs the app without any seccomp filter
+	// (--insecure-options=seccomp).
 	Unconfined bool `json:"unconfined,omitempty"`
+	// Seccomp is the app's own filter (--seccomp); nil is the default
+	// filter.
+	Seccomp *isolators.Seccomp `json:"seccomp,omitempty"`
 	// NoMasks leaves /proc and /sys unmasked and writable.
 	NoMasks        bool `json:"noMasks,omitempty"`
 	ReadonlyRootfs bool `json:"readonlyRootfs,omitempty"`

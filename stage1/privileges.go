@@ -3,6 +3,7 @@ package stage1
 import (
 	"fmt"
 	"runtime"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -11,28 +12,36 @@ import (
 
 // spawn runs fork, which starts one process of the pod, on a fresh OS
 // thread that carries the apps' restrictions: no_new_privs, the reduced
-// bounding set and the default seccomp filter (package isolators), and,
-// when tasks are given, membership of the app's cgroups ("0", this
-// thread, written to each cgroup's "tasks" file). All are attributes of the thread that a
-// child inherits, so the process starts restricted and inside its cgroup.
+// bounding set and the default seccomp filter (package isolators; not
+// when the process starts through the exec shim, which loads the app's
+// filter itself), and, when tasks are given, membership of the app's
+// cgroups ("0", this thread, written to each cgroup's "tasks" file). All
+// are attributes of the thread that a child inherits, so the process
+// starts restricted and inside its cgroup.
 // The goroutine ends locked to the thread, so the Go runtime discards the
 // thread instead of running anything else on it. The init itself keeps
 // its capabilities: the bounding set only limits what an execve grants.
-func spawn(app *App, tasks []int, fork func()) error {
+func spawn(app *App, tasks []int, shim bool, fork func()) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		errc <- restrictedFork(app, tasks, fork)
+		errc <- restrictedFork(app, tasks, shim, fork)
 	}()
 	return <-errc
 }
 
-func restrictedFork(app *App, tasks []int, fork func()) error {
-	if err := restrictThread(app); err != nil {
-		return err
+func restrictedFork(app *App, tasks []int, shim bool, fork func()) error {
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("setting no_new_privs for the apps: %w", err)
 	}
-	if !app.Unconfined {
-		if err := isolators.InstallSeccomp(defaultSeccomp); err != nil {
+	// Through the shim the process starts with every capability, which
+	// keeps the less privileged processes of the pod out of it until it
+	// has dropped them (see execshim.go).
+	if !shim {
+		if err := dropBounding(app); err != nil {
+			return err
+		}
+		if err := installSeccomp(app); err != nil {
 			return err
 		}
 	}
@@ -48,16 +57,34 @@ func restrictedFork(app *App, tasks []int, fork func()) error {
 	return nil
 }
 
-// defaultSeccomp is built once per init.
-var defaultSeccomp = isolators.DefaultSeccomp()
+// defaultSeccomp is built once, by the processes that start apps.
+var defaultSeccomp = sync.OnceValue(isolators.DefaultSeccomp)
 
-// restrictThread sets no_new_privs and drops every capability outside the
-// app's set (isolators.DefaultCaps unless the app names its own; none
-// dropped with AllCaps) from the calling thread's bounding set.
-func restrictThread(app *App) error {
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("setting no_new_privs for the apps: %w", err)
+// appFilter is the app's seccomp program: the default one, the app's own
+// (--seccomp), or none (nil).
+func appFilter(app *App) ([]unix.SockFilter, error) {
+	switch {
+	case app.Unconfined:
+		return nil, nil
+	case app.Seccomp == nil:
+		return defaultSeccomp(), nil
 	}
+	return app.Seccomp.Program()
+}
+
+// installSeccomp loads the app's filter on the calling thread.
+func installSeccomp(app *App) error {
+	prog, err := appFilter(app)
+	if err != nil || len(prog) == 0 {
+		return err
+	}
+	return isolators.InstallSeccomp(prog)
+}
+
+// dropBounding drops every capability outside the app's set
+// (isolators.DefaultCaps unless the app names its own; none dropped with
+// AllCaps) from the calling thread's bounding set.
+func dropBounding(app *App) error {
 	if app.AllCaps {
 		return nil
 	}

@@ -54,6 +54,9 @@ type message struct {
 	Debug  bool   `json:"debug,omitempty"`
 	Notify bool   `json:"notify,omitempty"` // NotifySocket relay exists
 	Tasks  []int  `json:"tasks,omitempty"`  // cgroups: how many task files each app has
+	// CgroupV2: each app has one descriptor, its cgroup2 directory, to
+	// start it in with clone3 (CLONE_INTO_CGROUP), instead of task files.
+	CgroupV2 bool `json:"cgroupV2,omitempty"`
 
 	// log, error
 	Level slog.Level `json:"level,omitempty"`

@@ -36,6 +36,7 @@ type supervisor struct {
 	stopping bool
 	tees     sync.WaitGroup
 	cgroups  map[string]AppCgroup // by app; nil where pods get no cgroups
+	cgroupV2 bool                 // the host is cgroup v2 only (Cgroups.V2)
 }
 
 // supervisorMain is the cmdRun entrypoint.
@@ -242,7 +243,7 @@ func (s *supervisor) sendCgroups() error {
 	if len(fds) > 0 {
 		rights = unix.UnixRights(fds...)
 	}
-	return sendMsg(s.conn, &message{T: msgCgroups, Tasks: counts}, rights)
+	return sendMsg(s.conn, &message{T: msgCgroups, Tasks: counts, CgroupV2: s.cgroupV2}, rights)
 }
 
 // maxBootFDs is what the kernel passes in one SCM_RIGHTS message.
@@ -287,7 +288,14 @@ func (s *supervisor) initCmd() (*exec.Cmd, *os.File, error) {
 	if serr != nil {
 		return nil, nil, fmt.Errorf("SO_PASSCRED: %w", serr)
 	}
-	flags := unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP
+	flags := unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC
+	if !s.cgroupV2 {
+		// On v2 each app gets a cgroup namespace of its own, rooted at
+		// its cgroup (see launch): the init stays in the caller's, from
+		// which the app cgroups are reachable for clone3 (with nsdelegate
+		// a cgroup outside the namespace is not).
+		flags |= unix.CLONE_NEWCGROUP
+	}
 	if s.pod.Net != "host" {
 		flags |= unix.CLONE_NEWNET
 	}

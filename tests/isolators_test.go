@@ -3,11 +3,12 @@ package tests
 import (
 	"archive/tar"
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,16 +17,19 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sys/unix"
 
+	"github.com/karman-project/karman/isolators"
+	"github.com/karman-project/karman/isolators/cgroups"
 	"github.com/karman-project/karman/tests/testenv"
 	"github.com/karman-project/karman/tests/testimage"
 )
 
 // probeImage is busybox plus testdata/syscallprobe built for x86-64
-// (/probe64) and for i386 (/probe32). i386 tells whether this host's
-// kernel runs i386 binaries at all (IA32 emulation can be compiled out or
-// switched off at boot).
-func probeImage(t *testing.T) (image string, i386 bool) {
+// (/probe64) and for i386 (/probe32), and the probes the host can run:
+// /probe32 only where the kernel runs i386 programs (IA32 emulation can
+// be compiled out or switched off, as on some VMs).
+func probeImage(t *testing.T) (image string, probes []string) {
 	t.Helper()
 	root, err := testenv.ModuleRoot(".")
 	if err != nil {
@@ -49,9 +53,10 @@ func probeImage(t *testing.T) (image string, i386 bool) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if arch == "386" {
-			err := exec.Command(out, "getpid").Run()
-			i386 = !errors.Is(err, syscall.ENOEXEC)
+		if err := exec.Command(out).Run(); err != nil {
+			t.Logf("this host cannot run %s programs (%v): the pods run no /%s", arch, err, name)
+		} else {
+			probes = append(probes, "/"+name)
 		}
 		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(data)), Typeflag: tar.TypeReg})
 		tw.Write(data)
@@ -66,7 +71,8 @@ func probeImage(t *testing.T) (image string, i386 bool) {
 	if _, err := testimage.WriteLayout(layout, "probe", img); err != nil {
 		t.Fatal(err)
 	}
-	return "oci:" + layout + ":probe", i386
+	slices.Sort(probes) // probe32 first, as map order is random
+	return "oci:" + layout + ":probe", probes
 }
 
 // TestDefaultSeccompFilter: the default filter refuses what the container
@@ -74,14 +80,9 @@ func probeImage(t *testing.T) (image string, i386 bool) {
 // and leaves the rest alone.
 func TestDefaultSeccompFilter(t *testing.T) {
 	e := newPodEnv(t)
-	probe, i386 := probeImage(t)
+	probe, probes := probeImage(t)
 	mustSucceed(t, karman(t, e.dir, "fetch", probe))
-	bins := []string{"/probe64", "/probe32"}
-	if !i386 {
-		t.Log("this host's kernel cannot execute i386 binaries (exec format error): the filter's i386 rules are checked by the isolators unit tests only")
-		bins = bins[:1]
-	}
-	for _, bin := range bins {
+	for _, bin := range probes {
 		r := mustSucceed(t, e.run(t, probe, "--exec", bin, "--", "getpid", "keyctl", "unshare", "settimeofday", "bpf", "ptrace"))
 		for _, want := range []string{"getpid=0", "keyctl=1", "unshare=1", "settimeofday=1", "bpf=1", "ptrace=1"} {
 			if !strings.Contains(r.Stdout, want+"\n") {
@@ -244,4 +245,264 @@ func TestRlimitsInherited(t *testing.T) {
 	if r.Stdout != want {
 		t.Errorf("hard limits in the app: %q, the host's: %q", r.Stdout, want)
 	}
+}
+
+// TestSeccompFlag: --seccomp per app and for every app. mode=remove
+// refuses more calls with the chosen errno on top of the default filter;
+// mode=retain lets a program run on its listed calls and answers the
+// errno to the rest; unconfined lets keyctl and unshare through; bad
+// names are refused before anything is made.
+func TestSeccompFlag(t *testing.T) {
+	e := newPodEnv(t)
+	probe, probes := probeImage(t)
+	mustSucceed(t, karman(t, e.dir, "fetch", probe))
+	check := func(t *testing.T, out string, want ...string) {
+		t.Helper()
+		for _, w := range want {
+			if !strings.Contains(out, w+"\n") {
+				t.Errorf("%q lacks %q", out, w)
+			}
+		}
+	}
+	calls := []string{"--", "getpid", "getppid", "getuid", "keyctl", "unshare"}
+	// Every call but getuid and keyctl: the Go probe runs on it.
+	var allBut []string
+	for _, n := range isolators.SyscallNames() {
+		if n != "getuid" && n != "keyctl" {
+			allBut = append(allBut, n)
+		}
+	}
+	retainAll := "mode=retain,errno=EACCES," + strings.Join(allBut, ",")
+	for _, bin := range probes {
+		t.Run(bin, func(t *testing.T) {
+			// ENOTSUP is 95, EPERM 1, EACCES 13; keyctl(0,0) unfiltered
+			// fails with an error of its own, not 1 or 13.
+			r := mustSucceed(t, e.run(t, append([]string{probe, "--seccomp", "mode=remove,errno=ENOTSUP,getppid", "--exec", bin}, calls...)...))
+			check(t, r.Stdout, "getpid=0", "getppid=95", "keyctl=1", "unshare=1")
+
+			r = mustSucceed(t, e.run(t, append([]string{probe, "--seccomp", retainAll, "--exec", bin}, calls...)...))
+			check(t, r.Stdout, "getpid=0", "getuid=13", "keyctl=13", "unshare=0")
+
+			r = mustSucceed(t, e.run(t, append([]string{probe, "--seccomp", "unconfined", "--exec", bin}, calls...)...))
+			check(t, r.Stdout, "getpid=0", "getppid=0", "unshare=0")
+			if strings.Contains(r.Stdout, "keyctl=1\n") || strings.Contains(r.Stdout, "keyctl=13\n") {
+				t.Errorf("keyctl refused while unconfined: %q", r.Stdout)
+			}
+		})
+	}
+
+	// A short retain list, what busybox cat needs: it reads the file;
+	// without openat it gets the errno and fails.
+	catCalls := "brk,mprotect,arch_prctl,getuid,prctl,getrandom,rseq,set_tid_address,set_robust_list,readlink,read,sendfile,fstat,newfstatat,prlimit64,close,write"
+	r := mustSucceed(t, e.run(t, e.image, "--seccomp", "mode=retain,errno=EACCES,openat,"+catCalls, "--exec", "/bin/cat", "--", "/etc/passwd"))
+	if !strings.Contains(r.Stdout, "root:") {
+		t.Errorf("cat under its retain list: %s", r)
+	}
+	r = e.run(t, e.image, "--seccomp", "mode=retain,errno=EACCES,"+catCalls, "--exec", "/bin/cat", "--", "/etc/passwd")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "Permission denied") {
+		t.Errorf("cat without openat: %s", r)
+	}
+
+	// Through the shim, an error only execve finds reports as usual (126
+	// and the reason), here for enter, which starts the same way.
+	_, uuid := e.startPod(t, e.image, "--seccomp", "mode=remove,keyctl", "--exec", "/bin/sh", "--", "-c", `printf '\001\002\003\004' >/tmp/bad; chmod 755 /tmp/bad; echo ok >/tmp/ready; exec sleep 1000`)
+	for range 100 {
+		if r := karman(t, e.dir, "enter", uuid, "/bin/cat", "/tmp/ready"); r.Code == 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r = karman(t, e.dir, "enter", uuid, "/tmp/bad")
+	if r.Code != 126 || !strings.Contains(r.Stderr, "exec format error") {
+		t.Errorf("enter of a file execve refuses: %s", r)
+	}
+	mustSucceed(t, karman(t, e.dir, "stop", "--force", uuid))
+	mustSucceed(t, karman(t, e.dir, "status", "--wait=10s", uuid))
+
+	// Through the shim an app gets its user, groups, directory and
+	// capabilities as it does without (TestPerAppIsolation).
+	status := `id; pwd; grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status`
+	self, _ := os.ReadFile("/proc/self/status")
+	hostBnd := regexp.MustCompile(`CapBnd:\t[0-9a-f]+`).FindString(string(self)) // what root has here
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--user", "karman", "--workdir", "/home/karman"}, []string{"uid=1000(karman) gid=1000(karman)", "\n/home/karman\n", "CapEff:\t0000000000000000", "CapBnd:\t00000000a80425fb", "NoNewPrivs:\t1", "Seccomp:\t2"}},
+		{[]string{"--caps-retain", "CAP_NET_BIND_SERVICE"}, []string{"uid=0(root)", "\n/\n", "CapEff:\t0000000000000400", "CapBnd:\t0000000000000400", "NoNewPrivs:\t1"}},
+		{[]string{"--insecure-options=capabilities"}, []string{"uid=0(root)", hostBnd}},
+	} {
+		args := []string{e.image}
+		if strings.HasPrefix(tc.args[0], "--insecure") {
+			args = append(tc.args, e.image)
+		} else {
+			args = append(args, tc.args...)
+		}
+		r := mustSucceed(t, e.run(t, append(args, "--seccomp", "mode=remove,keyctl", "--exec", "/bin/sh", "--", "-c", status)...))
+		for _, w := range tc.want {
+			if !strings.Contains(r.Stdout, w) {
+				t.Errorf("%v through the shim: %q lacks %q", tc.args, r.Stdout, w)
+			}
+		}
+	}
+
+	// The app's environment reaches it through the shim whatever its size.
+	big := strings.Repeat("x", 100000)
+	r = mustSucceed(t, e.run(t, e.image, "--env", "BIG="+big, "--seccomp", "mode=remove,keyctl", "--exec", "/bin/sh", "--", "-c", `echo ${#BIG}`))
+	if r.Stdout != "100000\n" {
+		t.Errorf("a 100 kB variable through the shim: %q", r.Stdout)
+	}
+
+	// Before the first IMAGE for every app; after an IMAGE for that app,
+	// overriding the common value.
+	r = mustSucceed(t, e.run(t, "--seccomp", "mode=remove,errno=EACCES,getppid",
+		probe, "--exec", "/probe64", "--", "getppid", "---",
+		probe, "--seccomp", "unconfined", "--exec", "/probe64", "--", "getppid"))
+	if got := strings.Count(r.Stdout, "getppid=13\n") + 10*strings.Count(r.Stdout, "getppid=0\n"); got != 11 {
+		t.Errorf("common then per-app --seccomp: %q", r.Stdout)
+	}
+
+	for bad, want := range map[string]string{
+		"mode=remove,keyctll":           `unknown system call "keyctll"`,
+		"mode=remove,errno=EFOO,keyctl": `unknown errno "EFOO"`,
+		"keyctl":                        "say mode=remove or mode=retain",
+	} {
+		r := e.run(t, e.image, "--seccomp", bad, "--exec", "/bin/true")
+		if r.Code != 254 || !strings.Contains(r.Stderr, want) {
+			t.Errorf("--seccomp %s: want exit 254 and %q:\n%s", bad, want, r)
+		}
+	}
+	r = e.run(t, "--insecure-options=seccomp", e.image, "--seccomp", "mode=remove,keyctl", "--exec", "/bin/true")
+	if r.Code != 254 || !strings.Contains(r.Stderr, "exclude each other") {
+		t.Errorf("--seccomp with --insecure-options=seccomp: %s", r)
+	}
+	// The pods that ran (three per ABI, cat twice, the one entered, three
+	// users and capability sets, the big variable, the pod of two apps)
+	// are there; the refused ones left nothing behind.
+	for _, sd := range []string{"embryo", "prepared", "run", "garbage"} {
+		ents, _ := os.ReadDir(filepath.Join(e.dir, "pods", sd))
+		if want := map[string]int{"run": 3*len(probes) + 8}[sd]; len(ents) != want {
+			t.Errorf("pods/%s holds %d pods, want %d", sd, len(ents), want)
+		}
+	}
+}
+
+// TestCgroupV2Pods runs pods on cgroup v2: on a v2 host as it is, on a
+// hybrid host (this machine) through its cgroup2 hierarchy
+// (/sys/fs/cgroup/unified, cgroups.EnvUnified), which has no resource
+// controllers but is real cgroup v2 otherwise. Each app starts inside its
+// own v2 cgroup (forked there with clone3, then its filter loaded by the
+// exec shim), in a cgroup namespace rooted there, behind the eBPF device
+// allowlist and with its seccomp filter, default or its own; enter joins
+// it too; gc removes the cgroups.
+func TestCgroupV2Pods(t *testing.T) {
+	testenv.RequireRoot(t, "pods need namespaces, mounts and cgroups")
+	isCgroup2 := func(dir string) bool {
+		var st syscall.Statfs_t
+		return syscall.Statfs(dir, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
+	}
+	mount := "/sys/fs/cgroup"
+	switch {
+	case isCgroup2(mount):
+	case isCgroup2("/sys/fs/cgroup/unified"):
+		mount = "/sys/fs/cgroup/unified"
+		t.Setenv(cgroups.EnvUnified, "1") // before newPodEnv: its gc must see it too
+	default:
+		t.Skip("no cgroup2 hierarchy on this host")
+	}
+	e := newPodEnv(t)
+	probe, _ := probeImage(t)
+	mustSucceed(t, karman(t, e.dir, "fetch", probe))
+
+	inside := `cat /proc/self/cgroup; mknod /tmp/disk b 8 0 && (head -c1 /tmp/disk >/dev/null 2>&1 && echo disk=open || echo disk=refused); echo x >/dev/null && echo null=ok; grep Seccomp: /proc/self/status; /probe64 keyctl getppid getpid`
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"default filter", nil, []string{"0::/\n", "disk=refused", "null=ok", "Seccomp:\t2", "keyctl=1\n", "getppid=0\n", "getpid=0\n"}},
+		{"own filter", []string{"--seccomp", "mode=remove,errno=ENOTSUP,getppid"}, []string{"0::/\n", "disk=refused", "keyctl=1\n", "getppid=95\n"}},
+		{"unconfined", []string{"--seccomp", "unconfined"}, []string{"0::/\n", "disk=refused", "Seccomp:\t0", "getppid=0\n"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append(append([]string{probe}, tc.args...), "--exec", "/bin/sh", "--", "-c", inside)
+			r := mustSucceed(t, e.run(t, args...))
+			for _, w := range tc.want {
+				if !strings.Contains(r.Stdout, w) {
+					t.Errorf("%q lacks %q", r.Stdout, w)
+				}
+			}
+		})
+	}
+
+	// Limits that leave the exec shim no room are refused with the reason.
+	if r := e.run(t, e.image, "--pids-limit", "2", "--exec", "/bin/true"); r.Code != 254 || !strings.Contains(r.Stderr, "--pids-limit 2 is too low on cgroup v2") {
+		t.Errorf("--pids-limit 2 on v2: %s", r)
+	}
+
+	// A running pod of two apps: each app's process is in its own cgroup
+	// (seen from the host), and so is what enter starts.
+	_, uuid := e.startPod(t, e.image, "--exec", "/bin/sleep", "--", "1000", "---", e.image, "--exec", "/bin/sleep", "--", "1000")
+	pi := e.status(t, uuid)
+	if len(pi.Apps) != 2 {
+		t.Fatalf("status: %+v", pi)
+	}
+	for _, a := range pi.Apps {
+		dir := filepath.Join(mount, "karman", uuid, a.Name)
+		procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		if err != nil || strings.TrimSpace(string(procs)) != fmt.Sprint(a.PID) {
+			t.Errorf("app %s (pid %d): %s/cgroup.procs = %q, %v", a.Name, a.PID, dir, procs, err)
+		}
+	}
+	r := mustSucceed(t, karman(t, e.dir, "enter", "--app", pi.Apps[1].Name, uuid, "/bin/cat", "/proc/self/cgroup"))
+	if !strings.Contains(r.Stdout, "0::/\n") {
+		t.Errorf("enter: %q", r.Stdout)
+	}
+	enter := exec.Command(testenv.Binary(t), "--dir", e.dir, "--config-dir", filepath.Join(e.dir, "etc"), "enter", "--app", pi.Apps[1].Name, uuid, "/bin/sleep", "5")
+	if err := enter.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var procs []string
+	for range 100 { // up to 5s
+		b, _ := os.ReadFile(filepath.Join(mount, "karman", uuid, pi.Apps[1].Name, "cgroup.procs"))
+		if procs = strings.Fields(string(b)); len(procs) == 2 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(procs) != 2 {
+		t.Errorf("processes in app %s during enter: %v", pi.Apps[1].Name, procs)
+	}
+	enter.Process.Kill()
+	enter.Wait()
+	mustSucceed(t, karman(t, e.dir, "stop", "--force", uuid))
+	mustSucceed(t, karman(t, e.dir, "status", "--wait=10s", uuid))
+	mustSucceed(t, karman(t, e.dir, "gc", "--grace-period=0"))
+	mustSucceed(t, karman(t, e.dir, "gc", "--grace-period=0"))
+	if _, err := os.Stat(filepath.Join(mount, "karman", uuid)); !os.IsNotExist(err) {
+		t.Errorf("pod cgroup after gc: %v", err)
+	}
+}
+
+// TestInitMainThreadStaysOut: the threads that start apps and enter
+// sessions take the app's filter and cgroup and are discarded; the init's
+// main thread is never one of them, however many starts there are.
+func TestInitMainThreadStaysOut(t *testing.T) {
+	e := newPodEnv(t)
+	_, uuid := e.startPod(t, e.image, "--exec", "/bin/sleep", "--", "1000")
+	for range 12 {
+		mustSucceed(t, karman(t, e.dir, "enter", uuid, "/bin/true"))
+	}
+	b, err := os.ReadFile(filepath.Join(e.dir, "pods", "run", uuid, "state", "init.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := strings.TrimSpace(string(b))
+	main := "/proc/" + pid + "/task/" + pid
+	cg, _ := os.ReadFile(main + "/cgroup")
+	st, _ := os.ReadFile(main + "/status")
+	if strings.Contains(string(cg), uuid) || !strings.Contains(string(st), "Seccomp:\t0") || !strings.Contains(string(st), "NoNewPrivs:\t0") {
+		t.Errorf("the init's main thread took an app's restrictions:\n%s%s", cg, st)
+	}
+	mustSucceed(t, karman(t, e.dir, "stop", "--force", uuid))
 }

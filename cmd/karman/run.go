@@ -29,6 +29,7 @@ type appFlags struct {
 	capsDrop  []string
 	readonly  bool
 	oomAdj    string
+	seccomp   string
 }
 
 func (f *appFlags) register(fs *pflag.FlagSet) {
@@ -45,6 +46,7 @@ func (f *appFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.capsDrop, "caps-remove", nil, "capabilities to drop from the default set")
 	fs.BoolVar(&f.readonly, "readonly-rootfs", false, "mount the app's root filesystem read-only")
 	fs.StringVar(&f.oomAdj, "oom-score-adj", "", "the app's oom_score_adj (-1000..1000)")
+	fs.StringVar(&f.seccomp, "seccomp", "", "the app's seccomp filter: mode=remove|retain[,errno=NAME],SYSCALL[,SYSCALL...] or unconfined (see docs/pods.md)")
 }
 
 func (f *appFlags) apply(a *stage0.AppSpec) error {
@@ -85,6 +87,9 @@ func (f *appFlags) apply(a *stage0.AppSpec) error {
 		a.CapsRemove = f.capsDrop
 	}
 	a.ReadonlyRootfs = a.ReadonlyRootfs || f.readonly
+	if f.seccomp != "" {
+		a.Seccomp = f.seccomp
+	}
 	if f.oomAdj != "" {
 		v, err := strconv.Atoi(f.oomAdj)
 		if err != nil {

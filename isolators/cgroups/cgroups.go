@@ -37,10 +37,27 @@ var ErrMainThread = errors.New("cgroups: refusing to move the main thread into a
 var ErrUnavailable = errors.New("cgroups: no cgroup file system mounted at /sys/fs/cgroup")
 
 // Mode reports "v1", "hybrid" or "v2" (unified) for this host ("unavailable" when no cgroup
-// file system is mounted). Hybrid hosts are driven as v1.
+// file system is mounted). Hybrid hosts are driven as v1, unless EnvUnified is set: then "v2".
 func Mode() string {
-	return modeString(cgroups.Mode())
+	m := cgroups.Mode()
+	if m == cgroups.Hybrid && unifiedOnHybrid() {
+		return "v2"
+	}
+	return modeString(m)
 }
+
+// EnvUnified, set to 1 on a hybrid host, makes karman drive its pods through the host's
+// cgroup2 hierarchy (/sys/fs/cgroup/unified) as it does on a v2-only host. There that
+// hierarchy holds no resource controller (they are bound to the v1 hierarchies), so resource
+// limits fail with an error naming the missing file; everything else of the v2 path runs on
+// the real kernel: pod and app cgroups, apps started inside theirs with clone3, the eBPF
+// device program, removal through cgroup.kill. The end-to-end tests use it; it is no mode to
+// run production pods in.
+const EnvUnified = "KARMAN_CGROUP_UNIFIED"
+
+const hybridUnifiedMount = "/sys/fs/cgroup/unified"
+
+func unifiedOnHybrid() bool { return os.Getenv(EnvUnified) == "1" }
 
 func modeString(m cgroups.CGMode) string {
 	switch m {
@@ -59,6 +76,9 @@ func modeString(m cgroups.CGMode) string {
 type host struct {
 	v2      bool
 	v2Mount string // v2 only
+	// devices attaches the device allowlist to a v2 app cgroup directory
+	// (attachDeviceFilter, an eBPF program; fake trees record instead).
+	devices func(dir string) error
 }
 
 // hostOverride lets tests drive the v2 code with a fake tree in a temporary directory.
@@ -69,10 +89,15 @@ func currentHost() (host, error) {
 		return *hostOverride, nil
 	}
 	switch cgroups.Mode() {
-	case cgroups.Legacy, cgroups.Hybrid:
+	case cgroups.Hybrid:
+		if unifiedOnHybrid() {
+			return host{v2: true, v2Mount: hybridUnifiedMount, devices: attachDeviceFilter}, nil
+		}
+		return host{}, nil
+	case cgroups.Legacy:
 		return host{}, nil
 	case cgroups.Unified:
-		return host{v2: true, v2Mount: v2DefaultMount}, nil
+		return host{v2: true, v2Mount: v2DefaultMount, devices: attachDeviceFilter}, nil
 	default:
 		return host{}, ErrUnavailable
 	}
@@ -83,12 +108,32 @@ func currentHost() (host, error) {
 // /proc/self/cgroup, is not "/") pods land inside the caller's own cgroup (the unit's
 // delegated cgroup) as "<own>/karman-pods"; elsewhere under "/karman".
 func Parent() (string, error) {
-	b, err := os.ReadFile("/proc/self/cgroup")
+	return parentFromFiles("/proc/self/cgroup", "/run/systemd/system")
+}
+
+// parentFromFiles is Parent reading the process's cgroup file and
+// testing systemd's runtime directory at the given paths.
+func parentFromFiles(procSelfCgroup, systemdDir string) (string, error) {
+	b, err := os.ReadFile(procSelfCgroup)
 	if err != nil {
 		return "", fmt.Errorf("cgroups: %w", err)
 	}
-	_, err = os.Stat("/run/systemd/system")
-	return parentFor(string(b), err == nil)
+	fi, err := os.Stat(systemdDir)
+	return parentFor(string(b), err == nil && fi.IsDir())
+}
+
+// PrepareParent readies parent to hold pods. On v2 it creates it and enables cpu, memory and
+// pids from the root down to it. Under systemd that passes through the caller's unit, whose
+// cgroup can only hand controllers down while no process is in it: the caller, alone there,
+// moves itself into "<unit>/karman-self" (see NewPod). So a caller that starts other
+// processes in its own cgroup (the pod init) calls PrepareParent before. On v1 it does
+// nothing: NewPod makes what is missing.
+func PrepareParent(parent string) error {
+	h, err := currentHost()
+	if err != nil || !h.v2 {
+		return err
+	}
+	return makeV2(h.v2Mount, cleanCgroupPath(parent))
 }
 
 // Pod is a pod's cgroup: <parent>/<uuid>, with one child per app.
@@ -114,7 +159,7 @@ func NewPod(parent, uuid string) (*Pod, error) {
 	}
 	p := &Pod{Path: path.Join(cleanCgroupPath(parent), uuid)}
 	if h.v2 {
-		err = newPodV2(h.v2Mount, p.Path)
+		err = makeV2(h.v2Mount, p.Path)
 	} else {
 		err = newPodV1(p.Path)
 	}
@@ -144,7 +189,7 @@ func (p *Pod) AddApp(name string, r Resources) (*App, error) {
 	}
 	podPath := cleanCgroupPath(p.Path)
 	if h.v2 {
-		return addAppV2(h.v2Mount, podPath, name, r)
+		return addAppV2(h, podPath, name, r)
 	}
 	return addAppV1(podPath, name, r)
 }
@@ -228,5 +273,11 @@ func (p *Pod) Delete() error {
 	if h.v2 {
 		return deletePodV2(h.v2Mount, podPath)
 	}
-	return deletePodV1(podPath)
+	err = deletePodV1(podPath)
+	if cgroups.Mode() == cgroups.Hybrid {
+		// A pod made with EnvUnified set lives in the cgroup2 hierarchy:
+		// removed whatever the environment of the caller (gc) says.
+		err = errors.Join(err, deletePodV2(hybridUnifiedMount, podPath))
+	}
+	return err
 }

@@ -33,12 +33,23 @@
 // NewPod enables cpu, memory and pids (those each level has in cgroup.controllers) in
 // cgroup.subtree_control of every level from the root down to the pod itself. Limits:
 // memory.max, cpu.max ("quota 100000"), cpu.weight (converted from shares with containerd's
-// ConvertCPUSharesToCgroupV2Value, as runc and crun do), pids.max. A thread cannot join a v2
-// domain cgroup, so JoinThread returns ErrThreadJoin; processes start directly inside with
-// App.FD (O_RDONLY|O_DIRECTORY, which clone3 accepts) and SysProcAttr.UseCgroupFD. Under
-// systemd, "<own>" cannot hand controllers to karman-pods while the caller is in it (the "no
-// internal processes" rule): when the caller is the only process there it moves itself into
-// "<own>/karman-self" and retries; otherwise NewPod fails with an explanation.
+// ConvertCPUSharesToCgroupV2Value, as runc and crun do), pids.max. cgroup v2 has no devices
+// controller: AddApp attaches DeviceAllowlist to every app as an eBPF program of type
+// BPF_PROG_TYPE_CGROUP_DEVICE, compiled and attached by containerd's cgroup2 (cilium/ebpf,
+// BPF_F_ALLOW_MULTI, so programs of the parents keep applying; devices.go). A thread cannot
+// join a v2 domain cgroup, so JoinThread returns ErrThreadJoin; processes start directly
+// inside with App.FD (O_RDONLY|O_DIRECTORY, which clone3 accepts) and SysProcAttr.UseCgroupFD.
+// Under systemd, "<own>" cannot hand controllers to karman-pods while the caller is in it (the
+// "no internal processes" rule): when the caller is the only process there it moves itself
+// into "<own>/karman-self" and retries; otherwise NewPod fails with an explanation. A caller
+// that starts other processes in its own cgroup (the supervisor, its pod init) calls
+// PrepareParent first, which does this for the pods' parent.
+//
+// EnvUnified (KARMAN_CGROUP_UNIFIED=1) makes a hybrid host use its cgroup2 hierarchy,
+// /sys/fs/cgroup/unified, as a v2 host: for the end-to-end tests of the v2 path on hybrid
+// machines (that hierarchy has no resource controller there, so limits fail). Delete on a
+// hybrid host looks in that hierarchy too, so a pod made with the variable set is removed by
+// a gc run without it.
 //
 // # Deletion
 //
@@ -59,13 +70,22 @@
 // take the v2 paths (limit files, FD and clone3) on a v2 host, but have not been run on one.
 // Without root they skip.
 //
-// The v2 code is unit tested without a v2 host: v2fake_test.go runs NewPod, AddApp, OpenApp,
-// FD, JoinThread, Stats and Delete against a fake cgroup2 tree of plain files (the files
-// containerd writes and the counters the kernel would fill, memory.events included);
-// parse_test.go covers the pure functions: Parent's choice from sample /proc/self/cgroup
-// contents (v1, hybrid, v2, with and without systemd), the conversion to LinuxResources and to
-// cgroup2 resources (cpu.max, shares to weight), the subtree_control line, the self-move
-// decision and the mapping of both libraries' metrics to Stats. Not covered by any test:
-// EBUSY and the self-move on a real v2 systemd host, and the cgroup.kill path on a real
-// kernel.
+// The v2 code runs on the real kernel in unified_test.go, on the host's cgroup2 hierarchy (on
+// the hybrid test machines the almost empty /sys/fs/cgroup/unified), in cgroups of its own
+// under karman-test-<pid>-*: NewPod, AddApp with the eBPF device program (a process started
+// inside with clone3 opens /dev/null and /dev/zero but not /dev/kmsg, which it opens outside),
+// its membership in /proc/<pid>/cgroup and cgroup.procs, and Delete killing it through
+// cgroup.kill and removing the cgroups. What that hierarchy cannot show (it has no cpu, memory
+// or pids controller on a hybrid host) is unit tested: v2fake_test.go runs NewPod, AddApp,
+// OpenApp, FD, JoinThread, Stats and Delete against a fake cgroup2 tree of plain files (the
+// files containerd writes and the counters the kernel would fill, memory.events included),
+// and the systemd-delegated placement: Parent's detection from a fake /proc/self/cgroup and a
+// fake /run/systemd/system (TestSystemdDelegatedPlacement: units on v1, hybrid and v2, a
+// session scope, the caller already in karman-self, no systemd), the pod created under
+// "<unit>/karman-pods" with the controllers handed down through the unit, and the self-move
+// into "<unit>/karman-self" (only when the caller is alone in its unit). parse_test.go covers
+// the pure functions: the conversion to LinuxResources and to cgroup2 resources (cpu.max,
+// shares to weight), the subtree_control line, the self-move decision and the mapping of both
+// libraries' metrics to Stats. Not covered by any test: limits on a real v2 kernel, and EBUSY
+// from a real unit's cgroup (the fake cannot answer EBUSY).
 package cgroups

@@ -174,7 +174,7 @@ func toSpec(r Resources) (*specs.LinuxResources, error) {
 // device, which the node is no use without: a device node an image ships
 // or an app makes cannot be opened.
 var DeviceAllowlist = []specs.LinuxDeviceCgroup{
-	{Allow: false, Access: "rwm"},
+	{Allow: false, Type: "a", Major: ptr(-1), Minor: ptr(-1), Access: "rwm"},
 	{Allow: true, Type: "c", Major: ptr(-1), Minor: ptr(-1), Access: "m"},
 	{Allow: true, Type: "b", Major: ptr(-1), Minor: ptr(-1), Access: "m"},
 	{Allow: true, Type: "c", Major: ptr(1), Minor: ptr(3), Access: "rwm"},    // null

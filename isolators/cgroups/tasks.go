@@ -49,3 +49,7 @@ func (a *App) OOMFile() string {
 	}
 	return ""
 }
+
+// Dir is the app's cgroup2 directory on v2 (a process can be started in
+// it with clone3 and CLONE_INTO_CGROUP), "" on v1 and hybrid hosts.
+func (a *App) Dir() string { return a.v2Dir }

@@ -23,14 +23,16 @@ const v2DefaultMount = "/sys/fs/cgroup"
 // that apps can be limited and accounted.
 var v2Controllers = []string{"cpu", "memory", "pids"}
 
-func newPodV2(mount, podPath string) error {
-	if err := cgroup2.VerifyGroupPath(podPath); err != nil {
-		return fmt.Errorf("cgroups: pod %s: %w", podPath, err)
+// makeV2 creates cgroup cg (a pod, or the pods' parent) with the controllers enabled from the
+// root down to it.
+func makeV2(mount, cg string) error {
+	if err := cgroup2.VerifyGroupPath(cg); err != nil {
+		return fmt.Errorf("cgroups: %s: %w", cg, err)
 	}
-	if err := os.MkdirAll(filepath.Join(mount, podPath), 0o755); err != nil {
-		return fmt.Errorf("cgroups: create pod %s: %w", podPath, err)
+	if err := os.MkdirAll(filepath.Join(mount, cg), 0o755); err != nil {
+		return fmt.Errorf("cgroups: create %s: %w", cg, err)
 	}
-	return enableV2(mount, podPath)
+	return enableV2(mount, cg)
 }
 
 // enableV2 writes "+cpu +memory +pids" (what each level has and lacks) to the
@@ -55,7 +57,7 @@ func enableV2(mount, cg string) error {
 		err = writeExisting(filepath.Join(d, "cgroup.subtree_control"), line)
 		if errors.Is(err, unix.EBUSY) && lvl != "/" {
 			var moved bool
-			if moved, err = moveSelfOut(d, lvl); moved && err == nil {
+			if moved, err = moveSelfOut(d, lvl, "/proc/self/cgroup"); moved && err == nil {
 				err = writeExisting(filepath.Join(d, "cgroup.subtree_control"), line)
 			} else if err == nil {
 				err = unix.EBUSY
@@ -76,8 +78,8 @@ func enableV2(mount, cg string) error {
 // <own> cannot enable controllers while the caller is in it. When lvl is the caller's own
 // cgroup and holds no other process, the caller moves itself to the leaf
 // "<own>/karman-self" and reports true.
-func moveSelfOut(dir, lvl string) (bool, error) {
-	b, err := os.ReadFile("/proc/self/cgroup")
+func moveSelfOut(dir, lvl, procSelfCgroup string) (bool, error) {
+	b, err := os.ReadFile(procSelfCgroup)
 	if err != nil {
 		return false, nil
 	}
@@ -116,13 +118,14 @@ func shouldMoveSelf(lvl, own string, procs []int, self int) bool {
 	return true
 }
 
-func addAppV2(mount, podPath, name string, r Resources) (*App, error) {
+func addAppV2(h host, podPath, name string, r Resources) (*App, error) {
+	mount := h.v2Mount
 	res, err := v2Resources(r)
 	if err != nil {
 		return nil, err
 	}
 	// Idempotent: makes sure the pod exists with its controllers enabled.
-	if err := newPodV2(mount, podPath); err != nil {
+	if err := makeV2(mount, podPath); err != nil {
 		return nil, err
 	}
 	pm, err := cgroup2.Load(podPath, cgroup2.WithMountpoint(mount))
@@ -134,7 +137,13 @@ func addAppV2(mount, podPath, name string, r Resources) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cgroups: create app %s: %w", appPath, err)
 	}
-	return &App{path: appPath, v2: m, v2Dir: filepath.Join(mount, appPath)}, nil
+	dir := filepath.Join(mount, appPath)
+	if h.devices != nil {
+		if err := h.devices(dir); err != nil {
+			return nil, fmt.Errorf("cgroups: device allowlist of app %s: %w", appPath, err)
+		}
+	}
+	return &App{path: appPath, v2: m, v2Dir: dir}, nil
 }
 
 func openAppV2(mount, podPath, name string) (*App, error) {

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -32,10 +33,17 @@ func fakeV2(t *testing.T, levels ...string) string {
 		writeFile(t, filepath.Join(d, "cgroup.controllers"), ctrl)
 		writeFile(t, filepath.Join(d, "cgroup.subtree_control"), "")
 	}
-	hostOverride = &host{v2: true, v2Mount: mount}
+	hostOverride = &host{v2: true, v2Mount: mount, devices: func(dir string) error {
+		// What attachDeviceFilter would attach (it needs a real cgroup:
+		// TestV2OnUnifiedHierarchy), recorded where the fake can see it.
+		return os.WriteFile(filepath.Join(dir, fakeDeviceFilter), nil, 0o644)
+	}}
 	t.Cleanup(func() { hostOverride = nil })
 	return mount
 }
+
+// fakeDeviceFilter marks a fake app cgroup that got the device allowlist.
+const fakeDeviceFilter = "fake.device-filter"
 
 func writeFile(t *testing.T, name, data string) {
 	t.Helper()
@@ -91,6 +99,9 @@ func TestV2FakeTree(t *testing.T) {
 			t.Errorf("%s = %q, want %q", file, got, want)
 		}
 	}
+	if _, err := os.Stat(filepath.Join(dir, fakeDeviceFilter)); err != nil {
+		t.Errorf("no device allowlist attached to the app: %v", err)
+	}
 	if _, err := os.Stat(filepath.Join(dir, "memory.swap.max")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("memory.swap.max must not be written: %v", err)
 	}
@@ -139,12 +150,13 @@ func TestV2FakeTree(t *testing.T) {
 		t.Fatalf("OpenApp of a missing app = %v", err)
 	}
 
-	// Adding an app without limits writes no limit file.
+	// Adding an app without limits writes no limit file, and still gets
+	// the device allowlist.
 	if _, err := pod.AddApp("plain", Resources{}); err != nil {
 		t.Fatal(err)
 	}
-	if ents, _ := os.ReadDir(filepath.Join(mount, "karman/pod1/plain")); len(ents) != 0 {
-		t.Fatalf("files written for an app without limits: %v", ents)
+	if ents, _ := os.ReadDir(filepath.Join(mount, "karman/pod1/plain")); len(ents) != 1 || ents[0].Name() != fakeDeviceFilter {
+		t.Fatalf("files of an app without limits: %v", ents)
 	}
 
 	// Delete removes the pod with its apps and keeps the parent; deleting again is fine.
@@ -207,5 +219,108 @@ func TestNewPodRejectsBadNames(t *testing.T) {
 	}
 	if err := OpenPod("/").Delete(); err == nil {
 		t.Error("Delete of / accepted")
+	}
+}
+
+// TestSystemdDelegatedPlacement: under systemd (its runtime directory
+// exists) a caller inside a unit gets its pods in the unit's own cgroup,
+// "<unit>/karman-pods/<uuid>", with the controllers handed down through
+// the unit; elsewhere, or outside a unit, under /karman. Detection reads a
+// fake /proc/self/cgroup and a fake /run/systemd/system.
+func TestSystemdDelegatedPlacement(t *testing.T) {
+	dir := t.TempDir()
+	systemd := filepath.Join(dir, "run-systemd-system")
+	if err := os.Mkdir(systemd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	notADir := filepath.Join(dir, "plain-file")
+	writeFile(t, notADir, "")
+	for _, tc := range []struct {
+		name, proc, systemdDir, want string
+	}{
+		{"v2 unit", procV2Systemd, systemd, "/system.slice/karman.service/karman-pods"},
+		{"hybrid unit", procHybridSystemd, systemd, "/system.slice/karman.service/karman-pods"},
+		{"v1 unit", procV1Systemd, systemd, "/system.slice/karman.service/karman-pods"},
+		{"v2 unit, caller in its leaf", procV2SystemdSelf, systemd, "/system.slice/karman.service/karman-pods"},
+		{"user session scope", procV2Session, systemd, "/user.slice/user-1000.slice/session-2.scope/karman-pods"},
+		{"systemd, caller in the root", procV2Root, systemd, "/karman"},
+		{"no systemd", procV2Systemd, filepath.Join(dir, "missing"), "/karman"},
+		{"no systemd, a file in its place", procV2Systemd, notADir, "/karman"},
+		{"this machine", procHybridNoSystemd, filepath.Join(dir, "missing"), "/karman"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			proc := filepath.Join(t.TempDir(), "cgroup")
+			writeFile(t, proc, tc.proc)
+			got, err := parentFromFiles(proc, tc.systemdDir)
+			if err != nil || got != tc.want {
+				t.Fatalf("parent = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+	if _, err := parentFromFiles(filepath.Join(dir, "missing"), systemd); err == nil {
+		t.Error("no error for a missing /proc/self/cgroup")
+	}
+	bad := filepath.Join(dir, "bad")
+	writeFile(t, bad, "garbage\n")
+	if _, err := parentFromFiles(bad, systemd); err == nil {
+		t.Error("no error for a malformed /proc/self/cgroup")
+	}
+
+	// The pod lands in the unit's cgroup, with cpu, memory and pids
+	// enabled from the root through the unit and karman-pods to the pod.
+	unit := "/system.slice/karman.service"
+	// (The fake's levels stand for the directories the kernel fills.)
+	mount := fakeV2(t, "/", "/system.slice", unit, unit+"/karman-pods", unit+"/karman-pods/uuid1")
+	proc := filepath.Join(dir, "proc-self-cgroup")
+	writeFile(t, proc, procV2Systemd)
+	parent, err := parentFromFiles(proc, systemd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// PrepareParent (before the supervisor starts the init) already hands
+	// the controllers down to karman-pods.
+	if err := PrepareParent(parent); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(mount, parent, "cgroup.subtree_control")); got != "+cpu +memory +pids" {
+		t.Errorf("%s subtree_control after PrepareParent = %q", parent, got)
+	}
+	pod, err := NewPod(parent, "uuid1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pod.Path != unit+"/karman-pods/uuid1" {
+		t.Fatalf("pod at %s", pod.Path)
+	}
+	for _, lvl := range []string{"/", "/system.slice", unit, unit + "/karman-pods", pod.Path} {
+		if got := readFile(t, filepath.Join(mount, lvl, "cgroup.subtree_control")); got != "+cpu +memory +pids" {
+			t.Errorf("%s subtree_control = %q", lvl, got)
+		}
+	}
+
+	// A unit's cgroup that holds processes cannot hand controllers down
+	// (the kernel says EBUSY): when the caller is alone there it moves
+	// itself into <unit>/karman-self; with other processes it does not.
+	unitDir := filepath.Join(mount, unit)
+	self := strconv.Itoa(os.Getpid())
+	writeFile(t, filepath.Join(unitDir, "cgroup.procs"), self+"\n")
+	if err := os.Mkdir(filepath.Join(unitDir, "karman-self"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(unitDir, "karman-self", "cgroup.procs"), "") // the kernel's file
+	moved, err := moveSelfOut(unitDir, unit, proc)
+	if err != nil || !moved {
+		t.Fatalf("moveSelfOut alone in the unit = %v, %v", moved, err)
+	}
+	if got := readFile(t, filepath.Join(unitDir, "karman-self", "cgroup.procs")); got != self {
+		t.Errorf("karman-self/cgroup.procs = %q, want %s", got, self)
+	}
+	writeFile(t, filepath.Join(unitDir, "cgroup.procs"), self+"\n1\n")
+	if moved, err := moveSelfOut(unitDir, unit, proc); err != nil || moved {
+		t.Errorf("moveSelfOut with another process in the unit = %v, %v", moved, err)
+	}
+	// Not the caller's own cgroup: never moved.
+	if moved, err := moveSelfOut(filepath.Join(mount, "system.slice"), "/system.slice", proc); err != nil || moved {
+		t.Errorf("moveSelfOut of another cgroup = %v, %v", moved, err)
 	}
 }

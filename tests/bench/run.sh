@@ -38,6 +38,7 @@ PY
 
 cmds=(-n "karman run" --prepare "bin/karman --dir $work/k gc --grace-period=0" "bin/karman --dir $work/k --config-dir $work/etc run --net=none $img --exec /bin/true"
 	-n "karman run, isolators off" "bin/karman --dir $work/k --config-dir $work/etc run --net=none --insecure-options=capabilities,paths,seccomp $img --exec /bin/true"
+	-n "karman run, exec shim" "bin/karman --dir $work/k --config-dir $work/etc run --net=none $img --seccomp mode=remove,keyctl --exec /bin/true"
 	-n "runc run" "runc run -b $work/bundle karman-bench"
 	-n "unshare floor" "unshare --pid --fork --mount --uts --ipc --net /bin/true")
 if command -v podman >/dev/null; then

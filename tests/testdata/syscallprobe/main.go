@@ -14,6 +14,8 @@ import (
 func main() {
 	calls := map[string]uintptr{
 		"getpid":       unix.SYS_GETPID,
+		"getppid":      unix.SYS_GETPPID,
+		"getuid":       unix.SYS_GETUID,
 		"keyctl":       unix.SYS_KEYCTL,
 		"unshare":      unix.SYS_UNSHARE,
 		"settimeofday": unix.SYS_SETTIMEOFDAY,
@@ -31,8 +33,8 @@ func main() {
 			continue
 		}
 		// All-zero arguments: unshare(0) and settimeofday(NULL, NULL) do
-		// nothing and succeed, keyctl(0, 0) fails with ENOKEY or EINVAL;
-		// only a filter answers EPERM.
+		// nothing and succeed, keyctl(0, 0) fails with ENOKEY or EINVAL,
+		// getpid and getppid cannot fail; only a filter answers EPERM.
 		_, _, errno := syscall.RawSyscall(nr, 0, 0, 0)
 		fmt.Printf("%s=%d\n", name, int(errno))
 	}

@@ -1,0 +1,140 @@
+package cgroups
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// unifiedMount is the cgroup2 hierarchy of this host: /sys/fs/cgroup on
+// v2 hosts, /sys/fs/cgroup/unified on hybrid ones (which holds no
+// resource controller there, but is a real cgroup2 hierarchy: membership,
+// clone3 into a cgroup, eBPF device programs and cgroup.kill all work).
+func unifiedMount(t *testing.T) string {
+	t.Helper()
+	for _, m := range []string{v2DefaultMount, "/sys/fs/cgroup/unified"} {
+		var st unix.Statfs_t
+		if unix.Statfs(m, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+			return m
+		}
+	}
+	t.Skip("no cgroup2 hierarchy mounted")
+	return ""
+}
+
+// TestV2OnUnifiedHierarchy runs the v2 code on the host's real cgroup2
+// hierarchy (on this hybrid machine the almost empty
+// /sys/fs/cgroup/unified), in cgroups of its own under karman-test-<pid>-*:
+// pod and app creation, the eBPF device allowlist, a process started
+// inside its app with clone3 (CLONE_INTO_CGROUP), and Delete through
+// cgroup.kill. Resource limits cannot be checked here: the controllers
+// are bound to the v1 hierarchies.
+func TestV2OnUnifiedHierarchy(t *testing.T) {
+	needRoot(t)
+	mount := unifiedMount(t)
+	hostOverride = &host{v2: true, v2Mount: mount, devices: attachDeviceFilter}
+	t.Cleanup(func() { hostOverride = nil })
+
+	parent := "/" + testPrefix + randHex(t)
+	t.Cleanup(func() {
+		if err := unix.Rmdir(filepath.Join(mount, parent)); err != nil && !errors.Is(err, unix.ENOENT) {
+			t.Errorf("remove parent: %v", err)
+		}
+	})
+	pod, err := NewPod(parent, "pod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := pod.Delete(); err != nil {
+			t.Errorf("cleanup Delete: %v", err)
+		}
+	})
+	app, err := pod.AddApp("app", Resources{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// /dev/kmsg (c 1:11) opens outside the pod, as root, and not inside.
+	probe := `exec 3</dev/null && echo null=ok; exec 4</dev/zero && echo zero=ok; (exec 5</dev/kmsg) 2>/dev/null && echo kmsg=open || echo kmsg=refused; cat /proc/self/cgroup; sleep 30`
+	if out, err := exec.Command("/bin/sh", "-c", "(exec 5</dev/kmsg) && echo kmsg=open").CombinedOutput(); err != nil || !strings.Contains(string(out), "kmsg=open") {
+		t.Skipf("/dev/kmsg does not open on this host outside a cgroup: %v %s", err, out)
+	}
+	outFile := filepath.Join(t.TempDir(), "out")
+	f, err := os.Create(outFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command("/bin/sh", "-c", probe)
+	cmd.Stdout, cmd.Stderr = f, f
+	startInApp(t, app, cmd)
+	var out string
+	for range 200 { // up to 10s for the shell to get to sleep
+		b, _ := os.ReadFile(outFile)
+		if out = string(b); strings.Contains(out, "0::") {
+			break
+		}
+		unix.Nanosleep(&unix.Timespec{Nsec: 50e6}, nil)
+	}
+	for _, want := range []string{"null=ok", "zero=ok", "kmsg=refused", "0::" + app.Path()} {
+		if !strings.Contains(out, want) {
+			t.Errorf("process in the app: %q lacks %q", out, want)
+		}
+	}
+	procs := readTrim(t, filepath.Join(mount, app.Path(), "cgroup.procs"))
+	if procs == "" {
+		t.Fatalf("no process in %s", app.Path())
+	}
+
+	// Delete kills the process (cgroup.kill) and removes the cgroups.
+	if err := pod.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Errorf("process after Delete: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(mount, pod.Path)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pod still there after Delete: %v", err)
+	}
+}
+
+// TestDeleteFindsUnifiedPods: on a hybrid host, Delete removes a pod made
+// in the cgroup2 hierarchy (EnvUnified) even when the caller drives the
+// host as v1, so a gc run without the variable leaves nothing behind.
+func TestDeleteFindsUnifiedPods(t *testing.T) {
+	needRoot(t)
+	if Mode() != "hybrid" {
+		t.Skip("needs a hybrid host")
+	}
+	mount := unifiedMount(t)
+	parent := "/" + testPrefix + randHex(t)
+	t.Cleanup(func() {
+		if err := unix.Rmdir(filepath.Join(mount, parent)); err != nil && !errors.Is(err, unix.ENOENT) {
+			t.Errorf("remove parent: %v", err)
+		}
+	})
+	hostOverride = &host{v2: true, v2Mount: mount, devices: attachDeviceFilter}
+	pod, err := NewPod(parent, "pod")
+	if err == nil {
+		_, err = pod.AddApp("app", Resources{})
+	}
+	hostOverride = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := OpenPod(pod.Path).Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(mount, pod.Path)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("unified pod after a v1 Delete: %v", err)
+	}
+}

@@ -1,0 +1,3 @@
+package isolators
+
+//go:generate go run ./internal/gensyscalls
