@@ -43,6 +43,9 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec) (_ pod, lock *lockfi
 	if err := spec.Validate(); err != nil {
 		return pod{}, nil, err
 	}
+	if err := r.checkNetwork(spec); err != nil {
+		return pod{}, nil, err
+	}
 	uuid := newUUID()
 	p := pod{uuid: uuid, stateDir: "embryo", path: r.podPath("embryo", uuid)}
 	if err := os.Mkdir(p.path, 0o700); err != nil {
@@ -70,12 +73,9 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec) (_ pod, lock *lockfi
 	pd := &stage1.Pod{
 		UUID: uuid, Name: spec.Name, Hostname: hostname, Net: spec.Net,
 		StopTimeout: spec.StopTimeout, Interactive: spec.Interactive, NotifyApp: spec.NotifyApp, Sysctls: spec.Sysctls,
-		Hosts: fmt.Sprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n", hostname),
 	}
-	if spec.Net == "host" {
-		if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
-			pd.ResolvConf = string(b)
-		}
+	if err := prepareNetwork(p, spec, pd); err != nil {
+		return pod{}, nil, err
 	}
 	for _, as := range spec.Apps {
 		app, err := r.prepareApp(ctx, p, spec, as)

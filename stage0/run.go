@@ -27,7 +27,13 @@ func (r *Runtime) Run(ctx context.Context, spec PodSpec, o RunOptions) (string, 
 	if err != nil {
 		return "", 0, err
 	}
+	if err := r.setupNetwork(ctx, p); err != nil {
+		r.discard(p)
+		lock.Unlock()
+		return "", 0, fmt.Errorf("pod %s: %w", p.uuid, err)
+	}
 	if p, err = r.move(p, "run"); err != nil {
+		r.teardownNetwork(ctx, p)
 		r.discard(p)
 		lock.Unlock()
 		return "", 0, err
@@ -37,7 +43,7 @@ func (r *Runtime) Run(ctx context.Context, spec PodSpec, o RunOptions) (string, 
 }
 
 // RunPrepared runs a prepared pod, like Run.
-func (r *Runtime) RunPrepared(_ context.Context, uuid string, o RunOptions) (int, error) {
+func (r *Runtime) RunPrepared(ctx context.Context, uuid string, o RunOptions) (int, error) {
 	p, err := r.find(uuid)
 	if err != nil {
 		return 0, err
@@ -53,7 +59,12 @@ func (r *Runtime) RunPrepared(_ context.Context, uuid string, o RunOptions) (int
 	if err != nil {
 		return 0, fmt.Errorf("pod %s is being started by another process: %w", p.uuid, err)
 	}
+	if err := r.setupNetwork(ctx, p); err != nil {
+		lock.Close()
+		return 0, fmt.Errorf("pod %s: %w", p.uuid, err)
+	}
 	if p, err = r.move(p, "run"); err != nil {
+		r.teardownNetwork(ctx, p)
 		lock.Close()
 		return 0, err
 	}
@@ -81,6 +92,7 @@ func (r *Runtime) supervise(p pod, lock *os.File, o RunOptions) (int, error) {
 	}
 	lock.Close() // the supervisor holds its own copy of the lock now
 	if err != nil {
+		r.teardownNetwork(context.Background(), p)
 		r.discard(p)
 		return 0, fmt.Errorf("pod %s: starting the supervisor: %w", p.uuid, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -77,7 +78,54 @@ func supervise(f supervisorFlags) int {
 		code = fail(err)
 	}
 	s.finish(code)
+	s.teardown()
 	return code
+}
+
+// joinNetNS moves the calling thread into the network namespace bound at
+// path.
+func joinNetNS(path string) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("pod network namespace: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("join the pod network namespace %s: %w", path, err)
+	}
+	return nil
+}
+
+// teardownTimeout bounds Pod.Teardown.
+const teardownTimeout = time.Minute
+
+// teardown runs Pod.Teardown, if any, once the pod has ended; or else
+// removes the pod's network namespace, which takes the pod's end of its
+// network with it.
+func (s *supervisor) teardown() {
+	if s.pod == nil {
+		return
+	}
+	if len(s.pod.Teardown) == 0 {
+		if ns := s.pod.NetNS; ns != "" {
+			if err := unix.Unmount(ns, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+				s.log.Warn("removing the pod's network namespace; `karman gc` retries it", "err", err)
+				return
+			}
+			os.Remove(ns)
+		}
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), teardownTimeout)
+	defer cancel()
+	args := append(s.pod.Teardown[1:len(s.pod.Teardown):len(s.pod.Teardown)], s.dir)
+	cmd := exec.CommandContext(ctx, s.pod.Teardown[0], args...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		s.log.Warn("pod teardown failed; `karman gc` retries it", "cmd", s.pod.Teardown[0], "err", err)
+	}
+	s.log.Debug("pod torn down", "elapsed", time.Since(start))
 }
 
 // fail prints the one-line runtime error and returns its status.
@@ -126,7 +174,19 @@ func (s *supervisor) run() (int, error) {
 		return 0, err
 	}
 	started := make(chan error, 1)
-	go func() { started <- cmd.Start() }()
+	go func() {
+		if pod.NetNS != "" {
+			// The init is forked from this thread, in the pod's network
+			// namespace; the thread, never unlocked, ends with the
+			// goroutine.
+			runtime.LockOSThread()
+			if err := joinNetNS(pod.NetNS); err != nil {
+				started <- err
+				return
+			}
+		}
+		started <- cmd.Start()
+	}()
 	logPipes, err := s.prepare()
 	serr := <-started
 	initSock.Close()
@@ -291,7 +351,7 @@ func (s *supervisor) initCmd() (*exec.Cmd, *os.File, error) {
 		return nil, nil, fmt.Errorf("SO_PASSCRED: %w", serr)
 	}
 	flags := unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP
-	if s.pod.Net != "host" {
+	if s.pod.Net != "host" && s.pod.NetNS == "" {
 		flags |= unix.CLONE_NEWNET
 	}
 	cmd := &exec.Cmd{

@@ -21,6 +21,9 @@ func (g *globals) runtime() (*stage0.Runtime, error) {
 		return nil, err
 	}
 	rt.Warn = g.warn
+	if exe, err := os.Executable(); err == nil {
+		rt.TeardownCmd = []string{exe, stage0.TeardownEntrypoint}
+	}
 	return rt, nil
 }
 
