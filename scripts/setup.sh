@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # What the tests need; --bench adds the peers the benchmarks run beside karman.
 packages=(busybox-static docker-registry containernetworking-plugins iproute2)
 if [ "${1:-}" = "--bench" ]; then
-	packages+=(skopeo umoci hyperfine runc podman python3)
+	packages+=(skopeo umoci hyperfine runc podman python3 nftables)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -493,3 +493,69 @@ func TestDNSFlags(t *testing.T) {
 		t.Errorf("bad --dns: %s", r)
 	}
 }
+
+// cniNet writes a conflist of Debian's bridge and host-local plugins with a
+// bridge and a /24 of the test's own, and returns its name and the
+// subnet's first three octets.
+func (ne *netEnv) cniNet(t *testing.T) (string, string) {
+	t.Helper()
+	id := randHex(4)
+	name, bridge, dataDir := "ktcni"+id, "kc"+id, t.TempDir()
+	b := make([]byte, 1)
+	rand.Read(b)
+	prefix := fmt.Sprintf("10.233.%d.", 1+int(b[0])%250)
+	t.Cleanup(func() {
+		// After the pods are collected (registered later, run earlier):
+		// nothing of them may be left on the bridge or in host-local.
+		if l, err := netlink.LinkByName(bridge); err == nil {
+			links, _ := netlink.LinkList()
+			for _, o := range links {
+				if o.Attrs().MasterIndex == l.Attrs().Index {
+					t.Errorf("veth %s left on CNI bridge %s", o.Attrs().Name, bridge)
+				}
+			}
+			netlink.LinkDel(l)
+		}
+		ents, _ := os.ReadDir(filepath.Join(dataDir, name))
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), prefix) {
+				t.Errorf("host-local reservation %s left", e.Name())
+			}
+		}
+	})
+	conf := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": %q, "plugins": [
+		{"type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": false,
+		 "ipam": {"type": "host-local", "ranges": [[{"subnet": "%s0/24"}]], "dataDir": %q}}]}`, name, bridge, prefix, dataDir)
+	netd := filepath.Join(ne.etc, network.CNIConfDir)
+	os.MkdirAll(netd, 0o755)
+	if err := os.WriteFile(filepath.Join(netd, "50-"+name+".conflist"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return name, prefix
+}
+
+// TestCNIBridgeNetworks: a CNI network of Debian's bridge and host-local
+// plugins carries TCP between pods; a pod joins the default network and
+// the CNI one (eth0 and eth1, both in status); CNI_ARGS IP= chooses the
+// address; gc leaves nothing on the CNI bridge or in host-local.
+func TestCNIBridgeNetworks(t *testing.T) {
+	ne := newNetEnv(t, 24)
+	name, prefix := ne.cniNet(t)
+	_, a := ne.startPod(t, "--net="+name+":IP="+prefix+"77", ne.image, "--exec", "/bin/sh", "--", "-c", "while true; do nc -l -p 5000 -e /bin/cat; done")
+	if ip := ne.podIP(t, a, name); ip != prefix+"77" {
+		t.Errorf("CNI_ARGS IP=%s77: pod has %s", prefix, ip)
+	}
+	_, b := ne.startPod(t, "--net=default,"+name, ne.image, "--exec", "/bin/sleep", "--", "1000")
+	st := ne.status(t, b)
+	if len(st.Networks) != 2 || st.Networks[0].Interface != "eth0" || st.Networks[1].Interface != "eth1" ||
+		!strings.HasPrefix(st.Networks[1].Addresses[0], prefix) || !strings.HasPrefix(st.Networks[0].Addresses[0], ne.prefix) {
+		t.Errorf("two networks: %+v", st.Networks)
+	}
+	r := karman(t, ne.dir, "enter", b, "/bin/sh", "-c", "echo over-cni | nc "+prefix+"77 5000; ip addr show eth1")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "over-cni") || !strings.Contains(r.Stdout, prefix) {
+		t.Errorf("pod to pod over CNI: %s", r)
+	}
+	mustSucceed(t, karman(t, ne.dir, "stop", "--force", a, b))
+	karman(t, ne.dir, "status", "--wait=20s", a)
+	karman(t, ne.dir, "status", "--wait=20s", b)
+}
