@@ -57,7 +57,7 @@ func ResolvConf(d DNS, netName string, rec *Record) (string, bool) {
 	switch {
 	case len(d.Servers) == 1 && d.Servers[0] == "none":
 		return "", false
-	case len(d.Servers) == 1 && d.Servers[0] == "host":
+	case len(d.Servers) == 1 && d.Servers[0] == "host", len(d.Servers) == 0 && netName == Host:
 		b, err := os.ReadFile(hostResolvConf)
 		if err != nil {
 			return "", false
@@ -68,15 +68,6 @@ func ResolvConf(d DNS, netName string, rec *Record) (string, bool) {
 		servers, search = parseResolvConf(string(b), true)
 	case len(d.Servers) > 0:
 		servers = d.Servers
-	case netName == Host:
-		b, err := os.ReadFile(hostResolvConf)
-		if err != nil {
-			return "", false
-		}
-		if len(d.Search) == 0 {
-			return string(b), true
-		}
-		servers, search = parseResolvConf(string(b), true)
 	case netName == None:
 		if len(d.Search) == 0 {
 			return "", false
