@@ -25,6 +25,15 @@
 // state/ctl.sock and state/notify.sock. State files are replaced
 // atomically; a supervisor killed with SIGKILL leaves them incomplete.
 //
+// The pod's network is stage0's: for a pod with networks stage0 has made
+// and configured a persistent network namespace (Pod.NetNS, a bind-mounted
+// nsfs file) before stage1 starts. The supervisor starts the init from a
+// locked OS thread that it moved into that namespace with setns (the
+// thread is never unlocked), without CLONE_NEWNET. When the pod has ended
+// and before it releases the lock, the supervisor runs Pod.Teardown with
+// the pod directory appended, or, without one, unmounts and removes
+// Pod.NetNS itself. stage1 imports no network code.
+//
 // Supervise is the same supervisor run in the calling process, for a
 // caller that would rather not pay for a second start of the karman binary
 // (about 2 ms of a pod's start): the PID and the lock are the same either
@@ -38,7 +47,8 @@
 //
 //	karman __stage1-run PODDIR       supervisor: host namespaces, original PID, holds the lock
 //	└── karman __stage1-init         pod init: PID 1 of new PID, mount, UTS, IPC, cgroup
-//	    │                            (and network, unless net=host) namespaces
+//	    │                            namespaces; in Pod.NetNS, the host's (net=host)
+//	    │                            or a new network namespace (net=none)
 //	    ├── app 1                    chrooted into /apps/<name>, own session
 //	    ├── app 2 ...
 //	    ├── orphans of the apps      re-parented to the init, reaped by it
