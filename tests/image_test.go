@@ -37,7 +37,10 @@ func noNet(args []string) []string {
 	for i, a := range args {
 		if a == "run" || a == "prepare" {
 			for _, b := range args[i+1:] {
-				if strings.HasPrefix(b, "--net") || b == "--" {
+				if b == "--" {
+					break // the app's arguments
+				}
+				if strings.HasPrefix(b, "--net") {
 					return args
 				}
 			}

@@ -559,3 +559,23 @@ func TestCNIBridgeNetworks(t *testing.T) {
 	karman(t, ne.dir, "status", "--wait=20s", a)
 	karman(t, ne.dir, "status", "--wait=20s", b)
 }
+
+// TestPreparedPodGetsNetworkWhenRun: a prepared pod holds no namespace or
+// address; run-prepared makes them, and they go when the pod ends.
+func TestPreparedPodGetsNetworkWhenRun(t *testing.T) {
+	ne := newNetEnv(t, 24)
+	uuid := strings.TrimSpace(mustSucceed(t, karman(t, ne.dir, "prepare", "--net=default", ne.image, "--exec", "/bin/sh", "--", "-c", "ip addr show eth0")).Stdout)
+	if ents, _ := os.ReadDir(ne.netnsDir); len(ents) != 0 {
+		t.Errorf("a prepared pod has a namespace: %v", ents)
+	}
+	if res, _ := network.Reservations(filepath.Join(ne.ipamDir, ne.bridge)); len(res) != 0 {
+		t.Errorf("a prepared pod has an address: %v", res)
+	}
+	r := mustSucceed(t, karman(t, ne.dir, "run-prepared", uuid))
+	if !strings.Contains(r.Stdout, "inet "+ne.prefix) {
+		t.Errorf("run-prepared pod's eth0: %s", r.Stdout)
+	}
+	if n := ne.status(t, uuid).Networks; len(n) != 1 || !strings.HasPrefix(n[0].Addresses[0], ne.prefix) {
+		t.Errorf("status networks: %+v", n)
+	}
+}
