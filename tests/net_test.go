@@ -495,9 +495,9 @@ func TestDNSFlags(t *testing.T) {
 }
 
 // cniNet writes a conflist of Debian's bridge and host-local plugins with a
-// bridge and a /24 of the test's own, and returns its name and the
-// subnet's first three octets.
-func (ne *netEnv) cniNet(t *testing.T) (string, string) {
+// bridge and a /24 of the test's own, and extra plugins after them, and
+// returns its name and the subnet's first three octets.
+func (ne *netEnv) cniNet(t *testing.T, extra string) (string, string) {
 	t.Helper()
 	id := randHex(4)
 	name, bridge, dataDir := "ktcni"+id, "kc"+id, t.TempDir()
@@ -525,7 +525,7 @@ func (ne *netEnv) cniNet(t *testing.T) (string, string) {
 	})
 	conf := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": %q, "plugins": [
 		{"type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": false,
-		 "ipam": {"type": "host-local", "ranges": [[{"subnet": "%s0/24"}]], "dataDir": %q}}]}`, name, bridge, prefix, dataDir)
+		 "ipam": {"type": "host-local", "ranges": [[{"subnet": "%s0/24"}]], "dataDir": %q}}%s]}`, name, bridge, prefix, dataDir, extra)
 	netd := filepath.Join(ne.etc, network.CNIConfDir)
 	os.MkdirAll(netd, 0o755)
 	if err := os.WriteFile(filepath.Join(netd, "50-"+name+".conflist"), []byte(conf), 0o644); err != nil {
@@ -540,7 +540,7 @@ func (ne *netEnv) cniNet(t *testing.T) (string, string) {
 // address; gc leaves nothing on the CNI bridge or in host-local.
 func TestCNIBridgeNetworks(t *testing.T) {
 	ne := newNetEnv(t, 24)
-	name, prefix := ne.cniNet(t)
+	name, prefix := ne.cniNet(t, "")
 	_, a := ne.startPod(t, "--net="+name+":IP="+prefix+"77", ne.image, "--exec", "/bin/sh", "--", "-c", "while true; do nc -l -p 5000 -e /bin/cat; done")
 	if ip := ne.podIP(t, a, name); ip != prefix+"77" {
 		t.Errorf("CNI_ARGS IP=%s77: pod has %s", prefix, ip)
@@ -577,5 +577,26 @@ func TestPreparedPodGetsNetworkWhenRun(t *testing.T) {
 	}
 	if n := ne.status(t, uuid).Networks; len(n) != 1 || !strings.HasPrefix(n[0].Addresses[0], ne.prefix) {
 		t.Errorf("status networks: %+v", n)
+	}
+}
+
+// TestCNIPluginFailsHalfWay: the bridge plugin succeeds, the next plugin of
+// the list fails; the error says so, and DEL undoes the bridge plugin's
+// work (the cleanups check the CNI bridge and host-local), nothing else is
+// left.
+func TestCNIPluginFailsHalfWay(t *testing.T) {
+	ne := newNetEnv(t, 24)
+	name, _ := ne.cniNet(t, `, {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.karman_no_such_sysctl": "1"}}`)
+	r := ne.run(t, "--net=default,"+name, ne.image, "--exec", "/bin/true")
+	if r.Code != 254 || !strings.Contains(r.Stderr, "CNI ADD") || !strings.Contains(r.Stderr, "karman_no_such_sysctl") {
+		t.Errorf("failing plugin: %s", r)
+	} else {
+		t.Log(r.Stderr)
+	}
+	if n := podCount(t, ne.dir); n != 0 {
+		t.Errorf("%d pods left after a failed setup", n)
+	}
+	if ents, _ := os.ReadDir(ne.netnsDir); len(ents) != 0 {
+		t.Errorf("namespaces left: %d", len(ents))
 	}
 }
