@@ -102,7 +102,7 @@ func ensureBridge(d *DefaultConfig, gw netip.Addr) (netlink.Link, error) {
 			return nil, fmt.Errorf("%s exists and is a %s, not a bridge; name another bridge in %s: %w", d.Bridge, br.Type(), ConfigFile, ErrConfig)
 		}
 		if br.Attrs().Flags&net.FlagUp != 0 {
-			return br, nil
+			return br, forwarding(d.Bridge)
 		}
 	} else {
 		la := netlink.NewLinkAttrs()
@@ -122,17 +122,26 @@ func ensureBridge(d *DefaultConfig, gw netip.Addr) (netlink.Link, error) {
 	if err := netlink.AddrAdd(br, a); err != nil && !errors.Is(err, unix.EEXIST) {
 		return nil, fmt.Errorf("address %s on bridge %s: %w", a.IPNet, d.Bridge, err)
 	}
-	// Forwarding, for traffic between the pods and the world; route_localnet
-	// on the bridge, so that 127.0.0.1:HOSTPORT can be forwarded to a pod.
-	for _, s := range []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv4/conf/" + d.Bridge + "/route_localnet"} {
-		if err := os.WriteFile(s, []byte("1"), 0); err != nil {
-			return nil, fmt.Errorf("sysctl %s: %w", s, err)
-		}
+	if err := forwarding(d.Bridge); err != nil {
+		return nil, err
 	}
 	if err := netlink.LinkSetUp(br); err != nil {
 		return nil, fmt.Errorf("bridge %s up: %w", d.Bridge, err)
 	}
 	return br, nil
+}
+
+// forwarding sets, on every pod start (someone may have reset them), the
+// forwarding of IPv4 for traffic between the pods and the world, and
+// route_localnet on the bridge so that 127.0.0.1:HOSTPORT can be forwarded
+// to a pod.
+func forwarding(bridge string) error {
+	for _, s := range []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv4/conf/" + bridge + "/route_localnet"} {
+		if err := os.WriteFile(s, []byte("1"), 0); err != nil {
+			return fmt.Errorf("sysctl %s: %w", s, err)
+		}
+	}
+	return nil
 }
 
 func randomMAC() net.HardwareAddr {
