@@ -20,7 +20,7 @@ cleanup() {
 	ip link del "$cnibridge" 2>/dev/null || true
 	nft delete table ip "karman-$bridge" 2>/dev/null || true
 	umount -l "$netns" 2>/dev/null || true
-	rm -rf "$work" "$netns"
+	rm -rf "$work" "$netns" "/run/karman/bench-ipam-$id"
 }
 trap cleanup EXIT
 k() { bin/karman --dir "$work/k" --config-dir "$work/etc" "$@"; }
@@ -29,7 +29,7 @@ k() { bin/karman --dir "$work/k" --config-dir "$work/etc" "$@"; }
 sub=$(( id % 200 + 20 ))
 cat >"$work/etc/network.json" <<JSON
 {"version": 1, "default": {"bridge": "$bridge", "subnet": "10.234.$sub.0/24"},
- "netnsDir": "$netns", "stateDir": "$work/ipam"}
+ "netnsDir": "$netns", "stateDir": "/run/karman/bench-ipam-$id"}
 JSON
 cat >"$work/etc/net.d/50-bench.conflist" <<JSON
 {"cniVersion": "1.0.0", "name": "benchcni", "plugins": [
