@@ -15,7 +15,7 @@ import (
 // Error classes.
 var (
 	// ErrConfig: a network configuration is missing or broken.
-	ErrConfig = errors.New("network configuration")
+	ErrConfig = errors.New("invalid network configuration")
 	// ErrExhausted: a network has no free address left.
 	ErrExhausted = errors.New("no free address")
 	// ErrPortTaken: a host port asked for is already in use.
