@@ -25,6 +25,7 @@ import (
 //	chain postrouting (nat, srcnat):
 //	    ip saddr SUBNET ip daddr != SUBNET masquerade      once per network
 //	    ip saddr 127.0.0.0/8 oifname BRIDGE masquerade      once per network
+//	    ip saddr SUBNET oifname BRIDGE ct status dnat masquerade   once (hairpin)
 //	chain prerouting (nat, dstnat), chain output (nat, dstnat):
 //	    fib daddr type local meta l4proto P th dport HOSTPORT dnat to POD:PORT
 //	                                                        per pod and port
@@ -40,6 +41,9 @@ import (
 func tableName(bridge string) string { return "karman-" + bridge }
 
 const tablePrefix = "karman-"
+
+// ipsDstNAT is the conntrack status bit of a destination-NATed connection.
+const ipsDstNAT = 1 << 5
 
 func natChains(t *nftables.Table) (post, pre, out *nftables.Chain) {
 	post = &nftables.Chain{Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT, Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource}
@@ -74,6 +78,16 @@ func ensureNAT(d *DefaultConfig) error {
 	e := append(matchPrefix(12, lo, expr.CmpOpEq),
 		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(d.Bridge)},
+		&expr.Masq{})
+	c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: e})
+	// Hairpin: a pod that reaches a forwarded port through the host gets
+	// the answer through the host too, not straight over the bridge.
+	e = append(matchPrefix(12, d.prefix, expr.CmpOpEq),
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(d.Bridge)},
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binary.NativeEndian.AppendUint32(nil, ipsDstNAT), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
 		&expr.Masq{})
 	c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: e})
 	if err := c.Flush(); err != nil {

@@ -339,10 +339,16 @@ func TestPortForward(t *testing.T) {
 		t.Errorf("from another namespace: %q, %v", out, err)
 	}
 
+	// From another pod, through the host (hairpin).
+	r := ne.run(t, "--net=default", ne.image, "--exec", "/bin/sh", "--", "-c", fmt.Sprintf(`printf 'GET / HTTP/1.0\r\n\r\n' | nc %s1 %d`, ne.prefix, hp))
+	if r.Code != 0 || !strings.Contains(r.Stdout, "pong-") {
+		t.Errorf("from another pod through the host: %s", r)
+	}
+
 	// Taken by that pod: refused, and nothing of the second pod is left
 	// (the cleanup's leak check).
 	before := podCount(t, ne.dir)
-	r := ne.run(t, "--net=default", "--port", fmt.Sprintf("%d:80", hp), ne.image, "--exec", "/bin/true")
+	r = ne.run(t, "--net=default", "--port", fmt.Sprintf("%d:80", hp), ne.image, "--exec", "/bin/true")
 	if r.Code != 254 || !strings.Contains(r.Stderr, "forwarded to pod "+uuid) {
 		t.Errorf("port of another pod: %s", r)
 	}
