@@ -24,6 +24,7 @@ import (
 
 	"github.com/karman-project/karman/network"
 	"github.com/karman-project/karman/stage0"
+	"github.com/karman-project/karman/tests/testenv"
 )
 
 // netEnv is a podEnv whose default network is the test's own: its own
@@ -605,4 +606,71 @@ func TestCNIPluginFailsHalfWay(t *testing.T) {
 	if ents, _ := os.ReadDir(ne.netnsDir); len(ents) != 0 {
 		t.Errorf("namespaces left: %d", len(ents))
 	}
+}
+
+// buildTool builds a command of tests/testdata, static, and returns its path.
+func buildTool(t *testing.T, name string) string {
+	t.Helper()
+	root, err := testenv.ModuleRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = "/usr/local/go/bin/go"
+	}
+	out := filepath.Join(t.TempDir(), name)
+	cmd := exec.Command(goTool, "build", "-o", out, "./tests/testdata/"+name)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building %s: %v\n%s", name, err, b)
+	}
+	return out
+}
+
+// TestPortForwardUDP: a UDP forward answers on 127.0.0.1.
+func TestPortForwardUDP(t *testing.T) {
+	ne := newNetEnv(t, 24)
+	echo := buildTool(t, "udpecho")
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hp := c.LocalAddr().(*net.UDPAddr).Port
+	c.Close()
+	_, uuid := ne.startPod(t, "--net=default", "--port", fmt.Sprintf("%d:5353/udp", hp), ne.image,
+		"--volume", echo+":/udpecho:ro", "--exec", "/udpecho", "--", "5353")
+	ne.waitLog(t, uuid, "listening")
+	conn, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", hp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	buf := make([]byte, 100)
+	var got string
+	for range 20 { // a datagram may be lost; retry, bounded
+		conn.Write([]byte("hi-udp"))
+		conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		if n, err := conn.Read(buf); err == nil {
+			got = string(buf[:n])
+			break
+		}
+	}
+	if got != "echo:hi-udp" {
+		t.Errorf("UDP forward answered %q", got)
+	}
+	mustSucceed(t, karman(t, ne.dir, "stop", "--force", uuid))
+}
+
+// waitLog waits until the pod's log holds s.
+func (ne *netEnv) waitLog(t *testing.T, uuid, s string) {
+	t.Helper()
+	for range 200 {
+		if strings.Contains(karman(t, ne.dir, "logs", uuid).Stdout, s) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("pod %s never logged %q", uuid, s)
 }
