@@ -674,3 +674,56 @@ func (ne *netEnv) waitLog(t *testing.T, uuid, s string) {
 	}
 	t.Fatalf("pod %s never logged %q", uuid, s)
 }
+
+// TestCNIPortMap: with Debian's portmap plugin in the list, --port reaches
+// it as the portMappings capability and answers on 127.0.0.1; when the
+// pod ends, the teardown command runs DEL and no rule naming the pod is
+// left in iptables.
+func TestCNIPortMap(t *testing.T) {
+	ne := newNetEnv(t, 24)
+	name, _ := ne.cniNet(t, `, {"type": "portmap", "capabilities": {"portMappings": true}}`)
+	hp := freePort(t)
+	_, uuid := ne.startPod(t, "--net="+name, "--port", fmt.Sprintf("%d:8080", hp), ne.image, "--exec", "/bin/sh", "--",
+		"-c", "mkdir -p /www && echo pong-cni > /www/index.html && exec httpd -f -p 8080 -h /www")
+	if rules := iptablesRules(t, uuid); len(rules) == 0 {
+		t.Errorf("portmap made no rule for pod %s", uuid)
+	}
+	var body string
+	c := http.Client{Timeout: 5 * time.Second}
+	for range 50 {
+		resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/", hp))
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.HasPrefix(body, "pong-cni") {
+		t.Errorf("CNI port forward from 127.0.0.1: %q", body)
+	}
+	mustSucceed(t, karman(t, ne.dir, "stop", "--force", uuid))
+	karman(t, ne.dir, "status", "--wait=20s", uuid)
+	// The supervisor ran the teardown command before it released the pod.
+	if rules := iptablesRules(t, uuid); len(rules) != 0 {
+		t.Errorf("rules of the ended pod left: %v", rules)
+	}
+}
+
+// iptablesRules lists the nat rules that name a pod (portmap tags them with
+// the container ID).
+func iptablesRules(t *testing.T, uuid string) []string {
+	t.Helper()
+	out, err := exec.Command("iptables-save", "-t", "nat").Output()
+	if err != nil {
+		t.Fatalf("iptables-save: %v", err)
+	}
+	var rules []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, uuid) {
+			rules = append(rules, l)
+		}
+	}
+	return rules
+}
