@@ -64,30 +64,35 @@ func (r *Runtime) checkNetwork(spec PodSpec) error {
 }
 
 // prepareNetwork fills in pod.json's network part for none and host, or
-// records the request for setupNetwork.
-func prepareNetwork(p pod, spec PodSpec, pd *stage1.Pod) error {
+// returns the request for attachNetworks, recorded (with record) for
+// RunPrepared.
+func prepareNetwork(p pod, spec PodSpec, pd *stage1.Pod, record bool) (*netRequest, error) {
 	if spec.Net == network.None || spec.Net == network.Host {
 		pd.Hosts = network.Hosts(pd.Hostname, pd.Name, nil)
 		pd.ResolvConf, _ = network.ResolvConf(spec.DNS, spec.Net, nil)
-		return nil
+		return nil, nil
 	}
 	atts, err := network.ParseNet(spec.Net)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	b, err := json.Marshal(netRequest{Networks: atts, Ports: spec.Ports, DNS: spec.DNS})
+	req := &netRequest{Networks: atts, Ports: spec.Ports, DNS: spec.DNS}
+	if !record {
+		return req, nil
+	}
+	b, err := json.Marshal(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := os.MkdirAll(filepath.Join(p.path, network.RecordDir), 0o755); err != nil {
-		return err
+		return nil, err
 	}
-	return os.WriteFile(filepath.Join(p.path, netRequestFile), b, 0o644)
+	return req, os.WriteFile(filepath.Join(p.path, netRequestFile), b, 0o644)
 }
 
 // setupNetwork makes the pod's networks and completes its pod.json. On
 // failure it leaves nothing of the network behind.
-func (r *Runtime) setupNetwork(ctx context.Context, p pod) (err error) {
+func (r *Runtime) setupNetwork(ctx context.Context, p pod) error {
 	b, err := os.ReadFile(filepath.Join(p.path, netRequestFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil // none or host
@@ -103,17 +108,25 @@ func (r *Runtime) setupNetwork(ctx context.Context, p pod) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := r.attachNetworks(ctx, p, pd, &req); err != nil {
+		return err
+	}
+	if err := stage1.SavePod(p.path, pd); err != nil {
+		network.Teardown(context.WithoutCancel(ctx), p.path, r.log)
+		return err
+	}
+	return nil
+}
+
+// attachNetworks makes the pod's networks and fills in pd's network
+// fields; the caller saves pd, or calls network.Teardown if it cannot.
+func (r *Runtime) attachNetworks(ctx context.Context, p pod, pd *stage1.Pod, req *netRequest) error {
 	rec, err := network.Setup(ctx, network.Options{
 		UUID: p.uuid, PodDir: p.path, Networks: req.Networks, Ports: req.Ports, ConfigDir: r.configDir, Log: r.log,
 	})
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			network.Teardown(context.WithoutCancel(ctx), p.path, r.log)
-		}
-	}()
 	pd.NetNS = rec.NetNS
 	pd.Hosts = network.Hosts(pd.Hostname, pd.Name, rec)
 	pd.ResolvConf, _ = network.ResolvConf(req.DNS, req.Networks[0].Name, rec)
@@ -123,7 +136,7 @@ func (r *Runtime) setupNetwork(ctx context.Context, p pod) (err error) {
 	if len(req.Ports) > 0 || slices.ContainsFunc(req.Networks, func(a network.Attachment) bool { return a.Name != network.Default }) {
 		pd.Teardown = r.TeardownCmd
 	}
-	return stage1.SavePod(p.path, pd)
+	return nil
 }
 
 // teardownNetwork undoes a pod's network, wherever the pod is.

@@ -22,7 +22,7 @@ import (
 // Prepare creates a pod from spec, ready for RunPrepared, and returns its
 // UUID.
 func (r *Runtime) Prepare(ctx context.Context, spec PodSpec) (string, error) {
-	p, lock, err := r.create(ctx, spec)
+	p, lock, err := r.create(ctx, spec, false)
 	if err != nil {
 		return "", err
 	}
@@ -37,9 +37,10 @@ func (r *Runtime) Prepare(ctx context.Context, spec PodSpec) (string, error) {
 func leaseID(uuid, app string) string { return "pod-" + uuid + "-" + app }
 
 // create makes a pod directory in embryo/ and fills it: images resolved
-// (fetched per the pull policy), one rendering per app, pod.json. It
+// (fetched per the pull policy), one rendering per app, pod.json; with
+// run, the pod's networks too (else they wait for RunPrepared). It
 // returns the pod still locked. On failure nothing is left behind.
-func (r *Runtime) create(ctx context.Context, spec PodSpec) (_ pod, lock *lockfile.Lock, err error) {
+func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool) (_ pod, lock *lockfile.Lock, err error) {
 	if err := spec.Validate(); err != nil {
 		return pod{}, nil, err
 	}
@@ -74,7 +75,8 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec) (_ pod, lock *lockfi
 		UUID: uuid, Name: spec.Name, Hostname: hostname, Net: spec.Net,
 		StopTimeout: spec.StopTimeout, Interactive: spec.Interactive, NotifyApp: spec.NotifyApp, Sysctls: spec.Sysctls,
 	}
-	if err := prepareNetwork(p, spec, pd); err != nil {
+	req, err := prepareNetwork(p, spec, pd, !run)
+	if err != nil {
 		return pod{}, nil, err
 	}
 	for _, as := range spec.Apps {
@@ -83,6 +85,11 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec) (_ pod, lock *lockfi
 			return pod{}, nil, fmt.Errorf("app %s: %w", as.Name, err)
 		}
 		pd.Apps = append(pd.Apps, app)
+	}
+	if run && req != nil {
+		if err := r.attachNetworks(ctx, p, pd, req); err != nil {
+			return pod{}, nil, fmt.Errorf("pod %s: %w", uuid, err)
+		}
 	}
 	if err := stage1.SavePod(p.path, pd); err != nil {
 		return pod{}, nil, err
@@ -208,6 +215,9 @@ func mergeEnv(base, overrides []string) []string {
 func (r *Runtime) discard(p pod) error {
 	if np, err := r.relocate(p); err == nil {
 		p = np
+	}
+	if err := r.teardownNetwork(context.Background(), p); err != nil {
+		return err // the record stays for gc, which retries
 	}
 	var errs []error
 	ents, _ := os.ReadDir(filepath.Join(p.path, "apps"))

@@ -23,17 +23,11 @@ type RunOptions struct {
 // has ended. The caller exits with it. With o.Detach, Run starts the
 // supervisor as a child and returns 0 once it runs.
 func (r *Runtime) Run(ctx context.Context, spec PodSpec, o RunOptions) (string, int, error) {
-	p, lock, err := r.create(ctx, spec)
+	p, lock, err := r.create(ctx, spec, true)
 	if err != nil {
 		return "", 0, err
 	}
-	if err := r.setupNetwork(ctx, p); err != nil {
-		r.discard(p)
-		lock.Unlock()
-		return "", 0, fmt.Errorf("pod %s: %w", p.uuid, err)
-	}
 	if p, err = r.move(p, "run"); err != nil {
-		r.teardownNetwork(ctx, p)
 		r.discard(p)
 		lock.Unlock()
 		return "", 0, err
@@ -92,7 +86,6 @@ func (r *Runtime) supervise(p pod, lock *os.File, o RunOptions) (int, error) {
 	}
 	lock.Close() // the supervisor holds its own copy of the lock now
 	if err != nil {
-		r.teardownNetwork(context.Background(), p)
 		r.discard(p)
 		return 0, fmt.Errorf("pod %s: starting the supervisor: %w", p.uuid, err)
 	}

@@ -82,18 +82,41 @@ func supervise(f supervisorFlags) int {
 	return code
 }
 
-// joinNetNS moves the calling thread into the network namespace bound at
-// path.
-func joinNetNS(path string) error {
+// startInNetNS starts cmd from a thread moved into the network namespace
+// bound at path, moves the thread back and sends the result on started.
+// The thread must outlive the start: the init's parent-death signal fires
+// when the thread that forked it exits, not the process, so a thread that
+// cannot be moved back is parked for good rather than left to end with a
+// locked goroutine.
+func startInNetNS(cmd *exec.Cmd, path string, started chan<- error) {
+	runtime.LockOSThread()
+	done := func(err error) {
+		runtime.UnlockOSThread()
+		started <- err
+	}
+	self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		done(fmt.Errorf("own network namespace: %w", err))
+		return
+	}
+	defer unix.Close(self)
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("pod network namespace: %w", err)
+		done(fmt.Errorf("pod network namespace: %w", err))
+		return
 	}
-	defer unix.Close(fd)
-	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-		return fmt.Errorf("join the pod network namespace %s: %w", path, err)
+	err = unix.Setns(fd, unix.CLONE_NEWNET)
+	unix.Close(fd)
+	if err != nil {
+		done(fmt.Errorf("join the pod network namespace %s: %w", path, err))
+		return
 	}
-	return nil
+	err = cmd.Start()
+	if unix.Setns(self, unix.CLONE_NEWNET) != nil {
+		started <- err
+		select {} // parked with the thread, for the supervisor's life
+	}
+	done(err)
 }
 
 // teardownTimeout bounds Pod.Teardown.
@@ -175,17 +198,11 @@ func (s *supervisor) run() (int, error) {
 	}
 	started := make(chan error, 1)
 	go func() {
-		if pod.NetNS != "" {
-			// The init is forked from this thread, in the pod's network
-			// namespace; the thread, never unlocked, ends with the
-			// goroutine.
-			runtime.LockOSThread()
-			if err := joinNetNS(pod.NetNS); err != nil {
-				started <- err
-				return
-			}
+		if pod.NetNS == "" {
+			started <- cmd.Start()
+			return
 		}
-		started <- cmd.Start()
+		startInNetNS(cmd, pod.NetNS, started)
 	}()
 	logPipes, err := s.prepare()
 	serr := <-started
