@@ -28,8 +28,9 @@
 // The pod's network is stage0's: for a pod with networks stage0 has made
 // and configured a persistent network namespace (Pod.NetNS, a bind-mounted
 // nsfs file) before stage1 starts. The supervisor starts the init from a
-// locked OS thread that it moved into that namespace with setns (the
-// thread is never unlocked), without CLONE_NEWNET. When the pod has ended
+// locked OS thread that it moved into that namespace with setns, without
+// CLONE_NEWNET, and moves the thread back (it must not end: the init's
+// parent-death signal fires when the thread that forked it exits). When the pod has ended
 // and before it releases the lock, the supervisor runs Pod.Teardown with
 // the pod directory appended, or, without one, unmounts and removes
 // Pod.NetNS itself. stage1 imports no network code.
