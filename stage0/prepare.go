@@ -79,18 +79,31 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool) (_ pod, lo
 	if err != nil {
 		return pod{}, nil, err
 	}
+	// The network is made beside the apps' images and renderings: both
+	// are mostly system calls, and the machine has more than one CPU.
+	netErr := make(chan error, 1)
+	if run && req != nil {
+		go func() { netErr <- r.attachNetworks(ctx, p, pd, req) }()
+	} else {
+		netErr <- nil
+	}
+	var apps []stage1.App
+	var appErr error
 	for _, as := range spec.Apps {
 		app, err := r.prepareApp(ctx, p, spec, as)
 		if err != nil {
-			return pod{}, nil, fmt.Errorf("app %s: %w", as.Name, err)
+			appErr = fmt.Errorf("app %s: %w", as.Name, err)
+			break
 		}
-		pd.Apps = append(pd.Apps, app)
+		apps = append(apps, app)
 	}
-	if run && req != nil {
-		if err := r.attachNetworks(ctx, p, pd, req); err != nil {
-			return pod{}, nil, fmt.Errorf("pod %s: %w", uuid, err)
-		}
+	if err := <-netErr; err != nil && appErr == nil {
+		appErr = fmt.Errorf("pod %s: %w", uuid, err)
 	}
+	if appErr != nil {
+		return pod{}, nil, appErr // the deferred discard undoes the network too
+	}
+	pd.Apps = apps
 	if err := stage1.SavePod(p.path, pd); err != nil {
 		return pod{}, nil, err
 	}
