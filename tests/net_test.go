@@ -172,6 +172,12 @@ func TestDefaultNetworkTCP(t *testing.T) {
 	if n := st.Networks[0]; n.Interface != "eth0" || n.Gateway != ne.prefix+"1" {
 		t.Errorf("status networks: %+v", st.Networks)
 	}
+	if l := mustSucceed(t, karman(t, ne.dir, "list")).Stdout; !strings.Contains(l, "default:eth0="+aIP+"/24") {
+		t.Errorf("list does not show the pod's network:\n%s", l)
+	}
+	if s := mustSucceed(t, karman(t, ne.dir, "status", a)).Stdout; !strings.Contains(s, "network-default-address="+aIP+"/24\n") {
+		t.Errorf("status does not show the pod's address:\n%s", s)
+	}
 	// Pod to pod, and the pod's /etc/hosts names it.
 	r := ne.run(t, "--net=default", "--hostname", "client", ne.image, "--exec", "/bin/sh", "--",
 		"-c", "echo ping-from-b | nc "+aIP+" 5000; grep client /etc/hosts")
