@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/karman-project/karman/stage1"
 )
@@ -23,10 +24,12 @@ type RunOptions struct {
 // has ended. The caller exits with it. With o.Detach, Run starts the
 // supervisor as a child and returns 0 once it runs.
 func (r *Runtime) Run(ctx context.Context, spec PodSpec, o RunOptions) (string, int, error) {
+	start := time.Now()
 	p, lock, err := r.create(ctx, spec, true)
 	if err != nil {
 		return "", 0, err
 	}
+	r.log.Debug("pod created", "pod", p.uuid, "elapsed", time.Since(start))
 	if p, err = r.move(p, "run"); err != nil {
 		r.discard(p)
 		lock.Unlock()

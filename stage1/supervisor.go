@@ -77,8 +77,10 @@ func supervise(f supervisorFlags) int {
 	if err != nil {
 		code = fail(err)
 	}
+	end := time.Now()
 	s.finish(code)
 	s.teardown()
+	s.log.Debug("pod ended", "teardown", time.Since(end))
 	return code
 }
 
