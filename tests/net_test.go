@@ -50,6 +50,7 @@ func randHex(n int) string {
 // length (24 unless a test wants a small one).
 func newNetEnv(t *testing.T, bits int) *netEnv {
 	t.Helper()
+	testenv.RequireRoot(t, "pod networks need network namespaces, links and nftables")
 	b := make([]byte, 1)
 	rand.Read(b)
 	x := 1 + int(b[0])%250
