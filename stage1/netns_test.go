@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/karman-project/karman/tests/testenv"
 )
 
 // testNetNS makes a named network namespace (at /run/netns/NAME) holding a
@@ -26,6 +28,7 @@ func testNetNS(t *testing.T) string {
 // supervisor removes the namespace when the pod ends; with Teardown it
 // runs that command (with the pod directory) instead.
 func TestJoinNetNS(t *testing.T) {
+	testenv.RequireRoot(t, "network namespaces")
 	ns := testNetNS(t)
 	p := newPod(t, func(p *Pod) { p.Net, p.NetNS = "test", ns }, sh("app", "ip link show kdummy0 >/dev/null && echo joined"))
 	p.expect(p.run(), 0)
