@@ -230,9 +230,11 @@ func Setup(ctx context.Context, o Options) (_ *Record, err error) {
 	}
 	o.Log.Debug("network namespace made", "elapsed", time.Since(start))
 	for _, n := range rec.Networks {
-		n.Started = true
-		if err := rec.save(o.PodDir); err != nil {
-			return rec, err
+		if !n.Started {
+			n.Started = true
+			if err := rec.save(o.PodDir); err != nil {
+				return rec, err
+			}
 		}
 		if n.Type == Default {
 			err = attachDefault(ctx, &cfg.Default, rec, n, o.PodDir)
@@ -276,6 +278,10 @@ func plan(o Options) (*Config, *Record, error) {
 				continue
 			}
 			n = cfg.Default.rec(cfg.StateDir, o.UUID, ports)
+			// Undoing a default attachment that was never made costs
+			// nothing (release by UUID, no rule, no link): it counts as
+			// started from the first record on, which spares a write.
+			n.Started = true
 		} else if n, err = prepareCNI(cfg, a, ports); err != nil {
 			errs = append(errs, fmt.Errorf("--net=%s: %w", a.Name, err))
 			continue
