@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/karman-project/karman/internal/lockfile"
 )
 
@@ -102,7 +104,8 @@ func (m *ipam) allocate(ctx context.Context, uuid, netns string) (netip.Addr, er
 }
 
 // held tells whether the reservation in file name still holds: its pod's
-// network namespace exists.
+// network namespace is still bound (a file left where /run does not
+// survive a reboot holds nothing).
 func (m *ipam) held(name string) bool {
 	b, err := os.ReadFile(filepath.Join(m.dir, name))
 	if err != nil {
@@ -113,8 +116,11 @@ func (m *ipam) held(name string) bool {
 	if ns == "" {
 		return true
 	}
-	_, err = os.Lstat(ns)
-	return !errors.Is(err, os.ErrNotExist)
+	var st unix.Statfs_t
+	if err := unix.Statfs(ns, &st); err != nil {
+		return !errors.Is(err, unix.ENOENT)
+	}
+	return st.Type == unix.NSFS_MAGIC
 }
 
 // owner is the pod UUID a reservation file names.
