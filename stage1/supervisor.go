@@ -77,10 +77,8 @@ func supervise(f supervisorFlags) int {
 	if err != nil {
 		code = fail(err)
 	}
-	end := time.Now()
 	s.finish(code)
 	s.teardown()
-	s.log.Debug("pod ended", "teardown", time.Since(end))
 	return code
 }
 
@@ -128,9 +126,11 @@ const teardownTimeout = time.Minute
 // removes the pod's network namespace, which takes the pod's end of its
 // network with it.
 func (s *supervisor) teardown() {
-	if s.pod == nil {
+	if s.pod == nil || (s.pod.NetNS == "" && len(s.pod.Teardown) == 0) {
 		return
 	}
+	start := time.Now()
+	defer func() { s.log.Debug("pod network undone", "elapsed", time.Since(start)) }()
 	if len(s.pod.Teardown) == 0 {
 		if ns := s.pod.NetNS; ns != "" {
 			if err := unix.Unmount(ns, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
@@ -146,11 +146,9 @@ func (s *supervisor) teardown() {
 	args := append(s.pod.Teardown[1:len(s.pod.Teardown):len(s.pod.Teardown)], s.dir)
 	cmd := exec.CommandContext(ctx, s.pod.Teardown[0], args...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	start := time.Now()
 	if err := cmd.Run(); err != nil {
 		s.log.Warn("pod teardown failed; `karman gc` retries it", "cmd", s.pod.Teardown[0], "err", err)
 	}
-	s.log.Debug("pod torn down", "elapsed", time.Since(start))
 }
 
 // fail prints the one-line runtime error and returns its status.
