@@ -38,6 +38,7 @@ type netEnv struct {
 	netnsDir string
 	ipamDir  string
 	etc      string
+	uuids    []string // pods whose veths the leak check looks for
 }
 
 func randHex(n int) string {
@@ -72,6 +73,14 @@ func newNetEnv(t *testing.T, bits int) *netEnv {
 	})
 	t.Cleanup(func() { ne.assertNoNetLeaks(t) })
 	ne.podEnv = newPodEnv(t)
+	// Runs before podEnv's gc: the pods the test left, whose veths must go.
+	t.Cleanup(func() {
+		var pods []stage0.PodInfo
+		json.Unmarshal([]byte(karman(t, ne.dir, "list", "--format", "json").Stdout), &pods)
+		for _, p := range pods {
+			ne.uuids = append(ne.uuids, p.UUID)
+		}
+	})
 	ne.etc = filepath.Join(ne.dir, "etc")
 	cfg := fmt.Sprintf(`{"version": 1, "default": {"bridge": %q, "subnet": "%s0/%d"}, "netnsDir": %q, "stateDir": %q}`,
 		ne.bridge, ne.prefix, bits, ne.netnsDir, ne.ipamDir)
@@ -102,6 +111,19 @@ func (ne *netEnv) assertNoNetLeaks(t *testing.T) {
 	}
 	if len(ports) != 0 {
 		t.Errorf("veths left on bridge %s: %v", ne.bridge, ports)
+	}
+	// Nor anywhere else: each pod's host veth is named after its UUID.
+	for _, u := range ne.uuids {
+		name := "kv" + strings.ReplaceAll(u, "-", "")[:12]
+		for range 100 {
+			if _, err := netlink.LinkByName(name); err != nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if _, err := netlink.LinkByName(name); err == nil {
+			t.Errorf("veth %s of pod %s left", name, u)
+		}
 	}
 	if rules := ne.forwardRules(t); len(rules) != 0 {
 		t.Errorf("port forward rules left: %v", rules)
@@ -445,6 +467,11 @@ func TestNetworkLeaksAfterCycles(t *testing.T) {
 		cmd, _ := ne.startPod(t, "--net=default", ne.image, "--exec", "/bin/sleep", "--", "1000")
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
+		var pods []stage0.PodInfo
+		json.Unmarshal([]byte(mustSucceed(t, karman(t, ne.dir, "list", "--format", "json")).Stdout), &pods)
+		for _, p := range pods {
+			ne.uuids = append(ne.uuids, p.UUID) // for the leak check
+		}
 		mustSucceed(t, karman(t, ne.dir, "gc", "--grace-period=0"))
 	}
 }
