@@ -761,3 +761,23 @@ func iptablesRules(t *testing.T, uuid string) []string {
 	}
 	return rules
 }
+
+// TestDefaultNetworkFailsHalfWay: the network's bridge name is taken by a
+// link that is no bridge; the namespace was made before that shows, and
+// nothing of it, nor of the pod, is left.
+func TestDefaultNetworkFailsHalfWay(t *testing.T) {
+	ne := newNetEnv(t, 24)
+	if out, err := exec.Command("ip", "link", "add", ne.bridge, "type", "veth", "peer", "name", "ktp"+randHex(4)).CombinedOutput(); err != nil {
+		t.Fatalf("ip link add: %v: %s", err, out)
+	}
+	r := ne.run(t, "--net=default", ne.image, "--exec", "/bin/true")
+	if r.Code != 254 || !strings.Contains(r.Stderr, "not a bridge") {
+		t.Errorf("bridge name taken: %s", r)
+	}
+	if n := podCount(t, ne.dir); n != 0 {
+		t.Errorf("%d pods left", n)
+	}
+	if ents, _ := os.ReadDir(ne.netnsDir); len(ents) != 0 {
+		t.Errorf("namespaces left: %d", len(ents))
+	}
+}
