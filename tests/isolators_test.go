@@ -20,9 +20,9 @@ import (
 	"github.com/karman-project/karman/tests/testimage"
 )
 
-// probeImage is busybox plus testdata/syscallprobe built for x86-64
-// (/probe64) and for i386 (/probe32).
-func probeImage(t *testing.T) string {
+// buildTool builds a command of tests/testdata, static, with env added to
+// the build's environment, and returns its path.
+func buildTool(t *testing.T, name string, env ...string) string {
 	t.Helper()
 	root, err := testenv.ModuleRoot(".")
 	if err != nil {
@@ -32,17 +32,24 @@ func probeImage(t *testing.T) string {
 	if err != nil {
 		goTool = "/usr/local/go/bin/go"
 	}
+	out := filepath.Join(t.TempDir(), name)
+	cmd := exec.Command(goTool, "build", "-o", out, "./tests/testdata/"+name)
+	cmd.Dir = root
+	cmd.Env = append(append(os.Environ(), "CGO_ENABLED=0"), env...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building %s %v: %v\n%s", name, env, err, b)
+	}
+	return out
+}
+
+// probeImage is busybox plus testdata/syscallprobe built for x86-64
+// (/probe64) and for i386 (/probe32).
+func probeImage(t *testing.T) string {
+	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for name, arch := range map[string]string{"probe64": "amd64", "probe32": "386"} {
-		out := filepath.Join(t.TempDir(), name)
-		cmd := exec.Command(goTool, "build", "-o", out, "./tests/testdata/syscallprobe")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH="+arch)
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("building the probe for %s: %v\n%s", arch, err, b)
-		}
-		data, err := os.ReadFile(out)
+		data, err := os.ReadFile(buildTool(t, "syscallprobe", "GOARCH="+arch))
 		if err != nil {
 			t.Fatal(err)
 		}

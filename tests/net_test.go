@@ -399,6 +399,21 @@ func TestPortForward(t *testing.T) {
 	mustSucceed(t, karman(t, ne.dir, "stop", "--force", uuid))
 }
 
+// assertRefused checks that r is karman's refusal naming want, and that
+// pods pods and namespaces namespaces remain.
+func (ne *netEnv) assertRefused(t *testing.T, r testenv.Result, want string, pods, namespaces int) {
+	t.Helper()
+	if r.Code != 254 || !strings.Contains(r.Stderr, want) {
+		t.Errorf("want a refusal naming %q:\n%s", want, r)
+	}
+	if n := podCount(t, ne.dir); n != pods {
+		t.Errorf("%d pods after the refusal, want %d", n, pods)
+	}
+	if ents, _ := os.ReadDir(ne.netnsDir); len(ents) != namespaces {
+		t.Errorf("%d namespaces after the refusal, want %d", len(ents), namespaces)
+	}
+}
+
 // podCount counts the pods of a data directory.
 func podCount(t *testing.T, dir string) int {
 	t.Helper()
@@ -499,16 +514,7 @@ func TestNetworkBadInput(t *testing.T) {
 	}
 	// The subnet has one address: a second pod finds it taken.
 	_, uuid := ne.startPod(t, "--net=default", ne.image, "--exec", "/bin/sleep", "--", "1000")
-	r := ne.run(t, "--net=default", ne.image, "--exec", "/bin/true")
-	if r.Code != 254 || !strings.Contains(r.Stderr, "are reserved by pods") {
-		t.Errorf("exhausted subnet: %s", r)
-	}
-	if n := podCount(t, ne.dir); n != 1 {
-		t.Errorf("%d pods after refusals, want 1", n)
-	}
-	if ents, _ := os.ReadDir(ne.netnsDir); len(ents) != 1 {
-		t.Errorf("namespaces after refusals: %d, want 1", len(ents))
-	}
+	ne.assertRefused(t, ne.run(t, "--net=default", ne.image, "--exec", "/bin/true"), "are reserved by pods", 1, 1)
 	mustSucceed(t, karman(t, ne.dir, "stop", "--force", uuid))
 	karman(t, ne.dir, "status", "--wait=20s", uuid)
 	// Its address is free again once it ended.
@@ -629,38 +635,10 @@ func TestCNIPluginFailsHalfWay(t *testing.T) {
 	ne := newNetEnv(t, 24)
 	name, _ := ne.cniNet(t, `, {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.karman_no_such_sysctl": "1"}}`)
 	r := ne.run(t, "--net=default,"+name, ne.image, "--exec", "/bin/true")
-	if r.Code != 254 || !strings.Contains(r.Stderr, "CNI ADD") || !strings.Contains(r.Stderr, "karman_no_such_sysctl") {
-		t.Errorf("failing plugin: %s", r)
-	} else {
-		t.Log(r.Stderr)
+	ne.assertRefused(t, r, `plugin type="tuning" failed (add)`, 0, 0)
+	if !strings.Contains(r.Stderr, "karman_no_such_sysctl") {
+		t.Errorf("the plugin's own error is not shown: %s", r.Stderr)
 	}
-	if n := podCount(t, ne.dir); n != 0 {
-		t.Errorf("%d pods left after a failed setup", n)
-	}
-	if ents, _ := os.ReadDir(ne.netnsDir); len(ents) != 0 {
-		t.Errorf("namespaces left: %d", len(ents))
-	}
-}
-
-// buildTool builds a command of tests/testdata, static, and returns its path.
-func buildTool(t *testing.T, name string) string {
-	t.Helper()
-	root, err := testenv.ModuleRoot(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = "/usr/local/go/bin/go"
-	}
-	out := filepath.Join(t.TempDir(), name)
-	cmd := exec.Command(goTool, "build", "-o", out, "./tests/testdata/"+name)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building %s: %v\n%s", name, err, b)
-	}
-	return out
 }
 
 // TestPortForwardUDP: a UDP forward answers on 127.0.0.1.
@@ -770,14 +748,5 @@ func TestDefaultNetworkFailsHalfWay(t *testing.T) {
 	if out, err := exec.Command("ip", "link", "add", ne.bridge, "type", "veth", "peer", "name", "ktp"+randHex(4)).CombinedOutput(); err != nil {
 		t.Fatalf("ip link add: %v: %s", err, out)
 	}
-	r := ne.run(t, "--net=default", ne.image, "--exec", "/bin/true")
-	if r.Code != 254 || !strings.Contains(r.Stderr, "not a bridge") {
-		t.Errorf("bridge name taken: %s", r)
-	}
-	if n := podCount(t, ne.dir); n != 0 {
-		t.Errorf("%d pods left", n)
-	}
-	if ents, _ := os.ReadDir(ne.netnsDir); len(ents) != 0 {
-		t.Errorf("namespaces left: %d", len(ents))
-	}
+	ne.assertRefused(t, ne.run(t, "--net=default", ne.image, "--exec", "/bin/true"), "not a bridge", 0, 0)
 }
