@@ -105,6 +105,9 @@ func ensureBridge(d *DefaultConfig, gw netip.Addr) (netlink.Link, error) {
 			return br, forwarding(d.Bridge)
 		}
 	} else {
+		if err := checkSubnetFree(d); err != nil {
+			return nil, err
+		}
 		la := netlink.NewLinkAttrs()
 		la.Name = d.Bridge
 		la.MTU = d.MTU
@@ -129,6 +132,40 @@ func ensureBridge(d *DefaultConfig, gw netip.Addr) (netlink.Link, error) {
 		return nil, fmt.Errorf("bridge %s up: %w", d.Bridge, err)
 	}
 	return br, nil
+}
+
+// checkSubnetFree refuses a subnet that a route of the host already covers
+// or falls in (the host's LAN, another bridge): giving it to a new bridge
+// would cut the host off from those addresses.
+func checkSubnetFree(d *DefaultConfig) error {
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("routes: %w", err)
+	}
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.IP == nil {
+			continue // the default route
+		}
+		a, ok := netip.AddrFromSlice(r.Dst.IP.To4())
+		if !ok {
+			continue
+		}
+		bits, _ := r.Dst.Mask.Size()
+		if bits == 0 {
+			continue
+		}
+		if p := netip.PrefixFrom(a, bits).Masked(); p.Overlaps(d.prefix) {
+			dev := ""
+			if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil {
+				if l.Attrs().Name == d.Bridge {
+					continue // made meanwhile by another karman
+				}
+				dev = " on " + l.Attrs().Name
+			}
+			return fmt.Errorf("the default network's subnet %s overlaps the host's route to %s%s; choose another subnet in %s: %w", d.prefix, p, dev, ConfigFile, ErrConfig)
+		}
+	}
+	return nil
 }
 
 // forwarding sets, on every pod start (someone may have reset them), the

@@ -750,3 +750,20 @@ func TestDefaultNetworkFailsHalfWay(t *testing.T) {
 	}
 	ne.assertRefused(t, ne.run(t, "--net=default", ne.image, "--exec", "/bin/true"), "not a bridge", 0, 0)
 }
+
+// TestDefaultSubnetOverlapsRoute: a subnet that a host route covers (here
+// the test's own /30 to another namespace) is refused when the bridge
+// would be made, before it is.
+func TestDefaultSubnetOverlapsRoute(t *testing.T) {
+	ne := newNetEnv(t, 24)
+	_, hostAddr := testNetns(t)
+	cfg := fmt.Sprintf(`{"version": 1, "default": {"bridge": %q, "subnet": "%s/24"}, "netnsDir": %q, "stateDir": %q}`,
+		ne.bridge, hostAddr, ne.netnsDir, ne.ipamDir)
+	if err := os.WriteFile(filepath.Join(ne.etc, network.ConfigFile), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ne.assertRefused(t, ne.run(t, "--net=default", ne.image, "--exec", "/bin/true"), "overlaps the host's route", 0, 0)
+	if _, err := netlink.LinkByName(ne.bridge); err == nil {
+		t.Errorf("bridge %s made despite the overlap", ne.bridge)
+	}
+}
