@@ -39,6 +39,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./image/... ./signing/...
 	./tests/bench/fetch.sh
 	./tests/bench/run.sh
+	./tests/bench/net.sh
 
 demo: setup build
 	./scripts/demo.sh

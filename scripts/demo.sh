@@ -38,8 +38,8 @@ echo "== karman image list"
 karman image list
 echo "== the extracted layers, shared by every image that uses them"
 ls "$work/karman/images/layers/sha256"
-echo "== karman run: a pod from that image (its exit status is the app's)"
-karman run --hostname demo "$reg/demo/busybox:latest" --exec /bin/sh -- -c 'echo "hello from $(hostname), pid $$ in the pod"; cat /etc/motd; ls /data'
+echo "== karman run: a pod from that image on the default network (its exit status is the app's)"
+karman run --hostname demo "$reg/demo/busybox:latest" --exec /bin/sh -- -c 'echo "hello from $(hostname), pid $$ in the pod"; cat /etc/motd; ls /data; ip -4 -o addr show dev eth0'
 echo "== karman list"
 karman list
 karman gc --grace-period=0 >/dev/null

@@ -5,9 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # What the tests need; --bench adds the peers the benchmarks run beside karman.
-packages=(busybox-static docker-registry containernetworking-plugins iproute2)
+packages=(busybox-static docker-registry containernetworking-plugins iproute2 iptables)
 if [ "${1:-}" = "--bench" ]; then
-	packages+=(skopeo umoci hyperfine runc podman python3)
+	packages+=(skopeo umoci hyperfine runc podman python3 nftables)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -20,4 +20,8 @@
 // when the supervisor dies, however it dies. `list` and `status` probe the
 // lock, `status --wait` waits for it. Whatever a pod creates is recorded in
 // its directory before it is created, so gc can always undo it.
+//
+// A pod's networks are made when it is run (Run, RunPrepared), in this
+// process and before stage1 starts (package network); gc undoes them when
+// it marks an exited pod, and the supervisor already when the pod ends.
 package stage0

@@ -31,6 +31,7 @@ type NetworkInfo struct {
 	Name      string   `json:"name"`
 	Interface string   `json:"interface,omitempty"`
 	Addresses []string `json:"addresses,omitempty"`
+	Gateway   string   `json:"gateway,omitempty"`
 }
 
 // PodInfo is what list and status report about a pod.
@@ -63,6 +64,7 @@ func (r *Runtime) info(p pod) PodInfo {
 		return pi // an embryo, or a pod being removed
 	}
 	pi.Name = pd.Name
+	pi.Networks = networkInfo(p.path)
 	pi.Created = modTime(filepath.Join(p.path, stage1.PodFile))
 	pi.Started = modTime(filepath.Join(p.path, stage1.Started))
 	pi.Finished = modTime(filepath.Join(p.path, stage1.Finished))

@@ -97,8 +97,13 @@ func (r *Runtime) GC(ctx context.Context, grace time.Duration, markOnly bool) (G
 			default:
 				continue
 			}
-			if _, err := r.move(p, to); err == nil {
+			if np, err := r.move(p, to); err == nil {
 				res.Marked = append(res.Marked, p.uuid)
+				// An exited pod needs no network: free its address and
+				// ports now rather than after the grace period.
+				if err := r.teardownNetwork(ctx, np); err != nil {
+					errs = append(errs, err)
+				}
 			} else if !errors.Is(err, ErrNotFound) {
 				errs = append(errs, err)
 			}
@@ -145,6 +150,9 @@ func (r *Runtime) sweep(p pod) error {
 	defer l.Unlock()
 	if _, err := os.Lstat(p.path); err != nil {
 		return err // removed by whoever held the lock before us
+	}
+	if err := r.teardownNetwork(context.Background(), p); err != nil {
+		return fmt.Errorf("pod %s: %w", p.uuid, err)
 	}
 	var errs []error
 	for _, m := range mountsUnder(p.path) {

@@ -49,6 +49,11 @@ type Runtime struct {
 	// Warn, when set, receives warnings meant for the user, one line
 	// each (images fetched without signature verification).
 	Warn func(msg string)
+	// TeardownCmd, when set, is written into the pod.json of pods with a
+	// network for the supervisor to run when the pod ends (stage1
+	// Pod.Teardown): the karman binary and TeardownEntrypoint. Unset, a
+	// pod's network is undone by gc (or rm).
+	TeardownCmd []string
 }
 
 // New opens (creating as needed) the runtime under dir.

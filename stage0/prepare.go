@@ -22,7 +22,7 @@ import (
 // Prepare creates a pod from spec, ready for RunPrepared, and returns its
 // UUID.
 func (r *Runtime) Prepare(ctx context.Context, spec PodSpec) (string, error) {
-	p, lock, err := r.create(ctx, spec)
+	p, lock, err := r.create(ctx, spec, false)
 	if err != nil {
 		return "", err
 	}
@@ -37,10 +37,14 @@ func (r *Runtime) Prepare(ctx context.Context, spec PodSpec) (string, error) {
 func leaseID(uuid, app string) string { return "pod-" + uuid + "-" + app }
 
 // create makes a pod directory in embryo/ and fills it: images resolved
-// (fetched per the pull policy), one rendering per app, pod.json. It
+// (fetched per the pull policy), one rendering per app, pod.json; with
+// run, the pod's networks too (else they wait for RunPrepared). It
 // returns the pod still locked. On failure nothing is left behind.
-func (r *Runtime) create(ctx context.Context, spec PodSpec) (_ pod, lock *lockfile.Lock, err error) {
+func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool) (_ pod, lock *lockfile.Lock, err error) {
 	if err := spec.Validate(); err != nil {
+		return pod{}, nil, err
+	}
+	if err := r.checkNetwork(spec); err != nil {
 		return pod{}, nil, err
 	}
 	uuid := newUUID()
@@ -70,20 +74,36 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec) (_ pod, lock *lockfi
 	pd := &stage1.Pod{
 		UUID: uuid, Name: spec.Name, Hostname: hostname, Net: spec.Net,
 		StopTimeout: spec.StopTimeout, Interactive: spec.Interactive, NotifyApp: spec.NotifyApp, Sysctls: spec.Sysctls,
-		Hosts: fmt.Sprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n", hostname),
 	}
-	if spec.Net == "host" {
-		if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
-			pd.ResolvConf = string(b)
-		}
+	req, err := prepareNetwork(p, spec, pd, !run)
+	if err != nil {
+		return pod{}, nil, err
 	}
+	// The network is made beside the apps' images and renderings: both
+	// are mostly system calls, and the machine has more than one CPU.
+	netErr := make(chan error, 1)
+	if run && req != nil {
+		go func() { netErr <- r.attachNetworks(ctx, p, pd, req) }()
+	} else {
+		netErr <- nil
+	}
+	var apps []stage1.App
+	var appErr error
 	for _, as := range spec.Apps {
 		app, err := r.prepareApp(ctx, p, spec, as)
 		if err != nil {
-			return pod{}, nil, fmt.Errorf("app %s: %w", as.Name, err)
+			appErr = fmt.Errorf("app %s: %w", as.Name, err)
+			break
 		}
-		pd.Apps = append(pd.Apps, app)
+		apps = append(apps, app)
 	}
+	if err := <-netErr; err != nil && appErr == nil {
+		appErr = fmt.Errorf("pod %s: %w", uuid, err)
+	}
+	if appErr != nil {
+		return pod{}, nil, appErr // the deferred discard undoes the network too
+	}
+	pd.Apps = apps
 	if err := stage1.SavePod(p.path, pd); err != nil {
 		return pod{}, nil, err
 	}
@@ -214,6 +234,9 @@ func mergeEnv(base, overrides []string) []string {
 func (r *Runtime) discard(p pod) error {
 	if np, err := r.relocate(p); err == nil {
 		p = np
+	}
+	if err := r.teardownNetwork(context.Background(), p); err != nil {
+		return err // the record stays for gc, which retries
 	}
 	errs := []error{removeCgroups(p.path)}
 	ents, _ := os.ReadDir(filepath.Join(p.path, "apps"))

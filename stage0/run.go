@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/karman-project/karman/stage1"
 )
@@ -23,10 +24,12 @@ type RunOptions struct {
 // has ended. The caller exits with it. With o.Detach, Run starts the
 // supervisor as a child and returns 0 once it runs.
 func (r *Runtime) Run(ctx context.Context, spec PodSpec, o RunOptions) (string, int, error) {
-	p, lock, err := r.create(ctx, spec)
+	start := time.Now()
+	p, lock, err := r.create(ctx, spec, true)
 	if err != nil {
 		return "", 0, err
 	}
+	r.log.Debug("pod created", "pod", p.uuid, "elapsed", time.Since(start))
 	if p, err = r.move(p, "run"); err != nil {
 		r.discard(p)
 		lock.Unlock()
@@ -37,7 +40,7 @@ func (r *Runtime) Run(ctx context.Context, spec PodSpec, o RunOptions) (string, 
 }
 
 // RunPrepared runs a prepared pod, like Run.
-func (r *Runtime) RunPrepared(_ context.Context, uuid string, o RunOptions) (int, error) {
+func (r *Runtime) RunPrepared(ctx context.Context, uuid string, o RunOptions) (int, error) {
 	p, err := r.find(uuid)
 	if err != nil {
 		return 0, err
@@ -53,7 +56,12 @@ func (r *Runtime) RunPrepared(_ context.Context, uuid string, o RunOptions) (int
 	if err != nil {
 		return 0, fmt.Errorf("pod %s is being started by another process: %w", p.uuid, err)
 	}
+	if err := r.setupNetwork(ctx, p); err != nil {
+		lock.Close()
+		return 0, fmt.Errorf("pod %s: %w", p.uuid, err)
+	}
 	if p, err = r.move(p, "run"); err != nil {
+		r.teardownNetwork(ctx, p)
 		lock.Close()
 		return 0, err
 	}

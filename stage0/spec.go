@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/karman-project/karman/isolators"
+	"github.com/karman-project/karman/network"
 	"github.com/karman-project/karman/stage1"
 )
 
@@ -36,10 +37,16 @@ type AppSpec struct {
 
 // PodSpec describes a pod to prepare or run.
 type PodSpec struct {
-	Apps        []AppSpec
-	Name        string
-	Hostname    string
-	Net         string // none or host
+	Apps     []AppSpec
+	Name     string
+	Hostname string
+	// Net is none, host, or networks: default and CNI network names,
+	// NAME[:K=V;K=V] joined by commas (network.ParseNet). Empty: default.
+	Net string
+	// Ports forward host ports to the pod (not with none or host).
+	Ports []network.PortMapping
+	// DNS sets the pod's /etc/resolv.conf.
+	DNS         network.DNS
 	PullPolicy  string // new (default), update, never
 	NoOverlay   bool
 	StopTimeout time.Duration
@@ -76,12 +83,19 @@ func (s *PodSpec) Validate() error {
 	if len(s.Apps) == 0 {
 		errs = append(errs, "no image given")
 	}
-	switch s.Net {
-	case "":
-		s.Net = "none"
-	case "none", "host":
-	default:
-		errs = append(errs, fmt.Sprintf("--net=%s: only none and host are available so far", s.Net))
+	if s.Net == "" {
+		s.Net = network.Default
+	}
+	if _, err := network.ParseNet(s.Net); err != nil {
+		errs = append(errs, err.Error())
+	} else if len(s.Ports) > 0 && (s.Net == network.None || s.Net == network.Host) {
+		errs = append(errs, fmt.Sprintf("--port needs a network of the pod's own; with --net=%s there is nothing to forward to", s.Net))
+	}
+	if err := network.CheckPorts(s.Ports); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if err := s.DNS.Check(); err != nil {
+		errs = append(errs, err.Error())
 	}
 	switch s.PullPolicy {
 	case "":

@@ -26,7 +26,7 @@ func TestDefaultAppName(t *testing.T) {
 }
 
 func TestValidateReportsEveryProblem(t *testing.T) {
-	s := PodSpec{Net: "bogus", PullPolicy: "sometimes", Interactive: true, Apps: []AppSpec{
+	s := PodSpec{Net: "none,bogus", PullPolicy: "sometimes", Interactive: true, Apps: []AppSpec{
 		{Image: "oci:/a", Env: []string{"NOEQUALS"}},
 		{Image: "oci:/a", WorkingDir: "relative", Mounts: nil},
 	}}
@@ -34,7 +34,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	if err == nil {
 		t.Fatal("accepted")
 	}
-	for _, want := range []string{"--net=bogus", "--pull-policy=sometimes", "--interactive", "NOEQUALS", "relative"} {
+	for _, want := range []string{"--net=none,bogus", "--pull-policy=sometimes", "--interactive", "NOEQUALS", "relative"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q does not mention %q", err, want)
 		}
@@ -43,7 +43,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if ok.Net != "none" || ok.PullPolicy != "new" || ok.StopTimeout <= 0 || ok.Apps[0].Name == ok.Apps[1].Name {
+	if ok.Net != "default" || ok.PullPolicy != "new" || ok.StopTimeout <= 0 || ok.Apps[0].Name == ok.Apps[1].Name {
 		t.Errorf("defaults not filled: %+v", ok)
 	}
 }

@@ -36,6 +36,16 @@
 // state/ctl.sock and state/notify.sock. State files are replaced
 // atomically; a supervisor killed with SIGKILL leaves them incomplete.
 //
+// The pod's network is stage0's: for a pod with networks stage0 has made
+// and configured a persistent network namespace (Pod.NetNS, a bind-mounted
+// nsfs file) before stage1 starts. The supervisor starts the init from a
+// locked OS thread that it moved into that namespace with setns, without
+// CLONE_NEWNET, and moves the thread back (it must not end: the init's
+// parent-death signal fires when the thread that forked it exits). When the pod has ended
+// and before it releases the lock, the supervisor runs Pod.Teardown with
+// the pod directory appended, or, without one, unmounts and removes
+// Pod.NetNS itself. stage1 imports no network code.
+//
 // Supervise is the same supervisor run in the calling process.
 //
 // The hidden entrypoints of the binary are dispatched by Entrypoint from
@@ -48,7 +58,8 @@
 //
 //	karman-stage1 __stage1-run PODDIR   supervisor: host namespaces, original PID, holds the lock
 //	└── karman-stage1 __stage1-init     pod init: PID 1 of new PID, mount, UTS, IPC, cgroup
-//	    │                            (and network, unless net=host) namespaces
+//	    │                            namespaces; in Pod.NetNS, the host's (net=host)
+//	    │                            or a new network namespace (net=none)
 //	    ├── app 1                    chrooted into /apps/<name>, own session
 //	    │                            (first the exec shim where needed, which execs the app)
 //	    ├── app 2 ...

@@ -23,8 +23,21 @@ type Pod struct {
 	UUID     string `json:"uuid"`
 	Name     string `json:"name"`
 	Hostname string `json:"hostname"`
-	// Net is "none" (a network namespace with only loopback) or "host".
+	// Net is "none" (a network namespace with only loopback), "host", or
+	// the networks stage0 attached the pod to (for information; then
+	// NetNS is set).
 	Net string `json:"net"`
+	// NetNS, when set, is a network namespace stage0 made and configured
+	// (a bind-mounted nsfs file): the pod joins it instead of getting a
+	// new one. When the pod has ended, the supervisor unmounts and removes
+	// it unless Teardown is set.
+	NetNS string `json:"netns,omitempty"`
+	// Teardown, when set, is a command the supervisor runs once the pod
+	// has ended and before it releases the pod lock, with the pod
+	// directory appended: stage0's undoing of what it made for the pod
+	// outside of it that removing NetNS does not undo (port forwards, CNI
+	// DEL), NetNS included. Its failure is logged; gc retries.
+	Teardown []string `json:"teardown,omitempty"`
 	// ResolvConf and Hosts are written to each app's /etc/resolv.conf and
 	// /etc/hosts; Hostname to /etc/hostname.
 	ResolvConf string `json:"resolvConf"`

@@ -53,10 +53,12 @@ func validAppName(name string) bool {
 // as file names and unique, a command for every app, a known network
 // mode, and a single app for an interactive pod.
 func (p *Pod) Validate() error {
-	switch p.Net {
-	case "", "none", "host":
+	switch {
+	case p.Net == "host" && p.NetNS != "":
+		return errors.New("a pod on the host's network has no network namespace of its own")
+	case p.Net == "", p.Net == "none", p.Net == "host", p.NetNS != "":
 	default:
-		return fmt.Errorf("network %q: stage1 runs pods with net none or host", p.Net)
+		return fmt.Errorf("network %q: stage1 runs pods with net none, host, or in a network namespace stage0 made", p.Net)
 	}
 	if p.Interactive && len(p.Apps) != 1 {
 		return errors.New("an interactive pod has exactly one app")

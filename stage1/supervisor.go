@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,7 +76,77 @@ func supervise(f supervisorFlags) int {
 		code = fail(err)
 	}
 	s.finish(code)
+	s.teardown()
 	return code
+}
+
+// startInNetNS starts cmd from a thread moved into the network namespace
+// bound at path, moves the thread back and sends the result on started.
+// The thread must outlive the start: the init's parent-death signal fires
+// when the thread that forked it exits, not the process, so a thread that
+// cannot be moved back is parked for good rather than left to end with a
+// locked goroutine.
+func startInNetNS(cmd *exec.Cmd, path string, started chan<- error) {
+	runtime.LockOSThread()
+	done := func(err error) {
+		runtime.UnlockOSThread()
+		started <- err
+	}
+	self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		done(fmt.Errorf("own network namespace: %w", err))
+		return
+	}
+	defer unix.Close(self)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		done(fmt.Errorf("pod network namespace: %w", err))
+		return
+	}
+	err = unix.Setns(fd, unix.CLONE_NEWNET)
+	unix.Close(fd)
+	if err != nil {
+		done(fmt.Errorf("join the pod network namespace %s: %w", path, err))
+		return
+	}
+	err = cmd.Start()
+	if unix.Setns(self, unix.CLONE_NEWNET) != nil {
+		started <- err
+		select {} // parked with the thread, for the supervisor's life
+	}
+	done(err)
+}
+
+// teardownTimeout bounds Pod.Teardown.
+const teardownTimeout = time.Minute
+
+// teardown runs Pod.Teardown, if any, once the pod has ended; or else
+// removes the pod's network namespace, which takes the pod's end of its
+// network with it.
+func (s *supervisor) teardown() {
+	if s.pod == nil || (s.pod.NetNS == "" && len(s.pod.Teardown) == 0) {
+		return
+	}
+	start := time.Now()
+	defer func() { s.log.Debug("pod network undone", "elapsed", time.Since(start)) }()
+	if len(s.pod.Teardown) == 0 {
+		if ns := s.pod.NetNS; ns != "" {
+			if err := unix.Unmount(ns, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+				s.log.Warn("removing the pod's network namespace; `karman gc` retries it", "err", err)
+				return
+			}
+			os.Remove(ns)
+		}
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), teardownTimeout)
+	defer cancel()
+	args := append(s.pod.Teardown[1:len(s.pod.Teardown):len(s.pod.Teardown)], s.dir)
+	cmd := exec.CommandContext(ctx, s.pod.Teardown[0], args...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		s.log.Warn("pod teardown failed; `karman gc` retries it", "cmd", s.pod.Teardown[0], "err", err)
+	}
 }
 
 // fail prints the one-line runtime error and returns its status.
@@ -127,7 +198,13 @@ func (s *supervisor) run() (int, error) {
 		return 0, err
 	}
 	started := make(chan error, 1)
-	go func() { started <- cmd.Start() }()
+	go func() {
+		if pod.NetNS == "" {
+			started <- cmd.Start()
+			return
+		}
+		startInNetNS(cmd, pod.NetNS, started)
+	}()
 	logPipes, err := s.prepare()
 	serr := <-started
 	initSock.Close()
@@ -296,7 +373,7 @@ func (s *supervisor) initCmd() (*exec.Cmd, *os.File, error) {
 		// a cgroup outside the namespace is not).
 		flags |= unix.CLONE_NEWCGROUP
 	}
-	if s.pod.Net != "host" {
+	if s.pod.Net != "host" && s.pod.NetNS == "" {
 		flags |= unix.CLONE_NEWNET
 	}
 	cmd := &exec.Cmd{

@@ -27,7 +27,30 @@ import (
 func karman(t *testing.T, dir string, args ...string) testenv.Result {
 	t.Helper()
 	acceptAnything(t, filepath.Join(dir, "etc"))
-	return testenv.Run(t, nil, append([]string{"--dir", dir, "--config-dir", filepath.Join(dir, "etc")}, args...)...)
+	return testenv.Run(t, nil, append([]string{"--dir", dir, "--config-dir", filepath.Join(dir, "etc")}, noNet(args)...)...)
+}
+
+// noNet adds --net=none to a run or prepare command line that names no
+// network: the default network is for the tests that are about networks
+// (net_test.go); the others need none and run faster without.
+func noNet(args []string) []string {
+	for i, a := range args {
+		if a == "run" || a == "prepare" {
+			for _, b := range args[i+1:] {
+				if b == "--" {
+					break // the app's arguments
+				}
+				if strings.HasPrefix(b, "--net") {
+					return args
+				}
+			}
+			return append(append(args[:i+1:i+1], "--net=none"), args[i+1:]...)
+		}
+		if !strings.HasPrefix(a, "-") && !strings.HasPrefix(args[max(i-1, 0)], "--") {
+			return args // another command
+		}
+	}
+	return args
 }
 
 // acceptAnything writes configDir/policy.json accepting every image

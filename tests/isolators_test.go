@@ -25,11 +25,9 @@ import (
 	"github.com/karman-project/karman/tests/testimage"
 )
 
-// probeImage is busybox plus testdata/syscallprobe built for x86-64
-// (/probe64) and for i386 (/probe32), and the probes the host can run:
-// /probe32 only where the kernel runs i386 programs (IA32 emulation can
-// be compiled out or switched off, as on some VMs).
-func probeImage(t *testing.T) (image string, probes []string) {
+// buildTool builds a command of tests/testdata, static, with env added to
+// the build's environment, and returns its path.
+func buildTool(t *testing.T, name string, env ...string) string {
 	t.Helper()
 	root, err := testenv.ModuleRoot(".")
 	if err != nil {
@@ -39,16 +37,26 @@ func probeImage(t *testing.T) (image string, probes []string) {
 	if err != nil {
 		goTool = "/usr/local/go/bin/go"
 	}
+	out := filepath.Join(t.TempDir(), name)
+	cmd := exec.Command(goTool, "build", "-o", out, "./tests/testdata/"+name)
+	cmd.Dir = root
+	cmd.Env = append(append(os.Environ(), "CGO_ENABLED=0"), env...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building %s %v: %v\n%s", name, env, err, b)
+	}
+	return out
+}
+
+// probeImage is busybox plus testdata/syscallprobe built for x86-64
+// (/probe64) and for i386 (/probe32), and the probes the host can run:
+// /probe32 only where the kernel runs i386 programs (IA32 emulation can
+// be compiled out or switched off, as on some VMs).
+func probeImage(t *testing.T) (image string, probes []string) {
+	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for name, arch := range map[string]string{"probe64": "amd64", "probe32": "386"} {
-		out := filepath.Join(t.TempDir(), name)
-		cmd := exec.Command(goTool, "build", "-o", out, "./tests/testdata/syscallprobe")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH="+arch)
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("building the probe for %s: %v\n%s", arch, err, b)
-		}
+		out := buildTool(t, "syscallprobe", "GOARCH="+arch)
 		data, err := os.ReadFile(out)
 		if err != nil {
 			t.Fatal(err)

@@ -199,7 +199,7 @@ func TestRunMultiApp(t *testing.T) {
 func (e *podEnv) startPod(t *testing.T, args ...string) (*exec.Cmd, string) {
 	t.Helper()
 	uuidFile := filepath.Join(t.TempDir(), "uuid")
-	cmd := exec.Command(testenv.Binary(t), append([]string{"--dir", e.dir, "--config-dir", filepath.Join(e.dir, "etc"), "run", "--uuid-file-save", uuidFile}, args...)...)
+	cmd := exec.Command(testenv.Binary(t), noNet(append([]string{"--dir", e.dir, "--config-dir", filepath.Join(e.dir, "etc"), "run", "--uuid-file-save", uuidFile}, args...))...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -411,7 +411,7 @@ func TestNotifyReady(t *testing.T) {
 	}
 	defer conn.Close()
 	uuidFile := filepath.Join(t.TempDir(), "uuid")
-	cmd := exec.Command(testenv.Binary(t), "--dir", e.dir, "--config-dir", filepath.Join(e.dir, "etc"), "run", "--uuid-file-save", uuidFile, e.image, "--exec", "/bin/sleep", "--", "1000")
+	cmd := exec.Command(testenv.Binary(t), "--dir", e.dir, "--config-dir", filepath.Join(e.dir, "etc"), "run", "--net=none", "--uuid-file-save", uuidFile, e.image, "--exec", "/bin/sleep", "--", "1000")
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -47,7 +47,7 @@ func newSigEnv(t *testing.T) *sigEnv {
 // in runs karman with data directory dir and the env's configuration.
 func (e *sigEnv) in(t *testing.T, dir string, args ...string) testenv.Result {
 	t.Helper()
-	return testenv.Run(t, nil, append([]string{"--dir", dir, "--config-dir", e.etc}, args...)...)
+	return testenv.Run(t, nil, append([]string{"--dir", dir, "--config-dir", e.etc}, noNet(args)...)...)
 }
 
 // trust runs `karman trust ARGS` and requires success.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/karman-project/karman/stage0"
 	"github.com/karman-project/karman/stage1"
 )
 
@@ -21,6 +22,9 @@ const exitRuntimeError = 254
 
 func main() {
 	if code, ok := stage1.Entrypoint(os.Args); ok {
+		os.Exit(code)
+	}
+	if code, ok := stage0.Entrypoint(os.Args); ok {
 		os.Exit(code)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

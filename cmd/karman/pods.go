@@ -21,6 +21,9 @@ func (g *globals) runtime() (*stage0.Runtime, error) {
 		return nil, err
 	}
 	rt.Warn = g.warn
+	if exe, err := os.Executable(); err == nil {
+		rt.TeardownCmd = []string{exe, stage0.TeardownEntrypoint}
+	}
 	return rt, nil
 }
 
@@ -64,7 +67,7 @@ func newListCommand(g *globals) *cobra.Command {
 		}
 		w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 		if !*noLegend {
-			fmt.Fprintln(w, "UUID\tNAME\tAPPS\tIMAGES\tSTATE\tCREATED\tEXIT")
+			fmt.Fprintln(w, "UUID\tNAME\tAPPS\tIMAGES\tSTATE\tCREATED\tEXIT\tNETWORKS")
 		}
 		for _, p := range pods {
 			uuid := p.UUID
@@ -80,7 +83,11 @@ func newListCommand(g *globals) *cobra.Command {
 			if p.ExitCode != nil {
 				exit = fmt.Sprint(*p.ExitCode)
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", uuid, dash(p.Name), dash(strings.Join(apps, ",")), dash(strings.Join(imgs, ",")), p.State, ago(p.Created), exit)
+			var nets []string
+			for _, n := range p.Networks {
+				nets = append(nets, fmt.Sprintf("%s:%s=%s", n.Name, n.Interface, strings.Join(n.Addresses, "+")))
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", uuid, dash(p.Name), dash(strings.Join(apps, ",")), dash(strings.Join(imgs, ",")), p.State, ago(p.Created), exit, dash(strings.Join(nets, ",")))
 		}
 		return w.Flush()
 	}
@@ -153,6 +160,12 @@ func newStatusCommand(g *globals) *cobra.Command {
 		}
 		if info.ExitCode != nil {
 			fmt.Fprintf(out, "exit-code=%d\n", *info.ExitCode)
+		}
+		for _, n := range info.Networks {
+			fmt.Fprintf(out, "network-%s-interface=%s\n", n.Name, n.Interface)
+			for _, a := range n.Addresses {
+				fmt.Fprintf(out, "network-%s-address=%s\n", n.Name, a)
+			}
 		}
 		for _, a := range info.Apps {
 			fmt.Fprintf(out, "app-%s-image=%s@%s\n", a.Name, a.Image, a.ImageDigest)

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/karman-project/karman/network"
 	"github.com/karman-project/karman/stage0"
 	"github.com/karman-project/karman/stage1"
 )
@@ -173,6 +174,9 @@ type podFlags struct {
 	interactive bool
 	notifyApp   bool
 	sysctls     []string
+	ports       []string
+	dns         []string
+	dnsSearch   []string
 }
 
 func (f *podFlags) register(cmd *cobra.Command) {
@@ -181,7 +185,10 @@ func (f *podFlags) register(cmd *cobra.Command) {
 	f.common.register(fs)
 	fs.StringVar(&f.name, "name", "", "name of the pod")
 	fs.StringVar(&f.hostname, "hostname", "", "hostname of the pod (default karman-UUID8)")
-	fs.StringVar(&f.net, "net", "none", "network: none (loopback only) or host")
+	fs.StringVar(&f.net, "net", "default", "networks: default, none (loopback only), host, or CNI networks of CONFIG-DIR/net.d: NAME[:K=V;...][,NAME...]")
+	fs.StringArrayVar(&f.ports, "port", nil, "forward a host port to the pod: HOSTPORT:PODPORT[/tcp|udp] (repeatable)")
+	fs.StringArrayVar(&f.dns, "dns", nil, "the pod's nameserver: an IP address (repeatable), host (the host's resolv.conf) or none (keep the image's)")
+	fs.StringArrayVar(&f.dnsSearch, "dns-search", nil, "a DNS search domain of the pod (repeatable)")
 	fs.StringVar(&f.pull, "pull-policy", "new", "when to fetch images: new (if not stored), update (always), never")
 	fs.StringVar(&f.insecure, "insecure-options", "", insecureHelp)
 	fs.BoolVar(&f.noOverlay, "no-overlay", false, "copy image layers instead of mounting an overlay")
@@ -216,7 +223,16 @@ func (f *podFlags) spec(args []string) (stage0.PodSpec, error) {
 		}
 		sysctls[k] = v
 	}
+	var ports []network.PortMapping
+	for _, s := range f.ports {
+		p, err := network.ParsePort(s)
+		if err != nil {
+			return stage0.PodSpec{}, err
+		}
+		ports = append(ports, p)
+	}
 	return stage0.PodSpec{
+		Ports: ports, DNS: network.DNS{Servers: f.dns, Search: f.dnsSearch},
 		Sysctls: sysctls,
 		Apps:    apps, Name: f.name, Hostname: f.hostname, Net: f.net, PullPolicy: f.pull,
 		NoOverlay: f.noOverlay, StopTimeout: f.stopTimeout, Interactive: f.interactive, NotifyApp: f.notifyApp,
