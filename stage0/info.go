@@ -2,6 +2,7 @@ package stage0
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"sort"
@@ -44,6 +45,8 @@ type PodInfo struct {
 	ExitCode *int          `json:"exitCode,omitempty"`
 	Apps     []AppInfo     `json:"apps"`
 	Networks []NetworkInfo `json:"networks"`
+	// Labels are PodSpec.Labels.
+	Labels map[string]string `json:"labels,omitempty"`
 	// Resources is each running app's usage, read from its cgroup.
 	Resources map[string]cgroups.Stats `json:"resources,omitempty"`
 }
@@ -63,6 +66,9 @@ func (r *Runtime) info(p pod) PodInfo {
 		return pi // an embryo, or a pod being removed
 	}
 	pi.Name = pd.Name
+	if b, err := os.ReadFile(filepath.Join(p.path, LabelsFile)); err == nil {
+		json.Unmarshal(b, &pi.Labels)
+	}
 	pi.Created = modTime(filepath.Join(p.path, stage1.PodFile))
 	pi.Started = modTime(filepath.Join(p.path, stage1.Started))
 	pi.Finished = modTime(filepath.Join(p.path, stage1.Finished))

@@ -2,6 +2,7 @@ package stage0
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -83,6 +84,15 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec) (_ pod, lock *lockfi
 			return pod{}, nil, fmt.Errorf("app %s: %w", as.Name, err)
 		}
 		pd.Apps = append(pd.Apps, app)
+	}
+	if len(spec.Labels) > 0 {
+		b, err := json.Marshal(spec.Labels)
+		if err != nil {
+			return pod{}, nil, err
+		}
+		if err := os.WriteFile(filepath.Join(p.path, LabelsFile), b, 0o600); err != nil {
+			return pod{}, nil, err
+		}
 	}
 	if err := stage1.SavePod(p.path, pd); err != nil {
 		return pod{}, nil, err

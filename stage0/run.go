@@ -15,6 +15,11 @@ type RunOptions struct {
 	// Detach starts the supervisor as a child in its own session and
 	// returns at once; the pod's output is kept in its directory.
 	Detach bool
+	// Exited, with Detach, is called from a goroutine once the detached
+	// supervisor has ended, if the caller still runs then (the node
+	// agent learns of exits at once this way). The supervisor is reaped
+	// either way.
+	Exited func(uuid string)
 	Debug  bool
 }
 
@@ -84,7 +89,12 @@ func (r *Runtime) supervise(p pod, lock *os.File, o RunOptions) (int, error) {
 		r.discard(p)
 		return 0, fmt.Errorf("pod %s: starting the supervisor: %w", p.uuid, err)
 	}
-	cmd.Process.Release()
+	go func() {
+		cmd.Wait() // reap it: a long-lived caller must not collect zombies
+		if o.Exited != nil {
+			o.Exited(p.uuid)
+		}
+	}()
 	return 0, nil
 }
 
