@@ -31,6 +31,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./image/... ./signing/...
 	./tests/bench/fetch.sh
 	./tests/bench/run.sh
+	./tests/bench/agent.sh
 
 demo: setup build
 	./scripts/demo.sh

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"sync"
 	"time"
@@ -40,6 +41,10 @@ type Config struct {
 	// PollInterval how often running tasks are checked (1s; exits of pods
 	// this process started are seen at once).
 	SampleInterval, PollInterval time.Duration
+	// ParallelStarts bounds the pods being started at once (default
+	// twice the CPUs, at least 4): more only thrash the CPUs, and the
+	// API stays responsive during a launch storm.
+	ParallelStarts int
 }
 
 // Error classes of the agent, mapped to HTTP statuses by the handlers.
@@ -81,14 +86,21 @@ type Agent struct {
 	capacity agentapi.Resources
 	reserved agentapi.Resources
 
+	// mu guards the tasks and their records, and is held while a record
+	// is written; nodeMu (taken inside mu, never the other way) guards
+	// what GET /v1/node reports, so that the node document never waits
+	// for a disk write.
 	mu        sync.Mutex
 	tasks     map[string]*task
-	allocated agentapi.Resources
 	ports     map[string]string // "tcp/80" -> task id
+	nodeMu    sync.Mutex
+	allocated agentapi.Resources // written under mu and nodeMu
+	counts    map[agentapi.TaskState]int
 	sample    agentapi.Usage
 	conds     []agentapi.Condition
 
-	nudge chan struct{}
+	nudge  chan struct{}
+	starts chan struct{} // a slot per pod start in progress
 }
 
 // New opens the agent's state, fingerprints the node and recovers the
@@ -106,6 +118,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.SampleInterval <= 0 {
 		cfg.SampleInterval = 2 * time.Second
 	}
+	if cfg.ParallelStarts <= 0 {
+		cfg.ParallelStarts = max(4, 2*runtime.NumCPU())
+	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
 	}
@@ -118,8 +133,8 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, rt: cfg.Runtime, log: cfg.Logger, store: taskStore{filepath.Join(cfg.StateDir, "tasks")},
-		bootID: readBootID(), tasks: map[string]*task{}, ports: map[string]string{},
-		nudge: make(chan struct{}, 1), met: newMetrics(),
+		bootID: readBootID(), tasks: map[string]*task{}, ports: map[string]string{}, counts: map[agentapi.TaskState]int{},
+		nudge: make(chan struct{}, 1), met: newMetrics(), starts: make(chan struct{}, cfg.ParallelStarts),
 	}
 	a.ident, a.capacity, a.reserved = fingerprint(id, cfg.StateDir, cfg.Version, cfg.Reserved, cfg.Ports)
 	if a.events, err = openEventLog(filepath.Join(cfg.StateDir, "events.log")); err != nil {
@@ -138,8 +153,8 @@ func (a *Agent) Close() error { return a.events.close() }
 
 // Node returns the node document.
 func (a *Agent) Node() agentapi.Node {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.nodeMu.Lock()
+	defer a.nodeMu.Unlock()
 	n := agentapi.Node{
 		Identity: a.ident, Capacity: a.capacity, Reserved: a.reserved,
 		Allocatable: allocatable(a.capacity, a.reserved), Allocated: a.allocated,
@@ -156,8 +171,10 @@ func (a *Agent) Node() agentapi.Node {
 	if n.Labels == nil {
 		n.Labels = map[string]string{}
 	}
-	for _, t := range a.tasks {
-		n.Tasks[t.rec.State]++
+	for st, c := range a.counts {
+		if c > 0 {
+			n.Tasks[st] = c
+		}
 	}
 	return n
 }
@@ -201,8 +218,10 @@ func (a *Agent) get(id string) (*task, error) {
 
 // reserve accounts for a task's resources and ports; a.mu is held.
 func (a *Agent) reserve(id string, s agentapi.TaskSpec) {
+	a.nodeMu.Lock()
 	a.allocated.CPUMillis += s.Resources.CPUMillis
 	a.allocated.MemoryBytes += s.Resources.MemoryBytes
+	a.nodeMu.Unlock()
 	for _, p := range s.Ports {
 		a.ports[portKey(p)] = id
 	}
@@ -210,12 +229,27 @@ func (a *Agent) reserve(id string, s agentapi.TaskSpec) {
 
 // release undoes reserve; a.mu is held.
 func (a *Agent) release(id string, s agentapi.TaskSpec) {
+	a.nodeMu.Lock()
 	a.allocated.CPUMillis -= s.Resources.CPUMillis
 	a.allocated.MemoryBytes -= s.Resources.MemoryBytes
+	a.nodeMu.Unlock()
 	for _, p := range s.Ports {
 		if a.ports[portKey(p)] == id {
 			delete(a.ports, portKey(p))
 		}
+	}
+}
+
+// countMove keeps the number of tasks by state: from "" is a new task,
+// to "" a forgotten one. a.mu is held.
+func (a *Agent) countMove(from, to agentapi.TaskState) {
+	a.nodeMu.Lock()
+	defer a.nodeMu.Unlock()
+	if from != "" {
+		a.counts[from]--
+	}
+	if to != "" {
+		a.counts[to]++
 	}
 }
 
@@ -235,6 +269,7 @@ func (a *Agent) setState(t *task, st agentapi.TaskState, mut func(r *record)) {
 		mut(&t.rec)
 	}
 	t.rec.State = st
+	a.countMove(was, st)
 	if st.Terminal() && !was.Terminal() {
 		if t.rec.Finished.IsZero() {
 			t.rec.Finished = time.Now().UTC()

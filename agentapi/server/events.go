@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/karman-project/karman/agentapi"
@@ -24,6 +25,7 @@ type eventLog struct {
 	path    string
 	events  []agentapi.Event // in order; events[i].Seq == first+i
 	changed chan struct{}    // closed and replaced at each append
+	lastSeq atomic.Uint64    // read without mu
 }
 
 // openEventLog reads the log at path (creating it) and continues its
@@ -53,6 +55,9 @@ func openEventLog(path string) (*eventLog, error) {
 			return nil, err
 		}
 	}
+	if n := len(l.events); n > 0 {
+		l.lastSeq.Store(l.events[n-1].Seq)
+	}
 	if l.f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err != nil {
 		return nil, fmt.Errorf("event log: %w", err)
 	}
@@ -72,14 +77,7 @@ func (l *eventLog) rewrite() error {
 func (l *eventLog) close() error { return l.f.Close() }
 
 // last returns the last sequence number (0 when none).
-func (l *eventLog) last() uint64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.events) == 0 {
-		return 0
-	}
-	return l.events[len(l.events)-1].Seq
-}
+func (l *eventLog) last() uint64 { return l.lastSeq.Load() }
 
 // add appends ev with the next sequence number, writes it and wakes the
 // streams. The write is one write(2) of a whole line on an O_APPEND file:
@@ -97,6 +95,7 @@ func (l *eventLog) add(ev agentapi.Event) agentapi.Event {
 	b, _ := json.Marshal(ev)
 	l.f.Write(append(b, '\n'))
 	l.events = append(l.events, ev)
+	l.lastSeq.Store(ev.Seq)
 	if len(l.events) > maxEventsKept {
 		l.events = l.events[len(l.events)-maxEventsKept/2:]
 	}

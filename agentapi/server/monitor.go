@@ -174,15 +174,15 @@ func (a *Agent) sampleNow(ctx context.Context) {
 	}
 	hs := sampleHost(a.cfg.StateDir)
 	u.HostMemoryAvailable, u.HostDiskFree, u.HostLoad1, u.HostProcesses = hs.memAvailable, hs.diskFree, hs.load1, hs.procs
-	a.mu.Lock()
+	a.nodeMu.Lock()
 	first := len(a.conds) == 0
 	prevReady := !first && a.conds[0].Status
 	a.sample = u
 	a.conds = conditions(hs, a.conds, u.Sampled)
-	changed := !first && prevReady != a.conds[0].Status
-	a.mu.Unlock()
-	if changed {
-		a.events.add(agentapi.Event{Type: agentapi.EventNodeUpdated, Reason: a.conds[0].Reason, Message: a.conds[0].Message})
+	ready := a.conds[0]
+	a.nodeMu.Unlock()
+	if !first && prevReady != ready.Status {
+		a.events.add(agentapi.Event{Type: agentapi.EventNodeUpdated, Reason: ready.Reason, Message: ready.Message})
 	}
 }
 
@@ -210,6 +210,7 @@ func (a *Agent) recover(ctx context.Context) error {
 	for _, r := range recs {
 		t := &task{rec: *r, done: make(chan struct{})}
 		a.tasks[r.ID] = t
+		a.countMove("", r.State)
 		if r.State.Terminal() {
 			close(t.done)
 			continue

@@ -53,7 +53,7 @@ func (a *Agent) Launch(ctx context.Context, id string, spec agentapi.TaskSpec) (
 		return agentapi.Task{}, false, err
 	}
 	t := &task{done: make(chan struct{}), rec: record{SpecHash: hash, Task: agentapi.Task{
-		ID: id, Spec: spec, State: agentapi.TaskStarting, Created: time.Now().UTC(), BootID: a.bootID,
+		ID: id, Spec: spec, Created: time.Now().UTC(), BootID: a.bootID,
 	}}}
 	t.op.Lock()
 	defer t.op.Unlock()
@@ -70,6 +70,7 @@ func (a *Agent) Launch(ctx context.Context, id string, spec agentapi.TaskSpec) (
 		a.mu.Lock()
 		a.setState(t, agentapi.TaskFailed, func(r *record) { r.Reason = err.Error() })
 		delete(a.tasks, id)
+		a.countMove(agentapi.TaskFailed, "")
 		a.mu.Unlock()
 		a.store.remove(id)
 		if errors.Is(err, stage0.ErrInvalid) {
@@ -87,6 +88,12 @@ func (a *Agent) start(ctx context.Context, t *task) error {
 	a.mu.Lock()
 	id, spec := t.rec.ID, t.rec.Spec
 	a.mu.Unlock()
+	select {
+	case a.starts <- struct{}{}:
+		defer func() { <-a.starts }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	uuid, _, err := a.rt.Run(ctx, podSpec(id, spec), stage0.RunOptions{Detach: true, Exited: func(string) { a.poke() }})
 	if err != nil {
 		return err
@@ -328,6 +335,7 @@ func (a *Agent) Delete(ctx context.Context, id string) error {
 		return err
 	}
 	delete(a.tasks, id)
+	a.countMove(t.rec.State, "")
 	a.events.add(agentapi.Event{Type: agentapi.EventTaskDeleted, Task: id, PodUUID: uuid})
 	return nil
 }
