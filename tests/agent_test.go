@@ -686,3 +686,59 @@ func TestAgentRecovery(t *testing.T) {
 		t.Error("no event reached the follower")
 	}
 }
+
+func TestAgentRestartPolicyAndOOM(t *testing.T) {
+	e := newAgentEnv(t)
+	e.start(t)
+	ctx := ctxT(t, 2*time.Minute)
+	// on-failure: restarted in a new pod after each failure, with back-off.
+	flaky := e.spec("echo run; exit 3")
+	flaky.Restart = "on-failure"
+	first, err := e.c.Launch(ctx, "flaky", flaky)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tk agentapi.Task
+	eventually(t, time.Minute, func() error {
+		tk, err = e.c.Task(ctx, "flaky")
+		if err != nil || tk.Restarts < 2 {
+			return fmt.Errorf("task %+v, %v; want two restarts", tk, err)
+		}
+		return nil
+	})
+	if tk.PodUUID == first.PodUUID {
+		t.Errorf("restarted in the same pod %s", tk.PodUUID)
+	}
+	// Stopping ends the restarts; the pods of earlier runs are gone.
+	if tk, err = e.c.Stop(ctx, "flaky", "1s"); err != nil || !tk.State.Terminal() {
+		t.Fatalf("stop %+v, %v", tk, err)
+	}
+	restarts := tk.Restarts
+	time.Sleep(3 * time.Second)
+	if tk, _ = e.c.Task(ctx, "flaky"); tk.Restarts != restarts || !tk.State.Terminal() {
+		t.Errorf("restarted after stop: %+v", tk)
+	}
+	var pods []stage0.PodInfo
+	json.Unmarshal([]byte(karman(t, e.dir, "list", "--format", "json").Stdout), &pods)
+	if len(pods) != 1 {
+		t.Errorf("%d pods for one restarted task, want the last one only", len(pods))
+	}
+
+	// A task that outgrows its memory is reported oom-killed.
+	hog := e.spec(`x=$(head -c 200000000 /dev/zero | tr '\0' a); echo survived`)
+	hog.Resources.MemoryBytes = 32 << 20
+	if _, err := e.c.Launch(ctx, "hog", hog); err != nil {
+		t.Fatal(err)
+	}
+	tk, err = e.c.Wait(ctx, "hog")
+	if err != nil || tk.ExitCode == nil || *tk.ExitCode != 137 || tk.Reason != "oom-killed" {
+		t.Errorf("memory hog %+v, %v; want exit 137, oom-killed", tk, err)
+	}
+	found := false
+	for _, ev := range e.events(t, 0) {
+		found = found || ev.Task == "hog" && ev.Type == agentapi.EventTaskExited && ev.Reason == "oom-killed"
+	}
+	if !found {
+		t.Error("no task-exited event with reason oom-killed")
+	}
+}

@@ -110,13 +110,7 @@ func (a *Agent) shouldRestart(t *task) bool {
 // restart starts an exited task again in a new pod, after a back-off that
 // grows with the restarts (up to a minute). The old pod is removed.
 func (a *Agent) restart(ctx context.Context, t *task) {
-	t.op.Lock()
-	defer t.op.Unlock()
 	a.mu.Lock()
-	if a.tasks[t.rec.ID] != t || t.stopping || t.rec.State != agentapi.TaskExited {
-		a.mu.Unlock()
-		return
-	}
 	delay := min(time.Duration(1<<min(t.rec.Restarts, 6))*time.Second, time.Minute)
 	old := t.rec.PodUUID
 	a.mu.Unlock()
@@ -125,11 +119,26 @@ func (a *Agent) restart(ctx context.Context, t *task) {
 		return
 	case <-time.After(delay):
 	}
+	// Stop and delete may have come during the back-off (they do not wait
+	// for it).
+	t.op.Lock()
+	defer t.op.Unlock()
+	a.mu.Lock()
+	if a.tasks[t.rec.ID] != t || t.stopping || t.rec.State != agentapi.TaskExited || t.rec.PodUUID != old {
+		a.mu.Unlock()
+		return
+	}
+	a.mu.Unlock()
 	if err := a.rt.Remove(ctx, old); err != nil && !errors.Is(err, stage0.ErrNotFound) {
 		a.log.Warn("removing the pod of a restarted task", "task", t.rec.ID, "pod", old, "err", err)
 	}
 	a.mu.Lock()
 	if t.stopping {
+		a.mu.Unlock()
+		return
+	}
+	if err := a.admit(t.rec.ID, t.rec.Spec); err != nil {
+		a.setState(t, agentapi.TaskFailed, func(r *record) { r.Reason = "restart refused: " + err.Error() })
 		a.mu.Unlock()
 		return
 	}

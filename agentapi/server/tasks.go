@@ -347,8 +347,11 @@ func (a *Agent) Wait(ctx context.Context, id string) (agentapi.Task, error) {
 		return agentapi.Task{}, err
 	}
 	for {
+		a.mu.Lock()
+		done := t.done // a restart replaces it
+		a.mu.Unlock()
 		select {
-		case <-t.done:
+		case <-done:
 			return a.Task(id)
 		case <-ctx.Done():
 			return agentapi.Task{}, ctx.Err()
