@@ -59,7 +59,11 @@ func modTime(path string) time.Time {
 }
 
 // info reads what a pod directory says about the pod.
-func (r *Runtime) info(p pod) PodInfo {
+func (r *Runtime) info(p pod) PodInfo { return r.readInfo(p, true) }
+
+// readInfo is info, reading the apps' cgroup usage only with usage (it
+// costs a few dozen file reads per app).
+func (r *Runtime) readInfo(p pod, usage bool) PodInfo {
 	pi := PodInfo{UUID: p.uuid, State: p.state(), Networks: []NetworkInfo{}, Apps: []AppInfo{}}
 	pd, err := stage1.LoadPod(p.path)
 	if err != nil {
@@ -78,7 +82,7 @@ func (r *Runtime) info(p pod) PodInfo {
 		}
 	}
 	running := pi.State == Running
-	if running {
+	if running && usage {
 		pi.Resources = stage1.AppUsage(p.path, pd)
 	}
 	for i, st := range stage1.ReadAppStatus(p.path, pd) {

@@ -233,8 +233,9 @@ func (r *Runtime) State(_ context.Context, uuid string) (State, error) {
 }
 
 // WaitStarted blocks until every app of a running pod has started, or the
-// pod has ended, or ctx ends, and returns the pod's status then. Run with
-// Detach returns once the supervisor runs; this is the rest of the start.
+// pod has ended, or ctx ends, and returns the pod's status then (without
+// the apps' cgroup usage). Run with Detach returns once the supervisor
+// runs; this is the rest of the start.
 func (r *Runtime) WaitStarted(ctx context.Context, uuid string) (PodInfo, error) {
 	p, err := r.find(uuid)
 	if err != nil {
@@ -243,17 +244,17 @@ func (r *Runtime) WaitStarted(ctx context.Context, uuid string) (PodInfo, error)
 	delay := 500 * time.Microsecond
 	for {
 		if _, err := os.Stat(filepath.Join(p.path, stage1.Started)); err == nil {
-			return r.info(p), nil
+			return r.readInfo(p, false), nil
 		}
 		if s := p.state(); s != Running {
 			if np, err := r.relocate(p); err == nil {
 				p = np
 			}
-			return r.info(p), nil
+			return r.readInfo(p, false), nil
 		}
 		select {
 		case <-ctx.Done():
-			return r.info(p), fmt.Errorf("pod %s: waiting for its apps to start: %w", p.uuid, ctx.Err())
+			return r.readInfo(p, false), fmt.Errorf("pod %s: waiting for its apps to start: %w", p.uuid, ctx.Err())
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, 20*time.Millisecond)

@@ -37,7 +37,7 @@ type Config struct {
 	// Master, when set, is the URL of a master to register with; Endpoint
 	// is the address sent to it.
 	Master, Endpoint string
-	// SampleInterval is how often usage and conditions are read (2s) and
+	// SampleInterval is how often usage and conditions are read (5s) and
 	// PollInterval how often running tasks are checked (1s; exits of pods
 	// this process started are seen at once).
 	SampleInterval, PollInterval time.Duration
@@ -116,7 +116,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		cfg.Ports = agentapi.PortRange{From: defaultPortFrom, To: defaultPortTo}
 	}
 	if cfg.SampleInterval <= 0 {
-		cfg.SampleInterval = 2 * time.Second
+		cfg.SampleInterval = 5 * time.Second
 	}
 	if cfg.ParallelStarts <= 0 {
 		cfg.ParallelStarts = max(4, 2*runtime.NumCPU())
