@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // DefaultSocket is where the agent listens by default.
@@ -68,7 +70,11 @@ func listenUnix(path string) (net.Listener, func(*http.Request) error, error) {
 		return nil, nil, fmt.Errorf("agent socket %s: another agent is serving it", path)
 	}
 	os.Remove(path)
+	// Created owner-only, not chmod'ed after: no moment where others may
+	// connect. (The umask is process-wide; this runs before anything else.)
+	old := unix.Umask(0o177)
 	l, err := net.Listen("unix", path)
+	unix.Umask(old)
 	if err != nil {
 		return nil, nil, fmt.Errorf("agent socket: %w", err)
 	}
@@ -145,8 +151,8 @@ func (a *Agent) Serve(ctx context.Context, l net.Listener, auth func(*http.Reque
 	srv := &http.Server{
 		Handler:           a.Handler(auth),
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          nil,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	errc := make(chan error, 1)

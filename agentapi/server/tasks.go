@@ -117,6 +117,9 @@ func (a *Agent) start(ctx context.Context, t *task) error {
 	a.setState(t, agentapi.TaskRunning, func(r *record) { r.Started = started.UTC() })
 	if pi.State != stage0.Running {
 		a.finish(t, pi)
+		if a.shouldRestart(t) {
+			go a.restart(context.WithoutCancel(ctx), t)
+		}
 	}
 	return nil
 }
