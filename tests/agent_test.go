@@ -732,7 +732,7 @@ func TestAgentRestartPolicyAndOOM(t *testing.T) {
 	}
 	tk, err = e.c.Wait(ctx, "hog")
 	if err != nil || tk.ExitCode == nil || *tk.ExitCode != 137 || tk.Reason != "oom-killed" {
-		t.Errorf("memory hog %+v, %v; want exit 137, oom-killed", tk, err)
+		t.Errorf("memory hog %+v, %v; want exit 137, oom-killed; its pod: %+v", tk, err, e.status(t, tk.PodUUID))
 	}
 	found := false
 	for _, ev := range e.events(t, 0) {
