@@ -47,7 +47,12 @@ func (r *Runtime) Stop(_ context.Context, uuid string, force bool) error {
 	if s := p.state(); s != Running {
 		return fmt.Errorf("pod %s is %s, not running: %w", p.uuid, s, ErrState)
 	}
-	return stage1.Stop(p.path, force)
+	if err := stage1.Stop(p.path, force); errors.Is(err, stage1.ErrNotRunning) {
+		return fmt.Errorf("pod %s ended meanwhile: %w", p.uuid, ErrState)
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // Signal sends sig to the apps of a running pod. SIGTERM and SIGINT stop

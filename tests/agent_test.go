@@ -725,7 +725,11 @@ func TestAgentRestartPolicyAndOOM(t *testing.T) {
 	}
 
 	// A task that outgrows its memory is reported oom-killed.
-	hog := e.spec(`x=$(head -c 200000000 /dev/zero | tr '\0' a); echo survived`)
+	// The hog waits a moment: an app that outgrows its limit within
+	// milliseconds of its start can have the OOM killer pick the pod's
+	// init instead, whose forking thread is still in the app's memory
+	// cgroup then (a stage1 matter, reported).
+	hog := e.spec(`sleep 0.5; exec dd if=/dev/zero of=/dev/null bs=100M count=1`)
 	hog.Resources.MemoryBytes = 32 << 20
 	if _, err := e.c.Launch(ctx, "hog", hog); err != nil {
 		t.Fatal(err)

@@ -265,20 +265,36 @@ func (a *Agent) stop(ctx context.Context, t *task, grace time.Duration) error {
 	if grace <= 0 {
 		grace = 10 * time.Second
 	}
-	if err := a.rt.Stop(ctx, uuid, false); err != nil && !errors.Is(err, stage0.ErrState) {
+	if err := a.rt.Stop(ctx, uuid, false); err != nil && !a.ending(ctx, uuid, err) {
 		return fmt.Errorf("task %s: %w", t.rec.ID, err)
 	}
 	a.poke()
 	if a.waitDone(ctx, t, grace) {
 		return nil
 	}
-	if err := a.rt.Stop(ctx, uuid, true); err != nil && !errors.Is(err, stage0.ErrState) {
+	if err := a.rt.Stop(ctx, uuid, true); err != nil && !a.ending(ctx, uuid, err) {
 		return fmt.Errorf("task %s: %w", t.rec.ID, err)
 	}
 	if !a.waitDone(ctx, t, 30*time.Second) {
 		return fmt.Errorf("task %s did not end within 30s of SIGKILL", t.rec.ID)
 	}
 	return nil
+}
+
+// ending tells whether a failed stop request failed because the pod was
+// ending anyway (its init hung up, or it is gone): then its supervisor
+// lets go of the pod within moments.
+func (a *Agent) ending(ctx context.Context, uuid string, err error) bool {
+	if errors.Is(err, stage0.ErrState) || errors.Is(err, stage0.ErrNotFound) {
+		return true
+	}
+	for range 100 {
+		if s, serr := a.rt.State(ctx, uuid); serr != nil || s != stage0.Running {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
 }
 
 // waitDone waits up to d for the task to end, checking its pod directly
@@ -315,7 +331,7 @@ func (a *Agent) Delete(ctx context.Context, id string) error {
 	t.stopping = true
 	a.mu.Unlock()
 	if !st.Terminal() {
-		if err := a.rt.Stop(ctx, uuid, true); err != nil && !errors.Is(err, stage0.ErrState) {
+		if err := a.rt.Stop(ctx, uuid, true); err != nil && !a.ending(ctx, uuid, err) {
 			return fmt.Errorf("task %s: %w", id, err)
 		}
 		if !a.waitDone(ctx, t, 30*time.Second) {
