@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/karman-project/karman/agentapi"
@@ -171,6 +172,7 @@ func (a *Agent) sampleNow(ctx context.Context) {
 	a.mu.Unlock()
 	u := agentapi.Usage{Sampled: time.Now().UTC()}
 	for _, id := range uuids {
+		runtime.Gosched() // a long sweep must not hold up API requests
 		pi, err := a.rt.Status(ctx, id)
 		if err != nil {
 			continue

@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -61,6 +63,12 @@ Its tasks are ordinary pods: they keep running when the agent stops.`,
 			if cfg.Reserved.MemoryBytes, err = parseBytes(*reserveMem); err != nil {
 				return fmt.Errorf("--reserve-memory: %w", err)
 			}
+		}
+		// More Go processors than CPUs: an API request then waits for the
+		// kernel's scheduler only, not also behind the goroutines that
+		// start pods (measured in tests/bench/agent.sh).
+		if os.Getenv("GOMAXPROCS") == "" {
+			runtime.GOMAXPROCS(max(8, 4*runtime.NumCPU()))
 		}
 		// Listen first: an agent that cannot serve (say, TCP without
 		// authentication) must not touch anything.
