@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/karman-project/karman/agentapi"
 )
@@ -76,31 +77,23 @@ func run(addr, image, prefix string, n, conc int) error {
 	}()
 
 	start := time.Now()
-	sem := make(chan struct{}, conc)
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
+	var g errgroup.Group
+	g.SetLimit(conc)
 	for _, id := range ids {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		g.Go(func() error {
 			t, err := c.Launch(ctx, id, spec)
 			if err == nil && t.State != agentapi.TaskRunning {
 				err = fmt.Errorf("task %s is %s (%s)", id, t.State, t.Reason)
 			}
-			if err != nil {
-				errs <- err
-			}
-		}()
+			return err
+		})
 	}
-	wg.Wait()
+	launchErr := g.Wait()
 	elapsed := time.Since(start)
 	close(stop)
 	<-pollDone
-	close(errs)
-	for err := range errs {
-		return err
+	if launchErr != nil {
+		return launchErr
 	}
 	if pollErr != nil {
 		return pollErr
@@ -135,18 +128,15 @@ func run(addr, image, prefix string, n, conc int) error {
 func cleanup(c *agentapi.Client, ids []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	sem := make(chan struct{}, 16)
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(16)
 	for _, id := range ids {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		g.Go(func() error {
 			if err := c.Delete(ctx, id); err != nil {
 				fmt.Fprintln(os.Stderr, "karman-agentbench: delete", id+":", err)
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	g.Wait()
 }
