@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -744,5 +745,46 @@ func TestAgentRestartPolicyAndOOM(t *testing.T) {
 	}
 	if !found {
 		t.Error("no task-exited event with reason oom-killed")
+	}
+}
+
+// TestAgentRegistersWithMaster: --master makes the agent PUT its node
+// document to a master (here one on loopback made by the test) and keep
+// sending heartbeats at the interval the master asks for.
+func TestAgentRegistersWithMaster(t *testing.T) {
+	e := newAgentEnv(t)
+	got := make(chan agentapi.Registration, 16)
+	var paths sync.Map
+	master := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var reg agentapi.Registration
+		if r.Method != http.MethodPut || json.NewDecoder(r.Body).Decode(&reg) != nil {
+			http.Error(w, "bad registration", http.StatusBadRequest)
+			return
+		}
+		paths.Store(r.URL.Path, true)
+		json.NewEncoder(w).Encode(agentapi.RegistrationReply{HeartbeatSeconds: 1})
+		select {
+		case got <- reg:
+		default:
+		}
+	}))
+	defer master.Close()
+	e.start(t, "--master", master.URL, "--label", "rack=r1")
+	n, err := e.c.Node(ctxT(t, time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 { // the registration and a heartbeat
+		select {
+		case reg := <-got:
+			if reg.Node.Identity.ID != n.Identity.ID || reg.Node.Labels["rack"] != "r1" || reg.Node.Capacity.CPUMillis != n.Capacity.CPUMillis {
+				t.Errorf("registration %d: %+v, want the node document %+v", i, reg.Node.Identity, n.Identity)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no registration %d within 30s", i)
+		}
+	}
+	if _, ok := paths.Load("/v1/nodes/" + n.Identity.ID); !ok {
+		t.Errorf("the agent did not PUT /v1/nodes/%s", n.Identity.ID)
 	}
 }
