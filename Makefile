@@ -40,6 +40,7 @@ bench: build
 	./tests/bench/fetch.sh
 	./tests/bench/run.sh
 	./tests/bench/net.sh
+	./tests/bench/agent.sh
 
 demo: setup build
 	./scripts/demo.sh

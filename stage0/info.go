@@ -2,6 +2,7 @@ package stage0
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"sort"
@@ -45,6 +46,8 @@ type PodInfo struct {
 	ExitCode *int          `json:"exitCode,omitempty"`
 	Apps     []AppInfo     `json:"apps"`
 	Networks []NetworkInfo `json:"networks"`
+	// Labels are PodSpec.Labels.
+	Labels map[string]string `json:"labels,omitempty"`
 	// Resources is each running app's usage, read from its cgroup.
 	Resources map[string]cgroups.Stats `json:"resources,omitempty"`
 }
@@ -57,7 +60,11 @@ func modTime(path string) time.Time {
 }
 
 // info reads what a pod directory says about the pod.
-func (r *Runtime) info(p pod) PodInfo {
+func (r *Runtime) info(p pod) PodInfo { return r.readInfo(p, true) }
+
+// readInfo is info, reading the apps' cgroup usage only with usage (it
+// costs a few dozen file reads per app).
+func (r *Runtime) readInfo(p pod, usage bool) PodInfo {
 	pi := PodInfo{UUID: p.uuid, State: p.state(), Networks: []NetworkInfo{}, Apps: []AppInfo{}}
 	pd, err := stage1.LoadPod(p.path)
 	if err != nil {
@@ -65,6 +72,9 @@ func (r *Runtime) info(p pod) PodInfo {
 	}
 	pi.Name = pd.Name
 	pi.Networks = networkInfo(p.path)
+	if b, err := os.ReadFile(filepath.Join(p.path, LabelsFile)); err == nil {
+		json.Unmarshal(b, &pi.Labels)
+	}
 	pi.Created = modTime(filepath.Join(p.path, stage1.PodFile))
 	pi.Started = modTime(filepath.Join(p.path, stage1.Started))
 	pi.Finished = modTime(filepath.Join(p.path, stage1.Finished))
@@ -74,7 +84,7 @@ func (r *Runtime) info(p pod) PodInfo {
 		}
 	}
 	running := pi.State == Running
-	if running {
+	if running && usage {
 		pi.Resources = appUsage(p.path, pd)
 	}
 	for i, st := range stage1.ReadAppStatus(p.path, pd) {

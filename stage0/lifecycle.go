@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/karman-project/karman/image/rootfs"
@@ -45,7 +47,45 @@ func (r *Runtime) Stop(_ context.Context, uuid string, force bool) error {
 	if s := p.state(); s != Running {
 		return fmt.Errorf("pod %s is %s, not running: %w", p.uuid, s, ErrState)
 	}
-	return stage1.Stop(p.path, force)
+	if err := stage1.Stop(p.path, force); errors.Is(err, stage1.ErrNotRunning) {
+		return fmt.Errorf("pod %s ended meanwhile: %w", p.uuid, ErrState)
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// Signal sends sig to the apps of a running pod. SIGTERM and SIGINT stop
+// the pod gracefully and SIGKILL stops it at once (as Stop); other signals
+// are forwarded to every app by the pod's supervisor.
+func (r *Runtime) Signal(ctx context.Context, uuid string, sig syscall.Signal) error {
+	switch sig {
+	case syscall.SIGTERM, syscall.SIGINT:
+		return r.Stop(ctx, uuid, false)
+	case syscall.SIGKILL:
+		return r.Stop(ctx, uuid, true)
+	case syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH:
+	default:
+		return fmt.Errorf("signal %d: the supervisor forwards only HUP, INT, QUIT, TERM, KILL, USR1, USR2 and WINCH: %w", sig, ErrInvalid)
+	}
+	p, err := r.find(uuid)
+	if err != nil {
+		return err
+	}
+	if s := p.state(); s != Running {
+		return fmt.Errorf("pod %s is %s, not running: %w", p.uuid, s, ErrState)
+	}
+	b, err := os.ReadFile(filepath.Join(p.path, stage1.SupervisorPID))
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return fmt.Errorf("pod %s is starting and has no supervisor PID yet; try again: %w", p.uuid, ErrState)
+	}
+	// The lock was held a moment ago, so the PID is the supervisor's; a
+	// supervisor that ended since leaves ESRCH.
+	if err := syscall.Kill(pid, sig); err != nil {
+		return fmt.Errorf("pod %s: signal %d to its supervisor (pid %d): %w", p.uuid, sig, pid, err)
+	}
+	return nil
 }
 
 // Remove deletes an exited or prepared pod at once.
@@ -193,4 +233,43 @@ func mountsUnder(dir string) []string {
 		out[i], out[j] = out[j], out[i]
 	}
 	return out
+}
+
+// State returns a pod's state alone, which costs two system calls for a
+// whole UUID (Status reads everything about the pod).
+func (r *Runtime) State(_ context.Context, uuid string) (State, error) {
+	p, err := r.find(uuid)
+	if err != nil {
+		return "", err
+	}
+	return p.state(), nil
+}
+
+// WaitStarted blocks until every app of a running pod has started, or the
+// pod has ended, or ctx ends, and returns the pod's status then (without
+// the apps' cgroup usage). Run with Detach returns once the supervisor
+// runs; this is the rest of the start.
+func (r *Runtime) WaitStarted(ctx context.Context, uuid string) (PodInfo, error) {
+	p, err := r.find(uuid)
+	if err != nil {
+		return PodInfo{}, err
+	}
+	delay := 500 * time.Microsecond
+	for {
+		if _, err := os.Stat(filepath.Join(p.path, stage1.Started)); err == nil {
+			return r.readInfo(p, false), nil
+		}
+		if s := p.state(); s != Running {
+			if np, err := r.relocate(p); err == nil {
+				p = np
+			}
+			return r.readInfo(p, false), nil
+		}
+		select {
+		case <-ctx.Done():
+			return r.readInfo(p, false), fmt.Errorf("pod %s: waiting for its apps to start: %w", p.uuid, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 20*time.Millisecond)
+	}
 }

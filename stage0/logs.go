@@ -60,7 +60,7 @@ func (r *Runtime) Logs(ctx context.Context, uuid, app string, follow bool, w io.
 		if !follow {
 			return nil
 		}
-		if s := r.info(p).State; s != Running && s != Prepared && s != Preparing {
+		if s := p.state(); s != Running && s != Prepared && s != Preparing {
 			if f != nil {
 				_, err := io.Copy(w, f) // what was written before it ended
 				return err

@@ -19,7 +19,12 @@ var (
 	ErrNotFound  = errors.New("pod not found")
 	ErrAmbiguous = errors.New("ambiguous pod UUID")
 	ErrState     = errors.New("pod is in the wrong state")
+	ErrInvalid   = errors.New("invalid pod")
 )
+
+// LabelsFile holds a pod's labels (PodSpec.Labels) as a JSON object. It is
+// stage0's, not part of the stage1 interface.
+const LabelsFile = "labels.json"
 
 // State of a pod.
 type State string
@@ -92,6 +97,13 @@ func (r *Runtime) find(prefix string) (pod, error) {
 	prefix = strings.ToLower(strings.TrimSpace(prefix))
 	if prefix == "" {
 		return pod{}, fmt.Errorf("empty pod UUID: %w", ErrNotFound)
+	}
+	if len(prefix) == 36 && !strings.Contains(prefix, "/") {
+		// A whole UUID: look it up directly instead of reading every
+		// state directory (the agent does this for each of its tasks).
+		if p, err := r.relocate(pod{uuid: prefix}); err == nil {
+			return p, nil
+		}
 	}
 	var found []pod
 	seen := map[string]bool{}

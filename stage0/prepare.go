@@ -2,6 +2,7 @@ package stage0
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -104,6 +105,15 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool) (_ pod, lo
 		return pod{}, nil, appErr // the deferred discard undoes the network too
 	}
 	pd.Apps = apps
+	if len(spec.Labels) > 0 {
+		b, err := json.Marshal(spec.Labels)
+		if err != nil {
+			return pod{}, nil, err
+		}
+		if err := os.WriteFile(filepath.Join(p.path, LabelsFile), b, 0o600); err != nil {
+			return pod{}, nil, err
+		}
+	}
 	if err := stage1.SavePod(p.path, pd); err != nil {
 		return pod{}, nil, err
 	}

@@ -16,6 +16,11 @@ type RunOptions struct {
 	// Detach starts the supervisor as a child in its own session and
 	// returns at once; the pod's output is kept in its directory.
 	Detach bool
+	// Exited, with Detach, is called from a goroutine once the detached
+	// supervisor has ended, if the caller still runs then (the node
+	// agent learns of exits at once this way). The supervisor is reaped
+	// either way.
+	Exited func(uuid string)
 	Debug  bool
 }
 
@@ -108,7 +113,12 @@ func (r *Runtime) supervise(p pod, lock *os.File, o RunOptions) (int, error) {
 		return fail(fmt.Errorf("starting the supervisor: %w", err))
 	}
 	lock.Close() // the supervisor holds its own copy of the lock now
-	cmd.Process.Release()
+	go func() {
+		cmd.Wait() // reap it: a long-lived caller must not collect zombies
+		if o.Exited != nil {
+			o.Exited(p.uuid)
+		}
+	}()
 	return 0, nil
 }
 

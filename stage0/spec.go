@@ -60,6 +60,9 @@ type PodSpec struct {
 	InsecureCaps, InsecurePaths, InsecureSeccomp bool
 	// Sysctls are set in the pod's namespaces (namespaced ones only).
 	Sysctls map[string]string
+	// Labels are kept with the pod (LabelsFile) and reported by List and
+	// Status; the node agent stores its task id in one.
+	Labels map[string]string
 }
 
 // validAppName accepts DNS labels: 1 to 63 of [a-z0-9-], not starting or
@@ -163,8 +166,13 @@ func (s *PodSpec) Validate() error {
 			errs = append(errs, fmt.Sprintf("--workdir %q must be absolute", a.WorkingDir))
 		}
 	}
+	for k, v := range s.Labels {
+		if k == "" || len(k) > 253 || len(v) > 4096 || strings.ContainsAny(k, "\x00\n=") {
+			errs = append(errs, fmt.Sprintf("label %q: keys are 1 to 253 characters without '=' or newlines, values at most 4096", k))
+		}
+	}
 	if len(errs) > 0 {
-		return fmt.Errorf("invalid pod: %s", strings.Join(errs, "; "))
+		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
 	}
 	return nil
 }

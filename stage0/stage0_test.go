@@ -1,11 +1,13 @@
 package stage0
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -120,5 +122,22 @@ func TestFindAbbreviatedUUIDs(t *testing.T) {
 	}
 	if _, err := r.find(""); !errors.Is(err, ErrNotFound) {
 		t.Errorf("find(empty): %v", err)
+	}
+}
+
+func TestValidateLabels(t *testing.T) {
+	s := PodSpec{Apps: []AppSpec{{Image: "oci:/a"}}, Labels: map[string]string{"ok": "v", "": "x", "a=b": "y"}}
+	err := s.Validate()
+	if !errors.Is(err, ErrInvalid) || strings.Count(err.Error(), "label ") != 2 {
+		t.Errorf("labels with an empty key and an '=': %v", err)
+	}
+}
+
+func TestSignalRefusesSignalsTheSupervisorDoesNotForward(t *testing.T) {
+	r := &Runtime{dir: t.TempDir()}
+	for _, sig := range []syscall.Signal{syscall.SIGALRM, syscall.SIGSTOP, syscall.SIGCHLD} {
+		if err := r.Signal(context.Background(), "whatever", sig); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Signal(%v) = %v, want ErrInvalid", sig, err)
+		}
 	}
 }

@@ -34,7 +34,7 @@ func Stop(podDir string, force bool) error {
 		}
 		buf := make([]byte, 4096)
 		n, err := c.Read(buf)
-		if errors.Is(err, io.EOF) {
+		if errors.Is(err, io.EOF) || errors.Is(err, unix.ECONNRESET) {
 			return nil // the init is exiting: the pod is ending anyway
 		}
 		if err != nil {

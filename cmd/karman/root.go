@@ -72,6 +72,7 @@ func newRootCommand() *cobra.Command {
 		newLogsCommand(g),
 		newTrustCommand(g),
 		newVerifyCommand(g),
+		newAgentCommand(g),
 	)
 	return root
 }

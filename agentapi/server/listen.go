@@ -1,0 +1,169 @@
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultSocket is where the agent listens by default.
+const DefaultSocket = "/run/karman/agent.sock"
+
+// ListenOptions say where and how the agent serves.
+type ListenOptions struct {
+	// Addr is unix:///path (or a path) or tcp://HOST:PORT.
+	Addr string
+	// TLS: the agent's certificate and key, and the CA that signs client
+	// certificates. TCP needs the certificate and key.
+	CertFile, KeyFile, ClientCAFile string
+	// TokenFile holds the bearer token clients may present instead of (or
+	// besides) a certificate.
+	TokenFile string
+}
+
+// ErrUnauthenticatedTCP refuses a TCP listener without client
+// authentication.
+var ErrUnauthenticatedTCP = errors.New("refusing to serve TCP without TLS and client authentication")
+
+// Listen opens the listener and returns it with the per-request
+// authentication check (nil for a unix socket, whose permissions are the
+// check: the socket is made owner-only). On TCP it requires TLS
+// (--tls-cert, --tls-key) and client authentication: a client
+// certificate signed by --client-ca and/or the bearer token of
+// --token-file; with both, either is enough. A client certificate that
+// does not verify is refused in the TLS handshake.
+func Listen(o ListenOptions) (net.Listener, func(*http.Request) error, error) {
+	addr := o.Addr
+	if addr == "" {
+		addr = "unix://" + DefaultSocket
+	}
+	switch {
+	case strings.HasPrefix(addr, "unix://") || strings.HasPrefix(addr, "/"):
+		if o.CertFile != "" || o.ClientCAFile != "" || o.TokenFile != "" {
+			return nil, nil, fmt.Errorf("--listen %s: TLS and token options apply to tcp:// only (the socket's permissions guard it)", addr)
+		}
+		return listenUnix(strings.TrimPrefix(addr, "unix://"))
+	case strings.HasPrefix(addr, "tcp://"):
+		return listenTCP(strings.TrimPrefix(addr, "tcp://"), o)
+	}
+	return nil, nil, fmt.Errorf("--listen %q: use unix:///path/to/agent.sock or tcp://HOST:PORT", addr)
+}
+
+func listenUnix(path string) (net.Listener, func(*http.Request) error, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, nil, fmt.Errorf("agent socket: %w", err)
+	}
+	// A socket left by an agent that died is removed; a live agent's is not.
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, nil, fmt.Errorf("agent socket %s: another agent is serving it", path)
+	}
+	os.Remove(path)
+	// Created owner-only, not chmod'ed after: no moment where others may
+	// connect. (The umask is process-wide; this runs before anything else.)
+	old := unix.Umask(0o177)
+	l, err := net.Listen("unix", path)
+	unix.Umask(old)
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, nil, fmt.Errorf("agent socket: %w", err)
+	}
+	return l, nil, nil
+}
+
+func listenTCP(hostport string, o ListenOptions) (net.Listener, func(*http.Request) error, error) {
+	var missing []string
+	if o.CertFile == "" || o.KeyFile == "" {
+		missing = append(missing, "TLS (--tls-cert and --tls-key)")
+	}
+	if o.ClientCAFile == "" && o.TokenFile == "" {
+		missing = append(missing, "client authentication (--client-ca and/or --token-file)")
+	}
+	if len(missing) > 0 {
+		return nil, nil, fmt.Errorf("--listen tcp://%s: %w: give %s, or serve on the owner-only unix socket", hostport, ErrUnauthenticatedTCP, strings.Join(missing, " and "))
+	}
+	cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	if o.ClientCAFile != "" {
+		pem, err := os.ReadFile(o.ClientCAFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, nil, fmt.Errorf("--client-ca %s: no PEM certificate in it", o.ClientCAFile)
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+		if o.TokenFile != "" {
+			cfg.ClientAuth = tls.VerifyClientCertIfGiven
+		}
+	}
+	var token []byte
+	if o.TokenFile != "" {
+		b, err := os.ReadFile(o.TokenFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--token-file: %w", err)
+		}
+		if token = []byte(strings.TrimSpace(string(b))); len(token) < 16 {
+			return nil, nil, fmt.Errorf("--token-file %s: the token has %d characters; use at least 16 random ones", o.TokenFile, len(token))
+		}
+	}
+	l, err := net.Listen("tcp", hostport)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--listen tcp://%s: %w", hostport, err)
+	}
+	auth := func(r *http.Request) error {
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+			return nil
+		}
+		if token != nil {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if ok && subtle.ConstantTimeCompare([]byte(got), token) == 1 {
+				return nil
+			}
+		}
+		return errors.New("authentication required: present a client certificate signed by the agent's CA or its bearer token")
+	}
+	return tls.NewListener(l, cfg), auth, nil
+}
+
+// Serve serves the API on l until ctx ends, then shuts the server down.
+// Tasks keep running.
+func (a *Agent) Serve(ctx context.Context, l net.Listener, auth func(*http.Request) error) error {
+	srv := &http.Server{
+		Handler:           a.Handler(auth),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	return nil
+}

@@ -1,0 +1,199 @@
+package server
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/karman-project/karman/agentapi"
+	"github.com/karman-project/karman/network"
+	"github.com/karman-project/karman/stage0"
+	"github.com/karman-project/karman/stage1"
+)
+
+// LabelTask is the pod label that holds the task id.
+const LabelTask = "karman.agent/task"
+
+// appName is the name of a task's (single) app inside its pod.
+const appName = "task"
+
+// validID accepts task ids of 1 to 128 of [A-Za-z0-9._-], not starting
+// with '.' or '-'.
+func validID(id string) bool {
+	if id == "" || len(id) > 128 || id[0] == '.' || id[0] == '-' {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// specHash identifies a spec: same hash, same task.
+func specHash(s agentapi.TaskSpec) string {
+	b, _ := json.Marshal(s) // maps marshal with sorted keys
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// validate checks a spec against the agent's configuration and returns
+// every problem. It does not look at other tasks (that is admission).
+func (a *Agent) validate(s *agentapi.TaskSpec) []string {
+	var p []string
+	if strings.TrimSpace(s.Image) == "" {
+		p = append(p, "image: required")
+	}
+	if len(s.Command) > 0 && s.Command[0] == "" {
+		p = append(p, "command: the first element (the program) is empty")
+	}
+	for k := range s.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			p = append(p, fmt.Sprintf("env %q: names are non-empty without '='", k))
+		}
+	}
+	r := s.Resources
+	if r.CPUMillis < 0 || r.MemoryBytes < 0 || r.Pids < 0 {
+		p = append(p, "resources: values must not be negative")
+	}
+	if r.MemoryBytes > 0 && r.MemoryBytes < 4<<20 {
+		p = append(p, fmt.Sprintf("resources.memoryBytes %d: below 4 MiB, too little to start a process", r.MemoryBytes))
+	}
+	switch s.Restart {
+	case "", "never", "on-failure", "always":
+	default:
+		p = append(p, fmt.Sprintf("restart %q: use never, on-failure or always", s.Restart))
+	}
+	if s.StopTimeout != "" {
+		if d, err := time.ParseDuration(s.StopTimeout); err != nil || d <= 0 {
+			p = append(p, fmt.Sprintf("stopTimeout %q: use a positive duration such as 10s", s.StopTimeout))
+		}
+	}
+	for k := range s.Labels {
+		if strings.HasPrefix(k, "karman.") {
+			p = append(p, fmt.Sprintf("label %q: the karman. prefix is reserved for the agent", k))
+		}
+	}
+	p = append(p, a.validateNetworks(s)...)
+	for _, v := range s.Volumes {
+		p = append(p, a.validateVolume(v)...)
+	}
+	return p
+}
+
+// validateNetworks checks networks and ports. "none" and "host" stand
+// alone; other names are the node's configured networks, passed through to
+// stage0, which sets them up or refuses them.
+func (a *Agent) validateNetworks(s *agentapi.TaskSpec) []string {
+	var p []string
+	nets := s.Networks
+	special := slices.Contains(nets, "none") || slices.Contains(nets, "host")
+	if special && len(nets) > 1 {
+		p = append(p, fmt.Sprintf("networks %v: none and host cannot be combined with other networks", nets))
+	}
+	for _, n := range nets {
+		if n == "" || strings.ContainsAny(n, ",/ ") {
+			p = append(p, fmt.Sprintf("network %q: not a network name", n))
+		}
+	}
+	none := len(nets) == 0 || slices.Equal(nets, []string{"none"})
+	host := slices.Equal(nets, []string{"host"})
+	seen := map[string]bool{}
+	for _, pt := range s.Ports {
+		proto := pt.Protocol
+		if proto == "" {
+			proto = "tcp"
+		}
+		key := fmt.Sprintf("%s/%d", proto, pt.HostPort)
+		switch {
+		case proto != "tcp" && proto != "udp":
+			p = append(p, fmt.Sprintf("port %d: protocol %q, use tcp or udp", pt.HostPort, pt.Protocol))
+		case pt.HostPort < 1 || pt.HostPort > 65535 || pt.ContainerPort < 1 || pt.ContainerPort > 65535:
+			p = append(p, fmt.Sprintf("port %d:%d: ports are 1 to 65535", pt.HostPort, pt.ContainerPort))
+		case none:
+			p = append(p, fmt.Sprintf("port %d: a task on network none cannot be reached; give it a network", pt.HostPort))
+		case host && pt.HostPort != pt.ContainerPort:
+			p = append(p, fmt.Sprintf("port %d:%d: on the host network the task's port is the host's; use the same number", pt.HostPort, pt.ContainerPort))
+		case seen[key]:
+			p = append(p, fmt.Sprintf("port %s: asked for twice", key))
+		}
+		seen[key] = true
+	}
+	return p
+}
+
+func (a *Agent) validateVolume(v agentapi.Volume) []string {
+	if !filepath.IsAbs(v.Source) || !filepath.IsAbs(v.Target) {
+		return []string{fmt.Sprintf("volume %s:%s: both paths must be absolute", v.Source, v.Target)}
+	}
+	src := filepath.Clean(v.Source)
+	for _, d := range a.cfg.VolumeDirs {
+		if rel, err := filepath.Rel(filepath.Clean(d), src); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return nil
+		}
+	}
+	if len(a.cfg.VolumeDirs) == 0 {
+		return []string{fmt.Sprintf("volume %s: this agent allows no volumes (start it with --volume-dir DIR)", v.Source)}
+	}
+	return []string{fmt.Sprintf("volume %s: not under an allowed directory (%s)", v.Source, strings.Join(a.cfg.VolumeDirs, ", "))}
+}
+
+// podSpec turns a valid task spec into the pod that runs it.
+func podSpec(id string, s agentapi.TaskSpec) stage0.PodSpec {
+	app := stage0.AppSpec{Image: s.Image, Name: appName, User: s.User, WorkingDir: s.WorkingDir,
+		Resources: stage1.Resources{CPUMillis: s.Resources.CPUMillis, MemoryBytes: s.Resources.MemoryBytes, PidsLimit: s.Resources.Pids}}
+	if len(s.Command) > 0 {
+		app.Exec = s.Command[0]
+		app.Args = slices.Concat(s.Command[1:], s.Args)
+	} else {
+		app.Args = s.Args
+	}
+	keys := make([]string, 0, len(s.Env))
+	for k := range s.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		app.Env = append(app.Env, k+"="+s.Env[k])
+	}
+	for _, v := range s.Volumes {
+		app.Mounts = append(app.Mounts, stage1.Mount{Source: filepath.Clean(v.Source), Target: v.Target, ReadOnly: v.ReadOnly})
+	}
+	labels := map[string]string{LabelTask: id}
+	for k, v := range s.Labels {
+		labels[k] = v
+	}
+	ps := stage0.PodSpec{Apps: []stage0.AppSpec{app}, Name: id, Labels: labels, PullPolicy: "new"}
+	ps.StopTimeout, _ = time.ParseDuration(s.StopTimeout)
+	attachNetworks(&ps, s)
+	return ps
+}
+
+// attachNetworks wires the task's networks and ports into the pod spec:
+// the network name(s) go to PodSpec.Net (none, host, default or
+// configured CNI networks; none when the task names none), and the ports
+// become the pod's port forwards. On the host network a task's port is
+// the host's and needs no forward.
+func attachNetworks(ps *stage0.PodSpec, s agentapi.TaskSpec) {
+	ps.Net = strings.Join(s.Networks, ",")
+	if ps.Net == "" {
+		ps.Net = "none"
+	}
+	if ps.Net == "host" {
+		return
+	}
+	for _, pt := range s.Ports {
+		proto := pt.Protocol
+		if proto == "" {
+			proto = "tcp"
+		}
+		ps.Ports = append(ps.Ports, network.PortMapping{HostPort: uint16(pt.HostPort), PodPort: uint16(pt.ContainerPort), Protocol: proto})
+	}
+}
