@@ -47,7 +47,14 @@ type agentEnv struct {
 
 func newAgentEnv(t *testing.T) *agentEnv {
 	t.Helper()
-	e := &agentEnv{podEnv: newPodEnv(t)}
+	return newAgentEnvOn(t, newPodEnv(t))
+}
+
+// newAgentEnvOn is newAgentEnv on an existing data directory (a netEnv's,
+// say).
+func newAgentEnvOn(t *testing.T, pe *podEnv) *agentEnv {
+	t.Helper()
+	e := &agentEnv{podEnv: pe}
 	e.sock = filepath.Join(e.dir, "agent.sock")
 	var err error
 	if e.log, err = os.Create(filepath.Join(t.TempDir(), "agent.log")); err != nil {
