@@ -225,15 +225,16 @@ func portsFree(c *nftables.Conn, ports []PortMapping) error {
 			errs = append(errs, fmt.Errorf("--port %s: host port %s is forwarded to pod %s already; choose another host port or stop that pod: %w", p, key, pod, ErrPortTaken))
 			continue
 		}
-		if err := hostPortFree(p); err != nil {
+		if err := HostPortFree(p); err != nil {
 			errs = append(errs, fmt.Errorf("--port %s: host port %s is in use on the host (%v); choose another host port: %w", p, key, err, ErrPortTaken))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// hostPortFree tries to bind the port on every host address.
-func hostPortFree(p PortMapping) error {
+// HostPortFree tells whether the host port of p can be bound now, on
+// every host address (the node agent asks it too, at admission).
+func HostPortFree(p PortMapping) error {
 	addr := fmt.Sprintf(":%d", p.HostPort)
 	if p.Protocol == "udp" {
 		c, err := net.ListenPacket("udp", addr)

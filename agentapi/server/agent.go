@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/karman-project/karman/agentapi"
+	"github.com/karman-project/karman/network"
 	"github.com/karman-project/karman/stage0"
 )
 
@@ -254,11 +255,18 @@ func (a *Agent) countMove(from, to agentapi.TaskState) {
 }
 
 func portKey(p agentapi.Port) string {
+	m := portMapping(p)
+	return fmt.Sprintf("%s/%d", m.Protocol, m.HostPort)
+}
+
+// portMapping is the pod's port forward for a task's port (tcp unless
+// the port says udp). The numbers are validated to fit before.
+func portMapping(p agentapi.Port) network.PortMapping {
 	proto := p.Protocol
 	if proto == "" {
 		proto = "tcp"
 	}
-	return fmt.Sprintf("%s/%d", proto, p.HostPort)
+	return network.PortMapping{HostPort: uint16(p.HostPort), PodPort: uint16(p.ContainerPort), Protocol: proto}
 }
 
 // setState moves a task to a terminal or running state, records it and

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/karman-project/karman/agentapi"
-	"github.com/karman-project/karman/network"
 	"github.com/karman-project/karman/stage0"
 	"github.com/karman-project/karman/stage1"
 )
@@ -190,10 +189,6 @@ func attachNetworks(ps *stage0.PodSpec, s agentapi.TaskSpec) {
 		return
 	}
 	for _, pt := range s.Ports {
-		proto := pt.Protocol
-		if proto == "" {
-			proto = "tcp"
-		}
-		ps.Ports = append(ps.Ports, network.PortMapping{HostPort: uint16(pt.HostPort), PodPort: uint16(pt.ContainerPort), Protocol: proto})
+		ps.Ports = append(ps.Ports, portMapping(pt))
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/karman-project/karman/agentapi"
+	"github.com/karman-project/karman/network"
 	"github.com/karman-project/karman/stage0"
 )
 
@@ -151,7 +151,7 @@ func (a *Agent) admit(id string, s agentapi.TaskSpec) error {
 		k := portKey(p)
 		if other, ok := a.ports[k]; ok {
 			reasons = append(reasons, fmt.Sprintf("port %s: taken by task %s", k, other))
-		} else if err := portFree(p); err != nil {
+		} else if err := network.HostPortFree(portMapping(p)); err != nil {
 			reasons = append(reasons, fmt.Sprintf("port %s: in use on the host (%v)", k, err))
 		}
 	}
@@ -159,23 +159,6 @@ func (a *Agent) admit(id string, s agentapi.TaskSpec) error {
 		return fmt.Errorf("task %s does not fit on this node: %s: %w", id, strings.Join(reasons, "; "), ErrConflict)
 	}
 	return nil
-}
-
-// portFree tells whether a host port can be bound now, on every address.
-func portFree(p agentapi.Port) error {
-	addr := ":" + strconv.Itoa(p.HostPort)
-	if p.Protocol == "udp" {
-		c, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			return err
-		}
-		return c.Close()
-	}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	return l.Close()
 }
 
 // Signal sends a signal (a name such as HUP or SIGUSR1, or a number) to a
