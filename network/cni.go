@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -33,6 +34,21 @@ type cniRec struct {
 // cniCacheDir is libcni's cache (results, configs) inside the pod's
 // directory.
 const cniCacheDir = "net/cni"
+
+// Names lists the networks a pod may join on this host: none, host and
+// default, then the names of the valid conflists in configDir/net.d, sorted.
+func Names(configDir string) []string {
+	names := []string{None, Host, Default}
+	files, _ := libcni.ConfFiles(filepath.Join(configDir, CNIConfDir), []string{".conflist"})
+	var cni []string
+	for _, f := range files {
+		if l, err := libcni.ConfListFromFile(f); err == nil && !slices.Contains(names, l.Name) && !slices.Contains(cni, l.Name) {
+			cni = append(cni, l.Name)
+		}
+	}
+	sort.Strings(cni)
+	return append(names, cni...)
+}
 
 // loadConflist finds the conflist named name in dir. A file that does not
 // parse is reported when no valid file has the name: it is then probably

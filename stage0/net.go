@@ -156,3 +156,6 @@ func networkInfo(podDir string) []NetworkInfo {
 	}
 	return out
 }
+
+// Networks lists the networks pods may join here (network.Names).
+func (r *Runtime) Networks() []string { return network.Names(r.configDir) }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,13 @@ func TestAgentTaskPort(t *testing.T) {
 	e := newAgentEnvOn(t, ne.podEnv)
 	e.start(t)
 	ctx := ctxT(t, 2*time.Minute)
+	node, err := e.c.Node(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(node.Networks, "default") || !slices.Contains(node.Networks, "none") {
+		t.Errorf("the node reports networks %v, want none, host and default at least", node.Networks)
+	}
 	hp := freePort(t)
 	spec := e.spec("mkdir -p /www && echo pong-task > /www/index.html && exec httpd -f -p 8080 -h /www")
 	spec.Networks = []string{"default"}

@@ -98,6 +98,7 @@ type Agent struct {
 	allocated agentapi.Resources // written under mu and nodeMu
 	counts    map[agentapi.TaskState]int
 	sample    agentapi.Usage
+	networks  []string // the networks tasks may ask for, read with the usage
 	conds     []agentapi.Condition
 
 	nudge  chan struct{}
@@ -159,7 +160,7 @@ func (a *Agent) Node() agentapi.Node {
 	n := agentapi.Node{
 		Identity: a.ident, Capacity: a.capacity, Reserved: a.reserved,
 		Allocatable: allocatable(a.capacity, a.reserved), Allocated: a.allocated,
-		Usage: a.sample, Conditions: a.conds, Labels: a.cfg.Labels, Networks: networks(),
+		Usage: a.sample, Conditions: a.conds, Labels: a.cfg.Labels, Networks: a.networks,
 		Attributes: map[string]string{
 			"cpu.numcores": fmt.Sprint(a.capacity.CPUCores), "cpu.frequency": fmt.Sprint(a.capacity.CPUMHz),
 			"cpu.totalcompute":  fmt.Sprint(a.capacity.CPUCores * a.capacity.CPUMHz),
@@ -179,10 +180,6 @@ func (a *Agent) Node() agentapi.Node {
 	}
 	return n
 }
-
-// networks lists the networks tasks may ask for. The network package adds
-// the configured ones when it lands.
-func networks() []string { return []string{"none", "host"} }
 
 // Tasks returns every task, by creation time.
 func (a *Agent) Tasks() []agentapi.Task {

@@ -184,11 +184,12 @@ func (a *Agent) sampleNow(ctx context.Context) {
 		}
 	}
 	hs := sampleHost(a.cfg.StateDir)
+	nets := a.rt.Networks()
 	u.HostMemoryAvailable, u.HostDiskFree, u.HostLoad1, u.HostProcesses = hs.memAvailable, hs.diskFree, hs.load1, hs.procs
 	a.nodeMu.Lock()
 	first := len(a.conds) == 0
 	prevReady := !first && a.conds[0].Status
-	a.sample = u
+	a.sample, a.networks = u, nets
 	a.conds = conditions(hs, a.conds, u.Sampled)
 	ready := a.conds[0]
 	a.nodeMu.Unlock()
