@@ -30,6 +30,11 @@ type RunOptions struct {
 // supervisor as a child and returns 0 once it runs.
 func (r *Runtime) Run(ctx context.Context, spec PodSpec, o RunOptions) (string, int, error) {
 	start := time.Now()
+	// A stage1 binary that would be refused fails the run before any of
+	// the pod is made (supervise looks again when it execs it).
+	if _, err := stage1.Binary(); err != nil {
+		return "", 0, err
+	}
 	p, lock, err := r.create(ctx, spec, true)
 	if err != nil {
 		return "", 0, err
