@@ -57,6 +57,9 @@ func (r *Runtime) makeCgroups(p pod) error {
 		}
 		files.Apps[a.Name] = ac
 	}
+	if files.Init, err = cg.CPUTaskFiles(); err != nil {
+		return err
+	}
 	if err := stage1.WriteCgroups(p.path, files); err != nil {
 		return err
 	}

@@ -28,6 +28,11 @@ type Cgroups struct {
 	// cgroup with clone3 (AppCgroup.Dir) instead of joining it by thread.
 	V2   bool                 `json:"v2,omitempty"`
 	Apps map[string]AppCgroup `json:"apps"`
+	// Init are the "tasks" files of the pod's own cgroup in the v1 cpu
+	// hierarchies: the thread that starts the pod's init joins them
+	// first, so that the init's work is the pod's (CPU weight and
+	// accounting), not the caller's.
+	Init []string `json:"init,omitempty"`
 }
 
 // AppCgroup is what stage1 needs of an app's cgroup.
@@ -66,7 +71,19 @@ func (s *supervisor) loadCgroups() error {
 		}
 		return fmt.Errorf("pod cgroups: %w", err)
 	}
-	s.cgroups, s.cgroupV2 = cg.Apps, cg.V2
+	s.cgroups, s.cgroupV2, s.initCgroup = cg.Apps, cg.V2, cg.Init
+	return nil
+}
+
+// joinInitCgroup moves the calling thread, which must be locked to its
+// goroutine, into the pod's own cgroup (Cgroups.Init), so that the init it
+// forks next starts there.
+func (s *supervisor) joinInitCgroup() error {
+	for _, name := range s.initCgroup {
+		if err := os.WriteFile(name, []byte("0"), 0); err != nil {
+			return fmt.Errorf("joining the pod's cgroup: %w", err)
+		}
+	}
 	return nil
 }
 

@@ -30,14 +30,15 @@ type supervisor struct {
 	log   *slog.Logger
 	debug bool
 
-	conn     *net.UnixConn // to the init
-	notify   string        // $NOTIFY_SOCKET, "" if unset
-	relay    *net.UnixConn // NotifySocket, when pod.NotifyApp
-	status   map[string]*AppStatus
-	stopping bool
-	tees     sync.WaitGroup
-	cgroups  map[string]AppCgroup // by app; nil where pods get no cgroups
-	cgroupV2 bool                 // the host is cgroup v2 only (Cgroups.V2)
+	conn       *net.UnixConn // to the init
+	notify     string        // $NOTIFY_SOCKET, "" if unset
+	relay      *net.UnixConn // NotifySocket, when pod.NotifyApp
+	status     map[string]*AppStatus
+	stopping   bool
+	tees       sync.WaitGroup
+	cgroups    map[string]AppCgroup // by app; nil where pods get no cgroups
+	cgroupV2   bool                 // the host is cgroup v2 only (Cgroups.V2)
+	initCgroup []string             // Cgroups.Init
 }
 
 // supervisorMain is the cmdRun entrypoint.
@@ -199,6 +200,15 @@ func (s *supervisor) run() (int, error) {
 	}
 	started := make(chan error, 1)
 	go func() {
+		// The thread that forks the init joins the pod's cgroup first;
+		// it stays in the supervisor's pool afterwards (it must live on:
+		// the init's parent-death signal follows the thread).
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := s.joinInitCgroup(); err != nil {
+			started <- err
+			return
+		}
 		if pod.NetNS == "" {
 			started <- cmd.Start()
 			return

@@ -509,8 +509,47 @@ func TestInitMainThreadStaysOut(t *testing.T) {
 	main := "/proc/" + pid + "/task/" + pid
 	cg, _ := os.ReadFile(main + "/cgroup")
 	st, _ := os.ReadFile(main + "/status")
-	if strings.Contains(string(cg), uuid) || !strings.Contains(string(st), "Seccomp:\t0") || !strings.Contains(string(st), "NoNewPrivs:\t0") {
+	// The init itself lives in the pod's cgroup (TestInitInPodCgroup),
+	// never in an app's (<pod>/<app>).
+	if strings.Contains(string(cg), uuid+"/") || !strings.Contains(string(st), "Seccomp:\t0") || !strings.Contains(string(st), "NoNewPrivs:\t0") {
 		t.Errorf("the init's main thread took an app's restrictions:\n%s%s", cg, st)
 	}
 	mustSucceed(t, karman(t, e.dir, "stop", "--force", uuid))
+}
+
+// TestInitInPodCgroup: the pod's init starts in the pod's own cgroup of
+// the cpu hierarchies, so its work counts for the pod (CPU weight and
+// accounting), not for whoever started the pod (the node agent, say).
+func TestInitInPodCgroup(t *testing.T) {
+	e := newPodEnv(t)
+	own, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(own), ":cpu,cpuacct:") && !strings.Contains(string(own), ":cpu:") {
+		t.Skip("no v1 cpu hierarchy on this host: the init's placement by thread is a v1 feature")
+	}
+	cmd, uuid := e.startPod(t, e.image, "--exec", "/bin/sleep", "--", "1000")
+	defer cmd.Process.Kill()
+	b, err := os.ReadFile(filepath.Join(e.dir, "pods", "run", uuid, "state", "init.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg, err := os.ReadFile("/proc/" + strings.TrimSpace(string(b)) + "/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(string(cg)), "\n") {
+		parts := strings.SplitN(l, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		ctrls := strings.Split(parts[1], ",")
+		if slices.Contains(ctrls, "cpu") || slices.Contains(ctrls, "cpuacct") {
+			if !strings.HasSuffix(parts[2], "/"+uuid) {
+				t.Errorf("the init is in %s of %s, want the pod's cgroup .../%s", parts[2], parts[1], uuid)
+			}
+		}
+	}
+	mustSucceed(t, karman(t, e.dir, "stop", uuid))
 }

@@ -53,3 +53,30 @@ func (a *App) OOMFile() string {
 // Dir is the app's cgroup2 directory on v2 (a process can be started in
 // it with clone3 and CLONE_INTO_CGROUP), "" on v1 and hybrid hosts.
 func (a *App) Dir() string { return a.v2Dir }
+
+// CPUTaskFiles lists the "tasks" file of the pod's own cgroup in the v1
+// cpu and cpuacct hierarchies (once where they are co-mounted). A thread
+// that writes "0" there moves itself, and the processes it forks start
+// there: karman starts the pod's init so, which puts the init's work
+// under the pod's CPU weight and accounting. On v2 it returns nil.
+func (p *Pod) CPUTaskFiles() ([]string, error) {
+	h, err := currentHost()
+	if err != nil || h.v2 {
+		return nil, err
+	}
+	subs, err := v1Hierarchy()
+	if err != nil {
+		return nil, err
+	}
+	var cpu []cgroup1.Subsystem
+	for _, s := range subs {
+		if s.Name() == cgroup1.Cpu || s.Name() == cgroup1.Cpuacct {
+			cpu = append(cpu, s)
+		}
+	}
+	var files []string
+	for _, d := range v1Dirs(cpu, cleanCgroupPath(p.Path)) {
+		files = append(files, filepath.Join(d, "tasks"))
+	}
+	return files, nil
+}
