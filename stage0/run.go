@@ -31,8 +31,9 @@ type RunOptions struct {
 func (r *Runtime) Run(ctx context.Context, spec PodSpec, o RunOptions) (string, int, error) {
 	start := time.Now()
 	// A stage1 binary that would be refused fails the run before any of
-	// the pod is made (supervise looks again when it execs it).
-	if _, err := stage1.Binary(); err != nil {
+	// the pod is made.
+	bin, err := stage1.Binary()
+	if err != nil {
 		return "", 0, err
 	}
 	p, lock, err := r.create(ctx, spec, true)
@@ -45,7 +46,7 @@ func (r *Runtime) Run(ctx context.Context, spec PodSpec, o RunOptions) (string, 
 		lock.Unlock()
 		return "", 0, err
 	}
-	code, err := r.supervise(p, lock.File(), o)
+	code, err := r.supervise(p, lock.File(), bin, o)
 	return p.uuid, code, err
 }
 
@@ -57,6 +58,10 @@ func (r *Runtime) RunPrepared(ctx context.Context, uuid string, o RunOptions) (i
 	}
 	if p.stateDir != "prepared" {
 		return 0, fmt.Errorf("pod %s is %s, not prepared: %w", p.uuid, p.state(), ErrState)
+	}
+	bin, err := stage1.Binary()
+	if err != nil {
+		return 0, err
 	}
 	f, err := os.Open(p.path)
 	if err != nil {
@@ -75,16 +80,16 @@ func (r *Runtime) RunPrepared(ctx context.Context, uuid string, o RunOptions) (i
 		lock.Close()
 		return 0, err
 	}
-	return r.supervise(p, lock, o)
+	return r.supervise(p, lock, bin, o)
 }
 
 // supervise makes the pod's cgroups and hands the locked pod to stage1:
 // the calling process execs the lean stage1 binary (same PID, same lock),
 // so that what stays in memory while the pod runs is the small supervisor
-// rather than this process. Without a stage1 binary (stage1.Binary) the
-// supervisor runs in this very process. With o.Detach the supervisor is
+// rather than this process. bin is the stage1 binary (stage1.Binary);
+// without one ("") the supervisor runs in this very process. With o.Detach the supervisor is
 // started as a child in its own session instead.
-func (r *Runtime) supervise(p pod, lock *os.File, o RunOptions) (int, error) {
+func (r *Runtime) supervise(p pod, lock *os.File, bin string, o RunOptions) (int, error) {
 	fail := func(err error) (int, error) {
 		r.discard(p)
 		lock.Close()
@@ -94,10 +99,6 @@ func (r *Runtime) supervise(p pod, lock *os.File, o RunOptions) (int, error) {
 		if err := os.WriteFile(o.UUIDFile, []byte(p.uuid+"\n"), 0o644); err != nil {
 			return fail(fmt.Errorf("--uuid-file-save: %w", err))
 		}
-	}
-	bin, err := stage1.Binary()
-	if err != nil {
-		return fail(err)
 	}
 	if err := r.makeCgroups(p); err != nil {
 		return fail(err)
