@@ -90,7 +90,8 @@ type TaskSpec struct {
 	WorkingDir string            `json:"workingDir,omitempty"`
 	Resources  TaskResources     `json:"resources,omitzero"`
 	// Networks are network names: "none" (the default), "host", or
-	// configured networks once the node has them (see Node.Networks).
+	// "default" (karman's bridge network) or configured CNI networks (see
+	// Node.Networks).
 	Networks []string `json:"networks,omitempty"`
 	Ports    []Port   `json:"ports,omitempty"`
 	Volumes  []Volume `json:"volumes,omitempty"`
