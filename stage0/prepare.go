@@ -214,9 +214,10 @@ func (r *Runtime) resolveImage(ctx context.Context, arg string, spec PodSpec) (v
 	if err != nil {
 		return v1.Hash{}, err
 	}
+	iv := VerifyImages(r.configDir, spec.InsecureImage, r.Warn)
 	img, err := fetch.Fetch(ctx, ref, fetch.Options{
 		Store: r.images, InsecureHTTP: spec.InsecureHTTP, InsecureTLS: spec.InsecureTLS, Logger: r.log,
-		Verify: VerifyImages(r.configDir, spec.InsecureImage, r.Warn),
+		Verify: iv.Verify, Warm: iv.Warm,
 	})
 	if err != nil {
 		return v1.Hash{}, err

@@ -392,6 +392,29 @@ func TestSigningRefusals(t *testing.T) {
 		assertRefused(t, e.in(t, dir, "run", ref, "--exec", "/bin/true"), dir, "found no signature")
 	})
 
+	// A re-fetch expects the stored digest and starts reading its .sig tag
+	// before the registry names the digest (cosign.Prefetch): when the tag
+	// has moved to an unsigned image, that signature must not vouch for it.
+	t.Run("tag moved to an unsigned image", func(t *testing.T) {
+		ref := e.host + "/sig/team/moved:1"
+		_, d := pushImage(t, ref, false)
+		signSimple(t, ref, d, trusted)
+		dir := t.TempDir()
+		mustSucceed(t, e.in(t, dir, "fetch", ref))
+		_, moved := pushImage(t, ref, true)
+		r := e.in(t, dir, "fetch", ref)
+		if r.Code != 254 || !strings.Contains(r.Stderr, ref+" ("+moved.String()+") refused") || !strings.Contains(r.Stderr, "found no signature") {
+			t.Fatalf("re-fetch after the tag moved to unsigned %s:\n%s", moved, r)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "images/blobs", moved.Algorithm, moved.Hex)); !os.IsNotExist(err) {
+			t.Errorf("the refused manifest %s was stored (stat: %v)", moved, err)
+		}
+		refs, _ := os.ReadFile(filepath.Join(dir, "images/refs.json"))
+		if !strings.Contains(string(refs), d.String()) || strings.Contains(string(refs), moved.String()) {
+			t.Errorf("refs.json after the refusal: %s", refs)
+		}
+	})
+
 	t.Run("revoked key", func(t *testing.T) {
 		ref := e.host + "/sig/team/revoked:1"
 		_, d := pushImage(t, ref, false)

@@ -41,9 +41,9 @@ checked against their digests and extracted, ready to run.`,
 		if err != nil {
 			return err
 		}
-		verify := stage0.VerifyImages(g.configDir, ins["image"], g.warn)
+		iv := stage0.VerifyImages(g.configDir, ins["image"], g.warn)
 		for _, ref := range refs {
-			o := fetch.Options{Store: st, InsecureHTTP: ins["http"], InsecureTLS: ins["tls"], Logger: g.log, Verify: verify}
+			o := fetch.Options{Store: st, InsecureHTTP: ins["http"], InsecureTLS: ins["tls"], Logger: g.log, Verify: iv.Verify, Warm: iv.Warm}
 			var bars *fetch.Terminal
 			if term.IsTerminal(int(os.Stderr.Fd())) {
 				bars = fetch.NewTerminal(os.Stderr)

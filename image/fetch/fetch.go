@@ -12,12 +12,14 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/karman-project/karman/image"
 	"github.com/karman-project/karman/image/store"
 	"github.com/karman-project/karman/signing"
+	"github.com/karman-project/karman/signing/cosign"
 )
 
 // Target is what the verifier judges: what a reference named (an image
@@ -61,6 +63,10 @@ type Options struct {
 	// leaves the trust decision to its callers (stage0 and the CLI wire
 	// the signature policy of signing/policy here).
 	Verify func(ctx context.Context, t Target) error
+	// Warm, when set, is called in the background as the fetch starts, so
+	// that the verifier can read its policy and keys while the registry
+	// answers. Verify must not depend on it having returned.
+	Warm func()
 	// Progress receives per-layer progress; nil is quiet.
 	Progress Progress
 	// Concurrency is the number of layers fetched at once (default: the
@@ -84,6 +90,9 @@ func Fetch(ctx context.Context, ref image.Reference, o Options) (image.Image, er
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Warm != nil {
+		go o.Warm()
+	}
 	lk, err := o.Store.Use(ctx)
 	if err != nil {
 		return image.Image{}, err
@@ -95,8 +104,11 @@ func Fetch(ctx context.Context, ref image.Reference, o Options) (image.Image, er
 		return image.Image{}, err
 	}
 	defer src.close()
+	ctx, cancel := context.WithCancel(ctx) // ends signature prefetches
+	defer cancel()
+	sigs := signatures(ctx, ref, src, &o)
 
-	d, raw, mt, err := resolve(ctx, ref, src, &o)
+	d, raw, mt, err := resolve(ctx, ref, src, sigs, &o)
 	if err != nil {
 		return image.Image{}, err
 	}
@@ -144,16 +156,53 @@ func Check(ctx context.Context, ref image.Reference, o Options) error {
 		return err
 	}
 	defer src.close()
-	_, err = named(ctx, ref, src, &o)
+	ctx, cancel := context.WithCancel(ctx) // ends signature prefetches
+	defer cancel()
+	_, err = named(ctx, ref, src, signatures(ctx, ref, src, &o), &o)
 	return err
+}
+
+// signatures is where the verifier reads the signatures of ref from. When
+// the digest ref resolves to is likely known before the registry answers
+// (ref is a digest reference, or the store has a digest under ref's
+// name), the signature lookups start now, beside the manifest request;
+// verification still judges only the digest computed from the manifest
+// (see cosign.Prefetch).
+func signatures(ctx context.Context, ref image.Reference, src source, o *Options) signing.Source {
+	sigs := src.signatures()
+	if sigs == nil || o.Verify == nil || ref.Transport != image.Registry {
+		return sigs
+	}
+	if d, ok := expectedDigest(ref, o.Store); ok {
+		return cosign.Prefetch(ctx, sigs, d)
+	}
+	return sigs
+}
+
+// expectedDigest is the digest ref is expected to resolve to: its own
+// digest, or the one stored under its name by an earlier fetch.
+func expectedDigest(ref image.Reference, st *store.Store) (v1.Hash, bool) {
+	if r, err := name.NewDigest(ref.Name); err == nil {
+		d, err := v1.NewHash(r.DigestStr())
+		return d, err == nil
+	}
+	if st == nil {
+		return v1.Hash{}, false
+	}
+	refs, err := st.Refs()
+	if err != nil {
+		return v1.Hash{}, false
+	}
+	d, ok := refs[store.RefName(ref)]
+	return d, ok
 }
 
 // resolve fetches what the reference names once, has it verified, and
 // descends from an index to the platform's manifest by the digest the
 // verified index bytes give. It returns the image manifest and its
 // digest, computed here from the bytes.
-func resolve(ctx context.Context, ref image.Reference, src source, o *Options) (d v1.Hash, raw []byte, mt types.MediaType, err error) {
-	t, err := named(ctx, ref, src, o)
+func resolve(ctx context.Context, ref image.Reference, src source, sigs signing.Source, o *Options) (d v1.Hash, raw []byte, mt types.MediaType, err error) {
+	t, err := named(ctx, ref, src, sigs, o)
 	if err != nil {
 		return d, nil, "", err
 	}
@@ -185,8 +234,9 @@ func resolve(ctx context.Context, ref image.Reference, src source, o *Options) (
 }
 
 // named fetches the manifest or index the reference names, once, digests
-// it and calls the verifier. Verifier errors are returned unwrapped.
-func named(ctx context.Context, ref image.Reference, src source, o *Options) (Target, error) {
+// it and calls the verifier, which reads signatures from sigs. Verifier
+// errors are returned unwrapped.
+func named(ctx context.Context, ref image.Reference, src source, sigs signing.Source, o *Options) (Target, error) {
 	raw, mt, err := src.manifest(ctx, nil)
 	if err != nil {
 		return Target{}, fmt.Errorf("image %s: %w", ref, err)
@@ -201,7 +251,7 @@ func named(ctx context.Context, ref image.Reference, src source, o *Options) (Ta
 	if err != nil {
 		return Target{}, err
 	}
-	t := Target{Ref: ref, Scope: src.scope(), Digest: d, MediaType: mt, Manifest: raw, Signatures: src.signatures()}
+	t := Target{Ref: ref, Scope: src.scope(), Digest: d, MediaType: mt, Manifest: raw, Signatures: sigs}
 	if o.Verify != nil {
 		start := time.Now()
 		err := o.Verify(ctx, t)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -88,9 +87,10 @@ type Result struct {
 // Verify finds the signatures of the image whose manifest digest is d in src
 // and checks each against keys.
 //
-// It looks at the referrers of d first (opening each referrer manifest and
-// reading its own artifactType; the referrers list is not trusted), then at
-// the tag sha256-<hex>.sig. For each signature it checks the cryptography
+// It looks at the referrers of d (opening each referrer manifest and
+// reading its own artifactType; the referrers list is not trusted) and at
+// the tag sha256-<hex>.sig, both at once, and lists the referrers'
+// signatures first. For each signature it checks the cryptography
 // over the exact bytes first, with every key (key hints are not trusted),
 // then parses the payload strictly, then checks that the payload names d.
 // See the package documentation for the details and the limits.
@@ -102,8 +102,10 @@ func Verify(ctx context.Context, src signing.Source, d v1.Hash, keys []signing.K
 }
 
 // VerifyFirst is Verify that stops looking as soon as one signature by a
-// trusted key verified: what a fetch needs, at the latency of the shortest
-// path to a good signature. Result then lists the signatures seen so far.
+// trusted key verified: what a fetch needs. It looks at the tag
+// sha256-<hex>.sig first (one round trip, see the package documentation)
+// and at the referrers only when the tag holds no good signature. Result
+// then lists the signatures seen so far.
 func VerifyFirst(ctx context.Context, src signing.Source, d v1.Hash, keys []signing.Key) (Result, error) {
 	return verify(ctx, src, d, keys, true)
 }
@@ -112,22 +114,31 @@ func verify(ctx context.Context, src signing.Source, d v1.Hash, keys []signing.K
 	if err := checkDigest(d); err != nil {
 		return Result{}, err
 	}
-	// The two places are independent: look in both at once, so a
-	// verification costs the latency of the slower lookup, not the sum
-	// (or of the faster one that verifies, with first).
-	lookCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var stop *atomic.Bool
-	if first {
-		stop = new(atomic.Bool)
-	}
-	refs := &verifier{src: src, d: d, keys: keys, stop: stop, cancel: cancel}
-	tag := &verifier{src: src, d: d, keys: keys, stop: stop, cancel: cancel}
+	refs := &verifier{src: src, d: d, keys: keys}
+	tag := &verifier{src: src, d: d, keys: keys}
 	var refsErr, tagErr error
-	var wg sync.WaitGroup
-	wg.Go(func() { refsErr = refs.referrers(lookCtx) })
-	wg.Go(func() { tagErr = tag.sigTag(lookCtx) })
-	wg.Wait()
+	if first {
+		// The .sig tag costs one round trip (its payload is rebuilt
+		// locally), the referrers at least three: look there first, and
+		// at the referrers only when it holds no good signature. Both at
+		// once would be no faster: on a loaded host the second connection
+		// slows the first.
+		tag.first = true
+		if tagErr = tag.sigTag(ctx); tagErr == nil {
+			if res, ok := tag.res.verified(); ok {
+				return res, nil
+			}
+		}
+		refs.first = true
+		refsErr = refs.referrers(ctx)
+	} else {
+		// Every signature is wanted: the two places are independent, look
+		// in both at once.
+		var wg sync.WaitGroup
+		wg.Go(func() { refsErr = refs.referrers(ctx) })
+		wg.Go(func() { tagErr = tag.sigTag(ctx) })
+		wg.Wait()
+	}
 	res := Result{
 		Signatures: append(refs.res.Signatures, tag.res.Signatures...),
 		Truncated:  refs.res.Truncated || tag.res.Truncated,
@@ -135,21 +146,32 @@ func verify(ctx context.Context, src signing.Source, d v1.Hash, keys []signing.K
 	if len(res.Signatures) > MaxSignatures {
 		res.Signatures, res.Truncated = res.Signatures[:MaxSignatures], true
 	}
-	for i := range res.Signatures {
-		if res.Signatures[i].Err == nil {
-			res.Verified = &res.Signatures[i]
-			break
+	if first {
+		if r, ok := res.verified(); ok {
+			return r, nil
 		}
 	}
-	if res.Verified != nil && first {
-		// The other lookup was cancelled on purpose.
-		return res, nil
-	}
 	if err := errors.Join(refsErr, tagErr); err != nil {
-		res.Verified = nil
 		return res, err
 	}
+	res, _ = res.verified()
 	return res, nil
+}
+
+// verified returns r with Verified set when one of its signatures verified.
+func (r Result) verified() (Result, bool) {
+	var ok bool
+	r.Verified, ok = r.firstVerified()
+	return r, ok
+}
+
+func (r *Result) firstVerified() (*Signature, bool) {
+	for i := range r.Signatures {
+		if r.Signatures[i].Err == nil {
+			return &r.Signatures[i], true
+		}
+	}
+	return nil, false
 }
 
 // verifier is the state of one Verify call.
@@ -159,17 +181,16 @@ type verifier struct {
 	keys   []signing.Key
 	res    Result
 	opened int // referrer manifests opened
-	// stop, when set, is raised (and cancel called) as soon as either
-	// lookup verified a signature: VerifyFirst looks no further.
-	stop   *atomic.Bool
-	cancel context.CancelFunc
+	// first: stop at the first signature that verified (VerifyFirst).
+	first    bool
+	verified bool
 }
 
 // full reports whether MaxSignatures signatures have been looked at, and
-// marks the result truncated if so; or whether the search was called off
-// because another lookup verified a signature.
+// marks the result truncated if so; or, for VerifyFirst, whether one
+// signature verified.
 func (v *verifier) full() bool {
-	if v.stop != nil && v.stop.Load() {
+	if v.first && v.verified {
 		return true
 	}
 	if len(v.res.Signatures) >= MaxSignatures {
@@ -184,9 +205,8 @@ func (v *verifier) add(format, loc, keyID string, err error) {
 		keyID = ""
 	}
 	v.res.Signatures = append(v.res.Signatures, Signature{Format: format, Location: loc, KeyID: keyID, Err: err})
-	if err == nil && v.stop != nil {
-		v.stop.Store(true)
-		v.cancel()
+	if err == nil {
+		v.verified = true
 	}
 }
 

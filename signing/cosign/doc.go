@@ -44,6 +44,13 @@
 //     Bundles annotated with another predicate type (attestations) and
 //     other artifacts are skipped.
 //  2. The tag sha256-<hex>.sig.
+//
+// Verify looks in both places at once and lists the referrers' signatures
+// first. VerifyFirst, which a fetch uses, looks at the .sig tag first (one
+// round trip: its payload is usually rebuilt locally, see simplePayload)
+// and at the referrers (three round trips at least) only when the tag
+// holds no signature that verifies. Prefetch starts that first request
+// before the caller has confirmed the digest, when it expects one.
 //  3. For each signature: the cryptography first, over the exact payload
 //     bytes (DSSE: over the PAE), with each trusted key; then the payload is
 //     parsed strictly; then it must name d (simple signing:
@@ -75,7 +82,7 @@
 //
 // Manifests (MaxManifestSize) and payloads or bundles (MaxPayloadSize) are
 // at most 256 KiB each; at most MaxReferrers (64) referrer manifests are
-// opened and MaxSignatures (64) signatures looked at, referrers first (see
+// opened and MaxSignatures (64) signatures looked at (see
 // Result.Truncated). The work is signatures × keys signature checks.
 // RegistrySource learns a manifest's size from a HEAD request before
 // reading it by digest; a registry lying there is bounded only by
