@@ -144,7 +144,7 @@ func Exec(podDir string, lock *os.File, opts ExecOptions) error {
 		return fmt.Errorf("stage1: pass the pod lock: %w", err)
 	}
 	args := supervisorArgs(abs, fd, opts)
-	err = syscall.Exec(opts.path(), args, os.Environ())
+	err = syscall.Exec(opts.path(), args, stage1Env())
 	unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
 	return fmt.Errorf("stage1: exec the supervisor: %w", err)
 }
@@ -212,6 +212,22 @@ func parseSupervisorArgs(args []string) (supervisorFlags, error) {
 	return f, nil
 }
 
+// stage1Env is the environment of the supervisor and, but for
+// NOTIFY_SOCKET, of the init: the caller's, and GOMAXPROCS=1 unless the
+// caller set it. Both do one thing at a time, and the Go runtime keeps a
+// cache of partly used memory spans per P: one P instead of this host's
+// two saves a pod about 400 KiB (docs/pods.md). The apps' environment is
+// their own (App.Env), not this.
+func stage1Env() []string {
+	env := os.Environ()
+	for _, e := range env {
+		if strings.HasPrefix(e, "GOMAXPROCS=") {
+			return env
+		}
+	}
+	return append(env, "GOMAXPROCS=1")
+}
+
 // Command returns the supervisor for podDir as a child process, for pods
 // that run detached from the caller: it gets the lock as fd 3, a session of
 // its own and /dev/null for stdio (the apps' output is kept in the pod
@@ -225,7 +241,7 @@ func Command(podDir string, lock *os.File, opts ExecOptions) (*exec.Cmd, error) 
 	cmd := &exec.Cmd{
 		Path:        opts.path(),
 		Args:        args,
-		Env:         os.Environ(),
+		Env:         stage1Env(),
 		ExtraFiles:  []*os.File{lock},
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}

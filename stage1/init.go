@@ -152,7 +152,7 @@ func (in *podInit) run(chld, sigc <-chan os.Signal) (int, error) {
 		return 0, err
 	}
 	go in.serveCtl()
-	time.AfterFunc(trimDelay, in.exe.trimMemory)
+	time.AfterFunc(trimDelay, in.exe.settle)
 	return in.loop(chld, sigc), nil
 }
 

@@ -457,7 +457,7 @@ func (s *supervisor) serve(start time.Time) (code int, gotExit bool, initErr str
 					s.log.Warn("sd_notify", "err", err)
 				}
 			}
-			time.AfterFunc(trimDelay, func() { openExeMaps().trimMemory() })
+			time.AfterFunc(trimDelay, func() { openExeMaps().settle() })
 		case msgExit:
 			code, gotExit = m.Code, true
 		default:

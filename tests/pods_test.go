@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -130,7 +131,7 @@ func TestRunAppConfig(t *testing.T) {
 	r := e.run(t, "--hostname", "podhost", "--volume", host+":/mnt/vol:ro", e.image,
 		"--env", "FOO=bar", "--user", "karman", "--workdir", "/tmp",
 		"--exec", "/bin/sh", "--", "-c",
-		`echo "$FOO $(id -u):$(id -g) $(pwd) $(hostname) $(cat /etc/hostname) $(cat /mnt/vol/in) pid1=$(cat /proc/1/comm)"; touch /mnt/vol/x 2>/dev/null && echo writable; ls /dev/null /dev/zero /dev/urandom >/dev/null && echo devs`)
+		`echo "$FOO $(id -u):$(id -g) $(pwd) $(hostname) $(cat /etc/hostname) $(cat /mnt/vol/in) pid1=$(cat /proc/1/comm) gomaxprocs=${GOMAXPROCS-unset}"; touch /mnt/vol/x 2>/dev/null && echo writable; ls /dev/null /dev/zero /dev/urandom >/dev/null && echo devs`)
 	if r.Code != 0 {
 		t.Fatalf("%s", r)
 	}
@@ -140,6 +141,9 @@ func TestRunAppConfig(t *testing.T) {
 	}
 	if strings.Contains(r.Stdout, "pid1=sh") {
 		t.Errorf("the app is PID 1; the pod init should be")
+	}
+	if !strings.Contains(r.Stdout, "gomaxprocs=unset") {
+		t.Errorf("the app inherited the stage1 processes' GOMAXPROCS: %q", r.Stdout)
 	}
 }
 
@@ -558,6 +562,10 @@ func TestPodRunsLeanStage1(t *testing.T) {
 		}
 		if exe, err := os.Readlink("/proc/" + pid + "/exe"); err != nil || exe != want {
 			t.Errorf("%s: process %s runs %q (%v), want %s", f, pid, exe, err, want)
+		}
+		// One P each: a second costs a pod some 400 KiB (docs/pods.md).
+		if env, err := os.ReadFile("/proc/" + pid + "/environ"); err != nil || !slices.Contains(strings.Split(string(env), "\x00"), "GOMAXPROCS=1") {
+			t.Errorf("%s: process %s does not run with GOMAXPROCS=1 (%v)", f, pid, err)
 		}
 	}
 	mustSucceed(t, karman(t, e.dir, "stop", uuid))
