@@ -10,7 +10,7 @@
 // path in state/cgroup first, and what stage1 needs of them in
 // state/cgroups.json, see Cgroups) and calls Exec, which execs
 //
-//	karman-stage1 __stage1-run [--debug] [--lock-fd=N] PODDIR
+//	karman-stage1 __stage1-run [--debug] [--lock-fd=N] [--init=PID,FD] PODDIR
 //
 // in the same process: the PID a shell or systemd started becomes the
 // supervisor, and the pod's exit status is its exit status. karman-stage1
@@ -38,9 +38,9 @@
 //
 // The pod's network is stage0's: for a pod with networks stage0 has made
 // and configured a persistent network namespace (Pod.NetNS, a bind-mounted
-// nsfs file) before stage1 starts. The supervisor starts the init from a
-// locked OS thread that it moved into that namespace with setns, without
-// CLONE_NEWNET, and moves the thread back (it must not end: the init's
+// nsfs file) before stage1 starts. Exec (or the supervisor) starts the
+// init from a locked OS thread that it moved into that namespace with
+// setns, without CLONE_NEWNET, and moves the thread back (it must not end: the init's
 // parent-death signal fires when the thread that forked it exits). When the pod has ended
 // and before it releases the lock, the supervisor runs Pod.Teardown with
 // the pod directory appended, or, without one, unmounts and removes
@@ -66,9 +66,19 @@
 //	    ├── orphans of the apps      re-parented to the init, reaped by it
 //	    └── enter sessions           spawned by the init on request
 //
-// The supervisor re-executes /proc/self/exe as the init with
-// SysProcAttr.Cloneflags; there is no other re-exec on the start path (the
-// apps are forked by the init directly). The two talk over a
+// Exec starts the init (karman-stage1 __stage1-init, in its new
+// namespaces, moved into the pod's v1 cpu cgroups by cgroup.procs) just
+// before it execs the supervisor, from the same locked thread: the two Go
+// runtimes then start at once instead of one after the other (about 9 ms
+// of a pod's start on the test VM), the init is still the supervisor's
+// child (the PID is the same), and its parent-death signal, which follows
+// the thread that forked it, stays armed because that thread is the one
+// that execs. --init=PID,FD hands the supervisor the init and its end of
+// the socket; the supervisor checks that the PID is its child
+// (adoptInit). Supervise and Command (detached pods) have the supervisor
+// start the init itself: it re-executes /proc/self/exe as the init with
+// SysProcAttr.Cloneflags. There is no other re-exec on the start path
+// (the apps are forked by the init directly). The two talk over a
 // SOCK_SEQPACKET socket pair, the init's fd 3, one JSON message per packet:
 // the bootstrap message (pod directory, debug flag, and the write ends of
 // each app's stdout and stderr pipes as SCM_RIGHTS) goes down, stop and

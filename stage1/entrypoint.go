@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,8 +18,8 @@ import (
 // so that they can never clash with a CLI command.
 const (
 	// cmdRun is the supervisor: karman __stage1-run [--debug]
-	// [--lock-fd=N] PODDIR. This command line is part of the stage0 ->
-	// stage1 interface (InterfaceVersion).
+	// [--lock-fd=N] [--init=PID,FD] PODDIR. This command line is part of
+	// the stage0 -> stage1 interface (InterfaceVersion).
 	cmdRun = "__stage1-run"
 	// cmdInit is the pod's init, started by the supervisor in new
 	// namespaces. It takes no arguments: its bootstrap data arrives on
@@ -129,6 +130,11 @@ func (o ExecOptions) path() string {
 // ended. The environment is kept (NOTIFY_SOCKET matters). Exec only
 // returns on error.
 //
+// Exec starts the pod's init before it execs the supervisor, so that the
+// two start at once, and hands it over with --init=PID,FD (the init's PID
+// and the supervisor's end of its socket). The supervisor otherwise starts
+// the init itself (Supervise, Command).
+//
 // The lock keeps its descriptor number, which is passed as --lock-fd: Exec
 // does not dup it onto fd 3 because a Go program's fd 3 is usually the
 // runtime's epoll descriptor, and replacing it before execve can crash the
@@ -143,9 +149,21 @@ func Exec(podDir string, lock *os.File, opts ExecOptions) error {
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
 		return fmt.Errorf("stage1: pass the pod lock: %w", err)
 	}
+	defer unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC) // on failure
+	// The init is forked, and the supervisor exec'd, from this one
+	// thread: the init's parent-death signal follows the thread that
+	// forked it, and a thread of this process other than the one that
+	// calls execve ends there.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	in, err := startInit(abs, opts.path())
+	if err != nil {
+		return fmt.Errorf("stage1: start the pod init: %w", err)
+	}
 	args := supervisorArgs(abs, fd, opts)
+	args = slices.Insert(args, len(args)-1, fmt.Sprintf("--init=%d,%d", in.proc.Pid, in.fd))
 	err = syscall.Exec(opts.path(), args, stage1Env())
-	unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
+	in.abort()
 	return fmt.Errorf("stage1: exec the supervisor: %w", err)
 }
 
@@ -184,6 +202,9 @@ type supervisorFlags struct {
 	podDir string
 	lockFD int
 	debug  bool
+	// initPID and initFD: the init Exec started, and the supervisor's
+	// end of its socket (--init=PID,FD).
+	initPID, initFD int
 }
 
 func parseSupervisorArgs(args []string) (supervisorFlags, error) {
@@ -198,6 +219,14 @@ func parseSupervisorArgs(args []string) (supervisorFlags, error) {
 				return f, fmt.Errorf("bad %s", a)
 			}
 			f.lockFD = n
+		case strings.HasPrefix(a, "--init="):
+			pid, fd, ok := strings.Cut(strings.TrimPrefix(a, "--init="), ",")
+			var err1, err2 error
+			f.initPID, err1 = strconv.Atoi(pid)
+			f.initFD, err2 = strconv.Atoi(fd)
+			if !ok || err1 != nil || err2 != nil || f.initPID < 2 || f.initFD < 3 {
+				return f, fmt.Errorf("bad %s", a)
+			}
 		case strings.HasPrefix(a, "-"):
 			return f, fmt.Errorf("unknown flag %s", a)
 		case f.podDir != "":
@@ -207,7 +236,7 @@ func parseSupervisorArgs(args []string) (supervisorFlags, error) {
 		}
 	}
 	if f.podDir == "" {
-		return f, fmt.Errorf("usage: karman %s [--debug] [--lock-fd=N] PODDIR", cmdRun)
+		return f, fmt.Errorf("usage: karman %s [--debug] [--lock-fd=N] [--init=PID,FD] PODDIR", cmdRun)
 	}
 	return f, nil
 }

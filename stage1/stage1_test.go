@@ -88,7 +88,12 @@ func TestSupervisorArgs(t *testing.T) {
 			t.Errorf("%q parsed as %+v, %v", args, f, err)
 		}
 	}
-	for _, bad := range [][]string{{}, {"--lock-fd=x", "/p"}, {"--lock-fd=1", "/p"}, {"--nope", "/p"}, {"/p", "/q"}} {
+	f, err := parseSupervisorArgs([]string{"--init=42,9", "/pods/x"})
+	if err != nil || f.initPID != 42 || f.initFD != 9 {
+		t.Errorf("--init=42,9 parsed as %+v, %v", f, err)
+	}
+	for _, bad := range [][]string{{}, {"--lock-fd=x", "/p"}, {"--lock-fd=1", "/p"}, {"--nope", "/p"}, {"/p", "/q"},
+		{"--init=42", "/p"}, {"--init=x,9", "/p"}, {"--init=42,2", "/p"}, {"--init=1,9", "/p"}} {
 		if _, err := parseSupervisorArgs(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
@@ -160,4 +165,19 @@ func TestSupervisorFailsCleanly(t *testing.T) {
 	if got := strings.TrimSpace(readFile(t, p.dir+"/"+ExitFile)); got != "254" {
 		t.Errorf("state/exit = %q", got)
 	}
+}
+
+// TestAdoptInitRefusesAStranger: the supervisor takes over only an init
+// that is its child (the one Exec forked before the exec).
+func TestAdoptInitRefusesAStranger(t *testing.T) {
+	mine, theirs, err := initSocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer theirs.Close()
+	s := &supervisor{initPID: os.Getppid(), initFD: mine}
+	if _, err := s.adoptInit(); err == nil || !strings.Contains(err.Error(), "not a child") {
+		t.Fatalf("adopting our parent: %v", err)
+	}
+	s.conn.Close()
 }

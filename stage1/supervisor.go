@@ -39,6 +39,9 @@ type supervisor struct {
 	cgroups    map[string]AppCgroup // by app; nil where pods get no cgroups
 	cgroupV2   bool                 // the host is cgroup v2 only (Cgroups.V2)
 	initCgroup []string             // Cgroups.Init
+	// initPID and initFD, when initPID is set, are the init that Exec
+	// started and the supervisor's end of its socket.
+	initPID, initFD int
 }
 
 // supervisorMain is the cmdRun entrypoint.
@@ -63,6 +66,9 @@ func supervise(f supervisorFlags) int {
 		log:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("pod", filepath.Base(f.podDir)),
 		notify: os.Getenv("NOTIFY_SOCKET"),
 		status: map[string]*AppStatus{},
+
+		initPID: f.initPID,
+		initFD:  f.initFD,
 	}
 	// The lock stays open for the supervisor's whole life, but neither it
 	// nor anything else the supervisor inherited may leak into the pod.
@@ -81,41 +87,39 @@ func supervise(f supervisorFlags) int {
 	return code
 }
 
-// startInNetNS starts cmd from a thread moved into the network namespace
-// bound at path, moves the thread back and sends the result on started.
-// The thread must outlive the start: the init's parent-death signal fires
-// when the thread that forked it exits, not the process, so a thread that
-// cannot be moved back is parked for good rather than left to end with a
-// locked goroutine.
-func startInNetNS(cmd *exec.Cmd, path string, started chan<- error) {
-	runtime.LockOSThread()
-	done := func(err error) {
-		runtime.UnlockOSThread()
-		started <- err
+// startIn starts cmd from the calling thread, which must be locked to its
+// goroutine, moved first into the network namespace bound at netns ("":
+// the thread's own). The thread must outlive the start: the init's
+// parent-death signal fires when the thread that forked it exits, not the
+// process. stuck reports a thread left in the pod's network namespace,
+// which must never run anything else: the caller parks it for good, or
+// ends the process.
+func startIn(cmd *exec.Cmd, netns string) (err error, stuck bool) {
+	if netns == "" {
+		return cmd.Start(), false
 	}
 	self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		done(fmt.Errorf("own network namespace: %w", err))
-		return
+		return fmt.Errorf("own network namespace: %w", err), false
 	}
 	defer unix.Close(self)
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		done(fmt.Errorf("pod network namespace: %w", err))
-		return
+		return fmt.Errorf("pod network namespace: %w", err), false
 	}
 	err = unix.Setns(fd, unix.CLONE_NEWNET)
 	unix.Close(fd)
 	if err != nil {
-		done(fmt.Errorf("join the pod network namespace %s: %w", path, err))
-		return
+		return fmt.Errorf("join the pod network namespace %s: %w", netns, err), false
 	}
 	err = cmd.Start()
-	if unix.Setns(self, unix.CLONE_NEWNET) != nil {
-		started <- err
-		select {} // parked with the thread, for the supervisor's life
+	if serr := unix.Setns(self, unix.CLONE_NEWNET); serr != nil {
+		if err == nil {
+			err = fmt.Errorf("return to the host network namespace: %w", serr)
+		}
+		return err, true
 	}
-	done(err)
+	return err, false
 }
 
 // teardownTimeout bounds Pod.Teardown.
@@ -194,37 +198,50 @@ func (s *supervisor) run() (int, error) {
 		signal.Stop(sigc)
 	}()
 
-	cmd, initSock, err := s.initCmd()
-	if err != nil {
-		return 0, err
-	}
-	started := make(chan error, 1)
-	go func() {
-		// The thread that forks the init joins the pod's cgroup first;
-		// it stays in the supervisor's pool afterwards (it must live on:
-		// the init's parent-death signal follows the thread).
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := s.joinInitCgroup(); err != nil {
+	var proc *os.Process
+	var logPipes []*os.File
+	if s.initPID != 0 {
+		// stage0 started the init (see Exec); its start-up overlapped
+		// with this process's.
+		if proc, err = s.adoptInit(); err != nil {
+			return 0, err
+		}
+		logPipes, err = s.prepare()
+	} else {
+		cmd, initSock, err := s.initCmd()
+		if err != nil {
+			return 0, err
+		}
+		started := make(chan error, 1)
+		go func() {
+			// The thread that forks the init joins the pod's cgroup
+			// first; it stays in the supervisor's pool afterwards (it
+			// must live on: the init's parent-death signal follows the
+			// thread).
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			if err := s.joinInitCgroup(); err != nil {
+				started <- err
+				return
+			}
+			err, stuck := startIn(cmd, pod.NetNS)
 			started <- err
-			return
+			if stuck {
+				select {} // parked with the thread, for the supervisor's life
+			}
+		}()
+		logPipes, err = s.prepare()
+		serr := <-started
+		initSock.Close()
+		if serr != nil {
+			closeFiles(logPipes)
+			return 0, fmt.Errorf("start pod init: %w", serr)
 		}
-		if pod.NetNS == "" {
-			started <- cmd.Start()
-			return
-		}
-		startInNetNS(cmd, pod.NetNS, started)
-	}()
-	logPipes, err := s.prepare()
-	serr := <-started
-	initSock.Close()
-	if serr != nil {
-		closeFiles(logPipes)
-		return 0, fmt.Errorf("start pod init: %w", serr)
+		proc = cmd.Process
 	}
-	s.log.Debug("init started", "pid", cmd.Process.Pid, "elapsed", time.Since(start))
+	s.log.Debug("init started", "pid", proc.Pid, "elapsed", time.Since(start))
 	if err == nil {
-		err = writeFileAtomic(s.path(InitPID), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"))
+		err = writeFileAtomic(s.path(InitPID), []byte(strconv.Itoa(proc.Pid)+"\n"))
 	}
 	if err == nil {
 		err = s.boot(logPipes)
@@ -236,14 +253,14 @@ func (s *supervisor) run() (int, error) {
 	if err != nil {
 		// The init sees EOF instead of its bootstrap data and exits.
 		s.conn.Close()
-		cmd.Wait()
+		proc.Wait()
 		return 0, err
 	}
 	<-sigReady
 	go s.handleSignals(sigc)
 
 	code, gotExit, initErr := s.serve(start)
-	werr := cmd.Wait()
+	ps, werr := proc.Wait()
 	s.tees.Wait()
 	if s.pod.Interactive {
 		s.takeTerminalBack()
@@ -256,12 +273,12 @@ func (s *supervisor) run() (int, error) {
 	}
 	// The init died without reporting: killed (Stop's SIGKILL fallback) or
 	// crashed.
-	var ee *exec.ExitError
-	if errors.As(werr, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+	if werr == nil {
+		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			s.log.Warn("pod init killed", "signal", unix.SignalName(ws.Signal()))
 			return 128 + int(ws.Signal()), nil
 		}
+		werr = errors.New(ps.String())
 	}
 	return 0, fmt.Errorf("pod init ended without reporting an exit status: %v", werr)
 }
@@ -361,53 +378,69 @@ func (s *supervisor) prepareDir() error {
 // initCmd is the command of the pod init, in its new namespaces, with the
 // other end of the supervisor socket as its fd 3.
 func (s *supervisor) initCmd() (*exec.Cmd, *os.File, error) {
-	conn, initSock, err := socketPair()
+	mine, initSock, err := initSocket()
 	if err != nil {
 		return nil, nil, err
 	}
-	s.conn = conn
-	raw, err := conn.SyscallConn()
-	if err != nil {
+	if s.conn, err = fileConn(os.NewFile(uintptr(mine), "stage1-sock")); err != nil {
+		initSock.Close()
 		return nil, nil, err
 	}
-	var serr error
-	raw.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1) })
-	if serr != nil {
-		return nil, nil, fmt.Errorf("SO_PASSCRED: %w", serr)
+	return initCommand("/proc/self/exe", s.pod, s.cgroupV2, initSock), initSock, nil
+}
+
+// initSocket makes the supervisor socket: the supervisor's end, which
+// receives the senders' credentials (SO_PASSCRED: hostPID in serve), and
+// the init's. Both are close-on-exec.
+func initSocket() (mine int, theirs *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, nil, fmt.Errorf("socketpair: %w", err)
 	}
+	if err := unix.SetsockoptInt(fds[0], unix.SOL_SOCKET, unix.SO_PASSCRED, 1); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return -1, nil, fmt.Errorf("SO_PASSCRED: %w", err)
+	}
+	return fds[0], os.NewFile(uintptr(fds[1]), "stage1-sock"), nil
+}
+
+// initCommand is the command of pod's init, run from exe in new
+// namespaces, with sock as its fd 3.
+func initCommand(exe string, pod *Pod, cgroupV2 bool, sock *os.File) *exec.Cmd {
 	flags := unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC
-	if !s.cgroupV2 {
+	if !cgroupV2 {
 		// On v2 each app gets a cgroup namespace of its own, rooted at
 		// its cgroup (see launch): the init stays in the caller's, from
 		// which the app cgroups are reachable for clone3 (with nsdelegate
 		// a cgroup outside the namespace is not).
 		flags |= unix.CLONE_NEWCGROUP
 	}
-	if s.pod.Net != "host" && s.pod.NetNS == "" {
+	if pod.Net != "host" && pod.NetNS == "" {
 		flags |= unix.CLONE_NEWNET
 	}
 	cmd := &exec.Cmd{
-		Path:       "/proc/self/exe",
+		Path:       exe,
 		Args:       []string{"karman", cmdInit},
 		Env:        initEnv(),
 		Stdout:     os.Stdout,
 		Stderr:     os.Stderr,
-		ExtraFiles: []*os.File{initSock},
+		ExtraFiles: []*os.File{sock},
 		// No Pdeathsig here: Go's check of the parent PID after
 		// PR_SET_PDEATHSIG kills a child in a new PID namespace (its
 		// parent PID reads 0). The init sets it itself.
 		SysProcAttr: &syscall.SysProcAttr{Cloneflags: uintptr(flags)},
 	}
-	if s.pod.Interactive {
+	if pod.Interactive {
 		cmd.Stdin = os.Stdin
 	}
-	return cmd, initSock, nil
+	return cmd
 }
 
-// initEnv is the init's environment: the supervisor's without
+// initEnv is the init's environment: the supervisor's (stage1Env) without
 // NOTIFY_SOCKET, which only the supervisor (or its relay) uses.
 func initEnv() []string {
-	env := os.Environ()
+	env := stage1Env()
 	out := env[:0:0]
 	for _, e := range env {
 		if !strings.HasPrefix(e, "NOTIFY_SOCKET=") {

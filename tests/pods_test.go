@@ -278,8 +278,25 @@ func TestEnter(t *testing.T) {
 func TestSupervisorKilled(t *testing.T) {
 	e := newPodEnv(t)
 	cmd, uuid := e.startPod(t, e.image, "--exec", "/bin/sleep", "--", "1000")
+	initPID, err := os.ReadFile(filepath.Join(e.dir, "pods", "run", uuid, stage1.InitPID))
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
+	// The init (forked by stage0 before it exec'd the supervisor) dies
+	// with the supervisor, by its parent-death signal, and the pod with
+	// it: before any gc.
+	initProc := "/proc/" + strings.TrimSpace(string(initPID))
+	for i := 0; ; i++ {
+		if _, err := os.Stat(initProc); os.IsNotExist(err) {
+			break
+		}
+		if i == 200 {
+			t.Fatalf("the pod init %s outlived its supervisor by 10 s", initProc)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	r := mustSucceed(t, karman(t, e.dir, "status", "--wait=20s", uuid))
 	if !strings.Contains(r.Stdout, "state=exited") {
 		t.Errorf("after SIGKILL: %s", r.Stdout)
@@ -562,6 +579,14 @@ func TestPodRunsLeanStage1(t *testing.T) {
 		}
 		if exe, err := os.Readlink("/proc/" + pid + "/exe"); err != nil || exe != want {
 			t.Errorf("%s: process %s runs %q (%v), want %s", f, pid, exe, err, want)
+		}
+		// stage0 forks the init before it execs the supervisor: the init
+		// is the supervisor's child all the same.
+		if f == stage1.InitPID {
+			st, _ := os.ReadFile("/proc/" + pid + "/status")
+			if !strings.Contains(string(st), "\nPPid:\t"+strconv.Itoa(cmd.Process.Pid)+"\n") {
+				t.Errorf("the init %s is not the supervisor's child:\n%s", pid, st)
+			}
 		}
 		// One P each: a second costs a pod some 400 KiB (docs/pods.md).
 		if env, err := os.ReadFile("/proc/" + pid + "/environ"); err != nil || !slices.Contains(strings.Split(string(env), "\x00"), "GOMAXPROCS=1") {
