@@ -75,7 +75,12 @@
 // the thread that forked it, stays armed because that thread is the one
 // that execs. --init=PID,FD hands the supervisor the init and its end of
 // the socket; the supervisor checks that the PID is its child
-// (adoptInit). Supervise and Command (detached pods) have the supervisor
+// (adoptInit). Exec also prepares the state directory and, unless the
+// pod needs the notify relay (which the supervisor makes), sends the init
+// the pod directory at once (a setup message before the boot message):
+// the init mounts the pod while the supervisor's runtime starts, and the
+// boot message then brings only the log pipes. Supervise and Command
+// (detached pods) have the supervisor
 // start the init itself: it re-executes /proc/self/exe as the init with
 // SysProcAttr.Cloneflags. There is no other re-exec on the start path
 // (the apps are forked by the init directly). The two talk over a

@@ -156,7 +156,7 @@ func Exec(podDir string, lock *os.File, opts ExecOptions) error {
 	// calls execve ends there.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	in, err := startInit(abs, opts.path())
+	in, err := startInit(abs, opts)
 	if err != nil {
 		return fmt.Errorf("stage1: start the pod init: %w", err)
 	}

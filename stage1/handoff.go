@@ -1,6 +1,7 @@
 package stage1
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -21,7 +22,11 @@ type startedInit struct {
 // supervisor would (initCommand: same namespaces, same network namespace,
 // same cgroup), from the calling thread, which must be locked and must
 // be the one that then execs the supervisor.
-func startInit(podDir, exe string) (*startedInit, error) {
+//
+// Unless the pod needs the notify relay (which the supervisor makes), the
+// init then gets the pod directory at once (msgSetup) and mounts the pod
+// while the supervisor starts; the supervisor's boot message follows.
+func startInit(podDir string, opts ExecOptions) (*startedInit, error) {
 	pod, err := LoadPod(podDir)
 	if err != nil {
 		return nil, err
@@ -33,11 +38,16 @@ func startInit(podDir, exe string) (*startedInit, error) {
 	if err := readJSON(filepath.Join(podDir, CgroupsFile), &cg); err != nil && !os.IsNotExist(err) {
 		return nil, fmt.Errorf("pod cgroups: %w", err)
 	}
+	// What the supervisor would do before it starts the init; the init
+	// may use the directory before the supervisor runs.
+	if err := prepareDir(podDir); err != nil {
+		return nil, err
+	}
 	mine, initSock, err := initSocket()
 	if err != nil {
 		return nil, err
 	}
-	cmd := initCommand(exe, pod, cg.V2, initSock)
+	cmd := initCommand(opts.path(), pod, cg.V2, initSock)
 	err, stuck := startIn(cmd, pod.NetNS)
 	initSock.Close()
 	if err != nil && !stuck {
@@ -62,6 +72,16 @@ func startInit(podDir, exe string) (*startedInit, error) {
 		if err := os.WriteFile(procs, []byte(strconv.Itoa(in.proc.Pid)), 0); err != nil {
 			in.abort()
 			return nil, fmt.Errorf("moving the init into the pod's cgroup: %w", err)
+		}
+	}
+	if !pod.NotifyApp || os.Getenv("NOTIFY_SOCKET") == "" {
+		b, err := json.Marshal(&message{T: msgSetup, PodDir: podDir, Debug: opts.Debug})
+		if err == nil {
+			err = unix.Sendmsg(mine, b, nil, nil, 0)
+		}
+		if err != nil {
+			in.abort()
+			return nil, fmt.Errorf("send %s: %w", msgSetup, err)
 		}
 	}
 	if _, err := unix.FcntlInt(uintptr(mine), unix.F_SETFD, 0); err != nil {

@@ -114,28 +114,36 @@ func initMain(_ []string) int {
 
 func (in *podInit) run(chld, sigc <-chan os.Signal) (int, error) {
 	buf := make([]byte, maxPacket)
-	boot, _, fds, err := recvMsg(in.sup, buf, make([]byte, unix.CmsgSpace(253*4)))
-	if err != nil || boot.T != msgBoot {
+	oob := make([]byte, unix.CmsgSpace(253*4))
+	first, _, fds, err := recvMsg(in.sup, buf, oob)
+	if err != nil || (first.T != msgBoot && first.T != msgSetup) {
 		closeAll(fds)
 		return 0, fmt.Errorf("pod init: no bootstrap data (%v)", err)
 	}
-	in.logFDs = fds
-	level := slog.LevelInfo
-	if boot.Debug {
-		level = slog.LevelDebug
+	if first.T == msgSetup {
+		// Exec sent the pod directory before it exec'd the supervisor:
+		// mount the pod while the supervisor starts, then wait for its
+		// boot message and the apps' log pipes.
+		closeAll(fds)
+		if err := in.begin(first); err != nil {
+			return 0, err
+		}
+		boot, _, fds, err := recvMsg(in.sup, buf, oob)
+		if err != nil || boot.T != msgBoot {
+			closeAll(fds)
+			return 0, fmt.Errorf("pod init: no bootstrap data after the setup (%v)", err)
+		}
+		in.logFDs = fds
+		if boot.PodDir != in.dir || boot.Notify {
+			return 0, fmt.Errorf("pod init: boot message for %s (notify relay %v) after a setup for %s", boot.PodDir, boot.Notify, in.dir)
+		}
+	} else {
+		in.logFDs = fds
+		if err := in.begin(first); err != nil {
+			return 0, err
+		}
 	}
-	in.log = slog.New(&sockHandler{c: in.sup, level: level})
-	in.dir, in.notify = boot.PodDir, boot.Notify
-	pod, err := LoadPod(in.dir)
-	if err != nil {
-		return 0, err
-	}
-	if err := pod.Validate(); err != nil {
-		return 0, err
-	}
-	in.pod = pod
-	in.exe = openExeMaps() // while /proc is reachable
-	if err := in.setup(); err != nil {
+	if err := in.attachLogs(); err != nil {
 		return 0, err
 	}
 	if err := in.recvCgroups(buf); err != nil {
@@ -154,6 +162,41 @@ func (in *podInit) run(chld, sigc <-chan os.Signal) (int, error) {
 	go in.serveCtl()
 	time.AfterFunc(trimDelay, in.exe.settle)
 	return in.loop(chld, sigc), nil
+}
+
+// begin reads the pod that m (msgSetup or msgBoot) names and mounts it.
+func (in *podInit) begin(m message) error {
+	level := slog.LevelInfo
+	if m.Debug {
+		level = slog.LevelDebug
+	}
+	in.log = slog.New(&sockHandler{c: in.sup, level: level})
+	in.dir, in.notify = m.PodDir, m.Notify
+	pod, err := LoadPod(in.dir)
+	if err != nil {
+		return err
+	}
+	if err := pod.Validate(); err != nil {
+		return err
+	}
+	in.pod = pod
+	in.exe = openExeMaps() // while /proc is reachable
+	return in.setup()
+}
+
+// attachLogs gives each app the write ends of its stdout and stderr
+// pipes, which came with the boot message (none for an interactive pod).
+func (in *podInit) attachLogs() error {
+	if in.pod.Interactive {
+		return nil
+	}
+	if len(in.logFDs) != 2*len(in.apps) {
+		return fmt.Errorf("got %d log pipes for %d apps", len(in.logFDs), len(in.apps))
+	}
+	for i, a := range in.apps {
+		a.stdout, a.stderr = in.logFDs[2*i], in.logFDs[2*i+1]
+	}
+	return nil
 }
 
 // loop runs until every app has exited and returns the pod's status.

@@ -92,14 +92,8 @@ func (in *podInit) mountApps(podRoot string, netns bool) error {
 	if err := unix.Mount("tmpfs", in.empty, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=0,mode=555"); err != nil {
 		return fmt.Errorf("mount the empty directory: %w", err)
 	}
-	if !in.pod.Interactive && len(in.logFDs) != 2*len(in.pod.Apps) {
-		return fmt.Errorf("got %d log pipes for %d apps", len(in.logFDs), len(in.pod.Apps))
-	}
 	for i := range in.pod.Apps {
 		a := &appProc{app: &in.pod.Apps[i], stdout: -1, stderr: -1}
-		if !in.pod.Interactive {
-			a.stdout, a.stderr = in.logFDs[2*i], in.logFDs[2*i+1]
-		}
 		in.apps = append(in.apps, a)
 		if err := in.mountApp(a.app, filepath.Join(podRoot, appsDir, a.app.Name), netns); err != nil {
 			return fmt.Errorf("app %s: %w", a.app.Name, err)

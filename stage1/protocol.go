@@ -22,7 +22,8 @@ import (
 
 // Message types.
 const (
-	msgBoot    = "boot"    // supervisor -> init, first message
+	msgSetup   = "setup"   // Exec -> init, before boot: set up the mounts now (PodDir, Debug)
+	msgBoot    = "boot"    // supervisor -> init, first message (after setup, if any)
 	msgCgroups = "cgroups" // supervisor -> init, second: each app's cgroup task files
 	msgStop    = "stop"    // supervisor -> init: stop the pod (Force: at once)
 	msgSignal  = "signal"  // supervisor -> init: forward Sig to the apps

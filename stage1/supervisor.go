@@ -251,6 +251,10 @@ func (s *supervisor) run() (int, error) {
 		err = s.sendCgroups()
 	}
 	if err != nil {
+		// An init that failed first (in its early setup) said why.
+		if msg := s.initError(); msg != "" {
+			err = errors.New(msg)
+		}
 		// The init sees EOF instead of its bootstrap data and exits.
 		s.conn.Close()
 		proc.Wait()
@@ -283,11 +287,31 @@ func (s *supervisor) run() (int, error) {
 	return 0, fmt.Errorf("pod init ended without reporting an exit status: %v", werr)
 }
 
+// initError returns the error an init that has already ended reported,
+// if any: what its socket still holds.
+func (s *supervisor) initError() string {
+	buf := make([]byte, maxPacket)
+	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred)+unix.CmsgSpace(4*4))
+	s.conn.SetReadDeadline(time.Now().Add(time.Second))
+	for {
+		m, _, fds, err := recvMsg(s.conn, buf, oob)
+		closeAll(fds)
+		if err != nil {
+			return ""
+		}
+		if m.T == msgError {
+			return m.Msg
+		}
+	}
+}
+
 // prepare readies the pod directory, the notify relay and the apps' log
 // pipes while the init starts; it returns the pipes' write ends.
 func (s *supervisor) prepare() ([]*os.File, error) {
-	if err := s.prepareDir(); err != nil {
-		return nil, err
+	if s.initPID == 0 { // else Exec prepared it before it started the init
+		if err := prepareDir(s.dir); err != nil {
+			return nil, err
+		}
 	}
 	if s.pod.NotifyApp && s.notify != "" {
 		if err := s.startRelay(); err != nil {
@@ -359,20 +383,21 @@ func closeFiles(fs []*os.File) {
 	}
 }
 
-// prepareDir creates the state and log directories and removes what a
-// previous run may have left.
-func (s *supervisor) prepareDir() error {
+// prepareDir creates the state and log directories of the pod in dir,
+// removes what a previous run may have left and records the supervisor's
+// PID, which is the caller's (the supervisor, or Exec before it execs it).
+func prepareDir(dir string) error {
 	for _, d := range []string{AppsState, LogsDir, PodRoot} {
-		if err := os.MkdirAll(s.path(d), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return err
 		}
 	}
 	for _, f := range []string{Started, Finished, ExitFile, InitPID, CtlSocket, NotifySocket} {
-		if err := os.Remove(s.path(f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}
-	return writeFileAtomic(s.path(SupervisorPID), []byte(strconv.Itoa(os.Getpid())+"\n"))
+	return writeFileAtomic(filepath.Join(dir, SupervisorPID), []byte(strconv.Itoa(os.Getpid())+"\n"))
 }
 
 // initCmd is the command of the pod init, in its new namespaces, with the

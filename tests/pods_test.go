@@ -623,3 +623,29 @@ func TestBadStage1Binary(t *testing.T) {
 		}
 	}
 }
+
+// TestInitSetupFailureIsReported: the init mounts the pod while the
+// supervisor starts (stage0 hands it the pod directory first); when that
+// fails, here because a volume's source vanished between prepare and
+// run-prepared, karman says why, exits 254 and leaves no mount behind.
+func TestInitSetupFailureIsReported(t *testing.T) {
+	e := newPodEnv(t)
+	vol := filepath.Join(t.TempDir(), "vol")
+	if err := os.Mkdir(vol, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := mustSucceed(t, karman(t, e.dir, "prepare", "--volume", vol+":/mnt/vol", e.image, "--exec", "/bin/true"))
+	uuid := strings.TrimSpace(r.Stdout)
+	if err := os.Remove(vol); err != nil {
+		t.Fatal(err)
+	}
+	r = karman(t, e.dir, "run-prepared", uuid)
+	if r.Code != 254 || !strings.Contains(r.Stderr, vol) || strings.Contains(r.Stderr, "broken pipe") || strings.Contains(r.Stderr, "no bootstrap data") {
+		t.Fatalf("run-prepared with a vanished volume: want exit 254 and an error naming %s\n%s", vol, r)
+	}
+	mustSucceed(t, karman(t, e.dir, "gc", "--grace-period=0"))
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mounts), uuid) {
+		t.Errorf("a mount of pod %s is left:\n%s", uuid, mounts)
+	}
+}
