@@ -18,8 +18,8 @@ type startedInit struct {
 	fd   int // the supervisor's end of the init's socket, inherited
 }
 
-// startInit starts the init of the pod in podDir from exe, as the
-// supervisor would (initCommand: same namespaces, same network namespace,
+// startInit starts the init of the pod in podDir from the stage1 binary
+// of opts, as the supervisor would (initCommand: same namespaces, same network namespace,
 // same cgroup), from the calling thread, which must be locked and must
 // be the one that then execs the supervisor.
 //
@@ -48,7 +48,7 @@ func startInit(podDir string, opts ExecOptions) (*startedInit, error) {
 		return nil, err
 	}
 	cmd := initCommand(opts.path(), pod, cg.V2, initSock)
-	err, stuck := startIn(cmd, pod.NetNS)
+	stuck, err := startIn(cmd, pod.NetNS)
 	initSock.Close()
 	if err != nil && !stuck {
 		unix.Close(mine)
@@ -56,8 +56,7 @@ func startInit(podDir string, opts ExecOptions) (*startedInit, error) {
 	}
 	in := &startedInit{proc: cmd.Process, fd: mine}
 	if err != nil {
-		// This thread, the process's main thread, is still in the pod's
-		// network namespace (setns back failed, which takes a kernel
+		// This thread is still in the pod's network namespace (setns back failed, which takes a kernel
 		// failure): nothing may run on it any more, not even the
 		// cleanup, whose network teardown would act inside the pod.
 		// `karman gc` collects what is left of the pod.

@@ -94,32 +94,32 @@ func supervise(f supervisorFlags) int {
 // process. stuck reports a thread left in the pod's network namespace,
 // which must never run anything else: the caller parks it for good, or
 // ends the process.
-func startIn(cmd *exec.Cmd, netns string) (err error, stuck bool) {
+func startIn(cmd *exec.Cmd, netns string) (stuck bool, err error) {
 	if netns == "" {
-		return cmd.Start(), false
+		return false, cmd.Start()
 	}
 	self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("own network namespace: %w", err), false
+		return false, fmt.Errorf("own network namespace: %w", err)
 	}
 	defer unix.Close(self)
 	fd, err := unix.Open(netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("pod network namespace: %w", err), false
+		return false, fmt.Errorf("pod network namespace: %w", err)
 	}
 	err = unix.Setns(fd, unix.CLONE_NEWNET)
 	unix.Close(fd)
 	if err != nil {
-		return fmt.Errorf("join the pod network namespace %s: %w", netns, err), false
+		return false, fmt.Errorf("join the pod network namespace %s: %w", netns, err)
 	}
 	err = cmd.Start()
 	if serr := unix.Setns(self, unix.CLONE_NEWNET); serr != nil {
 		if err == nil {
 			err = fmt.Errorf("return to the host network namespace: %w", serr)
 		}
-		return err, true
+		return true, err
 	}
-	return err, false
+	return false, err
 }
 
 // teardownTimeout bounds Pod.Teardown.
@@ -208,8 +208,9 @@ func (s *supervisor) run() (int, error) {
 		}
 		logPipes, err = s.prepare()
 	} else {
-		cmd, initSock, err := s.initCmd()
-		if err != nil {
+		var cmd *exec.Cmd
+		var initSock *os.File
+		if cmd, initSock, err = s.initCmd(); err != nil {
 			return 0, err
 		}
 		started := make(chan error, 1)
@@ -224,7 +225,7 @@ func (s *supervisor) run() (int, error) {
 				started <- err
 				return
 			}
-			err, stuck := startIn(cmd, pod.NetNS)
+			stuck, err := startIn(cmd, pod.NetNS)
 			started <- err
 			if stuck {
 				select {} // parked with the thread, for the supervisor's life

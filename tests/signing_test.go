@@ -395,12 +395,18 @@ func TestSigningRefusals(t *testing.T) {
 	// A re-fetch expects the stored digest and starts reading its .sig tag
 	// before the registry names the digest (cosign.Prefetch): when the tag
 	// has moved to an unsigned image, that signature must not vouch for it.
+	// fetched pushes an image signed by the trusted key as ref and
+	// fetches it into a new data directory.
+	fetched := func(t *testing.T, ref string) (d v1.Hash, dir string) {
+		_, d = pushImage(t, ref, false)
+		signSimple(t, ref, d, trusted)
+		dir = t.TempDir()
+		mustSucceed(t, e.in(t, dir, "fetch", ref))
+		return d, dir
+	}
 	t.Run("tag moved to an unsigned image", func(t *testing.T) {
 		ref := e.host + "/sig/team/moved:1"
-		_, d := pushImage(t, ref, false)
-		signSimple(t, ref, d, trusted)
-		dir := t.TempDir()
-		mustSucceed(t, e.in(t, dir, "fetch", ref))
+		d, dir := fetched(t, ref)
 		_, moved := pushImage(t, ref, true)
 		r := e.in(t, dir, "fetch", ref)
 		if r.Code != 254 || !strings.Contains(r.Stderr, ref+" ("+moved.String()+") refused") || !strings.Contains(r.Stderr, "found no signature") {
@@ -417,13 +423,10 @@ func TestSigningRefusals(t *testing.T) {
 
 	t.Run("revoked key", func(t *testing.T) {
 		ref := e.host + "/sig/team/revoked:1"
-		_, d := pushImage(t, ref, false)
-		signSimple(t, ref, d, trusted)
-		dir := t.TempDir()
-		mustSucceed(t, e.in(t, dir, "fetch", ref))
+		fetched(t, ref)
 		e.trust(t, "rm", trusted.id)
 		defer e.trust(t, "add", "--scope", e.host+"/sig/team", trusted.pub)
-		dir = t.TempDir()
+		dir := t.TempDir()
 		assertRefused(t, e.in(t, dir, "fetch", ref), dir, "scope "+e.host+"/sig/team rejects every image")
 	})
 }
