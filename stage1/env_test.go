@@ -75,22 +75,25 @@ func TestStdinIsDevNull(t *testing.T) {
 
 func TestInteractive(t *testing.T) {
 	t.Parallel()
-	p := newPod(t, func(p *Pod) { p.Interactive = true }, sh("app", "read x; echo got $x; echo to-stderr >&2"))
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	p.startWith(r)
-	w.WriteString("hello\n")
-	w.Close()
-	p.expect(p.wait(), 0)
-	if got := p.stdout(); got != "got hello\n" {
-		t.Errorf("stdout = %q", got)
-	}
-	if !strings.Contains(p.stderr(), "to-stderr") {
-		t.Errorf("stderr = %q", p.stderr())
-	}
+	bothStarts(t, func(t *testing.T, viaExec bool) {
+		p := newPod(t, func(p *Pod) { p.Interactive = true }, sh("app", "read x; echo got $x; echo to-stderr >&2"))
+		p.viaExec = viaExec
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		p.startWith(r)
+		w.WriteString("hello\n")
+		w.Close()
+		p.expect(p.wait(), 0)
+		if got := p.stdout(); got != "got hello\n" {
+			t.Errorf("stdout = %q", got)
+		}
+		if !strings.Contains(p.stderr(), "to-stderr") {
+			t.Errorf("stderr = %q", p.stderr())
+		}
+	})
 }
 
 func TestHostnameAndEtc(t *testing.T) {

@@ -130,6 +130,23 @@ type testPod struct {
 	exited chan struct{} // closed when the supervisor has exited
 	werr   error
 	tty    *os.File // the supervisor's controlling terminal, if any
+	// viaExec starts the pod the way stage0 does (Exec: the init first,
+	// then the supervisor exec'd), not the supervisor directly.
+	viaExec bool
+}
+
+// bothStarts runs f for a pod started by the supervisor itself (as
+// Supervise and Command do) and for one started through Exec (as karman
+// run does: the init is forked first and mounts the pod while the
+// supervisor starts).
+func bothStarts(t *testing.T, f func(t *testing.T, viaExec bool)) {
+	for _, viaExec := range []bool{false, true} {
+		name := "supervisor"
+		if viaExec {
+			name = "exec"
+		}
+		t.Run(name, func(t *testing.T) { f(t, viaExec) })
+	}
 }
 
 // sh is an app running a shell command.
@@ -191,13 +208,16 @@ func (p *testPod) startTTY(tty *os.File) {
 func (p *testPod) startWith(stdin *os.File, env ...string) {
 	t := p.t
 	t.Helper()
-	lock, err := os.Open(p.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Close() // the supervisor has its own descriptor of the lock
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		t.Fatal(err)
+	var lock *os.File
+	if !p.viaExec { // else the test binary locks the directory (execLikeStage0)
+		var err error
+		if lock, err = os.Open(p.dir); err != nil {
+			t.Fatal(err)
+		}
+		defer lock.Close() // the supervisor has its own descriptor of the lock
+		if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			t.Fatal(err)
+		}
 	}
 	p.out, p.err = filepath.Join(filepath.Dir(p.dir), "stdout"), filepath.Join(filepath.Dir(p.dir), "stderr")
 	stdout, err := os.Create(p.out)
@@ -210,9 +230,14 @@ func (p *testPod) startWith(stdin *os.File, env ...string) {
 		t.Fatal(err)
 	}
 	defer stderr.Close()
-	p.cmd = exec.Command("/proc/self/exe", supervisorArgs(p.dir, 3, ExecOptions{Debug: true})[1:]...)
-	p.cmd.Args[0] = "karman"
-	p.cmd.ExtraFiles = []*os.File{lock}
+	if p.viaExec {
+		p.cmd = exec.Command("/proc/self/exe")
+		env = append(env, execTestEnv+"="+p.dir)
+	} else {
+		p.cmd = exec.Command("/proc/self/exe", supervisorArgs(p.dir, 3, ExecOptions{Debug: true})[1:]...)
+		p.cmd.Args[0] = "karman"
+		p.cmd.ExtraFiles = []*os.File{lock}
+	}
 	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = stdin, stdout, stderr
 	if p.tty != nil {
 		p.cmd.Stdout, p.cmd.Stderr = p.tty, p.tty

@@ -80,24 +80,27 @@ func TestNotifyReady(t *testing.T) {
 // systemd through the supervisor; karman sends no READY=1 of its own.
 func TestNotifyApp(t *testing.T) {
 	t.Parallel()
-	addr := filepath.Join(t.TempDir(), "notify.sock")
-	ch := fakeSystemd(t, addr)
-	// busybox's logger writes datagrams to /dev/log: point it at the
-	// notify socket.
-	p := newPod(t, func(p *Pod) { p.NotifyApp = true }, sh("app",
-		`echo "$NOTIFY_SOCKET"; test -S "$NOTIFY_SOCKET" && echo socket; ln -s "$NOTIFY_SOCKET" /dev/log && logger -t app READY=1-from-app; exec sleep 1000`))
-	p.start("NOTIFY_SOCKET=" + addr)
-	p.waitLog("app", "socket")
-	seen := expectNotify(t, ch, "READY=1-from-app")
-	p.signal(unix.SIGTERM)
-	seen = append(seen, expectNotify(t, ch, "STOPPING=1")...)
-	p.expect(p.wait(), 143)
-	if got := strings.Split(p.log("app"), "\n")[0]; got != appNotifySocket {
-		t.Errorf("NOTIFY_SOCKET in the app = %q", got)
-	}
-	for _, m := range seen {
-		if m == "READY=1" {
-			t.Errorf("karman sent READY=1 itself")
+	bothStarts(t, func(t *testing.T, viaExec bool) {
+		addr := filepath.Join(t.TempDir(), "notify.sock")
+		ch := fakeSystemd(t, addr)
+		// busybox's logger writes datagrams to /dev/log: point it at the
+		// notify socket.
+		p := newPod(t, func(p *Pod) { p.NotifyApp = true }, sh("app",
+			`echo "$NOTIFY_SOCKET"; test -S "$NOTIFY_SOCKET" && echo socket; ln -s "$NOTIFY_SOCKET" /dev/log && logger -t app READY=1-from-app; exec sleep 1000`))
+		p.viaExec = viaExec
+		p.start("NOTIFY_SOCKET=" + addr)
+		p.waitLog("app", "socket")
+		seen := expectNotify(t, ch, "READY=1-from-app")
+		p.signal(unix.SIGTERM)
+		seen = append(seen, expectNotify(t, ch, "STOPPING=1")...)
+		p.expect(p.wait(), 143)
+		if got := strings.Split(p.log("app"), "\n")[0]; got != appNotifySocket {
+			t.Errorf("NOTIFY_SOCKET in the app = %q", got)
 		}
-	}
+		for _, m := range seen {
+			if m == "READY=1" {
+				t.Errorf("karman sent READY=1 itself")
+			}
+		}
+	})
 }
