@@ -180,7 +180,10 @@ func signatures(ctx context.Context, ref image.Reference, src source, o *Options
 }
 
 // expectedDigest is the digest ref is expected to resolve to: its own
-// digest, or the one stored under its name by an earlier fetch.
+// digest, or the one stored under its name by an earlier fetch. (For a
+// name that resolves to an image index the store holds the platform
+// manifest's digest, while the signatures name the index's: that prefetch
+// is one wasted request.)
 func expectedDigest(ref image.Reference, st *store.Store) (v1.Hash, bool) {
 	if r, err := name.NewDigest(ref.Name); err == nil {
 		d, err := v1.NewHash(r.DigestStr())
