@@ -6,6 +6,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/karman-project/karman/isolators/cgroups"
+	"github.com/karman-project/karman/network"
 	"github.com/karman-project/karman/stage1"
 )
 
@@ -36,17 +38,31 @@ func (r *Runtime) Run(ctx context.Context, spec PodSpec, o RunOptions) (string, 
 	if err != nil {
 		return "", 0, err
 	}
+	// The pod's init is started now, so that its runtime starts while this
+	// process makes the pod, where its namespaces are known beforehand:
+	// not for networks that stage0 makes (the init must start inside).
+	var init *stage1.Init
+	if bin != "" && !o.Detach && (spec.Net == network.None || spec.Net == network.Host) {
+		init, err = stage1.StartInit(stage1.InitOptions{
+			Binary: bin, HostNet: spec.Net == network.Host, CgroupV2: cgroups.Mode() == "v2", Interactive: spec.Interactive,
+		})
+		if err != nil {
+			return "", 0, err
+		}
+	}
 	p, lock, err := r.create(ctx, spec, true)
 	if err != nil {
+		init.Close()
 		return "", 0, err
 	}
 	r.log.Debug("pod created", "pod", p.uuid, "elapsed", time.Since(start))
 	if p, err = r.move(p, "run"); err != nil {
+		init.Close()
 		r.discard(p)
 		lock.Unlock()
 		return "", 0, err
 	}
-	code, err := r.supervise(p, lock.File(), bin, o)
+	code, err := r.supervise(p, lock.File(), bin, init, o)
 	return p.uuid, code, err
 }
 
@@ -80,17 +96,20 @@ func (r *Runtime) RunPrepared(ctx context.Context, uuid string, o RunOptions) (i
 		lock.Close()
 		return 0, err
 	}
-	return r.supervise(p, lock, bin, o)
+	return r.supervise(p, lock, bin, nil, o)
 }
 
 // supervise makes the pod's cgroups and hands the locked pod to stage1:
 // the calling process execs the lean stage1 binary (same PID, same lock),
 // so that what stays in memory while the pod runs is the small supervisor
 // rather than this process. bin is the stage1 binary (stage1.Binary);
-// without one ("") the supervisor runs in this very process. With o.Detach the supervisor is
+// without one ("") the supervisor runs in this very process. init, if
+// not nil, is the pod's init, started beforehand (stage1.StartInit), which
+// supervise hands to stage1 or closes. With o.Detach the supervisor is
 // started as a child in its own session instead.
-func (r *Runtime) supervise(p pod, lock *os.File, bin string, o RunOptions) (int, error) {
+func (r *Runtime) supervise(p pod, lock *os.File, bin string, init *stage1.Init, o RunOptions) (int, error) {
 	fail := func(err error) (int, error) {
+		init.Close()
 		r.discard(p)
 		lock.Close()
 		return 0, fmt.Errorf("pod %s: %w", p.uuid, err)
@@ -109,6 +128,7 @@ func (r *Runtime) supervise(p pod, lock *os.File, bin string, o RunOptions) (int
 			r.log.Debug("no stage1 binary beside karman: supervising in this process", "want", stage1.BinaryName)
 			return stage1.Supervise(p.path, lock, opts), nil
 		}
+		opts.Init, init = init, nil                  // Exec takes it over
 		return fail(stage1.Exec(p.path, lock, opts)) // Exec returns only on error
 	}
 	cmd, err := stage1.Command(p.path, lock, opts)

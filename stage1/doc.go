@@ -10,7 +10,7 @@
 // path in state/cgroup first, and what stage1 needs of them in
 // state/cgroups.json, see Cgroups) and calls Exec, which execs
 //
-//	karman-stage1 __stage1-run [--debug] [--lock-fd=N] [--init=PID,FD] PODDIR
+//	karman-stage1 __stage1-run [--debug] [--lock-fd=N] [--init=PID,FD [--booted=FD,...]] PODDIR
 //
 // in the same process: the PID a shell or systemd started becomes the
 // supervisor, and the pod's exit status is its exit status. karman-stage1
@@ -67,21 +67,37 @@
 //	    └── enter sessions           spawned by the init on request
 //
 // Exec starts the init (karman-stage1 __stage1-init, in its new
-// namespaces, moved into the pod's v1 cpu cgroups by cgroup.procs) just
-// before it execs the supervisor, from the same locked thread: the two Go
-// runtimes then start at once instead of one after the other (about 9 ms
-// of a pod's start on the test VM), the init is still the supervisor's
+// namespaces, moved into the pod's v1 cpu cgroups by cgroup.procs) before
+// it execs the supervisor, from the same locked thread, so that the Go
+// runtimes start at once instead of one after the other. For pods whose
+// namespaces are known before the pod exists (net=none and net=host),
+// karman run starts the init earlier still (StartInit, ExecOptions.Init),
+// before it makes the pod: the init's runtime starts while stage0 renders
+// the rootfs and makes the cgroups, and Exec checks that the init's
+// namespaces are the pod's. Either way the init is still the supervisor's
 // child (the PID is the same), and its parent-death signal, which follows
-// the thread that forked it, stays armed because that thread is the one
-// that execs. --init=PID,FD hands the supervisor the init and its end of
-// the socket; the supervisor checks that the PID is its child
-// (adoptInit). Exec also prepares the state directory and, unless the
-// pod needs the notify relay (which the supervisor makes), sends the init
-// the pod directory at once (a setup message before the boot message):
-// the init mounts the pod while the supervisor's runtime starts, and the
-// boot message then brings only the log pipes. Supervise and Command
-// (detached pods) have the supervisor
-// start the init itself: it re-executes /proc/self/exe as the init with
+// the thread that forked it, stays armed because that thread (the main
+// thread, to which this package locks the main goroutine) is the one that
+// execs. --init=PID,FD hands the supervisor the init and its end of the
+// socket; the supervisor checks that the PID is its child (adoptInit) and
+// waits for it by PID.
+//
+// Exec also prepares the state directory and, unless the pod needs the
+// notify relay (which the supervisor makes), sends the init the pod
+// directory at once (a setup message before the boot message): the init
+// mounts the pod while the supervisor's runtime starts. Unless the pod is
+// interactive, Exec then boots the init as well (bootEarly: the boot
+// message with the write ends of the apps' output pipes, then the cgroup
+// task files), so the init starts the apps as soon as the pod is mounted,
+// without waiting for the supervisor; --booted=FD,... hands the supervisor
+// the pipes' read ends, for its tees. What the apps write meanwhile waits
+// in the pipes, what the init reports waits in the socket, and the app
+// status files are written once the supervisor reads those reports. If the
+// exec fails, Exec kills the init, and with it the apps, and returns the
+// error (a runtime failure, 254).
+//
+// Supervise and Command (detached pods) have the supervisor start the
+// init itself: it re-executes /proc/self/exe as the init with
 // SysProcAttr.Cloneflags. There is no other re-exec on the start path
 // (the apps are forked by the init directly). The two talk over a
 // SOCK_SEQPACKET socket pair, the init's fd 3, one JSON message per packet:

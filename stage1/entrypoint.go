@@ -1,6 +1,7 @@
 package stage1
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,7 +19,7 @@ import (
 // so that they can never clash with a CLI command.
 const (
 	// cmdRun is the supervisor: karman __stage1-run [--debug]
-	// [--lock-fd=N] [--init=PID,FD] PODDIR. This command line is part of
+	// [--lock-fd=N] [--init=PID,FD [--booted=FD,...]] PODDIR. This command line is part of
 	// the stage0 -> stage1 interface (InterfaceVersion).
 	cmdRun = "__stage1-run"
 	// cmdInit is the pod's init, started by the supervisor in new
@@ -71,6 +72,9 @@ type ExecOptions struct {
 	// Binary is the stage1 binary to exec (see Binary); empty means the
 	// running binary, which serves the entrypoints too.
 	Binary string
+	// Init, for Exec, is the pod's init started beforehand (StartInit);
+	// nil: Exec starts it. Exec takes it over, whatever it returns.
+	Init *Init
 }
 
 // BinaryName is the lean stage1 binary's file name: the supervisor and
@@ -131,9 +135,13 @@ func (o ExecOptions) path() string {
 // returns on error.
 //
 // Exec starts the pod's init before it execs the supervisor, so that the
-// two start at once, and hands it over with --init=PID,FD (the init's PID
-// and the supervisor's end of its socket). The supervisor otherwise starts
-// the init itself (Supervise, Command).
+// two start at once (or takes over opts.Init, started earlier still), and
+// hands it over with --init=PID,FD (the init's PID and the supervisor's
+// end of its socket). Unless the pod is interactive or needs the notify
+// relay, it also boots the init, which then starts the apps before the
+// supervisor runs (--booted: the apps' output waits in its pipes); if
+// the exec fails, Exec kills the init, and with it the apps. The
+// supervisor otherwise starts the init itself (Supervise, Command).
 //
 // The lock keeps its descriptor number, which is passed as --lock-fd: Exec
 // does not dup it onto fd 3 because a Go program's fd 3 is usually the
@@ -143,10 +151,12 @@ func (o ExecOptions) path() string {
 func Exec(podDir string, lock *os.File, opts ExecOptions) error {
 	abs, err := filepath.Abs(podDir)
 	if err != nil {
+		opts.Init.Close()
 		return fmt.Errorf("stage1: %w", err)
 	}
 	fd := int(lock.Fd())
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
+		opts.Init.Close()
 		return fmt.Errorf("stage1: pass the pod lock: %w", err)
 	}
 	defer unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC) // on failure
@@ -162,6 +172,17 @@ func Exec(podDir string, lock *os.File, opts ExecOptions) error {
 	}
 	args := supervisorArgs(abs, fd, opts)
 	args = slices.Insert(args, len(args)-1, fmt.Sprintf("--init=%d,%d", in.proc.Pid, in.fd))
+	if in.booted {
+		fds := make([]string, len(in.logs))
+		for i, f := range in.logs {
+			if _, err := unix.FcntlInt(f.Fd(), unix.F_SETFD, 0); err != nil {
+				in.abort()
+				return fmt.Errorf("stage1: pass the apps' output pipes: %w", err)
+			}
+			fds[i] = strconv.Itoa(int(f.Fd()))
+		}
+		args = slices.Insert(args, len(args)-1, "--booted="+strings.Join(fds, ","))
+	}
 	err = syscall.Exec(opts.path(), args, stage1Env())
 	in.abort()
 	return fmt.Errorf("stage1: exec the supervisor: %w", err)
@@ -205,6 +226,10 @@ type supervisorFlags struct {
 	// initPID and initFD: the init Exec started, and the supervisor's
 	// end of its socket (--init=PID,FD).
 	initPID, initFD int
+	// booted: Exec booted that init too; logFDs are the read ends of the
+	// apps' output pipes (--booted=FD,FD,...; none for an interactive pod).
+	booted bool
+	logFDs []int
 }
 
 func parseSupervisorArgs(args []string) (supervisorFlags, error) {
@@ -227,6 +252,18 @@ func parseSupervisorArgs(args []string) (supervisorFlags, error) {
 			if !ok || err1 != nil || err2 != nil || f.initPID < 2 || f.initFD < 3 {
 				return f, fmt.Errorf("bad %s", a)
 			}
+		case strings.HasPrefix(a, "--booted="):
+			f.booted = true
+			for _, s := range strings.Split(strings.TrimPrefix(a, "--booted="), ",") {
+				if s == "" {
+					continue
+				}
+				fd, err := strconv.Atoi(s)
+				if err != nil || fd < 3 {
+					return f, fmt.Errorf("bad %s", a)
+				}
+				f.logFDs = append(f.logFDs, fd)
+			}
 		case strings.HasPrefix(a, "-"):
 			return f, fmt.Errorf("unknown flag %s", a)
 		case f.podDir != "":
@@ -236,7 +273,10 @@ func parseSupervisorArgs(args []string) (supervisorFlags, error) {
 		}
 	}
 	if f.podDir == "" {
-		return f, fmt.Errorf("usage: karman %s [--debug] [--lock-fd=N] [--init=PID,FD] PODDIR", cmdRun)
+		return f, fmt.Errorf("usage: karman %s [--debug] [--lock-fd=N] [--init=PID,FD [--booted=FD,...]] PODDIR", cmdRun)
+	}
+	if f.booted && f.initPID == 0 {
+		return f, errors.New("--booted needs --init")
 	}
 	return f, nil
 }

@@ -1,32 +1,91 @@
 package stage1
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// startedInit is a pod init that Exec started for the supervisor it is
-// about to exec.
-type startedInit struct {
+// Init is a pod init started before the supervisor that will adopt it:
+// by Exec, just before it execs the supervisor, or earlier by StartInit,
+// before the pod directory even exists, so that the init's runtime starts
+// while stage0 prepares the pod.
+type Init struct {
+	o    InitOptions
 	proc *os.Process
 	fd   int // the supervisor's end of the init's socket, inherited
+	// booted: Exec booted the init as well (bootEarly); logs are the
+	// read ends of the apps' output pipes, inherited by the supervisor.
+	booted bool
+	logs   []*os.File
 }
 
-// startInit starts the init of the pod in podDir from the stage1 binary
-// of opts, as the supervisor would (initCommand: same namespaces, same network namespace,
+// InitOptions are what a pod init must know before its pod exists: its
+// namespaces, which Exec checks against the pod's.
+type InitOptions struct {
+	// Binary is the stage1 binary (Binary); "" is the running one.
+	Binary string
+	// HostNet: the host's network namespace (net=host); else a new one
+	// with only loopback (net=none). A pod whose network stage0 makes
+	// (Pod.NetNS) needs its init started after the network, by Exec.
+	HostNet bool
+	// CgroupV2: the host is cgroup v2 only (Cgroups.V2).
+	CgroupV2 bool
+	// Interactive: the init gets the caller's stdin (Pod.Interactive).
+	Interactive bool
+}
+
+// StartInit starts a pod init for a pod that does not exist yet; the init
+// waits for its pod directory. It must be called from the thread that
+// later calls Exec with ExecOptions.Init (the main thread, to which this
+// package locks the main goroutine): the init's parent-death signal
+// follows the thread that forked it. Close it if the pod is not run.
+func StartInit(o InitOptions) (*Init, error) {
+	mine, initSock, err := initSocket()
+	if err != nil {
+		return nil, err
+	}
+	cmd := initCommand(ExecOptions{Binary: o.Binary}.path(), !o.HostNet, o.CgroupV2, o.Interactive, initSock)
+	err = cmd.Start()
+	initSock.Close()
+	if err != nil {
+		unix.Close(mine)
+		return nil, fmt.Errorf("stage1: start the pod init: %w", err)
+	}
+	return &Init{o: o, proc: cmd.Process, fd: mine}, nil
+}
+
+// Close kills an init that was not handed to Exec, with whatever it
+// started, and releases it. It does nothing to a nil Init.
+func (in *Init) Close() {
+	if in != nil {
+		in.abort()
+	}
+}
+
+// startInit readies the init of the pod in podDir for the supervisor:
+// opts.Init, or else one it starts from the stage1 binary of opts, as the
+// supervisor would (initCommand: same namespaces, same network namespace,
 // same cgroup), from the calling thread, which must be locked and must
 // be the one that then execs the supervisor.
 //
 // Unless the pod needs the notify relay (which the supervisor makes), the
 // init then gets the pod directory at once (msgSetup) and mounts the pod
-// while the supervisor starts; the supervisor's boot message follows.
-func startInit(podDir string, opts ExecOptions) (*startedInit, error) {
+// while the supervisor starts; unless the pod is interactive, it is
+// booted too (bootEarly) and starts the apps without waiting for the
+// supervisor.
+func startInit(podDir string, opts ExecOptions) (in *Init, err error) {
+	in = opts.Init
+	defer func() {
+		if err != nil {
+			in.Close()
+		}
+	}()
 	pod, err := LoadPod(podDir)
 	if err != nil {
 		return nil, err
@@ -34,90 +93,147 @@ func startInit(podDir string, opts ExecOptions) (*startedInit, error) {
 	if err := pod.Validate(); err != nil {
 		return nil, err
 	}
-	var cg Cgroups
-	if err := readJSON(filepath.Join(podDir, CgroupsFile), &cg); err != nil && !os.IsNotExist(err) {
-		return nil, fmt.Errorf("pod cgroups: %w", err)
+	s := &supervisor{dir: podDir, pod: pod, debug: opts.Debug}
+	if err := s.loadCgroups(); err != nil {
+		return nil, err
+	}
+	if in != nil {
+		want := InitOptions{Binary: in.o.Binary, HostNet: pod.Net == "host", CgroupV2: s.cgroupV2, Interactive: pod.Interactive}
+		if pod.NetNS != "" || in.o != want {
+			return nil, fmt.Errorf("the pod init started beforehand has namespaces %+v, but pod %s needs %+v (network namespace %q)", in.o, pod.UUID, want, pod.NetNS)
+		}
 	}
 	// What the supervisor would do before it starts the init; the init
 	// may use the directory before the supervisor runs.
 	if err := prepareDir(podDir); err != nil {
 		return nil, err
 	}
-	mine, initSock, err := initSocket()
-	if err != nil {
-		return nil, err
-	}
-	cmd := initCommand(opts.path(), pod, cg.V2, initSock)
-	stuck, err := startIn(cmd, pod.NetNS)
-	initSock.Close()
-	if err != nil && !stuck {
-		unix.Close(mine)
-		return nil, err
-	}
-	in := &startedInit{proc: cmd.Process, fd: mine}
-	if err != nil {
-		// This thread is still in the pod's network namespace (setns back failed, which takes a kernel
-		// failure): nothing may run on it any more, not even the
-		// cleanup, whose network teardown would act inside the pod.
-		// `karman gc` collects what is left of the pod.
-		in.abort()
-		os.Exit(fail(fmt.Errorf("start the pod init: %w; run `karman gc` to collect the pod", err)))
+	if in == nil {
+		mine, initSock, err := initSocket()
+		if err != nil {
+			return nil, err
+		}
+		cmd := initCommand(opts.path(), pod.ownNet(), s.cgroupV2, pod.Interactive, initSock)
+		stuck, err := startIn(cmd, pod.NetNS)
+		initSock.Close()
+		if err != nil && !stuck {
+			unix.Close(mine)
+			return nil, err
+		}
+		in = &Init{proc: cmd.Process, fd: mine}
+		if err != nil {
+			// This thread is still in the pod's network namespace (setns
+			// back failed, which takes a kernel failure): nothing may run
+			// on it any more, not even the cleanup, whose network
+			// teardown would act inside the pod. `karman gc` collects
+			// what is left of the pod.
+			in.abort()
+			os.Exit(fail(fmt.Errorf("start the pod init: %w; run `karman gc` to collect the pod", err)))
+		}
 	}
 	// Into the pod's own cgroup of the v1 cpu hierarchies, as the
 	// supervisor's forking thread does (Cgroups.Init); the init waits
 	// for its bootstrap data, which the supervisor sends later.
-	for _, tasks := range cg.Init {
+	for _, tasks := range s.initCgroup {
 		procs := filepath.Join(filepath.Dir(tasks), "cgroup.procs")
 		if err := os.WriteFile(procs, []byte(strconv.Itoa(in.proc.Pid)), 0); err != nil {
-			in.abort()
 			return nil, fmt.Errorf("moving the init into the pod's cgroup: %w", err)
 		}
 	}
 	if !pod.NotifyApp || os.Getenv("NOTIFY_SOCKET") == "" {
-		b, err := json.Marshal(&message{T: msgSetup, PodDir: podDir, Debug: opts.Debug})
-		if err == nil {
-			err = unix.Sendmsg(mine, b, nil, nil, 0)
+		if err := sendMsg(rawSock(in.fd), &message{T: msgSetup, PodDir: podDir, Debug: opts.Debug}, nil); err != nil {
+			return nil, err
 		}
-		if err != nil {
-			in.abort()
-			return nil, fmt.Errorf("send %s: %w", msgSetup, err)
+		if !pod.Interactive {
+			if in.logs, err = s.bootEarly(rawSock(in.fd)); err != nil {
+				return nil, err
+			}
+			in.booted = true
 		}
 	}
-	if _, err := unix.FcntlInt(uintptr(mine), unix.F_SETFD, 0); err != nil {
-		in.abort()
+	if _, err := unix.FcntlInt(uintptr(in.fd), unix.F_SETFD, 0); err != nil {
 		return nil, fmt.Errorf("pass the init's socket: %w", err)
 	}
 	return in, nil
 }
 
-// abort kills the init, which has not been told anything yet, and closes
-// its socket.
-func (in *startedInit) abort() {
+// bootEarly sends the init, over c, what the supervisor would send once
+// it runs (boot: the write ends of the apps' output pipes; then the
+// cgroup task files), so that the init starts the apps as soon as it has
+// mounted the pod, without waiting for the supervisor's runtime to start.
+// It returns the pipes' read ends, for the supervisor's tees; until the
+// supervisor reads them, the pipes hold what the apps write (64 KiB each),
+// and the socket holds what the init reports.
+func (s *supervisor) bootEarly(c packetWriter) ([]*os.File, error) {
+	rs, ws, err := s.logPipes()
+	if err != nil {
+		return nil, err
+	}
+	err = s.boot(c, ws)
+	closeFiles(ws) // the init has its own copies now
+	if err == nil {
+		err = s.sendCgroups(c)
+	}
+	if err != nil {
+		closeFiles(rs)
+		return nil, err
+	}
+	return rs, nil
+}
+
+// abort kills the init, and with it the apps it may have started, and
+// closes its socket and the apps' output pipes.
+func (in *Init) abort() {
 	if in.proc != nil {
 		in.proc.Kill()
 		in.proc.Wait()
 	}
 	unix.Close(in.fd)
+	closeFiles(in.logs)
+}
+
+// initProc is the pod init as its parent, the supervisor, sees it.
+type initProc struct {
+	pid  int
+	wait func() (unix.WaitStatus, error) // reaps it
+}
+
+// startedProc is an init the supervisor started itself.
+func startedProc(p *os.Process) initProc {
+	return initProc{pid: p.Pid, wait: func() (unix.WaitStatus, error) {
+		ps, err := p.Wait()
+		if err != nil {
+			return 0, err
+		}
+		return unix.WaitStatus(ps.Sys().(syscall.WaitStatus)), nil
+	}}
 }
 
 // adoptInit takes over the init that Exec started (--init=PID,FD): its
-// socket, and the process, which is this process's child.
-func (s *supervisor) adoptInit() (*os.Process, error) {
+// socket, and the process, which must be this process's child. It is
+// waited for by PID (wait4) rather than as an os.Process, whose first use
+// costs a Go program a test fork (the runtime's pidfd probe) on the way
+// to the pod's end.
+func (s *supervisor) adoptInit() (initProc, error) {
 	var err error
 	if s.conn, err = fileConn(os.NewFile(uintptr(s.initFD), "stage1-sock")); err != nil {
-		return nil, fmt.Errorf("pod init's socket (fd %d): %w", s.initFD, err)
+		return initProc{}, fmt.Errorf("pod init's socket (fd %d): %w", s.initFD, err)
 	}
-	proc, err := os.FindProcess(s.initPID)
-	if err != nil {
-		return nil, fmt.Errorf("pod init %d: %w", s.initPID, err)
-	}
-	// FindProcess finds any process: make sure this one is our child.
 	var si unix.Siginfo
 	if err := unix.Waitid(unix.P_PID, s.initPID, &si, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil); err != nil {
 		if errors.Is(err, unix.ECHILD) {
-			return nil, fmt.Errorf("pod init %d is not a child of the supervisor", s.initPID)
+			return initProc{}, fmt.Errorf("pod init %d is not a child of the supervisor", s.initPID)
 		}
-		return nil, fmt.Errorf("pod init %d: %w", s.initPID, err)
+		return initProc{}, fmt.Errorf("pod init %d: %w", s.initPID, err)
 	}
-	return proc, nil
+	pid := s.initPID
+	return initProc{pid: pid, wait: func() (unix.WaitStatus, error) {
+		var ws unix.WaitStatus
+		for {
+			_, err := unix.Wait4(pid, &ws, 0, nil)
+			if err != unix.EINTR {
+				return ws, err
+			}
+		}
+	}}, nil
 }

@@ -30,9 +30,14 @@ import (
 // execTestEnv makes the test binary call Exec on the pod directory it
 // names, the way stage0 does (see TestExec); with superviseTestEnv set too,
 // Supervise.
+// With earlyInitTestEnv set, the init is started first, with StartInit, as
+// stage0 does for pods whose namespaces are known beforehand: "none" starts
+// it for a pod with net=none, "host" for net=host.
 const (
-	execTestEnv      = "KARMAN_STAGE1_TEST_EXEC"
-	superviseTestEnv = "KARMAN_STAGE1_TEST_SUPERVISE"
+	execTestEnv       = "KARMAN_STAGE1_TEST_EXEC"
+	superviseTestEnv  = "KARMAN_STAGE1_TEST_SUPERVISE"
+	earlyInitTestEnv  = "KARMAN_STAGE1_TEST_EARLY_INIT"
+	earlyInitPIDLabel = "early init pid "
 )
 
 func TestMain(m *testing.M) {
@@ -56,6 +61,16 @@ func TestMain(m *testing.M) {
 
 // execLikeStage0 locks dir and execs the supervisor on it.
 func execLikeStage0(dir string) int {
+	var opts ExecOptions
+	if net := os.Getenv(earlyInitTestEnv); net != "" {
+		in, err := StartInit(InitOptions{HostNet: net == "host"})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "exec test:", err)
+			return ExitRuntimeError
+		}
+		fmt.Fprintf(os.Stderr, "%s%d\n", earlyInitPIDLabel, in.proc.Pid)
+		opts.Init = in
+	}
 	lock, err := os.Open(dir)
 	if err == nil {
 		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX)
@@ -64,7 +79,8 @@ func execLikeStage0(dir string) int {
 		return Supervise(dir, lock, ExecOptions{Debug: true})
 	}
 	if err == nil {
-		err = Exec(dir, lock, ExecOptions{Debug: true})
+		opts.Debug = true
+		err = Exec(dir, lock, opts)
 	}
 	fmt.Fprintln(os.Stderr, "exec test:", err)
 	return ExitRuntimeError

@@ -7,41 +7,63 @@ import (
 	"sync"
 )
 
-// startTees opens <pod>/logs/<app>.log and, for the app's stdout and
-// stderr, a pipe whose read end a goroutine copies to both the
-// supervisor's own stdout or stderr and the log file, chunk by chunk, so
-// that each stream keeps its order. It returns the write ends for the init.
-func (s *supervisor) startTees(app string) ([]*os.File, error) {
-	logf, err := os.OpenFile(filepath.Join(s.dir, LogsDir, app+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("app %s log: %w", app, err)
+// logPipes makes the pipes of the apps' stdout and stderr, in the pod's
+// order (app 1 stdout, app 1 stderr, app 2 stdout...): the read ends for
+// the supervisor's tees (startTees), the write ends for the init. An
+// interactive pod has none: its app has the terminal.
+func (s *supervisor) logPipes() (rs, ws []*os.File, err error) {
+	if s.pod.Interactive {
+		return nil, nil, nil
 	}
-	var ws []*os.File
-	var done sync.WaitGroup
-	for _, out := range []*os.File{os.Stdout, os.Stderr} {
-		r, w, err := os.Pipe()
-		if err != nil {
-			for _, w := range ws {
-				w.Close()
+	for _, a := range s.pod.Apps {
+		for range 2 {
+			r, w, err := os.Pipe()
+			if err != nil {
+				closeFiles(rs)
+				closeFiles(ws)
+				return nil, nil, fmt.Errorf("app %s output: %w", a.Name, err)
 			}
-			logf.Close()
-			return nil, fmt.Errorf("app %s output: %w", app, err)
+			rs, ws = append(rs, r), append(ws, w)
 		}
-		ws = append(ws, w)
-		s.tees.Add(1)
-		done.Add(1)
+	}
+	return rs, ws, nil
+}
+
+// startTees opens <pod>/logs/<app>.log for each app and starts, for the
+// read ends of its stdout and stderr pipes (rs, as logPipes orders them),
+// a goroutine that copies it to both the supervisor's own stdout or
+// stderr and the log file, chunk by chunk, so that each stream keeps its
+// order. It takes rs over, and closes them on failure.
+func (s *supervisor) startTees(rs []*os.File) error {
+	if len(rs) != 2*len(s.pod.Apps) && !(s.pod.Interactive && len(rs) == 0) {
+		closeFiles(rs)
+		return fmt.Errorf("%d output pipes for %d apps", len(rs), len(s.pod.Apps))
+	}
+	for i := 0; i < len(rs); i += 2 {
+		app := s.pod.Apps[i/2].Name
+		logf, err := os.OpenFile(filepath.Join(s.dir, LogsDir, app+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		if err != nil {
+			closeFiles(rs[i:])
+			return fmt.Errorf("app %s log: %w", app, err)
+		}
+		var done sync.WaitGroup
+		for j, out := range []*os.File{os.Stdout, os.Stderr} {
+			r := rs[i+j]
+			s.tees.Add(1)
+			done.Add(1)
+			go func() {
+				defer s.tees.Done()
+				defer done.Done()
+				tee(r, out, logf)
+			}()
+		}
+		// The log file closes when both copies are done.
 		go func() {
-			defer s.tees.Done()
-			defer done.Done()
-			tee(r, out, logf)
+			done.Wait()
+			logf.Close()
 		}()
 	}
-	// The log file closes when both copies are done.
-	go func() {
-		done.Wait()
-		logf.Close()
-	}()
-	return ws, nil
+	return nil
 }
 
 // tee copies src to out and logf until src ends. A failing out (a closed

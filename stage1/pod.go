@@ -188,6 +188,10 @@ func writeFileAtomic(path string, data []byte) error {
 	return nil
 }
 
+// ownNet says the pod's init gets a network namespace of its own, with
+// only loopback (net=none): not the host's, nor one that stage0 made.
+func (p *Pod) ownNet() bool { return p.Net != "host" && p.NetNS == "" }
+
 // Paths stage1 adds inside a pod directory (interface version 1).
 const (
 	SupervisorPID = "state/supervisor.pid" // the supervisor, host PID namespace

@@ -77,8 +77,27 @@ type message struct {
 	Sig   int  `json:"sig,omitempty"`
 }
 
+// packetWriter is where sendMsg writes: the supervisor's or the init's
+// *net.UnixConn, or Exec's raw end of the init's socket (rawSock).
+type packetWriter interface {
+	WriteMsgUnix(b, oob []byte, addr *net.UnixAddr) (n, oobn int, err error)
+}
+
+// rawSock is a socket descriptor that is not in the Go runtime's poller:
+// Exec's end of the init's socket, which it passes on to the supervisor.
+// Its writes block; the init's receive buffer takes the few messages
+// Exec sends.
+type rawSock int
+
+func (s rawSock) WriteMsgUnix(b, oob []byte, _ *net.UnixAddr) (int, int, error) {
+	if err := unix.Sendmsg(int(s), b, oob, nil, 0); err != nil {
+		return 0, 0, err
+	}
+	return len(b), len(oob), nil
+}
+
 // sendMsg writes m as one packet, with optional ancillary data.
-func sendMsg(c *net.UnixConn, m *message, oob []byte) error {
+func sendMsg(c packetWriter, m *message, oob []byte) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err

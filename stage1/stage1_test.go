@@ -13,14 +13,17 @@ import (
 // which keeps the lock (and the PID) until the pod has ended.
 func TestExec(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []string{"exec", "supervise"} {
+	for _, mode := range []string{"exec", "exec, init started first", "supervise"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			p := newPod(t, nil, sh("app", "echo ready; exec sleep 1000"))
 			cmd := exec.Command("/proc/self/exe")
 			cmd.Env = append(os.Environ(), execTestEnv+"="+p.dir)
-			if mode == "supervise" {
+			switch mode {
+			case "supervise":
 				cmd.Env = append(cmd.Env, superviseTestEnv+"=1")
+			case "exec, init started first":
+				cmd.Env = append(cmd.Env, earlyInitTestEnv+"=none")
 			}
 			out, err := os.Create(p.dir + ".out")
 			if err != nil {
@@ -89,11 +92,20 @@ func TestSupervisorArgs(t *testing.T) {
 		}
 	}
 	f, err := parseSupervisorArgs([]string{"--init=42,9", "/pods/x"})
-	if err != nil || f.initPID != 42 || f.initFD != 9 {
+	if err != nil || f.initPID != 42 || f.initFD != 9 || f.booted {
 		t.Errorf("--init=42,9 parsed as %+v, %v", f, err)
 	}
+	f, err = parseSupervisorArgs([]string{"--init=42,9", "--booted=5,6,10,11", "/pods/x"})
+	if err != nil || !f.booted || !reflect.DeepEqual(f.logFDs, []int{5, 6, 10, 11}) {
+		t.Errorf("--booted=5,6,10,11 parsed as %+v, %v", f, err)
+	}
+	f, err = parseSupervisorArgs([]string{"--init=42,9", "--booted=", "/pods/x"})
+	if err != nil || !f.booted || len(f.logFDs) != 0 {
+		t.Errorf("--booted= parsed as %+v, %v", f, err)
+	}
 	for _, bad := range [][]string{{}, {"--lock-fd=x", "/p"}, {"--lock-fd=1", "/p"}, {"--nope", "/p"}, {"/p", "/q"},
-		{"--init=42", "/p"}, {"--init=x,9", "/p"}, {"--init=42,2", "/p"}, {"--init=1,9", "/p"}} {
+		{"--init=42", "/p"}, {"--init=x,9", "/p"}, {"--init=42,2", "/p"}, {"--init=1,9", "/p"},
+		{"--booted=5,6", "/p"}, {"--init=42,9", "--booted=5,x", "/p"}, {"--init=42,9", "--booted=2", "/p"}} {
 		if _, err := parseSupervisorArgs(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
@@ -165,6 +177,53 @@ func TestSupervisorFailsCleanly(t *testing.T) {
 	if got := strings.TrimSpace(readFile(t, p.dir+"/"+ExitFile)); got != "254" {
 		t.Errorf("state/exit = %q", got)
 	}
+}
+
+// TestEarlyInitMismatch: an init started before its pod existed
+// (StartInit) whose namespaces are not the ones the pod asks for is
+// refused by Exec, which kills it: nothing of it is left running.
+func TestEarlyInitMismatch(t *testing.T) {
+	t.Parallel()
+	p := newPod(t, nil, sh("app", "echo ran"))
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Env = append(os.Environ(), execTestEnv+"="+p.dir, earlyInitTestEnv+"=host") // the pod is net=none
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != ExitRuntimeError {
+		t.Fatalf("exec with a mismatched init: %v: %s", err, out)
+	}
+	if !strings.Contains(string(out), "started beforehand") || strings.Contains(string(out), "ran") {
+		t.Errorf("output: %s", out)
+	}
+	_, pid, ok := strings.Cut(string(out), earlyInitPIDLabel)
+	pid, _, _ = strings.Cut(pid, "\n")
+	if !ok || pid == "" {
+		t.Fatalf("no init pid in %s", out)
+	}
+	if b, err := os.ReadFile("/proc/" + pid + "/cmdline"); err == nil && strings.Contains(string(b), cmdInit) {
+		t.Errorf("the refused init %s still runs", pid)
+	}
+}
+
+// TestEarlyOutputKept: with Exec the apps may run, and write, before the
+// supervisor has started its copies of their output: what they wrote
+// waits in the pipes and reaches both the log and the supervisor's stdout
+// in full, however much more than a pipe buffer it is.
+func TestEarlyOutputKept(t *testing.T) {
+	t.Parallel()
+	bothStarts(t, func(t *testing.T, viaExec bool) {
+		t.Parallel()
+		const n = 300 << 10
+		p := newPod(t, nil, sh("app", "head -c 307200 /dev/zero | tr '\\0' x"))
+		p.viaExec = viaExec
+		p.expect(p.run(), 0)
+		want := strings.Repeat("x", n)
+		if got := p.log("app"); got != want {
+			t.Errorf("log: %d bytes, want %d x", len(got), n)
+		}
+		if got := p.stdout(); got != want {
+			t.Errorf("stdout: %d bytes, want %d x", len(got), n)
+		}
+	})
 }
 
 // TestAdoptInitRefusesAStranger: the supervisor takes over only an init

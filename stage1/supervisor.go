@@ -42,6 +42,13 @@ type supervisor struct {
 	// initPID and initFD, when initPID is set, are the init that Exec
 	// started and the supervisor's end of its socket.
 	initPID, initFD int
+	// booted says Exec has also booted that init (bootEarly): the apps
+	// may run already. logs are then the read ends of their output
+	// pipes, for the tees.
+	booted bool
+	logs   []*os.File
+	// finished: the pod's end is recorded (finish).
+	finished bool
 }
 
 // supervisorMain is the cmdRun entrypoint.
@@ -69,6 +76,10 @@ func supervise(f supervisorFlags) int {
 
 		initPID: f.initPID,
 		initFD:  f.initFD,
+		booted:  f.booted,
+	}
+	for _, fd := range f.logFDs {
+		s.logs = append(s.logs, os.NewFile(uintptr(fd), "app-output"))
 	}
 	// The lock stays open for the supervisor's whole life, but neither it
 	// nor anything else the supervisor inherited may leak into the pod.
@@ -82,7 +93,9 @@ func supervise(f supervisorFlags) int {
 	if err != nil {
 		code = fail(err)
 	}
-	s.finish(code)
+	if !s.finished {
+		s.finish(code)
+	}
 	s.teardown()
 	return code
 }
@@ -198,15 +211,20 @@ func (s *supervisor) run() (int, error) {
 		signal.Stop(sigc)
 	}()
 
-	var proc *os.Process
+	var proc initProc
 	var logPipes []*os.File
 	if s.initPID != 0 {
 		// stage0 started the init (see Exec); its start-up overlapped
 		// with this process's.
 		if proc, err = s.adoptInit(); err != nil {
+			closeFiles(s.logs)
 			return 0, err
 		}
-		logPipes, err = s.prepare()
+		if s.booted {
+			err = s.startTees(s.logs)
+		} else {
+			logPipes, err = s.prepare()
+		}
 	} else {
 		var cmd *exec.Cmd
 		var initSock *os.File
@@ -238,18 +256,18 @@ func (s *supervisor) run() (int, error) {
 			closeFiles(logPipes)
 			return 0, fmt.Errorf("start pod init: %w", serr)
 		}
-		proc = cmd.Process
+		proc = startedProc(cmd.Process)
 	}
-	s.log.Debug("init started", "pid", proc.Pid, "elapsed", time.Since(start))
+	s.log.Debug("init started", "pid", proc.pid, "elapsed", time.Since(start))
 	if err == nil {
-		err = writeFileAtomic(s.path(InitPID), []byte(strconv.Itoa(proc.Pid)+"\n"))
+		err = writeFileAtomic(s.path(InitPID), []byte(strconv.Itoa(proc.pid)+"\n"))
 	}
-	if err == nil {
-		err = s.boot(logPipes)
+	if err == nil && !s.booted {
+		err = s.boot(s.conn, logPipes)
 	}
 	closeFiles(logPipes) // the init has its own copies now
-	if err == nil {
-		err = s.sendCgroups()
+	if err == nil && !s.booted {
+		err = s.sendCgroups(s.conn)
 	}
 	if err != nil {
 		// An init that failed first (in its early setup) said why.
@@ -258,14 +276,20 @@ func (s *supervisor) run() (int, error) {
 		}
 		// The init sees EOF instead of its bootstrap data and exits.
 		s.conn.Close()
-		proc.Wait()
+		proc.wait()
 		return 0, err
 	}
 	<-sigReady
 	go s.handleSignals(sigc)
 
 	code, gotExit, initErr := s.serve(start)
-	ps, werr := proc.Wait()
+	if gotExit {
+		// Recorded while the init's namespaces are torn down (the kernel
+		// unmounts the pod as the init exits); the pod counts as ended
+		// only once this process releases its lock.
+		s.finish(code)
+	}
+	ws, werr := proc.wait()
 	s.tees.Wait()
 	if s.pod.Interactive {
 		s.takeTerminalBack()
@@ -279,11 +303,11 @@ func (s *supervisor) run() (int, error) {
 	// The init died without reporting: killed (Stop's SIGKILL fallback) or
 	// crashed.
 	if werr == nil {
-		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		if ws.Signaled() {
 			s.log.Warn("pod init killed", "signal", unix.SignalName(ws.Signal()))
 			return 128 + int(ws.Signal()), nil
 		}
-		werr = errors.New(ps.String())
+		werr = fmt.Errorf("exit status %d", ws.ExitStatus())
 	}
 	return 0, fmt.Errorf("pod init ended without reporting an exit status: %v", werr)
 }
@@ -319,21 +343,19 @@ func (s *supervisor) prepare() ([]*os.File, error) {
 			return nil, err
 		}
 	}
-	var ws []*os.File
-	if !s.pod.Interactive {
-		for _, a := range s.pod.Apps {
-			w, err := s.startTees(a.Name)
-			ws = append(ws, w...)
-			if err != nil {
-				return ws, err
-			}
-		}
+	rs, ws, err := s.logPipes()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.startTees(rs); err != nil {
+		closeFiles(ws)
+		return nil, err
 	}
 	return ws, nil
 }
 
-// boot sends the init its bootstrap data and the apps' log pipes.
-func (s *supervisor) boot(logPipes []*os.File) error {
+// boot sends the init, over c, its bootstrap data and the apps' log pipes.
+func (s *supervisor) boot(c packetWriter, logPipes []*os.File) error {
 	fds := make([]int, len(logPipes))
 	for i, f := range logPipes {
 		fds[i] = int(f.Fd())
@@ -342,12 +364,12 @@ func (s *supervisor) boot(logPipes []*os.File) error {
 	if len(fds) > 0 {
 		rights = unix.UnixRights(fds...)
 	}
-	return sendMsg(s.conn, &message{T: msgBoot, PodDir: s.dir, Debug: s.debug, Notify: s.relay != nil}, rights)
+	return sendMsg(c, &message{T: msgBoot, PodDir: s.dir, Debug: s.debug, Notify: s.relay != nil}, rights)
 }
 
-// sendCgroups sends the init each app's cgroup task files (Tasks says
-// how many per app; none where pods get no cgroups).
-func (s *supervisor) sendCgroups() error {
+// sendCgroups sends the init, over c, each app's cgroup task files (Tasks
+// says how many per app; none where pods get no cgroups).
+func (s *supervisor) sendCgroups(c packetWriter) error {
 	tasks, err := s.openTasks()
 	defer func() {
 		for _, t := range tasks {
@@ -372,7 +394,7 @@ func (s *supervisor) sendCgroups() error {
 	if len(fds) > 0 {
 		rights = unix.UnixRights(fds...)
 	}
-	return sendMsg(s.conn, &message{T: msgCgroups, Tasks: counts, CgroupV2: s.cgroupV2}, rights)
+	return sendMsg(c, &message{T: msgCgroups, Tasks: counts, CgroupV2: s.cgroupV2}, rights)
 }
 
 // maxBootFDs is what the kernel passes in one SCM_RIGHTS message.
@@ -412,7 +434,7 @@ func (s *supervisor) initCmd() (*exec.Cmd, *os.File, error) {
 		initSock.Close()
 		return nil, nil, err
 	}
-	return initCommand("/proc/self/exe", s.pod, s.cgroupV2, initSock), initSock, nil
+	return initCommand("/proc/self/exe", s.pod.ownNet(), s.cgroupV2, s.pod.Interactive, initSock), initSock, nil
 }
 
 // initSocket makes the supervisor socket: the supervisor's end, which
@@ -431,9 +453,12 @@ func initSocket() (mine int, theirs *os.File, err error) {
 	return fds[0], os.NewFile(uintptr(fds[1]), "stage1-sock"), nil
 }
 
-// initCommand is the command of pod's init, run from exe in new
-// namespaces, with sock as its fd 3.
-func initCommand(exe string, pod *Pod, cgroupV2 bool, sock *os.File) *exec.Cmd {
+// initCommand is the command of a pod's init, run from exe in new
+// namespaces (with ownNet a network namespace of its own with only
+// loopback, else the forking thread's: the host's, or the one stage0 made
+// that startIn joins), with sock as its fd 3 and, for an interactive pod,
+// the caller's stdin.
+func initCommand(exe string, ownNet, cgroupV2, interactive bool, sock *os.File) *exec.Cmd {
 	flags := unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC
 	if !cgroupV2 {
 		// On v2 each app gets a cgroup namespace of its own, rooted at
@@ -442,7 +467,7 @@ func initCommand(exe string, pod *Pod, cgroupV2 bool, sock *os.File) *exec.Cmd {
 		// a cgroup outside the namespace is not).
 		flags |= unix.CLONE_NEWCGROUP
 	}
-	if pod.Net != "host" && pod.NetNS == "" {
+	if ownNet {
 		flags |= unix.CLONE_NEWNET
 	}
 	cmd := &exec.Cmd{
@@ -457,7 +482,7 @@ func initCommand(exe string, pod *Pod, cgroupV2 bool, sock *os.File) *exec.Cmd {
 		// parent PID reads 0). The init sets it itself.
 		SysProcAttr: &syscall.SysProcAttr{Cloneflags: uintptr(flags)},
 	}
-	if pod.Interactive {
+	if interactive {
 		cmd.Stdin = os.Stdin
 	}
 	return cmd
@@ -544,6 +569,7 @@ func (s *supervisor) saveStatus(st *AppStatus) {
 // stay until the pod is collected (gc or rm), like the rest of it: status
 // can still read them, and the exit path stays short.
 func (s *supervisor) finish(code int) {
+	s.finished = true
 	if s.relay != nil {
 		s.relay.Close()
 	}

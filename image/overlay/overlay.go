@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -40,7 +41,7 @@ func Mount(dir string, layers []string) error {
 	target := filepath.Join(dir, "rootfs")
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lower, ":"), upper, work)
 	var err error
-	if len(opts) < unix.Getpagesize()-1 {
+	if len(opts) < unix.Getpagesize()-1 && !slices.ContainsFunc(append(lower, upper, work), hasSeparator) {
 		err = unix.Mount("overlay", target, "overlay", 0, opts)
 	} else {
 		err = mountOverlayFsconfig(target, lower, upper, work)
@@ -53,6 +54,11 @@ func Mount(dir string, layers []string) error {
 	}
 	return fmt.Errorf("mount overlay at %s: %w", target, err)
 }
+
+// hasSeparator tells whether path holds a character that separates
+// overlayfs options (",") or lower layers (":") in a mount(2) option
+// string: such paths go through the new mount API, one value at a time.
+func hasSeparator(path string) bool { return strings.ContainsAny(path, ",:") }
 
 // mountOverlayFsconfig uses the new mount API, which takes one lower layer
 // per call ("lowerdir+", Linux 6.8) and so has no limit on the total
