@@ -108,7 +108,7 @@ func (r *Runtime) setupNetwork(ctx context.Context, p pod) error {
 	if err != nil {
 		return err
 	}
-	if err := r.attachNetworks(ctx, p, pd, &req); err != nil {
+	if err := r.attachNetworks(ctx, p, pd, &req, ""); err != nil {
 		return err
 	}
 	if err := stage1.SavePod(p.path, pd); err != nil {
@@ -118,11 +118,13 @@ func (r *Runtime) setupNetwork(ctx context.Context, p pod) error {
 	return nil
 }
 
-// attachNetworks makes the pod's networks and fills in pd's network
-// fields; the caller saves pd, or calls network.Teardown if it cannot.
-func (r *Runtime) attachNetworks(ctx context.Context, p pod, pd *stage1.Pod, req *netRequest) error {
+// attachNetworks makes the pod's networks, in the network namespace at
+// from if it is set (that of a pod init started beforehand), and fills in
+// pd's network fields; the caller saves pd, or calls network.Teardown if
+// it cannot.
+func (r *Runtime) attachNetworks(ctx context.Context, p pod, pd *stage1.Pod, req *netRequest, from string) error {
 	rec, err := network.Setup(ctx, network.Options{
-		UUID: p.uuid, PodDir: p.path, Networks: req.Networks, Ports: req.Ports, ConfigDir: r.configDir, Log: r.log,
+		UUID: p.uuid, PodDir: p.path, Networks: req.Networks, Ports: req.Ports, ConfigDir: r.configDir, Log: r.log, From: from,
 	})
 	if err != nil {
 		return err

@@ -23,7 +23,7 @@ import (
 // Prepare creates a pod from spec, ready for RunPrepared, and returns its
 // UUID.
 func (r *Runtime) Prepare(ctx context.Context, spec PodSpec) (string, error) {
-	p, lock, err := r.create(ctx, spec, false)
+	p, lock, err := r.create(ctx, spec, false, nil)
 	if err != nil {
 		return "", err
 	}
@@ -39,9 +39,10 @@ func leaseID(uuid, app string) string { return "pod-" + uuid + "-" + app }
 
 // create makes a pod directory in embryo/ and fills it: images resolved
 // (fetched per the pull policy), one rendering per app, pod.json; with
-// run, the pod's networks too (else they wait for RunPrepared). It
-// returns the pod still locked. On failure nothing is left behind.
-func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool) (_ pod, lock *lockfile.Lock, err error) {
+// run, the pod's networks too (else they wait for RunPrepared), in the
+// network namespace of init if one was started beforehand. It returns the
+// pod still locked. On failure nothing is left behind.
+func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool, init *stage1.Init) (_ pod, lock *lockfile.Lock, err error) {
 	if err := spec.Validate(); err != nil {
 		return pod{}, nil, err
 	}
@@ -84,7 +85,7 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool) (_ pod, lo
 	// are mostly system calls, and the machine has more than one CPU.
 	netErr := make(chan error, 1)
 	if run && req != nil {
-		go func() { netErr <- r.attachNetworks(ctx, p, pd, req) }()
+		go func() { netErr <- r.attachNetworks(ctx, p, pd, req, init.NetNS()) }()
 	} else {
 		netErr <- nil
 	}

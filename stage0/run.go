@@ -39,10 +39,10 @@ func (r *Runtime) Run(ctx context.Context, spec PodSpec, o RunOptions) (string, 
 		return "", 0, err
 	}
 	// The pod's init is started now, so that its runtime starts while this
-	// process makes the pod, where its namespaces are known beforehand:
-	// not for networks that stage0 makes (the init must start inside).
+	// process makes the pod. The pod's networks, if any, are made in the
+	// init's own network namespace.
 	var init *stage1.Init
-	if bin != "" && !o.Detach && (spec.Net == network.None || spec.Net == network.Host) {
+	if bin != "" && !o.Detach {
 		init, err = stage1.StartInit(stage1.InitOptions{
 			Binary: bin, HostNet: spec.Net == network.Host, CgroupV2: cgroups.Mode() == "v2", Interactive: spec.Interactive,
 		})
@@ -50,7 +50,7 @@ func (r *Runtime) Run(ctx context.Context, spec PodSpec, o RunOptions) (string, 
 			return "", 0, err
 		}
 	}
-	p, lock, err := r.create(ctx, spec, true)
+	p, lock, err := r.create(ctx, spec, true, init)
 	if err != nil {
 		init.Close()
 		return "", 0, err

@@ -69,12 +69,12 @@
 // Exec starts the init (karman-stage1 __stage1-init, in its new
 // namespaces, moved into the pod's v1 cpu cgroups by cgroup.procs) before
 // it execs the supervisor, from the same locked thread, so that the Go
-// runtimes start at once instead of one after the other. For pods whose
-// namespaces are known before the pod exists (net=none and net=host),
-// karman run starts the init earlier still (StartInit, ExecOptions.Init),
-// before it makes the pod: the init's runtime starts while stage0 renders
-// the rootfs and makes the cgroups, and Exec checks that the init's
-// namespaces are the pod's. Either way the init is still the supervisor's
+// runtimes start at once instead of one after the other. karman run
+// starts the init earlier still (StartInit, ExecOptions.Init), before it
+// makes the pod: the init's runtime starts while stage0 renders the
+// rootfs, makes the pod's networks in the init's own network namespace
+// (network.Options.From) and makes the cgroups, and Exec checks that the
+// init's namespaces are the pod's. Either way the init is still the supervisor's
 // child (the PID is the same), and its parent-death signal, which follows
 // the thread that forked it, stays armed because that thread (the main
 // thread, to which this package locks the main goroutine) is the one that

@@ -31,8 +31,8 @@ type InitOptions struct {
 	// Binary is the stage1 binary (Binary); "" is the running one.
 	Binary string
 	// HostNet: the host's network namespace (net=host); else a new one
-	// with only loopback (net=none). A pod whose network stage0 makes
-	// (Pod.NetNS) needs its init started after the network, by Exec.
+	// with only loopback, which stays so (net=none) or in which stage0
+	// makes the pod's networks (NetNS, network.Options.From).
 	HostNet bool
 	// CgroupV2: the host is cgroup v2 only (Cgroups.V2).
 	CgroupV2 bool
@@ -58,6 +58,16 @@ func StartInit(o InitOptions) (*Init, error) {
 		return nil, fmt.Errorf("stage1: start the pod init: %w", err)
 	}
 	return &Init{o: o, proc: cmd.Process, fd: mine}, nil
+}
+
+// NetNS is the init's own network namespace, for stage0 to attach the
+// pod's networks to: a path in /proc, or "" for a nil Init or one in the
+// host's network namespace.
+func (in *Init) NetNS() string {
+	if in == nil || in.o.HostNet {
+		return ""
+	}
+	return fmt.Sprintf("/proc/%d/ns/net", in.proc.Pid)
 }
 
 // Close kills an init that was not handed to Exec, with whatever it
@@ -99,8 +109,11 @@ func startInit(podDir string, opts ExecOptions) (in *Init, err error) {
 	}
 	if in != nil {
 		want := InitOptions{Binary: in.o.Binary, HostNet: pod.Net == "host", CgroupV2: s.cgroupV2, Interactive: pod.Interactive}
-		if pod.NetNS != "" || in.o != want {
-			return nil, fmt.Errorf("the pod init started beforehand has namespaces %+v, but pod %s needs %+v (network namespace %q)", in.o, pod.UUID, want, pod.NetNS)
+		if in.o != want {
+			return nil, fmt.Errorf("the pod init started beforehand has namespaces %+v, but pod %s needs %+v", in.o, pod.UUID, want)
+		}
+		if pod.NetNS != "" && !sameFile(pod.NetNS, in.NetNS()) {
+			return nil, fmt.Errorf("pod %s's network namespace %s is not that of the pod init started beforehand (%s)", pod.UUID, pod.NetNS, in.NetNS())
 		}
 	}
 	// What the supervisor would do before it starts the init; the init
@@ -155,6 +168,13 @@ func startInit(podDir string, opts ExecOptions) (in *Init, err error) {
 		return nil, fmt.Errorf("pass the init's socket: %w", err)
 	}
 	return in, nil
+}
+
+// sameFile tells whether a and b name the same file (for namespaces: the
+// same namespace).
+func sameFile(a, b string) bool {
+	var sa, sb unix.Stat_t
+	return a != "" && b != "" && unix.Stat(a, &sa) == nil && unix.Stat(b, &sb) == nil && sa.Dev == sb.Dev && sa.Ino == sb.Ino
 }
 
 // bootEarly sends the init, over c, what the supervisor would send once

@@ -31,8 +31,9 @@ import (
 // names, the way stage0 does (see TestExec); with superviseTestEnv set too,
 // Supervise.
 // With earlyInitTestEnv set, the init is started first, with StartInit, as
-// stage0 does for pods whose namespaces are known beforehand: "none" starts
-// it for a pod with net=none, "host" for net=host.
+// stage0 does: "none" starts it in a network namespace of its own, "host"
+// in the host's, and "bind:PATH" in one of its own that is then bound on
+// the file PATH, as stage0 does when it makes the pod's networks there.
 const (
 	execTestEnv       = "KARMAN_STAGE1_TEST_EXEC"
 	superviseTestEnv  = "KARMAN_STAGE1_TEST_SUPERVISE"
@@ -70,6 +71,12 @@ func execLikeStage0(dir string) int {
 		}
 		fmt.Fprintf(os.Stderr, "%s%d\n", earlyInitPIDLabel, in.proc.Pid)
 		opts.Init = in
+		if path, ok := strings.CutPrefix(net, "bind:"); ok {
+			if err := unix.Mount(in.NetNS(), path, "", unix.MS_BIND, ""); err != nil {
+				fmt.Fprintln(os.Stderr, "exec test:", err)
+				return ExitRuntimeError
+			}
+		}
 	}
 	lock, err := os.Open(dir)
 	if err == nil {

@@ -1,11 +1,15 @@
 package stage1
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestExec runs a pod the way stage0 does: a process locks the pod
@@ -184,23 +188,78 @@ func TestSupervisorFailsCleanly(t *testing.T) {
 // refused by Exec, which kills it: nothing of it is left running.
 func TestEarlyInitMismatch(t *testing.T) {
 	t.Parallel()
-	p := newPod(t, nil, sh("app", "echo ran"))
+	for _, tc := range []struct {
+		name, early string
+		mod         func(*Pod)
+	}{
+		{"host for a net=none pod", "host", nil},
+		{"another network namespace", "none", func(p *Pod) { p.Net, p.NetNS = "test", testNetNS(t) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPod(t, tc.mod, sh("app", "echo ran"))
+			cmd := exec.Command("/proc/self/exe")
+			cmd.Env = append(os.Environ(), execTestEnv+"="+p.dir, earlyInitTestEnv+"="+tc.early)
+			out, err := cmd.CombinedOutput()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != ExitRuntimeError {
+				t.Fatalf("exec with a mismatched init: %v: %s", err, out)
+			}
+			if !strings.Contains(string(out), "started beforehand") || strings.Contains(string(out), "ran") {
+				t.Errorf("output: %s", out)
+			}
+			_, pid, ok := strings.Cut(string(out), earlyInitPIDLabel)
+			pid, _, _ = strings.Cut(pid, "\n")
+			if !ok || pid == "" {
+				t.Fatalf("no init pid in %s", out)
+			}
+			if b, err := os.ReadFile("/proc/" + pid + "/cmdline"); err == nil && strings.Contains(string(b), cmdInit) {
+				t.Errorf("the refused init %s still runs", pid)
+			}
+		})
+	}
+}
+
+// TestEarlyInitNetNS: stage0 makes the networks of a pod whose init it
+// started beforehand in the init's own network namespace, bound on the
+// pod's NetNS file; the apps run in that namespace.
+func TestEarlyInitNetNS(t *testing.T) {
+	t.Parallel()
+	ns := filepath.Join(t.TempDir(), "netns")
+	if err := os.WriteFile(ns, nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(ns, unix.MNT_DETACH) })
+	p := newPod(t, func(p *Pod) { p.Net, p.NetNS = "test", ns }, sh("app", "readlink /proc/self/ns/net; exec sleep 1000"))
 	cmd := exec.Command("/proc/self/exe")
-	cmd.Env = append(os.Environ(), execTestEnv+"="+p.dir, earlyInitTestEnv+"=host") // the pod is net=none
-	out, err := cmd.CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != ExitRuntimeError {
-		t.Fatalf("exec with a mismatched init: %v: %s", err, out)
+	cmd.Env = append(os.Environ(), execTestEnv+"="+p.dir, earlyInitTestEnv+"=bind:"+ns)
+	out, err := os.Create(p.dir + ".out")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(string(out), "started beforehand") || strings.Contains(string(out), "ran") {
-		t.Errorf("output: %s", out)
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	_, pid, ok := strings.Cut(string(out), earlyInitPIDLabel)
-	pid, _, _ = strings.Cut(pid, "\n")
-	if !ok || pid == "" {
-		t.Fatalf("no init pid in %s", out)
+	p.cmd, p.out, p.err = cmd, out.Name(), out.Name()
+	p.exited = make(chan struct{})
+	go func() {
+		p.werr = cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(p.kill)
+	defer func() {
+		if err := Stop(p.dir, true); err != nil {
+			t.Error(err)
+		}
+		p.expect(p.wait(), 137)
+	}()
+	p.waitFor("the app's output", func() bool { return strings.Contains(p.log("app"), "net:") })
+	var st unix.Stat_t
+	if err := unix.Stat(ns, &st); err != nil {
+		t.Fatal(err)
 	}
-	if b, err := os.ReadFile("/proc/" + pid + "/cmdline"); err == nil && strings.Contains(string(b), cmdInit) {
-		t.Errorf("the refused init %s still runs", pid)
+	if got, want := strings.TrimSpace(p.log("app")), fmt.Sprintf("net:[%d]", st.Ino); got != want {
+		t.Errorf("the app's network namespace is %s, want the init's, bound on NetNS: %s", got, want)
 	}
 }
 

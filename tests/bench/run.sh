@@ -73,8 +73,10 @@ for i in range(rounds):
     for name, cmd in cmds.items():
         subprocess.run(gc, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         t = time.perf_counter()
-        subprocess.run(cmd.split(), check=True, stdout=subprocess.DEVNULL)
+        r = subprocess.run(cmd.split(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         times[name].append((time.perf_counter() - t) * 1000)
+        if r.returncode != 0:
+            sys.exit(f"{name} failed ({r.returncode}): {r.stderr}")
 base = times["karman run"]
 for name, ts in times.items():
     ratios = [b / t for b, t in zip(base, ts)]
