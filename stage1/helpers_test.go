@@ -278,6 +278,32 @@ func (p *testPod) startWith(stdin *os.File, env ...string) {
 	t.Cleanup(p.kill)
 }
 
+// startLikeStage0 starts the test binary as stage0 would run the pod
+// (execLikeStage0, with env added to its environment), its stdout and
+// stderr both in one file.
+func (p *testPod) startLikeStage0(env ...string) {
+	t := p.t
+	t.Helper()
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Env = append(append(os.Environ(), execTestEnv+"="+p.dir), env...)
+	out, err := os.Create(p.dir + ".out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd, p.out, p.err = cmd, out.Name(), out.Name()
+	p.exited = make(chan struct{})
+	go func() {
+		p.werr = cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(p.kill)
+}
+
 // running tells whether the supervisor is still running.
 func (p *testPod) running() bool {
 	select {

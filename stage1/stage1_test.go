@@ -21,33 +21,17 @@ func TestExec(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			p := newPod(t, nil, sh("app", "echo ready; exec sleep 1000"))
-			cmd := exec.Command("/proc/self/exe")
-			cmd.Env = append(os.Environ(), execTestEnv+"="+p.dir)
+			var env []string
 			switch mode {
 			case "supervise":
-				cmd.Env = append(cmd.Env, superviseTestEnv+"=1")
+				env = append(env, superviseTestEnv+"=1")
 			case "exec, init started first":
-				cmd.Env = append(cmd.Env, earlyInitTestEnv+"=none")
+				env = append(env, earlyInitTestEnv+"=none")
 			}
-			out, err := os.Create(p.dir + ".out")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer out.Close()
-			cmd.Stdout, cmd.Stderr = out, out
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			p.cmd, p.out, p.err = cmd, out.Name(), out.Name()
-			p.exited = make(chan struct{})
-			go func() {
-				p.werr = cmd.Wait()
-				close(p.exited)
-			}()
-			t.Cleanup(p.kill)
+			p.startLikeStage0(env...)
 			p.waitLog("app", "ready")
-			if pid := strings.TrimSpace(readFile(t, p.dir+"/"+SupervisorPID)); pid != itoa(cmd.Process.Pid) {
-				t.Errorf("supervisor pid %s, want the exec'ing process %d", pid, cmd.Process.Pid)
+			if pid := strings.TrimSpace(readFile(t, p.dir+"/"+SupervisorPID)); pid != itoa(p.cmd.Process.Pid) {
+				t.Errorf("supervisor pid %s, want the exec'ing process %d", pid, p.cmd.Process.Pid)
 			}
 			if held, err := locked(p.dir); err != nil || !held {
 				t.Errorf("the pod lock is not held while the pod runs (%v)", err)
@@ -229,24 +213,7 @@ func TestEarlyInitNetNS(t *testing.T) {
 	}
 	t.Cleanup(func() { unix.Unmount(ns, unix.MNT_DETACH) })
 	p := newPod(t, func(p *Pod) { p.Net, p.NetNS = "test", ns }, sh("app", "readlink /proc/self/ns/net; exec sleep 1000"))
-	cmd := exec.Command("/proc/self/exe")
-	cmd.Env = append(os.Environ(), execTestEnv+"="+p.dir, earlyInitTestEnv+"=bind:"+ns)
-	out, err := os.Create(p.dir + ".out")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p.cmd, p.out, p.err = cmd, out.Name(), out.Name()
-	p.exited = make(chan struct{})
-	go func() {
-		p.werr = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(p.kill)
+	p.startLikeStage0(earlyInitTestEnv + "=bind:" + ns)
 	defer func() {
 		if err := Stop(p.dir, true); err != nil {
 			t.Error(err)
