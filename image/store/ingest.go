@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -70,12 +71,12 @@ func (s *Store) IngestLayer(ctx context.Context, desc v1.Descriptor, diffID v1.H
 	}
 
 	digester := sha256.New()
-	sink := io.Writer(digester)
+	sink := &stickyWriter{w: digester}
 	if !haveBlob {
 		if blob, err = os.CreateTemp(filepath.Join(s.root, "tmp"), "blob-"); err != nil {
 			return false, fmt.Errorf("layer %s: %w", desc.Digest, err)
 		}
-		sink = io.MultiWriter(blob, digester)
+		sink.w = io.MultiWriter(blob, digester)
 	}
 	raw := &countingReader{r: io.LimitReader(rc, desc.Size+1), progress: progress}
 	tee := io.TeeReader(raw, sink)
@@ -84,9 +85,11 @@ func (s *Store) IngestLayer(ctx context.Context, desc v1.Descriptor, diffID v1.H
 	// The extractor may stop before the end of the blob (tar padding,
 	// trailing bytes, or an error): the digest covers every byte, so read
 	// them all. A blob that is not what the manifest names is reported as
-	// such rather than as whatever the extractor tripped over.
-	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return false, fmt.Errorf("layer %s: %w", desc.Digest, err)
+	// such rather than as whatever the extractor tripped over. A failed
+	// write of the blob (a full disk) is reported as itself, even when the
+	// extractor saw it first: the digest then misses what was not written.
+	if _, err := io.Copy(io.Discard, tee); err != nil || sink.err != nil {
+		return false, fmt.Errorf("layer %s: %w", desc.Digest, cmp.Or(sink.err, err))
 	}
 	if xerr != nil && raw.n == desc.Size && hashOf(digester) == desc.Digest || ctx.Err() != nil {
 		return false, fmt.Errorf("layer %s: %w", desc.Digest, errors.Join(xerr, ctx.Err()))
@@ -111,6 +114,22 @@ func (s *Store) IngestLayer(ctx context.Context, desc v1.Descriptor, diffID v1.H
 		return false, fmt.Errorf("layer %s: commit extracted layer: %w", desc.Digest, err)
 	}
 	return !haveBlob, nil
+}
+
+// stickyWriter is a writer whose first error is kept and returned by
+// every later write.
+type stickyWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (w *stickyWriter) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	n, err := w.w.Write(p)
+	w.err = err
+	return n, err
 }
 
 // extract decompresses r into dir, checking the uncompressed digest
