@@ -102,8 +102,10 @@
 // (the apps are forked by the init directly). The two talk over a
 // SOCK_SEQPACKET socket pair, the init's fd 3, one JSON message per packet:
 // the bootstrap message (pod directory, debug flag, and the write ends of
-// each app's stdout and stderr pipes as SCM_RIGHTS) goes down, stop and
-// signal requests follow; log records, errors, "app started" (with
+// each app's stdout and stderr pipes as SCM_RIGHTS) and the apps' cgroup
+// files go down (descriptors beyond the 253 a packet carries follow in
+// "fds" packets, so a pod may have any number of apps), stop and signal
+// requests follow; log records, errors, "app started" (with
 // SCM_CREDENTIALS, so that the kernel translates the app's PID into the
 // supervisor's namespace: AppStatus.PID is a host PID), "app exited", "all
 // apps started" and the pod's exit status come up. The init is started as

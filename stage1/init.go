@@ -114,7 +114,7 @@ func initMain(_ []string) int {
 
 func (in *podInit) run(chld, sigc <-chan os.Signal) (int, error) {
 	buf := make([]byte, maxPacket)
-	oob := make([]byte, unix.CmsgSpace(253*4))
+	oob := make([]byte, unix.CmsgSpace(maxFDs*4))
 	first, _, fds, err := recvMsg(in.sup, buf, oob)
 	if err != nil || (first.T != msgBoot && first.T != msgSetup) {
 		closeAll(fds)
@@ -141,6 +141,11 @@ func (in *podInit) run(chld, sigc <-chan os.Signal) (int, error) {
 		in.logFDs = fds
 		if err := in.begin(first); err != nil {
 			return 0, err
+		}
+	}
+	if !in.pod.Interactive {
+		if in.logFDs, err = recvMoreFDs(in.sup, in.logFDs, 2*len(in.pod.Apps)); err != nil {
+			return 0, fmt.Errorf("pod init: the apps' output pipes: %w", err)
 		}
 	}
 	if err := in.attachLogs(); err != nil {
@@ -387,10 +392,13 @@ func (in *podInit) hostname() string {
 // recvCgroups receives each app's cgroup task files, which the
 // supervisor sends once it has made the cgroups.
 func (in *podInit) recvCgroups(buf []byte) error {
-	m, _, fds, err := recvMsg(in.sup, buf, make([]byte, unix.CmsgSpace(maxBootFDs*4)))
+	m, _, fds, err := recvMsg(in.sup, buf, make([]byte, unix.CmsgSpace(maxFDs*4)))
 	if err != nil || m.T != msgCgroups {
 		closeAll(fds)
 		return fmt.Errorf("pod init: no cgroups from the supervisor (%v)", err)
+	}
+	if fds, err = recvMoreFDs(in.sup, fds, sum(m.Tasks)); err != nil {
+		return fmt.Errorf("pod init: cgroup descriptors: %w", err)
 	}
 	if sum(m.Tasks) != len(fds) || len(m.Tasks) > 0 && len(m.Tasks) != len(in.pod.Apps) {
 		closeAll(fds)

@@ -25,6 +25,7 @@ const (
 	msgSetup   = "setup"   // Exec -> init, before boot: set up the mounts now (PodDir, Debug)
 	msgBoot    = "boot"    // supervisor -> init, first message (after setup, if any)
 	msgCgroups = "cgroups" // supervisor -> init, second: each app's cgroup task files
+	msgFDs     = "fds"     // supervisor -> init: the descriptors of the message before that did not fit in it (sendWithFDs)
 	msgStop    = "stop"    // supervisor -> init: stop the pod (Force: at once)
 	msgSignal  = "signal"  // supervisor -> init: forward Sig to the apps
 	msgLog     = "log"     // init -> supervisor: a log record
@@ -75,6 +76,56 @@ type message struct {
 	// stop, signal
 	Force bool `json:"force,omitempty"`
 	Sig   int  `json:"sig,omitempty"`
+}
+
+// maxFDs is how many descriptors the kernel passes in one packet
+// (SCM_MAX_FD).
+const maxFDs = 253
+
+// sendWithFDs sends m with fds as SCM_RIGHTS: the first maxFDs with m, the
+// rest in msgFDs packets right after it, maxFDs at a time. The receiver
+// knows how many to expect (recvMoreFDs): a pod of many apps has more
+// output pipes and cgroup files than one packet carries.
+func sendWithFDs(c packetWriter, m *message, fds []int) error {
+	for first := true; first || len(fds) > 0; first = false {
+		n := min(len(fds), maxFDs)
+		var rights []byte
+		if n > 0 {
+			rights = unix.UnixRights(fds[:n]...)
+		}
+		if !first {
+			m = &message{T: msgFDs}
+		}
+		if err := sendMsg(c, m, rights); err != nil {
+			return err
+		}
+		fds = fds[n:]
+	}
+	return nil
+}
+
+// recvMoreFDs reads the msgFDs packets that follow a message whose
+// descriptors, fds, are fewer than the want it should have carried, and
+// returns them all. On error it closes them.
+func recvMoreFDs(c *net.UnixConn, fds []int, want int) ([]int, error) {
+	buf := make([]byte, maxPacket)
+	oob := make([]byte, unix.CmsgSpace(maxFDs*4))
+	for len(fds) < want {
+		m, _, more, err := recvMsg(c, buf, oob)
+		fds = append(fds, more...)
+		if err == nil && m.T != msgFDs {
+			err = fmt.Errorf("a %s message instead of the rest of the descriptors", m.T)
+		}
+		if err != nil {
+			closeAll(fds)
+			return nil, fmt.Errorf("%d descriptors of %d: %w", len(fds), want, err)
+		}
+	}
+	if len(fds) > want {
+		closeAll(fds)
+		return nil, fmt.Errorf("%d descriptors, want %d", len(fds), want)
+	}
+	return fds, nil
 }
 
 // packetWriter is where sendMsg writes: the supervisor's or the init's

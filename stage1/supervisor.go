@@ -360,11 +360,7 @@ func (s *supervisor) boot(c packetWriter, logPipes []*os.File) error {
 	for i, f := range logPipes {
 		fds[i] = int(f.Fd())
 	}
-	var rights []byte
-	if len(fds) > 0 {
-		rights = unix.UnixRights(fds...)
-	}
-	return sendMsg(c, &message{T: msgBoot, PodDir: s.dir, Debug: s.debug, Notify: s.relay != nil}, rights)
+	return sendWithFDs(c, &message{T: msgBoot, PodDir: s.dir, Debug: s.debug, Notify: s.relay != nil}, fds)
 }
 
 // sendCgroups sends the init, over c, each app's cgroup task files (Tasks
@@ -387,18 +383,8 @@ func (s *supervisor) sendCgroups(c packetWriter) error {
 			fds = append(fds, int(f.Fd()))
 		}
 	}
-	if len(fds) > maxBootFDs {
-		return fmt.Errorf("a pod of %d apps needs %d cgroup descriptors, more than the %d one message carries", len(s.pod.Apps), len(fds), maxBootFDs)
-	}
-	var rights []byte
-	if len(fds) > 0 {
-		rights = unix.UnixRights(fds...)
-	}
-	return sendMsg(c, &message{T: msgCgroups, Tasks: counts, CgroupV2: s.cgroupV2}, rights)
+	return sendWithFDs(c, &message{T: msgCgroups, Tasks: counts, CgroupV2: s.cgroupV2}, fds)
 }
-
-// maxBootFDs is what the kernel passes in one SCM_RIGHTS message.
-const maxBootFDs = 253
 
 func closeFiles(fs []*os.File) {
 	for _, f := range fs {

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -196,6 +197,31 @@ func TestRunMultiApp(t *testing.T) {
 	}
 	if pi.Apps[0].Name == pi.Apps[1].Name {
 		t.Errorf("apps share the name %q", pi.Apps[0].Name)
+	}
+}
+
+// TestRunManyApps: a pod of more apps than one packet of the supervisor's
+// socket has room for the descriptors of (two output pipes per app, and
+// the app's cgroup files) starts every app, each with its own output.
+func TestRunManyApps(t *testing.T) {
+	e := newPodEnv(t)
+	const n = 130
+	var args []string
+	for i := range n {
+		if i > 0 {
+			args = append(args, "---")
+		}
+		args = append(args, e.image, "--exec", "/bin/echo", "--", fmt.Sprintf("app %d", i))
+	}
+	r := e.run(t, args...)
+	if r.Code != 0 {
+		t.Fatalf("a pod of %d apps: %s", n, r)
+	}
+	for i := range n {
+		if !strings.Contains(r.Stdout, fmt.Sprintf("app %d\n", i)) {
+			t.Errorf("no output from app %d: %s", i, r)
+			break
+		}
 	}
 }
 
