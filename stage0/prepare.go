@@ -23,7 +23,7 @@ import (
 // Prepare creates a pod from spec, ready for RunPrepared, and returns its
 // UUID.
 func (r *Runtime) Prepare(ctx context.Context, spec PodSpec) (string, error) {
-	p, lock, err := r.create(ctx, spec, false, nil)
+	p, lock, _, err := r.create(ctx, spec, false, nil)
 	if err != nil {
 		return "", err
 	}
@@ -39,24 +39,37 @@ func leaseID(uuid, app string) string { return "pod-" + uuid + "-" + app }
 
 // create makes a pod directory in embryo/ and fills it: images resolved
 // (fetched per the pull policy), one rendering per app, pod.json; with
-// run, the pod's networks too (else they wait for RunPrepared), in the
-// network namespace of init if one was started beforehand. It returns the
-// pod still locked. On failure nothing is left behind.
-func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool, init *stage1.Init) (_ pod, lock *lockfile.Lock, err error) {
+// run, the pod's networks too (else they wait for RunPrepared). With
+// startInit, it starts the pod's init once the pod is found valid, makes
+// the networks in the init's network namespace, and returns the init. It
+// returns the pod still locked. On failure nothing is left behind, the
+// init included.
+func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool, startInit func(PodSpec) (*stage1.Init, error)) (_ pod, lock *lockfile.Lock, init *stage1.Init, err error) {
 	if err := spec.Validate(); err != nil {
-		return pod{}, nil, err
+		return pod{}, nil, nil, err
 	}
 	if err := r.checkNetwork(spec); err != nil {
-		return pod{}, nil, err
+		return pod{}, nil, nil, err
+	}
+	if startInit != nil {
+		if init, err = startInit(spec); err != nil {
+			return pod{}, nil, nil, err
+		}
+		started := init // the results are zeroed on failure
+		defer func() {
+			if err != nil {
+				started.Close()
+			}
+		}()
 	}
 	uuid := newUUID()
 	p := pod{uuid: uuid, stateDir: "embryo", path: r.podPath("embryo", uuid)}
 	if err := os.Mkdir(p.path, 0o700); err != nil {
-		return pod{}, nil, fmt.Errorf("create pod: %w", err)
+		return pod{}, nil, nil, fmt.Errorf("create pod: %w", err)
 	}
 	if lock, err = lockfile.TryLockDir(p.path, true); err != nil {
 		os.Remove(p.path)
-		return pod{}, nil, fmt.Errorf("create pod: %w", err)
+		return pod{}, nil, nil, fmt.Errorf("create pod: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -66,7 +79,7 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool, init *stag
 	}()
 	for _, d := range []string{"apps", stage1.StateDir, stage1.AppsState, stage1.LogsDir} {
 		if err := os.MkdirAll(filepath.Join(p.path, d), 0o755); err != nil {
-			return pod{}, nil, err
+			return pod{}, nil, nil, err
 		}
 	}
 	hostname := spec.Hostname
@@ -79,7 +92,7 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool, init *stag
 	}
 	req, err := prepareNetwork(p, spec, pd, !run)
 	if err != nil {
-		return pod{}, nil, err
+		return pod{}, nil, nil, err
 	}
 	// The network is made beside the apps' images and renderings: both
 	// are mostly system calls, and the machine has more than one CPU.
@@ -103,22 +116,22 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool, init *stag
 		appErr = fmt.Errorf("pod %s: %w", uuid, err)
 	}
 	if appErr != nil {
-		return pod{}, nil, appErr // the deferred discard undoes the network too
+		return pod{}, nil, nil, appErr // the deferred discard undoes the network too
 	}
 	pd.Apps = apps
 	if len(spec.Labels) > 0 {
 		b, err := json.Marshal(spec.Labels)
 		if err != nil {
-			return pod{}, nil, err
+			return pod{}, nil, nil, err
 		}
 		if err := os.WriteFile(filepath.Join(p.path, LabelsFile), b, 0o600); err != nil {
-			return pod{}, nil, err
+			return pod{}, nil, nil, err
 		}
 	}
 	if err := stage1.SavePod(p.path, pd); err != nil {
-		return pod{}, nil, err
+		return pod{}, nil, nil, err
 	}
-	return p, lock, nil
+	return p, lock, init, nil
 }
 
 func (r *Runtime) prepareApp(ctx context.Context, p pod, spec PodSpec, as AppSpec) (stage1.App, error) {

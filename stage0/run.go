@@ -38,21 +38,19 @@ func (r *Runtime) Run(ctx context.Context, spec PodSpec, o RunOptions) (string, 
 	if err != nil {
 		return "", 0, err
 	}
-	// The pod's init is started now, so that its runtime starts while this
-	// process makes the pod. The pod's networks, if any, are made in the
-	// init's own network namespace.
-	var init *stage1.Init
+	// The pod's init is started as soon as the pod is found valid, so that
+	// its runtime starts while this process makes the pod; the pod's
+	// networks, if any, are made in the init's own network namespace.
+	var startInit func(PodSpec) (*stage1.Init, error)
 	if bin != "" && !o.Detach {
-		init, err = stage1.StartInit(stage1.InitOptions{
-			Binary: bin, HostNet: spec.Net == network.Host, CgroupV2: cgroups.Mode() == "v2", Interactive: spec.Interactive,
-		})
-		if err != nil {
-			return "", 0, err
+		startInit = func(spec PodSpec) (*stage1.Init, error) {
+			return stage1.StartInit(stage1.InitOptions{
+				Binary: bin, HostNet: spec.Net == network.Host, CgroupV2: cgroups.Mode() == "v2", Interactive: spec.Interactive,
+			})
 		}
 	}
-	p, lock, err := r.create(ctx, spec, true, init)
+	p, lock, init, err := r.create(ctx, spec, true, startInit)
 	if err != nil {
-		init.Close()
 		return "", 0, err
 	}
 	r.log.Debug("pod created", "pod", p.uuid, "elapsed", time.Since(start))
