@@ -108,9 +108,11 @@ func sendWithFDs(c packetWriter, m *message, fds []int) error {
 // descriptors, fds, are fewer than the want it should have carried, and
 // returns them all. On error it closes them.
 func recvMoreFDs(c *net.UnixConn, fds []int, want int) ([]int, error) {
-	buf := make([]byte, maxPacket)
-	oob := make([]byte, unix.CmsgSpace(maxFDs*4))
+	var buf, oob []byte
 	for len(fds) < want {
+		if buf == nil { // not on the common path: one packet held them all
+			buf, oob = make([]byte, maxPacket), make([]byte, unix.CmsgSpace(maxFDs*4))
+		}
 		m, _, more, err := recvMsg(c, buf, oob)
 		fds = append(fds, more...)
 		if err == nil && m.T != msgFDs {
