@@ -71,10 +71,11 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool, startInit 
 		os.Remove(p.path)
 		return pod{}, nil, nil, fmt.Errorf("create pod: %w", err)
 	}
+	held := lock // the results are zeroed on failure
 	defer func() {
 		if err != nil {
 			r.discard(p)
-			lock.Unlock()
+			held.Unlock()
 		}
 	}()
 	for _, d := range []string{"apps", stage1.StateDir, stage1.AppsState, stage1.LogsDir} {

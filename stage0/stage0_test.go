@@ -141,3 +141,35 @@ func TestSignalRefusesSignalsTheSupervisorDoesNotForward(t *testing.T) {
 		}
 	}
 }
+
+// TestFailedPrepareKeepsNoDescriptor: a pod that cannot be made is
+// removed, and its lock is closed too, not left open until the garbage
+// collector finalises it (the node agent makes pods for as long as it
+// runs).
+func TestFailedPrepareKeepsNoDescriptor(t *testing.T) {
+	r, err := New(t.TempDir(), t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := PodSpec{Net: "none", PullPolicy: "never", Apps: []AppSpec{{Image: "oci:" + t.TempDir() + ":missing"}}}
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	r.Prepare(context.Background(), spec) // whatever a first use opens for good
+	before := fds()
+	for range 3 {
+		if _, err := r.Prepare(context.Background(), spec); err == nil {
+			t.Fatal("a pod of a missing image was prepared")
+		}
+	}
+	if after := fds(); after != before {
+		t.Errorf("%d descriptors open before, %d after three failed prepares", before, after)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(r.dir, "pods", "embryo")); len(ents) != 0 {
+		t.Errorf("%d pods left in embryo/", len(ents))
+	}
+}
