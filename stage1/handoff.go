@@ -89,11 +89,11 @@ func (in *Init) Close() {
 // while the supervisor starts; unless the pod is interactive, it is
 // booted too (bootEarly) and starts the apps without waiting for the
 // supervisor.
-func startInit(podDir string, opts ExecOptions) (in *Init, err error) {
-	in = opts.Init
+func startInit(podDir string, opts ExecOptions) (_ *Init, err error) {
+	in := opts.Init
 	defer func() {
 		if err != nil {
-			in.Close()
+			in.Close() // the one made below too
 		}
 	}()
 	pod, err := LoadPod(podDir)

@@ -90,6 +90,10 @@ func execLikeStage0(dir string) int {
 		err = Exec(dir, lock, opts)
 	}
 	fmt.Fprintln(os.Stderr, "exec test:", err)
+	if in := opts.Init; in != nil && unix.Kill(in.proc.Pid, 0) == nil {
+		// Exec must have killed and reaped it before it returned.
+		fmt.Fprintf(os.Stderr, "%s%d still runs\n", earlyInitPIDLabel, in.proc.Pid)
+	}
 	return ExitRuntimeError
 }
 

@@ -187,7 +187,7 @@ func TestEarlyInitMismatch(t *testing.T) {
 			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != ExitRuntimeError {
 				t.Fatalf("exec with a mismatched init: %v: %s", err, out)
 			}
-			if !strings.Contains(string(out), "started beforehand") || strings.Contains(string(out), "ran") {
+			if !strings.Contains(string(out), "started beforehand") || strings.Contains(string(out), "ran") || strings.Contains(string(out), "still runs") {
 				t.Errorf("output: %s", out)
 			}
 			_, pid, ok := strings.Cut(string(out), earlyInitPIDLabel)
