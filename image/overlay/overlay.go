@@ -71,7 +71,7 @@ func mountOverlayFsconfig(target string, lower []string, upper, work string) err
 	defer unix.Close(fsfd)
 	for _, l := range lower {
 		if err := unix.FsconfigSetString(fsfd, "lowerdir+", l); err != nil {
-			return fmt.Errorf("%d layers need Linux 6.8 or newer (lowerdir+): %w", len(lower), err)
+			return fmt.Errorf("an overlay of %d layers, or of paths holding ',' or ':', needs Linux 6.8 or newer (lowerdir+): %w", len(lower), err)
 		}
 	}
 	if err := unix.FsconfigSetString(fsfd, "upperdir", upper); err != nil {
