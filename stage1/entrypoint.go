@@ -35,10 +35,34 @@ const (
 // which Go cannot discard: the init's main thread would stay in the app's
 // cgroup (where the app's OOM killer can pick the init) with the app's
 // filter. Locking the main goroutine to the main thread from the start,
-// the documented way, keeps every other goroutine off it in every binary
-// that runs these entrypoints (TestInitMainThreadStaysOut).
+// the documented way, keeps every other goroutine off it
+// (TestInitMainThreadStaysOut). So does a supervisor that starts the init
+// itself, whose forking thread joins the pod's cgroup.
+//
+// Only those processes lock it: a locked main goroutine costs a process
+// a thread more, and another each time it waits, since the runtime must
+// hand its other goroutines to other threads. stage0 and the supervisor
+// that adopts the init Exec started (--init) have no such goroutines;
+// StartInit and Exec lock the thread they fork the init from themselves.
 func init() {
-	runtime.LockOSThread()
+	if mainThreadBound(os.Args) {
+		runtime.LockOSThread()
+	}
+}
+
+// mainThreadBound tells whether the process started with args runs
+// goroutines that must stay off its main thread.
+func mainThreadBound(args []string) bool {
+	if len(args) < 2 {
+		return false
+	}
+	switch args[1] {
+	case cmdInit, cmdExec:
+		return true
+	case cmdRun:
+		return !slices.ContainsFunc(args[2:], func(a string) bool { return strings.HasPrefix(a, "--init=") })
+	}
+	return false
 }
 
 // entrypoints is the one table of hidden entrypoints, keyed on os.Args[1].
@@ -171,21 +195,31 @@ func Exec(podDir string, lock *os.File, opts ExecOptions) error {
 		return fmt.Errorf("stage1: start the pod init: %w", err)
 	}
 	args := supervisorArgs(abs, fd, opts)
-	args = slices.Insert(args, len(args)-1, fmt.Sprintf("--init=%d,%d", in.proc.Pid, in.fd))
+	args = slices.Insert(args, len(args)-1, fmt.Sprintf("--init=%d,%d", in.pid, in.fd))
 	if in.booted {
 		fds := make([]string, len(in.logs))
 		for i, f := range in.logs {
-			if _, err := unix.FcntlInt(f.Fd(), unix.F_SETFD, 0); err != nil {
+			fd := rawFD(f) // still non-blocking, for the supervisor's poller
+			if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
 				in.abort()
 				return fmt.Errorf("stage1: pass the apps' output pipes: %w", err)
 			}
-			fds[i] = strconv.Itoa(int(f.Fd()))
+			fds[i] = strconv.Itoa(fd)
 		}
 		args = slices.Insert(args, len(args)-1, "--booted="+strings.Join(fds, ","))
 	}
 	err = syscall.Exec(opts.path(), args, stage1Env())
 	in.abort()
 	return fmt.Errorf("stage1: exec the supervisor: %w", err)
+}
+
+// rawFD is f's descriptor, left in its mode: f.Fd would make it blocking.
+func rawFD(f *os.File) int {
+	fd := -1
+	if rc, err := f.SyscallConn(); err == nil {
+		rc.Control(func(d uintptr) { fd = int(d) })
+	}
+	return fd
 }
 
 // Supervise runs the stage1 supervisor for podDir in the calling process

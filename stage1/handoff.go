@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -16,9 +16,11 @@ import (
 // before the pod directory even exists, so that the init's runtime starts
 // while stage0 prepares the pod.
 type Init struct {
-	o    InitOptions
-	proc *os.Process
-	fd   int // the supervisor's end of the init's socket, inherited
+	o   InitOptions
+	pid int
+	fd  int // the supervisor's end of the init's socket, inherited
+	// locked: StartInit locked the calling goroutine to its thread.
+	locked bool
 	// booted: Exec booted the init as well (bootEarly); logs are the
 	// read ends of the apps' output pipes, inherited by the supervisor.
 	booted bool
@@ -41,23 +43,25 @@ type InitOptions struct {
 }
 
 // StartInit starts a pod init for a pod that does not exist yet; the init
-// waits for its pod directory. It must be called from the thread that
-// later calls Exec with ExecOptions.Init (the main thread, to which this
-// package locks the main goroutine): the init's parent-death signal
-// follows the thread that forked it. Close it if the pod is not run.
+// waits for its pod directory. The init's parent-death signal follows the
+// thread that forked it, and execve ends every thread but the caller's:
+// StartInit locks the calling goroutine to its thread, and that goroutine
+// must be the one that calls Exec with ExecOptions.Init. Close it if the
+// pod is not run (which unlocks the thread).
 func StartInit(o InitOptions) (*Init, error) {
 	mine, initSock, err := initSocket()
 	if err != nil {
 		return nil, err
 	}
-	cmd := initCommand(ExecOptions{Binary: o.Binary}.path(), !o.HostNet, o.CgroupV2, o.Interactive, initSock)
-	err = cmd.Start()
+	runtime.LockOSThread()
+	pid, err := newInitCommand(ExecOptions{Binary: o.Binary}.path(), !o.HostNet, o.CgroupV2, o.Interactive, initSock).start()
 	initSock.Close()
 	if err != nil {
+		runtime.UnlockOSThread()
 		unix.Close(mine)
 		return nil, fmt.Errorf("stage1: start the pod init: %w", err)
 	}
-	return &Init{o: o, proc: cmd.Process, fd: mine}, nil
+	return &Init{o: o, pid: pid, fd: mine, locked: true}, nil
 }
 
 // NetNS is the init's own network namespace, for stage0 to attach the
@@ -67,7 +71,7 @@ func (in *Init) NetNS() string {
 	if in == nil || in.o.HostNet {
 		return ""
 	}
-	return fmt.Sprintf("/proc/%d/ns/net", in.proc.Pid)
+	return fmt.Sprintf("/proc/%d/ns/net", in.pid)
 }
 
 // Close kills an init that was not handed to Exec, with whatever it
@@ -126,14 +130,14 @@ func startInit(podDir string, opts ExecOptions) (_ *Init, err error) {
 		if err != nil {
 			return nil, err
 		}
-		cmd := initCommand(opts.path(), pod.ownNet(), s.cgroupV2, pod.Interactive, initSock)
-		stuck, err := startIn(cmd, pod.NetNS)
+		cmd := newInitCommand(opts.path(), pod.ownNet(), s.cgroupV2, pod.Interactive, initSock)
+		pid, stuck, err := startIn(cmd, pod.NetNS)
 		initSock.Close()
 		if err != nil && !stuck {
 			unix.Close(mine)
 			return nil, err
 		}
-		in = &Init{proc: cmd.Process, fd: mine}
+		in = &Init{pid: pid, fd: mine}
 		if err != nil {
 			// This thread is still in the pod's network namespace (setns
 			// back failed, which takes a kernel failure): nothing may run
@@ -149,7 +153,7 @@ func startInit(podDir string, opts ExecOptions) (_ *Init, err error) {
 	// for its bootstrap data, which the supervisor sends later.
 	for _, tasks := range s.initCgroup {
 		procs := filepath.Join(filepath.Dir(tasks), "cgroup.procs")
-		if err := os.WriteFile(procs, []byte(strconv.Itoa(in.proc.Pid)), 0); err != nil {
+		if err := os.WriteFile(procs, []byte(strconv.Itoa(in.pid)), 0); err != nil {
 			return nil, fmt.Errorf("moving the init into the pod's cgroup: %w", err)
 		}
 	}
@@ -204,12 +208,16 @@ func (s *supervisor) bootEarly(c packetWriter) ([]*os.File, error) {
 // abort kills the init, and with it the apps it may have started, and
 // closes its socket and the apps' output pipes.
 func (in *Init) abort() {
-	if in.proc != nil {
-		in.proc.Kill()
-		in.proc.Wait()
+	if in.pid > 0 {
+		unix.Kill(in.pid, unix.SIGKILL)
+		waitPID(in.pid)()
 	}
 	unix.Close(in.fd)
 	closeFiles(in.logs)
+	if in.locked {
+		runtime.UnlockOSThread()
+		in.locked = false
+	}
 }
 
 // initProc is the pod init as its parent, the supervisor, sees it.
@@ -218,15 +226,17 @@ type initProc struct {
 	wait func() (unix.WaitStatus, error) // reaps it
 }
 
-// startedProc is an init the supervisor started itself.
-func startedProc(p *os.Process) initProc {
-	return initProc{pid: p.Pid, wait: func() (unix.WaitStatus, error) {
-		ps, err := p.Wait()
-		if err != nil {
-			return 0, err
+// waitPID reaps the child pid, waiting for it to end.
+func waitPID(pid int) func() (unix.WaitStatus, error) {
+	return func() (unix.WaitStatus, error) {
+		var ws unix.WaitStatus
+		for {
+			_, err := unix.Wait4(pid, &ws, 0, nil)
+			if err != unix.EINTR {
+				return ws, err
+			}
 		}
-		return unix.WaitStatus(ps.Sys().(syscall.WaitStatus)), nil
-	}}
+	}
 }
 
 // adoptInit takes over the init that Exec started (--init=PID,FD): its
@@ -246,14 +256,5 @@ func (s *supervisor) adoptInit() (initProc, error) {
 		}
 		return initProc{}, fmt.Errorf("pod init %d: %w", s.initPID, err)
 	}
-	pid := s.initPID
-	return initProc{pid: pid, wait: func() (unix.WaitStatus, error) {
-		var ws unix.WaitStatus
-		for {
-			_, err := unix.Wait4(pid, &ws, 0, nil)
-			if err != unix.EINTR {
-				return ws, err
-			}
-		}
-	}}, nil
+	return initProc{pid: s.initPID, wait: waitPID(s.initPID)}, nil
 }

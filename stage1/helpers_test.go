@@ -69,7 +69,7 @@ func execLikeStage0(dir string) int {
 			fmt.Fprintln(os.Stderr, "exec test:", err)
 			return ExitRuntimeError
 		}
-		fmt.Fprintf(os.Stderr, "%s%d\n", earlyInitPIDLabel, in.proc.Pid)
+		fmt.Fprintf(os.Stderr, "%s%d\n", earlyInitPIDLabel, in.pid)
 		opts.Init = in
 		if path, ok := strings.CutPrefix(net, "bind:"); ok {
 			if err := unix.Mount(in.NetNS(), path, "", unix.MS_BIND, ""); err != nil {
@@ -90,9 +90,9 @@ func execLikeStage0(dir string) int {
 		err = Exec(dir, lock, opts)
 	}
 	fmt.Fprintln(os.Stderr, "exec test:", err)
-	if in := opts.Init; in != nil && unix.Kill(in.proc.Pid, 0) == nil {
+	if in := opts.Init; in != nil && unix.Kill(in.pid, 0) == nil {
 		// Exec must have killed and reaped it before it returned.
-		fmt.Fprintf(os.Stderr, "%s%d still runs\n", earlyInitPIDLabel, in.proc.Pid)
+		fmt.Fprintf(os.Stderr, "%s%d still runs\n", earlyInitPIDLabel, in.pid)
 	}
 	return ExitRuntimeError
 }

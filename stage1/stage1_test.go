@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -265,4 +266,98 @@ func TestAdoptInitRefusesAStranger(t *testing.T) {
 		t.Fatalf("adopting our parent: %v", err)
 	}
 	s.conn.Close()
+}
+
+// TestOutputPipeModes: an app's stdout and stderr are blocking, as
+// programs expect, while the supervisor's ends of those pipes are
+// non-blocking, so that its tees wait in the runtime's poller instead of
+// holding a thread each, in every way a pod starts (the read ends cross
+// the supervisor's exec in "exec" modes).
+func TestOutputPipeModes(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"exec", "exec, init started first", "supervise"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			p := newPod(t, nil, sh("app", "grep -h flags /proc/self/fdinfo/1 /proc/self/fdinfo/2; echo ready; exec sleep 1000"))
+			var env []string
+			switch mode {
+			case "supervise":
+				env = append(env, superviseTestEnv+"=1")
+			case "exec, init started first":
+				env = append(env, earlyInitTestEnv+"=none")
+			}
+			p.startLikeStage0(env...)
+			p.waitLog("app", "ready")
+			var appFlags []string
+			for _, l := range strings.Split(p.log("app"), "\n") {
+				if v, ok := strings.CutPrefix(l, "flags:"); ok {
+					appFlags = append(appFlags, strings.TrimSpace(v))
+				}
+			}
+			if len(appFlags) != 2 {
+				t.Fatalf("the app's fdinfo flags of stdout and stderr: %q", p.log("app"))
+			}
+			for i, f := range appFlags {
+				if fdFlags(t, f)&unix.O_NONBLOCK != 0 {
+					t.Errorf("the app's fd %d is non-blocking (flags %s)", i+1, f)
+				}
+			}
+			sup := p.cmd.Process.Pid
+			ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", sup))
+			if err != nil {
+				t.Fatal(err)
+			}
+			readEnds := 0
+			for _, e := range ents {
+				link, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", sup, e.Name()))
+				if !strings.HasPrefix(link, "pipe:") {
+					continue
+				}
+				info := readFile(t, fmt.Sprintf("/proc/%d/fdinfo/%s", sup, e.Name()))
+				_, rest, _ := strings.Cut(info, "flags:")
+				fl := fdFlags(t, strings.Fields(rest)[0])
+				if fl&unix.O_ACCMODE != unix.O_RDONLY {
+					continue
+				}
+				readEnds++
+				if fl&unix.O_NONBLOCK == 0 {
+					t.Errorf("the supervisor's fd %s, %s, is blocking", e.Name(), link)
+				}
+			}
+			if readEnds != 2 {
+				t.Errorf("the supervisor holds %d read ends of pipes, want the app's stdout and stderr", readEnds)
+			}
+			if err := Stop(p.dir, false); err != nil {
+				t.Fatal(err)
+			}
+			p.expect(p.wait(), 143)
+		})
+	}
+}
+
+func fdFlags(t *testing.T, octal string) int {
+	t.Helper()
+	v, err := strconv.ParseInt(octal, 8, 64)
+	if err != nil {
+		t.Fatalf("fdinfo flags %q: %v", octal, err)
+	}
+	return int(v)
+}
+
+func TestMainThreadBound(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"karman"}, false},
+		{[]string{"karman", "run"}, false},
+		{[]string{"karman", cmdInit}, true},
+		{[]string{"karman", cmdExec}, true},
+		{[]string{"karman", cmdRun, "/pods/x"}, true},
+		{[]string{"karman", cmdRun, "--init=7,4", "--booted=5,6", "/pods/x"}, false},
+	} {
+		if got := mainThreadBound(tc.args); got != tc.want {
+			t.Errorf("mainThreadBound(%q) = %v, want %v", tc.args, got, tc.want)
+		}
+	}
 }

@@ -107,32 +107,33 @@ func supervise(f supervisorFlags) int {
 // process. stuck reports a thread left in the pod's network namespace,
 // which must never run anything else: the caller parks it for good, or
 // ends the process.
-func startIn(cmd *exec.Cmd, netns string) (stuck bool, err error) {
+func startIn(cmd initCommand, netns string) (pid int, stuck bool, err error) {
 	if netns == "" {
-		return false, cmd.Start()
+		pid, err = cmd.start()
+		return pid, false, err
 	}
 	self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return false, fmt.Errorf("own network namespace: %w", err)
+		return 0, false, fmt.Errorf("own network namespace: %w", err)
 	}
 	defer unix.Close(self)
 	fd, err := unix.Open(netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return false, fmt.Errorf("pod network namespace: %w", err)
+		return 0, false, fmt.Errorf("pod network namespace: %w", err)
 	}
 	err = unix.Setns(fd, unix.CLONE_NEWNET)
 	unix.Close(fd)
 	if err != nil {
-		return false, fmt.Errorf("join the pod network namespace %s: %w", netns, err)
+		return 0, false, fmt.Errorf("join the pod network namespace %s: %w", netns, err)
 	}
-	err = cmd.Start()
+	pid, err = cmd.start()
 	if serr := unix.Setns(self, unix.CLONE_NEWNET); serr != nil {
 		if err == nil {
 			err = fmt.Errorf("return to the host network namespace: %w", serr)
 		}
-		return true, err
+		return pid, true, err
 	}
-	return false, err
+	return pid, false, err
 }
 
 // teardownTimeout bounds Pod.Teardown.
@@ -226,24 +227,31 @@ func (s *supervisor) run() (int, error) {
 			logPipes, err = s.prepare()
 		}
 	} else {
-		var cmd *exec.Cmd
+		var cmd initCommand
 		var initSock *os.File
 		if cmd, initSock, err = s.initCmd(); err != nil {
 			return 0, err
 		}
+		var pid int
 		started := make(chan error, 1)
 		go func() {
 			// The thread that forks the init joins the pod's cgroup
 			// first; it stays in the supervisor's pool afterwards (it
 			// must live on: the init's parent-death signal follows the
-			// thread).
+			// thread). Not the main thread, which this process never
+			// leaves: it would stay in the pod's cgroup. The supervisor
+			// that starts its init keeps its main goroutine there
+			// (mainThreadBound); Supervise, in karman's process, may not.
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
-			if err := s.joinInitCgroup(); err != nil {
-				started <- err
-				return
+			if unix.Gettid() != unix.Getpid() {
+				if err := s.joinInitCgroup(); err != nil {
+					started <- err
+					return
+				}
 			}
-			stuck, err := startIn(cmd, pod.NetNS)
+			p, stuck, err := startIn(cmd, pod.NetNS)
+			pid = p // read after started
 			started <- err
 			if stuck {
 				select {} // parked with the thread, for the supervisor's life
@@ -256,7 +264,7 @@ func (s *supervisor) run() (int, error) {
 			closeFiles(logPipes)
 			return 0, fmt.Errorf("start pod init: %w", serr)
 		}
-		proc = startedProc(cmd.Process)
+		proc = initProc{pid: pid, wait: waitPID(pid)}
 	}
 	s.log.Debug("init started", "pid", proc.pid, "elapsed", time.Since(start))
 	if err == nil {
@@ -411,16 +419,16 @@ func prepareDir(dir string) error {
 
 // initCmd is the command of the pod init, in its new namespaces, with the
 // other end of the supervisor socket as its fd 3.
-func (s *supervisor) initCmd() (*exec.Cmd, *os.File, error) {
+func (s *supervisor) initCmd() (initCommand, *os.File, error) {
 	mine, initSock, err := initSocket()
 	if err != nil {
-		return nil, nil, err
+		return initCommand{}, nil, err
 	}
 	if s.conn, err = fileConn(os.NewFile(uintptr(mine), "stage1-sock")); err != nil {
 		initSock.Close()
-		return nil, nil, err
+		return initCommand{}, nil, err
 	}
-	return initCommand("/proc/self/exe", s.pod.ownNet(), s.cgroupV2, s.pod.Interactive, initSock), initSock, nil
+	return newInitCommand("/proc/self/exe", s.pod.ownNet(), s.cgroupV2, s.pod.Interactive, initSock), initSock, nil
 }
 
 // initSocket makes the supervisor socket: the supervisor's end, which
@@ -439,12 +447,19 @@ func initSocket() (mine int, theirs *os.File, err error) {
 	return fds[0], os.NewFile(uintptr(fds[1]), "stage1-sock"), nil
 }
 
-// initCommand is the command of a pod's init, run from exe in new
-// namespaces (with ownNet a network namespace of its own with only
-// loopback, else the forking thread's: the host's, or the one stage0 made
-// that startIn joins), with sock as its fd 3 and, for an interactive pod,
-// the caller's stdin.
-func initCommand(exe string, ownNet, cgroupV2, interactive bool, sock *os.File) *exec.Cmd {
+// initCommand is how a pod's init starts: from exe in new namespaces
+// (with ownNet a network namespace of its own with only loopback, else
+// the forking thread's: the host's, or the one stage0 made that startIn
+// joins), with sock as its fd 3 and, for an interactive pod, the
+// caller's stdin.
+type initCommand struct {
+	exe         string
+	interactive bool
+	sock        *os.File
+	sys         *syscall.SysProcAttr
+}
+
+func newInitCommand(exe string, ownNet, cgroupV2, interactive bool, sock *os.File) initCommand {
 	flags := unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC
 	if !cgroupV2 {
 		// On v2 each app gets a cgroup namespace of its own, rooted at
@@ -456,22 +471,36 @@ func initCommand(exe string, ownNet, cgroupV2, interactive bool, sock *os.File) 
 	if ownNet {
 		flags |= unix.CLONE_NEWNET
 	}
-	cmd := &exec.Cmd{
-		Path:       exe,
-		Args:       []string{"karman", cmdInit},
-		Env:        initEnv(),
-		Stdout:     os.Stdout,
-		Stderr:     os.Stderr,
-		ExtraFiles: []*os.File{sock},
-		// No Pdeathsig here: Go's check of the parent PID after
-		// PR_SET_PDEATHSIG kills a child in a new PID namespace (its
-		// parent PID reads 0). The init sets it itself.
-		SysProcAttr: &syscall.SysProcAttr{Cloneflags: uintptr(flags)},
+	// No Pdeathsig here: Go's check of the parent PID after
+	// PR_SET_PDEATHSIG kills a child in a new PID namespace (its parent
+	// PID reads 0). The init sets it itself.
+	return initCommand{exe: exe, interactive: interactive, sock: sock, sys: &syscall.SysProcAttr{Cloneflags: uintptr(flags)}}
+}
+
+// start forks the init from the calling thread and returns its PID. It
+// forks with syscall.ForkExec rather than os/exec, whose first start in a
+// process forks a test child first (the runtime's probe for pidfd
+// support): a process more on every pod's start. The init is reaped by
+// PID (waitPID).
+func (c initCommand) start() (int, error) {
+	stdin := int(os.Stdin.Fd())
+	if !c.interactive {
+		null, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return 0, fmt.Errorf("open %s: %w", os.DevNull, err)
+		}
+		defer unix.Close(null)
+		stdin = null
 	}
-	if interactive {
-		cmd.Stdin = os.Stdin
+	pid, err := syscall.ForkExec(c.exe, []string{"karman", cmdInit}, &syscall.ProcAttr{
+		Env:   initEnv(),
+		Files: []uintptr{uintptr(stdin), os.Stdout.Fd(), os.Stderr.Fd(), c.sock.Fd()},
+		Sys:   c.sys,
+	})
+	if err != nil {
+		return 0, &os.PathError{Op: "fork/exec", Path: c.exe, Err: err}
 	}
-	return cmd
+	return pid, nil
 }
 
 // initEnv is the init's environment: the supervisor's (stage1Env) without
