@@ -149,29 +149,59 @@ func startInit(podDir string, opts ExecOptions) (_ *Init, err error) {
 		}
 	}
 	// Into the pod's own cgroup of the v1 cpu hierarchies, as the
-	// supervisor's forking thread does (Cgroups.Init); the init waits
-	// for its bootstrap data, which the supervisor sends later.
-	for _, tasks := range s.initCgroup {
-		procs := filepath.Join(filepath.Dir(tasks), "cgroup.procs")
-		if err := os.WriteFile(procs, []byte(strconv.Itoa(in.pid)), 0); err != nil {
-			return nil, fmt.Errorf("moving the init into the pod's cgroup: %w", err)
-		}
+	// supervisor's forking thread does (Cgroups.Init). Moving a process
+	// takes the kernel's global threadgroup lock, whose write side waits
+	// for an RCU grace period (0.1 to 2.6 ms here): meanwhile this thread
+	// sends the init its bootstrap data. The init is in its cgroup before
+	// the supervisor runs; it may have mounted the pod and started apps
+	// meanwhile, which join their own cgroups either way.
+	moved := make(chan error, 1)
+	go func() { moved <- moveInto(s.initCgroup, in.pid) }()
+	if err := s.sendEarly(in, pod, podDir, opts); err != nil {
+		<-moved
+		return nil, err
 	}
-	if !pod.NotifyApp || os.Getenv("NOTIFY_SOCKET") == "" {
-		if err := sendMsg(rawSock(in.fd), &message{T: msgSetup, PodDir: podDir, Debug: opts.Debug}, nil); err != nil {
-			return nil, err
-		}
-		if !pod.Interactive {
-			if in.logs, err = s.bootEarly(rawSock(in.fd)); err != nil {
-				return nil, err
-			}
-			in.booted = true
-		}
+	if err := <-moved; err != nil {
+		return nil, err
 	}
 	if _, err := unix.FcntlInt(uintptr(in.fd), unix.F_SETFD, 0); err != nil {
 		return nil, fmt.Errorf("pass the init's socket: %w", err)
 	}
 	return in, nil
+}
+
+// moveInto moves process pid into the cgroups whose "tasks" files are
+// tasks, by their cgroup.procs.
+func moveInto(tasks []string, pid int) error {
+	for _, t := range tasks {
+		procs := filepath.Join(filepath.Dir(t), "cgroup.procs")
+		if err := os.WriteFile(procs, []byte(strconv.Itoa(pid)), 0); err != nil {
+			return fmt.Errorf("moving the init into the pod's cgroup: %w", err)
+		}
+	}
+	return nil
+}
+
+// sendEarly sends the init what the supervisor would, once it runs:
+// unless the pod needs the notify relay (which the supervisor makes),
+// the pod directory (setup), and unless the pod is interactive, its
+// boot message too (bootEarly).
+func (s *supervisor) sendEarly(in *Init, pod *Pod, podDir string, opts ExecOptions) error {
+	if pod.NotifyApp && os.Getenv("NOTIFY_SOCKET") != "" {
+		return nil
+	}
+	if err := sendMsg(rawSock(in.fd), &message{T: msgSetup, PodDir: podDir, Debug: opts.Debug}, nil); err != nil {
+		return err
+	}
+	if pod.Interactive {
+		return nil
+	}
+	var err error
+	if in.logs, err = s.bootEarly(rawSock(in.fd)); err != nil {
+		return err
+	}
+	in.booted = true
+	return nil
 }
 
 // sameFile tells whether a and b name the same file (for namespaces: the
