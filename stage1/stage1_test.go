@@ -18,32 +18,51 @@ import (
 // which keeps the lock (and the PID) until the pod has ended.
 func TestExec(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []string{"exec", "exec, init started first", "supervise"} {
+	inEachStage0Mode(t, "echo ready; exec sleep 1000", func(t *testing.T, p *testPod) {
+		if pid := strings.TrimSpace(readFile(t, p.dir+"/"+SupervisorPID)); pid != itoa(p.cmd.Process.Pid) {
+			t.Errorf("supervisor pid %s, want the exec'ing process %d", pid, p.cmd.Process.Pid)
+		}
+		if held, err := locked(p.dir); err != nil || !held {
+			t.Errorf("the pod lock is not held while the pod runs (%v)", err)
+		}
+		if err := Stop(p.dir, false); err != nil {
+			t.Fatal(err)
+		}
+		p.expect(p.wait(), 143)
+		if held, err := locked(p.dir); err != nil || held {
+			t.Errorf("the pod lock is still held (%v)", err)
+		}
+	})
+}
+
+// stage0Modes are the ways stage0 hands a pod to stage1, for
+// startLikeStage0: Exec, Exec with the init started beforehand
+// (StartInit), and Supervise.
+var stage0Modes = []string{"exec", "exec, init started first", "supervise"}
+
+// stage0ModeEnv is the environment that makes startLikeStage0 start a
+// pod in mode.
+func stage0ModeEnv(mode string) []string {
+	switch mode {
+	case "supervise":
+		return []string{superviseTestEnv + "=1"}
+	case "exec, init started first":
+		return []string{earlyInitTestEnv + "=none"}
+	}
+	return nil
+}
+
+// inEachStage0Mode runs f, in parallel subtests, on a pod of one app
+// "app" running script, started in each of stage0Modes, once the app has
+// written "ready".
+func inEachStage0Mode(t *testing.T, script string, f func(t *testing.T, p *testPod)) {
+	for _, mode := range stage0Modes {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			p := newPod(t, nil, sh("app", "echo ready; exec sleep 1000"))
-			var env []string
-			switch mode {
-			case "supervise":
-				env = append(env, superviseTestEnv+"=1")
-			case "exec, init started first":
-				env = append(env, earlyInitTestEnv+"=none")
-			}
-			p.startLikeStage0(env...)
+			p := newPod(t, nil, sh("app", script))
+			p.startLikeStage0(stage0ModeEnv(mode)...)
 			p.waitLog("app", "ready")
-			if pid := strings.TrimSpace(readFile(t, p.dir+"/"+SupervisorPID)); pid != itoa(p.cmd.Process.Pid) {
-				t.Errorf("supervisor pid %s, want the exec'ing process %d", pid, p.cmd.Process.Pid)
-			}
-			if held, err := locked(p.dir); err != nil || !held {
-				t.Errorf("the pod lock is not held while the pod runs (%v)", err)
-			}
-			if err := Stop(p.dir, false); err != nil {
-				t.Fatal(err)
-			}
-			p.expect(p.wait(), 143)
-			if held, err := locked(p.dir); err != nil || held {
-				t.Errorf("the pod lock is still held (%v)", err)
-			}
+			f(t, p)
 		})
 	}
 }
@@ -275,64 +294,51 @@ func TestAdoptInitRefusesAStranger(t *testing.T) {
 // the supervisor's exec in "exec" modes).
 func TestOutputPipeModes(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []string{"exec", "exec, init started first", "supervise"} {
-		t.Run(mode, func(t *testing.T) {
-			t.Parallel()
-			p := newPod(t, nil, sh("app", "grep -h flags /proc/self/fdinfo/1 /proc/self/fdinfo/2; echo ready; exec sleep 1000"))
-			var env []string
-			switch mode {
-			case "supervise":
-				env = append(env, superviseTestEnv+"=1")
-			case "exec, init started first":
-				env = append(env, earlyInitTestEnv+"=none")
+	inEachStage0Mode(t, "grep -h flags /proc/self/fdinfo/1 /proc/self/fdinfo/2; echo ready; exec sleep 1000", func(t *testing.T, p *testPod) {
+		var appFlags []string
+		for _, l := range strings.Split(p.log("app"), "\n") {
+			if v, ok := strings.CutPrefix(l, "flags:"); ok {
+				appFlags = append(appFlags, strings.TrimSpace(v))
 			}
-			p.startLikeStage0(env...)
-			p.waitLog("app", "ready")
-			var appFlags []string
-			for _, l := range strings.Split(p.log("app"), "\n") {
-				if v, ok := strings.CutPrefix(l, "flags:"); ok {
-					appFlags = append(appFlags, strings.TrimSpace(v))
-				}
+		}
+		if len(appFlags) != 2 {
+			t.Fatalf("the app's fdinfo flags of stdout and stderr: %q", p.log("app"))
+		}
+		for i, f := range appFlags {
+			if fdFlags(t, f)&unix.O_NONBLOCK != 0 {
+				t.Errorf("the app's fd %d is non-blocking (flags %s)", i+1, f)
 			}
-			if len(appFlags) != 2 {
-				t.Fatalf("the app's fdinfo flags of stdout and stderr: %q", p.log("app"))
+		}
+		sup := p.cmd.Process.Pid
+		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", sup))
+		if err != nil {
+			t.Fatal(err)
+		}
+		readEnds := 0
+		for _, e := range ents {
+			link, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", sup, e.Name()))
+			if !strings.HasPrefix(link, "pipe:") {
+				continue
 			}
-			for i, f := range appFlags {
-				if fdFlags(t, f)&unix.O_NONBLOCK != 0 {
-					t.Errorf("the app's fd %d is non-blocking (flags %s)", i+1, f)
-				}
+			info := readFile(t, fmt.Sprintf("/proc/%d/fdinfo/%s", sup, e.Name()))
+			_, rest, _ := strings.Cut(info, "flags:")
+			fl := fdFlags(t, strings.Fields(rest)[0])
+			if fl&unix.O_ACCMODE != unix.O_RDONLY {
+				continue
 			}
-			sup := p.cmd.Process.Pid
-			ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", sup))
-			if err != nil {
-				t.Fatal(err)
+			readEnds++
+			if fl&unix.O_NONBLOCK == 0 {
+				t.Errorf("the supervisor's fd %s, %s, is blocking", e.Name(), link)
 			}
-			readEnds := 0
-			for _, e := range ents {
-				link, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", sup, e.Name()))
-				if !strings.HasPrefix(link, "pipe:") {
-					continue
-				}
-				info := readFile(t, fmt.Sprintf("/proc/%d/fdinfo/%s", sup, e.Name()))
-				_, rest, _ := strings.Cut(info, "flags:")
-				fl := fdFlags(t, strings.Fields(rest)[0])
-				if fl&unix.O_ACCMODE != unix.O_RDONLY {
-					continue
-				}
-				readEnds++
-				if fl&unix.O_NONBLOCK == 0 {
-					t.Errorf("the supervisor's fd %s, %s, is blocking", e.Name(), link)
-				}
-			}
-			if readEnds != 2 {
-				t.Errorf("the supervisor holds %d read ends of pipes, want the app's stdout and stderr", readEnds)
-			}
-			if err := Stop(p.dir, false); err != nil {
-				t.Fatal(err)
-			}
-			p.expect(p.wait(), 143)
-		})
-	}
+		}
+		if readEnds != 2 {
+			t.Errorf("the supervisor holds %d read ends of pipes, want the app's stdout and stderr", readEnds)
+		}
+		if err := Stop(p.dir, false); err != nil {
+			t.Fatal(err)
+		}
+		p.expect(p.wait(), 143)
+	})
 }
 
 func fdFlags(t *testing.T, octal string) int {
