@@ -19,52 +19,49 @@ import (
 // task files, which the thread that forks the app joins; on v2 each
 // app's directory, which the app is forked into with clone3. The
 // cgroup's path is recorded in the pod directory (stage1.CgroupFile)
-// before it is created, so that gc can always remove it.
-func (r *Runtime) makeCgroups(p pod) error {
+// before it is created, so that gc can always remove it. It returns the
+// files it recorded for stage1. pd is the pod's pod.json.
+func (r *Runtime) makeCgroups(p pod, pd *stage1.Pod) (*stage1.Cgroups, error) {
 	start := time.Now()
-	pd, err := stage1.LoadPod(p.path)
-	if err != nil {
-		return err
-	}
 	v2 := cgroups.Mode() == "v2"
 	if v2 {
 		if err := stage1.CheckV2Limits(pd.Apps); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	parent, err := cgroups.Parent()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := stage1.RecordCgroup(p.path, path.Join(parent, pd.UUID)); err != nil {
-		return err
+		return nil, err
 	}
 	cg, err := cgroups.NewPod(parent, pd.UUID)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	files := stage1.Cgroups{V2: v2, Apps: map[string]stage1.AppCgroup{}}
+	files := &stage1.Cgroups{V2: v2, Apps: map[string]stage1.AppCgroup{}}
 	for _, a := range pd.Apps {
 		app, err := cg.AddApp(a.Name, cgroups.Resources(a.Resources))
 		if err != nil {
-			return fmt.Errorf("app %s: %w", a.Name, err)
+			return nil, fmt.Errorf("app %s: %w", a.Name, err)
 		}
 		ac := stage1.AppCgroup{OOM: app.OOMFile(), Dir: app.Dir()}
 		if !v2 {
 			if ac.Tasks, err = app.TaskFiles(); err != nil {
-				return fmt.Errorf("app %s: %w", a.Name, err)
+				return nil, fmt.Errorf("app %s: %w", a.Name, err)
 			}
 		}
 		files.Apps[a.Name] = ac
 	}
 	if files.Init, err = cg.CPUTaskFiles(); err != nil {
-		return err
+		return nil, err
 	}
-	if err := stage1.WriteCgroups(p.path, files); err != nil {
-		return err
+	if err := stage1.WriteCgroups(p.path, *files); err != nil {
+		return nil, err
 	}
 	r.log.Debug("cgroups made", "pod", p.uuid, "elapsed", time.Since(start))
-	return nil
+	return files, nil
 }
 
 // removeCgroups deletes the cgroups recorded in podDir, if any, with

@@ -12,6 +12,7 @@ import (
 
 	"github.com/karman-project/karman/image/store"
 	"github.com/karman-project/karman/internal/lockfile"
+	"github.com/karman-project/karman/stage1"
 )
 
 // Error classes.
@@ -90,6 +91,9 @@ type pod struct {
 	uuid     string
 	stateDir string
 	path     string
+	// spec is the pod's pod.json when this process wrote it (create),
+	// so that starting the pod need not read it back; else nil.
+	spec *stage1.Pod
 }
 
 // find locates the pod with the given UUID or unique UUID prefix.
@@ -175,7 +179,7 @@ func (p pod) state() State {
 // move renames the pod to another state directory. A pod someone else
 // moved first yields ErrNotFound.
 func (r *Runtime) move(p pod, to string) (pod, error) {
-	np := pod{uuid: p.uuid, stateDir: to, path: r.podPath(to, p.uuid)}
+	np := pod{uuid: p.uuid, stateDir: to, path: r.podPath(to, p.uuid), spec: p.spec}
 	if err := os.Rename(p.path, np.path); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return pod{}, fmt.Errorf("pod %s moved meanwhile: %w", p.uuid, ErrNotFound)

@@ -132,6 +132,7 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool, startInit 
 	if err := stage1.SavePod(p.path, pd); err != nil {
 		return pod{}, nil, nil, err
 	}
+	p.spec = pd
 	return p, lock, init, nil
 }
 

@@ -117,10 +117,18 @@ func (r *Runtime) supervise(p pod, lock *os.File, bin string, init *stage1.Init,
 			return fail(fmt.Errorf("--uuid-file-save: %w", err))
 		}
 	}
-	if err := r.makeCgroups(p); err != nil {
+	pd := p.spec
+	if pd == nil {
+		var err error
+		if pd, err = stage1.LoadPod(p.path); err != nil {
+			return fail(err)
+		}
+	}
+	cg, err := r.makeCgroups(p, pd)
+	if err != nil {
 		return fail(err)
 	}
-	opts := stage1.ExecOptions{Debug: o.Debug, Binary: bin}
+	opts := stage1.ExecOptions{Debug: o.Debug, Binary: bin, Pod: pd, Cgroups: cg}
 	if !o.Detach {
 		if bin == "" {
 			r.log.Debug("no stage1 binary beside karman: supervising in this process", "want", stage1.BinaryName)

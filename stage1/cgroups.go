@@ -71,15 +71,26 @@ func (s *supervisor) loadCgroups() error {
 		}
 		return fmt.Errorf("pod cgroups: %w", err)
 	}
-	s.cgroups, s.cgroupV2, s.initCgroup = cg.Apps, cg.V2, cg.Init
+	s.setCgroups(cg)
 	return nil
 }
 
+func (s *supervisor) setCgroups(cg Cgroups) {
+	s.cgroups, s.cgroupV2, s.initCgroup = cg.Apps, cg.V2, cg.Init
+}
+
 // joinInitCgroup moves the calling thread, which must be locked to its
-// goroutine, into the pod's own cgroup (Cgroups.Init), so that the init it
-// forks next starts there.
-func (s *supervisor) joinInitCgroup() error {
-	for _, name := range s.initCgroup {
+// goroutine, into the pod's own cgroup of the v1 cpu hierarchies, whose
+// "tasks" files are tasks (Cgroups.Init). The supervisor's thread that
+// forks the init joins it first, so that the init starts there; the
+// init's main thread joins it when its pod comes (setup or boot), when
+// stage0 started the init before the pod's cgroup existed. Writing "0"
+// to "tasks" moves the calling thread without the kernel's global
+// threadgroup lock: moving a whole process (cgroup.procs) takes it, and
+// its write side waits for an RCU grace period (0.1 to 2.6 ms here)
+// while every fork on the host waits for it.
+func joinInitCgroup(tasks []string) error {
+	for _, name := range tasks {
 		if err := os.WriteFile(name, []byte("0"), 0); err != nil {
 			return fmt.Errorf("joining the pod's cgroup: %w", err)
 		}

@@ -67,8 +67,8 @@
 //	    └── enter sessions           spawned by the init on request
 //
 // Exec starts the init (karman-stage1 __stage1-init, in its new
-// namespaces, moved into the pod's v1 cpu cgroups by cgroup.procs) before
-// it execs the supervisor, from the same locked thread, so that the Go
+// namespaces; its main thread joins the pod's v1 cpu cgroups when it gets
+// its pod, joinInitCgroup) before it execs the supervisor, from the same locked thread, so that the Go
 // runtimes start at once instead of one after the other. karman run
 // starts the init earlier still (StartInit, ExecOptions.Init), before it
 // makes the pod: the init's runtime starts while stage0 renders the

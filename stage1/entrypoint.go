@@ -99,6 +99,12 @@ type ExecOptions struct {
 	// Init, for Exec, is the pod's init started beforehand (StartInit);
 	// nil: Exec starts it. Exec takes it over, whatever it returns.
 	Init *Init
+	// Pod and Cgroups, for Exec, are what the caller has just written to
+	// the pod directory (SavePod, WriteCgroups), which Exec then does not
+	// read back; nil: Exec reads the files. The supervisor reads them
+	// either way.
+	Pod     *Pod
+	Cgroups *Cgroups
 }
 
 // BinaryName is the lean stage1 binary's file name: the supervisor and

@@ -4,9 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -100,15 +98,19 @@ func startInit(podDir string, opts ExecOptions) (_ *Init, err error) {
 			in.Close() // the one made below too
 		}
 	}()
-	pod, err := LoadPod(podDir)
-	if err != nil {
-		return nil, err
+	pod := opts.Pod
+	if pod == nil {
+		if pod, err = LoadPod(podDir); err != nil {
+			return nil, err
+		}
 	}
 	if err := pod.Validate(); err != nil {
 		return nil, err
 	}
 	s := &supervisor{dir: podDir, pod: pod, debug: opts.Debug}
-	if err := s.loadCgroups(); err != nil {
+	if opts.Cgroups != nil {
+		s.setCgroups(*opts.Cgroups)
+	} else if err := s.loadCgroups(); err != nil {
 		return nil, err
 	}
 	if in != nil {
@@ -148,38 +150,13 @@ func startInit(podDir string, opts ExecOptions) (_ *Init, err error) {
 			os.Exit(fail(fmt.Errorf("start the pod init: %w; run `karman gc` to collect the pod", err)))
 		}
 	}
-	// Into the pod's own cgroup of the v1 cpu hierarchies, as the
-	// supervisor's forking thread does (Cgroups.Init). Moving a process
-	// takes the kernel's global threadgroup lock, whose write side waits
-	// for an RCU grace period (0.1 to 2.6 ms here): meanwhile this thread
-	// sends the init its bootstrap data. The init is in its cgroup before
-	// the supervisor runs; it may have mounted the pod and started apps
-	// meanwhile, which join their own cgroups either way.
-	moved := make(chan error, 1)
-	go func() { moved <- moveInto(s.initCgroup, in.pid) }()
 	if err := s.sendEarly(in, pod, podDir, opts); err != nil {
-		<-moved
-		return nil, err
-	}
-	if err := <-moved; err != nil {
 		return nil, err
 	}
 	if _, err := unix.FcntlInt(uintptr(in.fd), unix.F_SETFD, 0); err != nil {
 		return nil, fmt.Errorf("pass the init's socket: %w", err)
 	}
 	return in, nil
-}
-
-// moveInto moves process pid into the cgroups whose "tasks" files are
-// tasks, by their cgroup.procs.
-func moveInto(tasks []string, pid int) error {
-	for _, t := range tasks {
-		procs := filepath.Join(filepath.Dir(t), "cgroup.procs")
-		if err := os.WriteFile(procs, []byte(strconv.Itoa(pid)), 0); err != nil {
-			return fmt.Errorf("moving the init into the pod's cgroup: %w", err)
-		}
-	}
-	return nil
 }
 
 // sendEarly sends the init what the supervisor would, once it runs:
@@ -190,7 +167,7 @@ func (s *supervisor) sendEarly(in *Init, pod *Pod, podDir string, opts ExecOptio
 	if pod.NotifyApp && os.Getenv("NOTIFY_SOCKET") != "" {
 		return nil
 	}
-	if err := sendMsg(rawSock(in.fd), &message{T: msgSetup, PodDir: podDir, Debug: opts.Debug}, nil); err != nil {
+	if err := sendMsg(rawSock(in.fd), &message{T: msgSetup, PodDir: podDir, Debug: opts.Debug, InitCgroup: s.initCgroup}, nil); err != nil {
 		return err
 	}
 	if pod.Interactive {

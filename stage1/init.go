@@ -177,6 +177,9 @@ func (in *podInit) begin(m message) error {
 	}
 	in.log = slog.New(&sockHandler{c: in.sup, level: level})
 	in.dir, in.notify = m.PodDir, m.Notify
+	if err := joinInitCgroup(m.InitCgroup); err != nil {
+		return err
+	}
 	pod, err := LoadPod(in.dir)
 	if err != nil {
 		return err

@@ -51,9 +51,13 @@ const maxPacket = 16 << 10
 type message struct {
 	T string `json:"t"`
 
-	// boot
+	// setup, boot
 	PodDir string `json:"podDir,omitempty"`
 	Debug  bool   `json:"debug,omitempty"`
+	// InitCgroup are the "tasks" files of the pod's own cgroup in the v1
+	// cpu hierarchies (Cgroups.Init), which the init's main thread joins
+	// before it mounts the pod.
+	InitCgroup []string `json:"initCgroup,omitempty"`
 	Notify bool   `json:"notify,omitempty"` // NotifySocket relay exists
 	Tasks  []int  `json:"tasks,omitempty"`  // cgroups: how many task files each app has
 	// CgroupV2: each app has one descriptor, its cgroup2 directory, to

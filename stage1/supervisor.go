@@ -245,7 +245,7 @@ func (s *supervisor) run() (int, error) {
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
 			if unix.Gettid() != unix.Getpid() {
-				if err := s.joinInitCgroup(); err != nil {
+				if err := joinInitCgroup(s.initCgroup); err != nil {
 					started <- err
 					return
 				}
@@ -368,7 +368,7 @@ func (s *supervisor) boot(c packetWriter, logPipes []*os.File) error {
 	for i, f := range logPipes {
 		fds[i] = int(f.Fd())
 	}
-	return sendWithFDs(c, &message{T: msgBoot, PodDir: s.dir, Debug: s.debug, Notify: s.relay != nil}, fds)
+	return sendWithFDs(c, &message{T: msgBoot, PodDir: s.dir, Debug: s.debug, Notify: s.relay != nil, InitCgroup: s.initCgroup}, fds)
 }
 
 // sendCgroups sends the init, over c, each app's cgroup task files (Tasks
