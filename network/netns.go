@@ -38,7 +38,10 @@ func createNetNS(path, from string) error {
 	errc := make(chan error, 1)
 	go func() {
 		// The thread is never unlocked: it is in the new namespace, and Go
-		// ends it with this goroutine.
+		// ends it with this goroutine. Go never ends the main thread, which
+		// would stay there, keeping the namespace alive: a program using
+		// this package keeps its main goroutine on the main thread (karman
+		// does, by package stage1's init).
 		runtime.LockOSThread()
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			errc <- fmt.Errorf("unshare the network namespace: %w", err)

@@ -77,11 +77,12 @@
 // init's namespaces are the pod's. Either way the init is still the supervisor's
 // child (the PID is the same), and its parent-death signal, which follows
 // the thread that forked it, stays armed because that thread is the one
-// that execs (StartInit and Exec lock the calling goroutine to it). Only
-// the init, the exec shim and a supervisor that starts its own init lock
-// their main goroutine to the main thread from the start: elsewhere the
-// lock would cost a thread, and a hand-over of the runtime's other
-// goroutines each time the main goroutine waits. The init is forked with
+// that execs (StartInit and Exec lock the calling goroutine to it). The
+// supervisor that adopts its init is the one process of the package's
+// that does not lock its main goroutine to the main thread from the
+// start (mainThreadBound): there the lock would cost a thread, and a
+// hand-over of the runtime's other goroutines each time the main
+// goroutine waits. The init is forked with
 // syscall.ForkExec, not os/exec, whose first start in a process forks a
 // test child first (the runtime's pidfd probe). --init=PID,FD hands the
 // supervisor the init and its end of the socket; the supervisor checks

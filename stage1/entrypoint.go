@@ -36,33 +36,31 @@ const (
 // cgroup (where the app's OOM killer can pick the init) with the app's
 // filter. Locking the main goroutine to the main thread from the start,
 // the documented way, keeps every other goroutine off it
-// (TestInitMainThreadStaysOut). So does a supervisor that starts the init
-// itself, whose forking thread joins the pod's cgroup.
+// (TestInitMainThreadStaysOut). The same holds for karman itself, whose
+// network code makes a network namespace on a thread that it then
+// discards (a main thread left there would keep the namespace alive),
+// and for a supervisor that starts the init itself, whose forking thread
+// joins the pod's cgroup.
 //
-// Only those processes lock it: a locked main goroutine costs a process
-// a thread more, and another each time it waits, since the runtime must
-// hand its other goroutines to other threads. stage0 and the supervisor
-// that adopts the init Exec started (--init) have no such goroutines;
-// StartInit and Exec lock the thread they fork the init from themselves.
+// The supervisor that adopts the init Exec started (--init) runs no such
+// goroutine, and does not lock: a locked main goroutine costs a process a
+// thread more, and a hand-over of the runtime's other goroutines to
+// another thread each time it waits, which the supervisor does on every
+// pod's start.
 func init() {
 	if mainThreadBound(os.Args) {
 		runtime.LockOSThread()
 	}
 }
 
-// mainThreadBound tells whether the process started with args runs
-// goroutines that must stay off its main thread.
+// mainThreadBound tells whether the process started with args may run
+// goroutines that must stay off its main thread: all but the supervisor
+// that adopts its init.
 func mainThreadBound(args []string) bool {
-	if len(args) < 2 {
-		return false
-	}
-	switch args[1] {
-	case cmdInit, cmdExec:
-		return true
-	case cmdRun:
+	if len(args) >= 2 && args[1] == cmdRun {
 		return !slices.ContainsFunc(args[2:], func(a string) bool { return strings.HasPrefix(a, "--init=") })
 	}
-	return false
+	return true
 }
 
 // entrypoints is the one table of hidden entrypoints, keyed on os.Args[1].

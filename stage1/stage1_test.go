@@ -355,8 +355,9 @@ func TestMainThreadBound(t *testing.T) {
 		args []string
 		want bool
 	}{
-		{[]string{"karman"}, false},
-		{[]string{"karman", "run"}, false},
+		{[]string{"karman"}, true},
+		{[]string{"karman", "run"}, true},
+		{[]string{"karman", "agent"}, true},
 		{[]string{"karman", cmdInit}, true},
 		{[]string{"karman", cmdExec}, true},
 		{[]string{"karman", cmdRun, "/pods/x"}, true},
