@@ -238,17 +238,15 @@ func (s *supervisor) run() (int, error) {
 			// The thread that forks the init joins the pod's cgroup
 			// first; it stays in the supervisor's pool afterwards (it
 			// must live on: the init's parent-death signal follows the
-			// thread). Not the main thread, which this process never
-			// leaves: it would stay in the pod's cgroup. The supervisor
-			// that starts its init keeps its main goroutine there
-			// (mainThreadBound); Supervise, in karman's process, may not.
+			// thread). It is never the main thread: every process that
+			// gets here, a supervisor that starts its init or karman
+			// (Supervise), keeps its main goroutine there
+			// (mainThreadBound).
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
-			if unix.Gettid() != unix.Getpid() {
-				if err := joinInitCgroup(s.initCgroup); err != nil {
-					started <- err
-					return
-				}
+			if err := joinInitCgroup(s.initCgroup); err != nil {
+				started <- err
+				return
 			}
 			p, stuck, err := startIn(cmd, pod.NetNS)
 			pid = p // read after started
