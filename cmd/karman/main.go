@@ -12,6 +12,9 @@ import (
 	"strings"
 	"syscall"
 
+	// The heap's first allocations in one huge page: fewer page faults
+	// on every karman start (see the package).
+	_ "github.com/karman-project/karman/internal/hugeheap"
 	"github.com/karman-project/karman/stage0"
 	"github.com/karman-project/karman/stage1"
 )
