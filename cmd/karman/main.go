@@ -12,9 +12,8 @@ import (
 	"strings"
 	"syscall"
 
-	// The heap's first allocations in one huge page: fewer page faults
-	// on every karman start (see the package).
-	_ "github.com/karman-project/karman/internal/hugeheap"
+	// Fewer page faults on every karman start (see the package).
+	_ "github.com/karman-project/karman/internal/prefault"
 	"github.com/karman-project/karman/stage0"
 	"github.com/karman-project/karman/stage1"
 )
