@@ -13,14 +13,20 @@ PREFIX ?= /usr/local
 
 all: build
 
+# bin/karman is the lean CLI (-tags lean: no registry client, signature
+# verification or agent server); bin/karman-full, the complete one, does
+# fetch, trust, verify and agent for it (README.md, "Binaries").
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/karman
+	CGO_ENABLED=0 $(GO) build -trimpath -tags lean -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/karman
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/karman-full ./cmd/karman
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/karman-stage1 ./cmd/karman-stage1
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/karman-testimage ./tests/cmd/karman-testimage
 
-# karman execs karman-stage1 from its own directory: install them together.
+# karman execs karman-full and karman-stage1 from its own directory:
+# install them together.
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/karman
+	install -D -m 0755 bin/karman-full $(DESTDIR)$(PREFIX)/bin/karman-full
 	install -D -m 0755 bin/karman-stage1 $(DESTDIR)$(PREFIX)/bin/karman-stage1
 
 setup:
@@ -29,6 +35,7 @@ setup:
 # Everything: unit tests and the end-to-end tests against bin/karman.
 test: setup build
 	$(GO) vet ./...
+	$(GO) vet -tags lean ./cmd/karman
 	CGO_ENABLED=0 KARMAN_BINARY=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m ./...
 
 unit:
@@ -48,6 +55,7 @@ demo: setup build
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed: $$out" >&2; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags lean ./cmd/karman
 
 clean:
 	rm -rf bin

@@ -55,6 +55,9 @@ type Runtime struct {
 	// Warn, when set, receives warnings meant for the user, one line
 	// each (images fetched without signature verification).
 	Warn func(msg string)
+	// Fetcher brings into the store the images that Run and Prepare do
+	// not find there (per the pull policy); nil: such a pod fails.
+	Fetcher Fetcher
 	// TeardownCmd, when set, is written into the pod.json of pods with a
 	// network for the supervisor to run when the pod ends (stage1
 	// Pod.Teardown): the karman binary and TeardownEntrypoint. Unset, a

@@ -13,7 +13,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/karman-project/karman/image"
-	"github.com/karman-project/karman/image/fetch"
 	"github.com/karman-project/karman/image/rootfs"
 	"github.com/karman-project/karman/internal/lockfile"
 	"github.com/karman-project/karman/isolators"
@@ -226,19 +225,10 @@ func (r *Runtime) resolveImage(ctx context.Context, arg string, spec PodSpec) (v
 			return d, err
 		}
 	}
-	ref, err := image.ParseReference(arg)
-	if err != nil {
-		return v1.Hash{}, err
+	if r.Fetcher == nil {
+		return v1.Hash{}, fmt.Errorf("image %s is not in the store, and this program cannot fetch images: fetch it with `karman fetch` first, or install karman-full beside karman", arg)
 	}
-	iv := VerifyImages(r.configDir, spec.InsecureImage, r.Warn)
-	img, err := fetch.Fetch(ctx, ref, fetch.Options{
-		Store: r.images, InsecureHTTP: spec.InsecureHTTP, InsecureTLS: spec.InsecureTLS, Logger: r.log,
-		Verify: iv.Verify, Warm: iv.Warm,
-	})
-	if err != nil {
-		return v1.Hash{}, err
-	}
-	return v1.NewHash(img.Digest)
+	return r.Fetcher.Fetch(ctx, arg, FetchOptions{InsecureHTTP: spec.InsecureHTTP, InsecureTLS: spec.InsecureTLS, InsecureImage: spec.InsecureImage})
 }
 
 // mergeEnv overlays overrides (NAME=VALUE) on the image's environment and

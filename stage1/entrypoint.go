@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/karman-project/karman/internal/exe"
 )
 
 // The hidden entrypoints of the karman binary. Their names start with "__"
@@ -112,38 +114,20 @@ const BinaryName = "karman-stage1"
 // Binary returns the stage1 binary that stage0 should exec: the path in
 // $KARMAN_STAGE1 if set, else BinaryName beside the running executable
 // if it is there, else "" (the running binary, which is larger: a pod
-// then costs more memory and starts slower).
+// then costs more memory and starts slower). A binary that is not an
+// executable file, or that users other than root could replace, is
+// refused.
 func Binary() (string, error) {
-	if p := os.Getenv("KARMAN_STAGE1"); p != "" {
-		return checkBinary(p)
+	p := os.Getenv("KARMAN_STAGE1")
+	if p == "" {
+		var ok bool
+		if p, ok = exe.Beside(BinaryName); !ok {
+			return "", nil
+		}
 	}
-	exe, err := os.Executable()
+	abs, err := exe.Trusted(p)
 	if err != nil {
-		return "", nil
-	}
-	p := filepath.Join(filepath.Dir(exe), BinaryName)
-	if _, err := os.Stat(p); err != nil {
-		return "", nil
-	}
-	return checkBinary(p)
-}
-
-// checkBinary refuses a stage1 binary that is not an executable regular
-// file, or that users other than root could replace.
-func checkBinary(p string) (string, error) {
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		return "", fmt.Errorf("stage1 binary %s: %w", p, err)
-	}
-	var st unix.Stat_t
-	if err := unix.Stat(abs, &st); err != nil {
-		return "", fmt.Errorf("stage1 binary %s: %w (set KARMAN_STAGE1 to the %s built beside karman)", abs, err, BinaryName)
-	}
-	switch {
-	case st.Mode&unix.S_IFMT != unix.S_IFREG || st.Mode&0o111 == 0:
-		return "", fmt.Errorf("stage1 binary %s is not an executable file", abs)
-	case st.Mode&0o022 != 0 || st.Uid != 0 && st.Uid != uint32(os.Getuid()):
-		return "", fmt.Errorf("stage1 binary %s could be replaced by another user (owner %d, mode %o): refusing to run pods with it; make it owned by root and not group- or world-writable", abs, st.Uid, st.Mode&0o7777)
+		return "", fmt.Errorf("stage1 binary: %w: refusing to run pods with it (set KARMAN_STAGE1 to the %s built beside karman)", err, BinaryName)
 	}
 	return abs, nil
 }

@@ -675,3 +675,46 @@ func TestInitSetupFailureIsReported(t *testing.T) {
 		t.Errorf("a mount of pod %s is left:\n%s", uuid, mounts)
 	}
 }
+
+// TestLeanKarmanWithoutFull: the lean karman runs stored images by itself;
+// for what karman-full does (fetch, trust, verify, agent, and the fetches
+// of a run), a lean karman without it beside says what to install, and
+// leaves no pod behind.
+func TestLeanKarmanWithoutFull(t *testing.T) {
+	e := newPodEnv(t)
+	bin := testenv.Binary(t)
+	if _, err := os.Stat(filepath.Join(filepath.Dir(bin), "karman-full")); err != nil {
+		t.Skipf("the karman under test (%s) is a complete build: no karman-full beside it", bin)
+	}
+	dir := t.TempDir()
+	for _, name := range []string{"karman", stage1.BinaryName} {
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(bin), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lean := func(args ...string) testenv.Result {
+		t.Helper()
+		cmd := exec.Command(filepath.Join(dir, "karman"), append([]string{"--dir", e.dir, "--config-dir", filepath.Join(e.dir, "etc")}, args...)...)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		cmd.Run()
+		return testenv.Result{Stdout: stdout.String(), Stderr: stderr.String(), Code: cmd.ProcessState.ExitCode()}
+	}
+	if r := lean("run", "--net=none", e.image, "--exec", "/bin/echo", "--", "stored"); r.Code != 0 || r.Stdout != "stored\n" {
+		t.Errorf("a stored image without karman-full:\n%s", r)
+	}
+	for _, args := range [][]string{
+		{"fetch", e.image},
+		{"trust", "list"},
+		{"run", "--net=none", "--pull-policy=update", e.image, "--exec", "/bin/true"},
+	} {
+		r := lean(args...)
+		if r.Code != 254 || !strings.Contains(r.Stderr, "karman-full is not installed beside karman") || strings.Count(r.Stderr, "\n") != 1 {
+			t.Errorf("%q without karman-full: want exit 254 and one line saying so:\n%s", args, r)
+		}
+	}
+}

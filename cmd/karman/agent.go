@@ -1,3 +1,5 @@
+//go:build !lean
+
 package main
 
 import (
@@ -16,7 +18,7 @@ import (
 func newAgentCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "agent",
-		Short: "Serve the node agent API: report the node, run tasks for a cluster master",
+		Short: fullOnly["agent"],
 		Long: `The node agent serves the API of docs/agent.md on a unix socket (owner-only,
 by default ` + server.DefaultSocket + `) or on TCP with TLS and client authentication.
 Its tasks are ordinary pods: they keep running when the agent stops.`,

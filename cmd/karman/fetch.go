@@ -1,3 +1,5 @@
+//go:build !lean
+
 package main
 
 import (
@@ -9,13 +11,13 @@ import (
 
 	"github.com/karman-project/karman/image"
 	"github.com/karman-project/karman/image/fetch"
-	"github.com/karman-project/karman/stage0"
+	"github.com/karman-project/karman/stage0/pull"
 )
 
 func newFetchCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "fetch IMAGE...",
-		Short: "Fetch images into the store and print their digests",
+		Short: fullOnly["fetch"],
 		Long: `Fetch images into the store and print each image's manifest digest.
 
 IMAGE is a registry reference (HOST[:PORT]/REPO[:TAG|@sha256:DIGEST]),
@@ -41,7 +43,7 @@ checked against their digests and extracted, ready to run.`,
 		if err != nil {
 			return err
 		}
-		iv := stage0.VerifyImages(g.configDir, ins["image"], g.warn)
+		iv := pull.VerifyImages(g.configDir, ins["image"], g.warn)
 		for _, ref := range refs {
 			o := fetch.Options{Store: st, InsecureHTTP: ins["http"], InsecureTLS: ins["tls"], Logger: g.log, Verify: iv.Verify, Warm: iv.Warm}
 			var bars *fetch.Terminal

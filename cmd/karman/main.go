@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -38,7 +39,23 @@ func main() {
 	}
 	if err != nil {
 		// One line, whatever the error chain holds.
-		fmt.Fprintln(os.Stderr, "karman: "+strings.ReplaceAll(err.Error(), "\n", "; "))
+		fmt.Fprintln(errorOutput(), "karman: "+strings.ReplaceAll(err.Error(), "\n", "; "))
 		os.Exit(exitRuntimeError)
 	}
+}
+
+// errorFDEnv names the descriptor on which a karman that another karman
+// runs (the lean one's fetches, lean.go) reports its failure, so that
+// the caller can say it as its own one line.
+const errorFDEnv = "KARMAN_ERROR_FD"
+
+// errorOutput is where the failure of this command goes: stderr, or the
+// descriptor that errorFDEnv names.
+func errorOutput() *os.File {
+	if v := os.Getenv(errorFDEnv); v != "" {
+		if fd, err := strconv.Atoi(v); err == nil && fd > 2 {
+			return os.NewFile(uintptr(fd), "karman-errors")
+		}
+	}
+	return os.Stderr
 }

@@ -58,7 +58,6 @@ func newRootCommand() *cobra.Command {
 	})
 	root.AddCommand(
 		newVersionCommand(g),
-		newFetchCommand(g),
 		newImageCommand(g),
 		newRunCommand(g),
 		newPrepareCommand(g),
@@ -70,11 +69,20 @@ func newRootCommand() *cobra.Command {
 		newGCCommand(g),
 		newEnterCommand(g),
 		newLogsCommand(g),
-		newTrustCommand(g),
-		newVerifyCommand(g),
-		newAgentCommand(g),
 	)
+	root.AddCommand(fullOnlyCommands(g)...)
 	return root
+}
+
+// fullOnly are the commands that link the registry client, signature
+// verification or the agent's server, with their one-line help: the lean
+// karman leaves them to karman-full (lean.go), which carries them
+// (full.go).
+var fullOnly = map[string]string{
+	"fetch":  "Fetch images into the store and print their digests",
+	"trust":  "Manage the signature policy and the trusted keys",
+	"verify": "Check an image against the signature policy, fetching nothing",
+	"agent":  "Serve the node agent API: report the node, run tasks for a cluster master",
 }
 
 // store opens the image store under --dir.

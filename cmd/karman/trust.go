@@ -1,3 +1,5 @@
+//go:build !lean
+
 package main
 
 import (
@@ -17,7 +19,7 @@ import (
 func newTrustCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "trust",
-		Short: "Manage the signature policy and the trusted keys",
+		Short: fullOnly["trust"],
 		Long: `Manage CONFIG-DIR/policy.json, which says which images may be fetched, and
 CONFIG-DIR/keys/, the public keys it trusts. Without a policy every image
 is refused. See docs/signing.md.`,

@@ -1,3 +1,5 @@
+//go:build !lean
+
 package main
 
 import (
@@ -13,13 +15,13 @@ import (
 	"github.com/karman-project/karman/image"
 	"github.com/karman-project/karman/image/fetch"
 	"github.com/karman-project/karman/signing/policy"
-	"github.com/karman-project/karman/stage0"
+	"github.com/karman-project/karman/stage0/pull"
 )
 
 func newVerifyCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "verify IMAGE",
-		Short: "Check an image against the signature policy, fetching nothing",
+		Short: fullOnly["verify"],
 		Long: `Resolve IMAGE to a digest and judge it as fetch would, without fetching its
 config or layers: print the scope that decides, its requirement, the
 signatures found and what became of each. Exits 0 when the image would be
@@ -52,7 +54,7 @@ signs when naming the image.`,
 		o := fetch.Options{
 			InsecureHTTP: ins["http"], InsecureTLS: ins["tls"], Logger: g.log,
 			Verify: func(ctx context.Context, t fetch.Target) error {
-				d, err := v.Check(ctx, stage0.PolicyImage(t))
+				d, err := v.Check(ctx, pull.PolicyImage(t))
 				dec = &d
 				return err
 			},

@@ -91,16 +91,19 @@ func build() (string, error) {
 	out := filepath.Join(dir, "karman")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	// karman and, beside it, the lean stage1 binary it execs for pods.
-	for _, pkg := range []string{"karman", "karman-stage1"} {
-		cmd := exec.CommandContext(ctx, goTool, "build", "-o", filepath.Join(dir, pkg), "./cmd/"+pkg)
+	// As `make` builds them: the lean karman and, beside it, the complete
+	// one and the lean stage1 binary, which it execs.
+	for _, b := range []struct{ name, pkg, tags string }{
+		{"karman", "karman", "lean"}, {"karman-full", "karman", ""}, {"karman-stage1", "karman-stage1", ""},
+	} {
+		cmd := exec.CommandContext(ctx, goTool, "build", "-tags="+b.tags, "-o", filepath.Join(dir, b.name), "./cmd/"+b.pkg)
 		// As `make` builds them: the pod init needs a binary without cgo.
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		cmd.Dir = root
 		var output bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &output, &output
 		if err := cmd.Run(); err != nil {
-			return "", fmt.Errorf("%s build ./cmd/%s (in %s): %v\n%s", goTool, pkg, root, err, output.String())
+			return "", fmt.Errorf("%s build -tags=%s ./cmd/%s (in %s): %v\n%s", goTool, b.tags, b.pkg, root, err, output.String())
 		}
 	}
 	return out, nil

@@ -1,14 +1,48 @@
-package stage0
+package pull
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/karman-project/karman/image"
 	"github.com/karman-project/karman/image/fetch"
+	"github.com/karman-project/karman/image/store"
 	"github.com/karman-project/karman/signing/policy"
+	"github.com/karman-project/karman/stage0"
 )
+
+// Local is the stage0.Fetcher that fetches in the calling process: the
+// image's signatures are judged by the trust policy of ConfigDir before
+// anything is fetched into Store.
+type Local struct {
+	Store     *store.Store
+	ConfigDir string
+	Log       *slog.Logger
+	// Warn, if set, receives the warnings meant for the user (an image
+	// fetched without verification).
+	Warn func(msg string)
+}
+
+// Fetch fetches ref (see stage0.Fetcher).
+func (l Local) Fetch(ctx context.Context, ref string, o stage0.FetchOptions) (v1.Hash, error) {
+	r, err := image.ParseReference(ref)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	iv := VerifyImages(l.ConfigDir, o.InsecureImage, l.Warn)
+	img, err := fetch.Fetch(ctx, r, fetch.Options{
+		Store: l.Store, InsecureHTTP: o.InsecureHTTP, InsecureTLS: o.InsecureTLS, Logger: l.Log,
+		Verify: iv.Verify, Warm: iv.Warm,
+	})
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	return v1.NewHash(img.Digest)
+}
 
 // ImageVerifier enforces the signature policy of a configuration
 // directory (policy.json and keys/, see signing/policy) on fetches: its
