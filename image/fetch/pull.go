@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/karman-project/karman/image"
+	"github.com/karman-project/karman/image/layer"
 	"github.com/karman-project/karman/image/store"
 )
 
@@ -47,7 +48,7 @@ func pull(ctx context.Context, src source, d v1.Hash, raw []byte, m *v1.Manifest
 		g.Go(func() error {
 			fetched, err := st.IngestLayer(gctx, l, cfg.RootFS.DiffIDs[i], func(ctx context.Context) (io.ReadCloser, error) {
 				return src.blob(ctx, l)
-			}, bar.Add)
+			}, bar.Add, layer.Unpacker{Logger: o.Logger})
 			bar.Done(fetched, err)
 			return err
 		})

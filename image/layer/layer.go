@@ -1,7 +1,9 @@
 package layer
 
 import (
+	"context"
 	"errors"
+	"io"
 	"log/slog"
 )
 
@@ -18,6 +20,19 @@ type Options struct {
 	// Logger gets debug records (dropped xattrs, skipped AUFS metadata,
 	// ...). nil means silent.
 	Logger *slog.Logger
+}
+
+// Unpacker is this package as the image store's store.Unpacker:
+// Decompress, then Extract with Options{Logger}.
+type Unpacker struct{ Logger *slog.Logger }
+
+// Decompress is Decompress.
+func (Unpacker) Decompress(r io.Reader) (io.ReadCloser, error) { return Decompress(r) }
+
+// Extract is Extract, without the statistics.
+func (u Unpacker) Extract(ctx context.Context, r io.Reader, dir string) error {
+	_, err := Extract(ctx, r, dir, Options{Logger: u.Logger})
+	return err
 }
 
 var (

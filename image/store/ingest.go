@@ -14,22 +14,30 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/karman-project/karman/image"
-	"github.com/karman-project/karman/image/layer"
 	"github.com/karman-project/karman/internal/lockfile"
 )
 
 // Opener opens the compressed bytes of a layer blob.
 type Opener func(ctx context.Context) (io.ReadCloser, error)
 
-// IngestLayer makes the layer blob desc committed and extracted, reading it
-// from open unless the store has it already. The blob streams through the
+// Unpacker decompresses a layer blob and extracts its tar stream into a
+// directory, treating it as hostile (package image/layer: layer.Unpacker).
+// The store leaves it to the caller so as not to link the decompressors:
+// reading the store, which every `karman run` does, needs none.
+type Unpacker interface {
+	Decompress(r io.Reader) (io.ReadCloser, error)
+	Extract(ctx context.Context, r io.Reader, dir string) error
+}
+
+// IngestLayer makes the layer blob desc committed and extracted (by u),
+// reading it from open unless the store has it already. The blob streams through the
 // digest and into the extractor at once; the digest and size (and diffID,
 // when not zero) decide whether the result is committed. progress, when not
 // nil, is called with the number of compressed bytes read.
 //
 // Concurrent calls for the same layer, in this process or another, are
 // serialised by a per-layer lock: the layer is downloaded and extracted once.
-func (s *Store) IngestLayer(ctx context.Context, desc v1.Descriptor, diffID v1.Hash, open Opener, progress func(n int)) (fetched bool, err error) {
+func (s *Store) IngestLayer(ctx context.Context, desc v1.Descriptor, diffID v1.Hash, open Opener, progress func(n int), u Unpacker) (fetched bool, err error) {
 	if s.HasLayer(desc.Digest) && s.HasBlob(desc.Digest) {
 		return false, nil
 	}
@@ -81,7 +89,7 @@ func (s *Store) IngestLayer(ctx context.Context, desc v1.Descriptor, diffID v1.H
 	raw := &countingReader{r: io.LimitReader(rc, desc.Size+1), progress: progress}
 	tee := io.TeeReader(raw, sink)
 
-	xerr := extract(ctx, tee, dir, diffID, s)
+	xerr := extract(ctx, tee, dir, diffID, u)
 	// The extractor may stop before the end of the blob (tar padding,
 	// trailing bytes, or an error): the digest covers every byte, so read
 	// them all. A blob that is not what the manifest names is reported as
@@ -134,8 +142,8 @@ func (w *stickyWriter) Write(p []byte) (int, error) {
 
 // extract decompresses r into dir, checking the uncompressed digest
 // against diffID unless it is zero.
-func extract(ctx context.Context, r io.Reader, dir string, diffID v1.Hash, s *Store) error {
-	dr, err := layer.Decompress(r)
+func extract(ctx context.Context, r io.Reader, dir string, diffID v1.Hash, u Unpacker) error {
+	dr, err := u.Decompress(r)
 	if err != nil {
 		return err
 	}
@@ -146,7 +154,7 @@ func extract(ctx context.Context, r io.Reader, dir string, diffID v1.Hash, s *St
 		h = sha256.New()
 		tr = io.TeeReader(dr, h)
 	}
-	if _, err := layer.Extract(ctx, tr, dir, layer.Options{Logger: s.log}); err != nil {
+	if err := u.Extract(ctx, tr, dir); err != nil {
 		return err
 	}
 	if _, err := io.Copy(io.Discard, tr); err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/karman-project/karman/image"
 	"github.com/karman-project/karman/image/fetch"
+	"github.com/karman-project/karman/image/layer"
 	"github.com/karman-project/karman/image/store"
 	"github.com/karman-project/karman/tests/testimage"
 )
@@ -225,7 +226,7 @@ func TestIngestLayerOnce(t *testing.T) {
 			_, err := st.IngestLayer(context.Background(), v1.Descriptor{Digest: d, Size: size, MediaType: mt}, diff, func(context.Context) (io.ReadCloser, error) {
 				opens.Add(1)
 				return l.Compressed()
-			}, nil)
+			}, nil, layer.Unpacker{})
 			if err != nil {
 				t.Error(err)
 			}
