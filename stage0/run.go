@@ -98,9 +98,10 @@ func (r *Runtime) RunPrepared(ctx context.Context, uuid string, o RunOptions) (i
 }
 
 // supervise makes the pod's cgroups and hands the locked pod to stage1:
-// the calling process execs the lean stage1 binary (same PID, same lock),
-// so that what stays in memory while the pod runs is the small supervisor
-// rather than this process. bin is the stage1 binary (stage1.Binary);
+// the calling process supervises it, and execs the lean stage1 binary
+// (same PID, same lock) if the pod runs on (stage1.Exec), so that what
+// stays in memory while the pod runs is the small supervisor rather than
+// this process. bin is the stage1 binary (stage1.Binary);
 // without one ("") the supervisor runs in this very process. init, if
 // not nil, is the pod's init, started beforehand (stage1.StartInit), which
 // supervise hands to stage1 or closes. With o.Detach the supervisor is
@@ -134,8 +135,12 @@ func (r *Runtime) supervise(p pod, lock *os.File, bin string, init *stage1.Init,
 			r.log.Debug("no stage1 binary beside karman: supervising in this process", "want", stage1.BinaryName)
 			return stage1.Supervise(p.path, lock, opts), nil
 		}
-		opts.Init, init = init, nil                  // Exec takes it over
-		return fail(stage1.Exec(p.path, lock, opts)) // Exec returns only on error
+		opts.Init, init = init, nil // Exec takes it over
+		code, err := stage1.Exec(p.path, lock, opts)
+		if err != nil {
+			return fail(err)
+		}
+		return code, nil // the pod ended before Exec handed it over
 	}
 	cmd, err := stage1.Command(p.path, lock, opts)
 	if err == nil {

@@ -8,12 +8,19 @@
 // App.Dir, a deferred overlay when App.Layers is set), opens the directory,
 // takes flock(LOCK_EX) on it, makes the pod's cgroups (recording their
 // path in state/cgroup first, and what stage1 needs of them in
-// state/cgroups.json, see Cgroups) and calls Exec, which execs
+// state/cgroups.json, see Cgroups) and calls Exec. Exec starts and boots
+// the init, supervises the pod in the calling process for handoffDelay
+// (50 ms: a pod that ends by then never pays for a second program's
+// start), and then execs
 //
-//	karman-stage1 __stage1-run [--debug] [--lock-fd=N] [--init=PID,FD [--booted=FD,...]] PODDIR
+//	karman-stage1 __stage1-run [--debug] [--lock-fd=N] [--init=PID,FD [--booted=FD|-,... [--resumed]]] PODDIR
 //
-// in the same process: the PID a shell or systemd started becomes the
-// supervisor, and the pod's exit status is its exit status. karman-stage1
+// in the same process (handOff: between two of the init's reports, the
+// output copies paused between two chunks, unless a stop has begun; an
+// interactive pod, or one with the notify relay, is handed over at once):
+// the PID a shell or systemd started is the supervisor throughout, and
+// the pod's exit status is its exit status. --resumed tells the lean
+// supervisor that the apps' status so far is in the pod directory. karman-stage1
 // (BinaryName, found by Binary beside the karman binary or through
 // $KARMAN_STAGE1) is the lean stage1 binary: it links this package and
 // nothing heavier (no CLI, image store, registry client or cgroup

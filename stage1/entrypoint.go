@@ -21,7 +21,7 @@ import (
 // so that they can never clash with a CLI command.
 const (
 	// cmdRun is the supervisor: karman __stage1-run [--debug]
-	// [--lock-fd=N] [--init=PID,FD [--booted=FD,...]] PODDIR. This command line is part of
+	// [--lock-fd=N] [--init=PID,FD [--booted=FD|-,... [--resumed]]] PODDIR. This command line is part of
 	// the stage0 -> stage1 interface (InterfaceVersion).
 	cmdRun = "__stage1-run"
 	// cmdInit is the pod's init, started by the supervisor in new
@@ -140,36 +140,44 @@ func (o ExecOptions) path() string {
 	return "/proc/self/exe"
 }
 
-// Exec replaces the current process with the stage1 supervisor for podDir.
-// lock is the pod directory, opened and locked with flock(LOCK_EX); the
-// supervisor inherits it (CLOEXEC cleared) and holds it until the pod has
-// ended. The environment is kept (NOTIFY_SOCKET matters). Exec only
-// returns on error.
+// Exec makes the calling process the stage1 supervisor for podDir, and
+// returns the pod's exit status if the pod ends before the process has
+// exec'd the lean supervisor (see below); the caller must then exit with
+// it at once. lock is the pod directory, opened and locked with
+// flock(LOCK_EX); the supervisor holds it until the pod has ended. The
+// environment is kept (NOTIFY_SOCKET matters). An error is a failure
+// before the pod started, which the caller reports (a runtime failure,
+// 254).
 //
-// Exec starts the pod's init before it execs the supervisor, so that the
-// two start at once (or takes over opts.Init, started earlier still), and
-// hands it over with --init=PID,FD (the init's PID and the supervisor's
-// end of its socket). Unless the pod is interactive or needs the notify
-// relay, it also boots the init, which then starts the apps before the
-// supervisor runs (--booted: the apps' output waits in its pipes); if
-// the exec fails, Exec kills the init, and with it the apps. The
-// supervisor otherwise starts the init itself (Supervise, Command).
+// Exec starts the pod's init before anything else (or takes over
+// opts.Init, started earlier still). Unless the pod is interactive or
+// needs the notify relay, it also boots the init, which then starts the
+// apps at once, and supervises the pod in the calling process for
+// handoffDelay: a pod that ends by then (a batch job, a probe) never pays
+// for a second program's start. A pod that runs longer is handed to the
+// lean supervisor binary: the calling process execs it (same PID, same
+// lock) with --init=PID,FD (the init's PID and the supervisor's end of
+// its socket), --booted (the apps' output pipes) and --resumed (the
+// apps' status so far is in the pod directory). An interactive pod, or
+// one with the notify relay, is handed over at once, the init unbooted.
+// If that exec fails, Exec kills the init, and with it the apps, and
+// returns the error.
 //
 // The lock keeps its descriptor number, which is passed as --lock-fd: Exec
 // does not dup it onto fd 3 because a Go program's fd 3 is usually the
 // runtime's epoll descriptor, and replacing it before execve can crash the
 // runtime. A supervisor started as a child with the lock as ExtraFiles[0]
 // needs no flag: the default is 3.
-func Exec(podDir string, lock *os.File, opts ExecOptions) error {
+func Exec(podDir string, lock *os.File, opts ExecOptions) (int, error) {
 	abs, err := filepath.Abs(podDir)
 	if err != nil {
 		opts.Init.Close()
-		return fmt.Errorf("stage1: %w", err)
+		return 0, fmt.Errorf("stage1: %w", err)
 	}
 	fd := int(lock.Fd())
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
 		opts.Init.Close()
-		return fmt.Errorf("stage1: pass the pod lock: %w", err)
+		return 0, fmt.Errorf("stage1: pass the pod lock: %w", err)
 	}
 	defer unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC) // on failure
 	// The init is forked, and the supervisor exec'd, from this one
@@ -178,27 +186,23 @@ func Exec(podDir string, lock *os.File, opts ExecOptions) error {
 	// calls execve ends there.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	in, err := startInit(abs, opts)
+	in, s, err := startInit(abs, opts)
 	if err != nil {
-		return fmt.Errorf("stage1: start the pod init: %w", err)
+		return 0, fmt.Errorf("stage1: start the pod init: %w", err)
+	}
+	if in.booted {
+		// The lock stays with this process while it supervises in
+		// place; handOff passes it on.
+		unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
+		code := s.superviseInPlace(in, fd, opts)
+		runtime.KeepAlive(lock) // its finalizer would close the lock
+		return code, nil
 	}
 	args := supervisorArgs(abs, fd, opts)
 	args = slices.Insert(args, len(args)-1, fmt.Sprintf("--init=%d,%d", in.pid, in.fd))
-	if in.booted {
-		fds := make([]string, len(in.logs))
-		for i, f := range in.logs {
-			fd := rawFD(f) // still non-blocking, for the supervisor's poller
-			if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
-				in.abort()
-				return fmt.Errorf("stage1: pass the apps' output pipes: %w", err)
-			}
-			fds[i] = strconv.Itoa(fd)
-		}
-		args = slices.Insert(args, len(args)-1, "--booted="+strings.Join(fds, ","))
-	}
 	err = syscall.Exec(opts.path(), args, stage1Env())
 	in.abort()
-	return fmt.Errorf("stage1: exec the supervisor: %w", err)
+	return 0, fmt.Errorf("stage1: exec the supervisor: %w", err)
 }
 
 // rawFD is f's descriptor, left in its mode: f.Fd would make it blocking.
@@ -251,7 +255,10 @@ type supervisorFlags struct {
 	// booted: Exec booted that init too; logFDs are the read ends of the
 	// apps' output pipes (--booted=FD,FD,...; none for an interactive pod).
 	booted bool
-	logFDs []int
+	logFDs []int // -1: an output that ended before a hand-over ("-")
+	// resumed: an in-place supervisor (Exec) ran the pod so far; the
+	// apps' status files are its (--resumed, with --booted).
+	resumed bool
 }
 
 func parseSupervisorArgs(args []string) (supervisorFlags, error) {
@@ -280,12 +287,18 @@ func parseSupervisorArgs(args []string) (supervisorFlags, error) {
 				if s == "" {
 					continue
 				}
+				if s == "-" {
+					f.logFDs = append(f.logFDs, -1)
+					continue
+				}
 				fd, err := strconv.Atoi(s)
 				if err != nil || fd < 3 {
 					return f, fmt.Errorf("bad %s", a)
 				}
 				f.logFDs = append(f.logFDs, fd)
 			}
+		case a == "--resumed":
+			f.resumed = true
 		case strings.HasPrefix(a, "-"):
 			return f, fmt.Errorf("unknown flag %s", a)
 		case f.podDir != "":
@@ -295,10 +308,13 @@ func parseSupervisorArgs(args []string) (supervisorFlags, error) {
 		}
 	}
 	if f.podDir == "" {
-		return f, fmt.Errorf("usage: karman %s [--debug] [--lock-fd=N] [--init=PID,FD [--booted=FD,...]] PODDIR", cmdRun)
+		return f, fmt.Errorf("usage: karman %s [--debug] [--lock-fd=N] [--init=PID,FD [--booted=FD|-,... [--resumed]]] PODDIR", cmdRun)
 	}
 	if f.booted && f.initPID == 0 {
 		return f, errors.New("--booted needs --init")
+	}
+	if f.resumed && !f.booted {
+		return f, errors.New("--resumed needs --booted")
 	}
 	return f, nil
 }

@@ -91,7 +91,7 @@ func (in *Init) Close() {
 // while the supervisor starts; unless the pod is interactive, it is
 // booted too (bootEarly) and starts the apps without waiting for the
 // supervisor.
-func startInit(podDir string, opts ExecOptions) (_ *Init, err error) {
+func startInit(podDir string, opts ExecOptions) (_ *Init, _ *supervisor, err error) {
 	in := opts.Init
 	defer func() {
 		if err != nil {
@@ -101,43 +101,43 @@ func startInit(podDir string, opts ExecOptions) (_ *Init, err error) {
 	pod := opts.Pod
 	if pod == nil {
 		if pod, err = LoadPod(podDir); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if err := pod.Validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	s := &supervisor{dir: podDir, pod: pod, debug: opts.Debug}
 	if opts.Cgroups != nil {
 		s.setCgroups(*opts.Cgroups)
 	} else if err := s.loadCgroups(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if in != nil {
 		want := InitOptions{Binary: in.o.Binary, HostNet: pod.Net == "host", CgroupV2: s.cgroupV2, Interactive: pod.Interactive}
 		if in.o != want {
-			return nil, fmt.Errorf("the pod init started beforehand has namespaces %+v, but pod %s needs %+v", in.o, pod.UUID, want)
+			return nil, nil, fmt.Errorf("the pod init started beforehand has namespaces %+v, but pod %s needs %+v", in.o, pod.UUID, want)
 		}
 		if pod.NetNS != "" && !sameFile(pod.NetNS, in.NetNS()) {
-			return nil, fmt.Errorf("pod %s's network namespace %s is not that of the pod init started beforehand (%s)", pod.UUID, pod.NetNS, in.NetNS())
+			return nil, nil, fmt.Errorf("pod %s's network namespace %s is not that of the pod init started beforehand (%s)", pod.UUID, pod.NetNS, in.NetNS())
 		}
 	}
 	// What the supervisor would do before it starts the init; the init
 	// may use the directory before the supervisor runs.
 	if err := prepareDir(podDir); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if in == nil {
 		mine, initSock, err := initSocket()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		cmd := newInitCommand(opts.path(), pod.ownNet(), s.cgroupV2, pod.Interactive, initSock)
 		pid, stuck, err := startIn(cmd, pod.NetNS)
 		initSock.Close()
 		if err != nil && !stuck {
 			unix.Close(mine)
-			return nil, err
+			return nil, nil, err
 		}
 		in = &Init{pid: pid, fd: mine}
 		if err != nil {
@@ -151,12 +151,12 @@ func startInit(podDir string, opts ExecOptions) (_ *Init, err error) {
 		}
 	}
 	if err := s.sendEarly(in, pod, podDir, opts); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if _, err := unix.FcntlInt(uintptr(in.fd), unix.F_SETFD, 0); err != nil {
-		return nil, fmt.Errorf("pass the init's socket: %w", err)
+		return nil, nil, fmt.Errorf("pass the init's socket: %w", err)
 	}
-	return in, nil
+	return in, s, nil
 }
 
 // sendEarly sends the init what the supervisor would, once it runs:

@@ -39,6 +39,8 @@ const (
 	superviseTestEnv  = "KARMAN_STAGE1_TEST_SUPERVISE"
 	earlyInitTestEnv  = "KARMAN_STAGE1_TEST_EARLY_INIT"
 	earlyInitPIDLabel = "early init pid "
+	// handoffTestEnv sets handoffDelay, as a time.Duration string.
+	handoffTestEnv = "KARMAN_STAGE1_TEST_HANDOFF"
 )
 
 func TestMain(m *testing.M) {
@@ -46,6 +48,13 @@ func TestMain(m *testing.M) {
 	// /proc/self/exe land here.
 	if code, ok := Entrypoint(os.Args); ok {
 		os.Exit(code)
+	}
+	if d := os.Getenv(handoffTestEnv); d != "" {
+		var err error
+		if handoffDelay, err = time.ParseDuration(d); err != nil {
+			fmt.Fprintln(os.Stderr, handoffTestEnv+":", err)
+			os.Exit(ExitRuntimeError)
+		}
 	}
 	if dir := os.Getenv(execTestEnv); dir != "" {
 		os.Exit(execLikeStage0(dir))
@@ -87,7 +96,10 @@ func execLikeStage0(dir string) int {
 	}
 	if err == nil {
 		opts.Debug = true
-		err = Exec(dir, lock, opts)
+		var code int
+		if code, err = Exec(dir, lock, opts); err == nil {
+			return code // the pod ended before the hand-over
+		}
 	}
 	fmt.Fprintln(os.Stderr, "exec test:", err)
 	if in := opts.Init; in != nil && unix.Kill(in.pid, 0) == nil {

@@ -107,13 +107,18 @@ func TestSupervisorArgs(t *testing.T) {
 	if err != nil || !f.booted || !reflect.DeepEqual(f.logFDs, []int{5, 6, 10, 11}) {
 		t.Errorf("--booted=5,6,10,11 parsed as %+v, %v", f, err)
 	}
+	f, err = parseSupervisorArgs([]string{"--init=42,9", "--booted=5,-", "--resumed", "/pods/x"})
+	if err != nil || !f.booted || !f.resumed || !reflect.DeepEqual(f.logFDs, []int{5, -1}) {
+		t.Errorf("--booted=5,- --resumed parsed as %+v, %v", f, err)
+	}
 	f, err = parseSupervisorArgs([]string{"--init=42,9", "--booted=", "/pods/x"})
 	if err != nil || !f.booted || len(f.logFDs) != 0 {
 		t.Errorf("--booted= parsed as %+v, %v", f, err)
 	}
 	for _, bad := range [][]string{{}, {"--lock-fd=x", "/p"}, {"--lock-fd=1", "/p"}, {"--nope", "/p"}, {"/p", "/q"},
 		{"--init=42", "/p"}, {"--init=x,9", "/p"}, {"--init=42,2", "/p"}, {"--init=1,9", "/p"},
-		{"--booted=5,6", "/p"}, {"--init=42,9", "--booted=5,x", "/p"}, {"--init=42,9", "--booted=2", "/p"}} {
+		{"--booted=5,6", "/p"}, {"--init=42,9", "--booted=5,x", "/p"}, {"--init=42,9", "--booted=2", "/p"},
+		{"--init=42,9", "--resumed", "/p"}} {
 		if _, err := parseSupervisorArgs(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

@@ -34,8 +34,11 @@ type supervisor struct {
 	notify     string        // $NOTIFY_SOCKET, "" if unset
 	relay      *net.UnixConn // NotifySocket, when pod.NotifyApp
 	status     map[string]*AppStatus
+	mu         sync.Mutex // stopping, against a hand-over (handOff)
 	stopping   bool
 	tees       sync.WaitGroup
+	teeMu      sync.Mutex
+	outputs    []*os.File           // the tees' sources (startTees); nil where one ended
 	cgroups    map[string]AppCgroup // by app; nil where pods get no cgroups
 	cgroupV2   bool                 // the host is cgroup v2 only (Cgroups.V2)
 	initCgroup []string             // Cgroups.Init
@@ -49,6 +52,13 @@ type supervisor struct {
 	logs   []*os.File
 	// finished: the pod's end is recorded (finish).
 	finished bool
+	// inPlace: this process is karman, supervising the pod until it
+	// hands it to the lean supervisor (Exec, handoff; nil once handed
+	// over or given up). resumed: this is that lean supervisor.
+	inPlace bool
+	handoff *handoff
+	resumed bool
+	settled sync.Once
 }
 
 // supervisorMain is the cmdRun entrypoint.
@@ -77,8 +87,13 @@ func supervise(f supervisorFlags) int {
 		initPID: f.initPID,
 		initFD:  f.initFD,
 		booted:  f.booted,
+		resumed: f.resumed,
 	}
 	for _, fd := range f.logFDs {
+		if fd < 0 { // an output that ended before a hand-over
+			s.logs = append(s.logs, nil)
+			continue
+		}
 		s.logs = append(s.logs, os.NewFile(uintptr(fd), "app-output"))
 	}
 	// The lock stays open for the supervisor's whole life, but neither it
@@ -89,6 +104,11 @@ func supervise(f supervisorFlags) int {
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return fail(fmt.Errorf("close-on-exec: %w", err))
 	}
+	return s.main()
+}
+
+// main runs the pod and records its end, and returns its exit status.
+func (s *supervisor) main() int {
 	code, err := s.run()
 	if err != nil {
 		code = fail(err)
@@ -185,17 +205,21 @@ func (s *supervisor) path(rel string) string { return filepath.Join(s.dir, rel) 
 // start-up; the boot message then carries the log pipes as SCM_RIGHTS.
 func (s *supervisor) run() (int, error) {
 	start := time.Now()
-	pod, err := LoadPod(s.dir)
-	if err != nil {
-		return 0, err
+	if s.pod == nil { // else Exec's in-place supervisor, which has them
+		pod, err := LoadPod(s.dir)
+		if err != nil {
+			return 0, err
+		}
+		if err := pod.Validate(); err != nil {
+			return 0, err
+		}
+		s.pod = pod
+		if err := s.loadCgroups(); err != nil {
+			return 0, err
+		}
 	}
-	if err := pod.Validate(); err != nil {
-		return 0, err
-	}
-	s.pod = pod
-	if err := s.loadCgroups(); err != nil {
-		return 0, err
-	}
+	pod := s.pod
+	var err error
 
 	// Enabling a signal costs a round trip to the Go runtime's signal
 	// thread: do it beside the init's start. A handled (not ignored)
@@ -223,6 +247,12 @@ func (s *supervisor) run() (int, error) {
 		}
 		if s.booted {
 			err = s.startTees(s.logs)
+			if s.resumed {
+				s.loadStatus()
+				// The pod is past its start (the in-place supervisor
+				// saw it begin): settle soon.
+				time.AfterFunc(trimDelay/4, s.settle)
+			}
 		} else {
 			logPipes, err = s.prepare()
 		}
@@ -519,9 +549,20 @@ func (s *supervisor) serve(start time.Time) (code int, gotExit bool, initErr str
 	buf := make([]byte, maxPacket)
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred)+unix.CmsgSpace(4*4))
 	ctx := context.Background()
+	if s.handoff != nil {
+		s.conn.SetReadDeadline(s.handoff.at)
+	}
 	for {
 		m, hostPID, fds, err := recvMsg(s.conn, buf, oob)
 		closeAll(fds) // none expected
+		if h := s.handoff; h != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			s.handoff = nil
+			if !gotExit { // else the pod is ending: end it here
+				s.handOff(h) // returns only if the pod stays here
+			}
+			s.conn.SetReadDeadline(time.Time{})
+			continue
+		}
 		if err != nil {
 			if !isClosed(err) {
 				s.log.Warn("reading from pod init", "err", err)
@@ -554,13 +595,20 @@ func (s *supervisor) serve(start time.Time) (code int, gotExit bool, initErr str
 					s.log.Warn("sd_notify", "err", err)
 				}
 			}
-			time.AfterFunc(trimDelay, func() { openExeMaps().settle() })
+			if !s.inPlace { // karman's own memory goes with its exec
+				time.AfterFunc(trimDelay, s.settle)
+			}
 		case msgExit:
 			code, gotExit = m.Code, true
 		default:
 			s.log.Warn("unknown message from pod init", "type", m.T)
 		}
 	}
+}
+
+// settle trims the supervisor's memory, once (exeMaps.settle).
+func (s *supervisor) settle() {
+	s.settled.Do(func() { openExeMaps().settle() })
 }
 
 func (s *supervisor) appStatus(name string) *AppStatus {
