@@ -319,12 +319,6 @@ func (s *supervisor) run() (int, error) {
 	go s.handleSignals(sigc)
 
 	code, gotExit, initErr := s.serve(start)
-	if gotExit {
-		// Recorded while the init's namespaces are torn down (the kernel
-		// unmounts the pod as the init exits); the pod counts as ended
-		// only once this process releases its lock.
-		s.finish(code)
-	}
 	ws, werr := proc.wait()
 	s.tees.Wait()
 	if s.pod.Interactive {
@@ -600,6 +594,10 @@ func (s *supervisor) serve(start time.Time) (code int, gotExit bool, initErr str
 			}
 		case msgExit:
 			code, gotExit = m.Code, true
+			// Recorded at once, while the init exits and the kernel
+			// tears down its namespaces; the pod counts as ended only
+			// once this process releases its lock.
+			s.finish(code)
 		default:
 			s.log.Warn("unknown message from pod init", "type", m.T)
 		}
