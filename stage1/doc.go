@@ -75,8 +75,9 @@
 //
 // Exec starts the init (karman-stage1 __stage1-init, in its new
 // namespaces; its main thread joins the pod's v1 cpu cgroups when it gets
-// its pod, joinInitCgroup) before it execs the supervisor, from the same locked thread, so that the Go
-// runtimes start at once instead of one after the other. karman run
+// its pod, joinInitCgroup) before anything else, from the thread that
+// will exec the supervisor, so that the init's Go runtime starts while
+// the pod is made. karman run
 // starts the init earlier still (StartInit, ExecOptions.Init), before it
 // makes the pod: the init's runtime starts while stage0 renders the
 // rootfs, makes the pod's networks in the init's own network namespace
@@ -97,17 +98,20 @@
 //
 // Exec also prepares the state directory and, unless the pod needs the
 // notify relay (which the supervisor makes), sends the init the pod
-// directory at once (a setup message before the boot message): the init
-// mounts the pod while the supervisor's runtime starts. Unless the pod is
-// interactive, Exec then boots the init as well (bootEarly: the boot
-// message with the write ends of the apps' output pipes, then the cgroup
-// task files), so the init starts the apps as soon as the pod is mounted,
-// without waiting for the supervisor; --booted=FD,... hands the supervisor
-// the pipes' read ends, for its tees. What the apps write meanwhile waits
-// in the pipes, what the init reports waits in the socket, and the app
-// status files are written once the supervisor reads those reports. If the
-// exec fails, Exec kills the init, and with it the apps, and returns the
-// error (a runtime failure, 254).
+// directory at once (a setup message before the boot message), so that
+// the init mounts the pod at once. Unless the pod is interactive, Exec
+// then boots the init as well (bootEarly: the boot message with the write
+// ends of the apps' output pipes, then the cgroup task files), and the
+// init starts the apps as soon as the pod is mounted. A booted pod is then
+// supervised in the calling process (inplace.go) until it ends or has run
+// for handoffDelay; at the hand-over, --booted=FD|-,... gives the lean
+// supervisor the pipes' read ends, for its tees, and --resumed says that
+// the apps' status so far is on disk. What the apps write meanwhile waits
+// in the pipes and what the init reports waits in the socket. An unbooted
+// pod (interactive, or with the notify relay) is handed over at once. If
+// that exec fails, Exec kills the init, and with it the apps, and returns
+// the error (a runtime failure, 254); a failed hand-over of a booted pod
+// leaves it supervised in place (logged).
 //
 // Supervise and Command (detached pods) have the supervisor start the
 // init itself: it re-executes /proc/self/exe as the init with
