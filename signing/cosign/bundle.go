@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/karman-project/karman/internal/strictjson"
 	"github.com/karman-project/karman/signing"
 )
 
@@ -50,7 +51,7 @@ func checkStatement(b []byte, d v1.Hash) error {
 	bad := func(format string, args ...any) error {
 		return errMalformed("in-toto statement: %s", fmt.Sprintf(format, args...))
 	}
-	if err := checkJSON(b); err != nil {
+	if err := strictjson.Check(b); err != nil {
 		return bad("%v", err)
 	}
 	top, err := object(b, "the statement", nil, "_type", "subject", "predicateType")
@@ -112,7 +113,7 @@ func parseBundle(b []byte) (*envelope, error) {
 	bad := func(format string, args ...any) (*envelope, error) {
 		return nil, errMalformed("sigstore bundle: %s", fmt.Sprintf(format, args...))
 	}
-	if err := checkJSON(b); err != nil {
+	if err := strictjson.Check(b); err != nil {
 		return bad("%v", err)
 	}
 	top, err := object(b, "the bundle", []string{"mediaType", "verificationMaterial", "dsseEnvelope", "messageSignature"}, "mediaType", "verificationMaterial")

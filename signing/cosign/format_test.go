@@ -251,27 +251,3 @@ func mustSign(t *testing.T, k testKey, msg []byte) []byte {
 	}
 	return sig
 }
-
-func TestCheckJSON(t *testing.T) {
-	deep := strings.Repeat("[", maxJSONDepth+1) + strings.Repeat("]", maxJSONDepth+1)
-	tests := []struct {
-		in, err string
-	}{
-		{`{"a":1,"b":[1,{"c":null}]}`, ""},
-		{`{"a":1,"a":2}`, "duplicate"},
-		{`{"a":{"x":1,"X":2}}`, "duplicate"},
-		{`{"s":1,"ſ":2}`, "duplicate"}, // U+017F folds to s, as encoding/json matches it
-		{`{"K":1,"K":2}`, "duplicate"}, // U+212A Kelvin
-		{`[{"a":1},{"a":1}]`, ""},
-		{`{} {}`, "after the JSON value"},
-		{`{"a":`, "truncated"},
-		{deep, "nested"},
-		{strings.Repeat("[", maxJSONDepth) + strings.Repeat("]", maxJSONDepth), ""},
-	}
-	for _, tt := range tests {
-		err := checkJSON([]byte(tt.in))
-		if (err == nil) != (tt.err == "") || (err != nil && !strings.Contains(err.Error(), tt.err)) {
-			t.Errorf("checkJSON(%.40s) = %v, want %q", tt.in, err, tt.err)
-		}
-	}
-}

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/karman-project/karman/internal/strictjson"
 	"github.com/karman-project/karman/signing"
 )
 
@@ -46,7 +47,7 @@ func simplePayload(dockerRef string, d v1.Hash) ([]byte, error) {
 // its -a annotations there; they are not checked).
 func parseSimplePayload(b []byte) (string, error) {
 	bad := func(err error) (string, error) { return "", errMalformed("simple-signing payload: %v", err) }
-	if err := checkJSON(b); err != nil {
+	if err := strictjson.Check(b); err != nil {
 		return bad(err)
 	}
 	top, err := object(b, "the payload", []string{"critical", "optional"}, "critical")
@@ -189,7 +190,7 @@ func parseManifest(b []byte, mt types.MediaType, docker bool) (*v1.Manifest, err
 	if len(b) > MaxManifestSize {
 		return nil, errMalformed("manifest of %d bytes (at most %d allowed)", len(b), MaxManifestSize)
 	}
-	if err := checkJSON(b); err != nil {
+	if err := strictjson.Check(b); err != nil {
 		return nil, errMalformed("manifest: %v", err)
 	}
 	var m v1.Manifest
