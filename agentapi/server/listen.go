@@ -130,19 +130,36 @@ func listenTCP(hostport string, o ListenOptions) (net.Listener, func(*http.Reque
 	if err != nil {
 		return nil, nil, fmt.Errorf("--listen tcp://%s: %w", hostport, err)
 	}
-	auth := func(r *http.Request) error {
+	return tls.NewListener(l, cfg), authenticator(token), nil
+}
+
+// authenticator checks a request on TCP: a verified client certificate,
+// or (when token is not nil) the bearer token.
+func authenticator(token []byte) func(*http.Request) error {
+	return func(r *http.Request) error {
 		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
 			return nil
 		}
 		if token != nil {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			got, ok := bearerToken(r.Header.Get("Authorization"))
 			if ok && subtle.ConstantTimeCompare([]byte(got), token) == 1 {
 				return nil
 			}
 		}
 		return errors.New("authentication required: present a client certificate signed by the agent's CA or its bearer token")
 	}
-	return tls.NewListener(l, cfg), auth, nil
+}
+
+// bearerToken returns the credentials of an Authorization header of the
+// Bearer scheme. The scheme's name is case-insensitive (RFC 7235 section
+// 2.1): "bearer" and "BEARER" are Bearer too.
+func bearerToken(h string) (string, bool) {
+	scheme, cred, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	cred = strings.TrimLeft(cred, " ")
+	return cred, cred != ""
 }
 
 // Serve serves the API on l until ctx ends, then shuts the server down.
