@@ -64,7 +64,8 @@ type Usage struct {
 	HostMemoryAvailable int64   `json:"hostMemoryAvailableBytes"`
 	HostDiskFree        int64   `json:"hostDiskFreeBytes"`
 	HostLoad1           float64 `json:"hostLoad1"`
-	HostProcesses       int64   `json:"hostProcesses"`
+	// HostProcesses counts the host's processes, not their threads.
+	HostProcesses int64 `json:"hostProcesses"`
 	// Sampled is when the figures were read (they are refreshed every
 	// few seconds, not on each request).
 	Sampled time.Time `json:"sampled"`

@@ -23,7 +23,7 @@ const (
 	memoryPressureFraction = 0.05      // MemAvailable below 5% of MemTotal
 	diskPressureFraction   = 0.05      // free space of the state directory below 5%
 	diskPressureMinFree    = 1 << 30   // or below 1 GiB
-	pidPressureFraction    = 0.90      // processes above 90% of pid_max
+	pidPressureFraction    = 0.90      // PIDs in use (threads) above 90% of pid_max
 	defaultPortFrom        = 20000     // the dynamic port range a master may hand out
 	defaultPortTo          = 32000     //
 	minReservedMemory      = 256 << 20 // default system reservation
@@ -151,7 +151,9 @@ type hostSample struct {
 	memTotal, memAvailable int64
 	diskTotal, diskFree    int64
 	load1                  float64
-	procs, pidMax          int64
+	// procs counts processes; pids counts the PIDs in use, one per
+	// thread, which is what pid_max bounds.
+	procs, pids, pidMax int64
 }
 
 func sampleHost(dir string) hostSample {
@@ -164,14 +166,34 @@ func sampleHost(dir string) hostSample {
 		if len(fs) >= 4 {
 			s.load1, _ = strconv.ParseFloat(fs[0], 64)
 			if _, total, ok := strings.Cut(fs[3], "/"); ok {
-				s.procs, _ = strconv.ParseInt(total, 10, 64)
+				s.pids, _ = strconv.ParseInt(total, 10, 64) // threads, not processes
 			}
 		}
 	}
+	s.procs = countProcesses("/proc")
 	if b, err := os.ReadFile("/proc/sys/kernel/pid_max"); err == nil {
 		s.pidMax, _ = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 	}
 	return s
+}
+
+// countProcesses counts the processes of the proc file system at proc:
+// its numeric entries, one per thread group (threads are listed only
+// under each process's task/). 0 when it cannot be read.
+func countProcesses(proc string) int64 {
+	f, err := os.Open(proc)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	names, _ := f.Readdirnames(-1)
+	var n int64
+	for _, name := range names {
+		if name != "" && strings.Trim(name, "0123456789") == "" {
+			n++
+		}
+	}
+	return n
 }
 
 // conditions derives the node conditions from a sample, keeping the
@@ -188,14 +210,14 @@ func conditions(s hostSample, prev []agentapi.Condition, now time.Time) []agenta
 	}
 	memP := s.memTotal > 0 && float64(s.memAvailable) < memoryPressureFraction*float64(s.memTotal)
 	diskP := s.diskTotal > 0 && (float64(s.diskFree) < diskPressureFraction*float64(s.diskTotal) || s.diskFree < diskPressureMinFree)
-	pidP := s.pidMax > 0 && float64(s.procs) > pidPressureFraction*float64(s.pidMax)
+	pidP := s.pidMax > 0 && float64(s.pids) > pidPressureFraction*float64(s.pidMax)
 	out := []agentapi.Condition{
 		mk("MemoryPressure", memP, pick(memP, "LowMemory", "SufficientMemory"),
 			fmt.Sprintf("%d MiB available of %d MiB", s.memAvailable>>20, s.memTotal>>20)),
 		mk("DiskPressure", diskP, pick(diskP, "LowDisk", "SufficientDisk"),
 			fmt.Sprintf("%d MiB free of %d MiB in the state directory's file system", s.diskFree>>20, s.diskTotal>>20)),
 		mk("PIDPressure", pidP, pick(pidP, "TooManyProcesses", "SufficientPIDs"),
-			fmt.Sprintf("%d processes, pid_max %d", s.procs, s.pidMax)),
+			fmt.Sprintf("%d PIDs in use (%d processes and their threads), pid_max %d", s.pids, s.procs, s.pidMax)),
 	}
 	ready := !memP && !diskP && !pidP
 	msg := "the agent runs and the node has no pressure"
