@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/karman-project/karman/agentapi"
+	"github.com/karman-project/karman/internal/strictjson"
 )
 
 // maxBody bounds request bodies.
@@ -131,10 +133,13 @@ func (a *Agent) routes() []routeDef {
 		}},
 		{"GET /v1/tasks/{id}/logs", func(w http.ResponseWriter, r *http.Request) error {
 			id := r.PathValue("id")
+			follow, err := boolParam(r, "follow", false)
+			if err != nil {
+				return err
+			}
 			if _, err := a.Task(id); err != nil {
 				return err
 			}
-			follow := r.URL.Query().Get("follow") == "true" || r.URL.Query().Get("follow") == "1"
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			w.WriteHeader(http.StatusOK)
 			return a.Logs(r.Context(), id, follow, flushWriter{w})
@@ -181,30 +186,61 @@ func (a *Agent) getEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 		since = n
 	}
-	follow := q.Get("follow") != "false" && q.Get("follow") != "0"
+	follow, err := boolParam(r, "follow", true)
+	if err != nil {
+		return err
+	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriter(w)
 	return a.events.stream(r.Context(), since, follow, bw, func() { http.NewResponseController(w).Flush() })
 }
 
-// decode reads a JSON body into v, refusing unknown fields; an empty body
-// is accepted when optional.
+// boolParam reads the optional boolean query parameter name as
+// strconv.ParseBool does; absent, it is def. Any other spelling is an
+// invalid request, not a guess.
+func boolParam(r *http.Request, name string, def bool) (bool, error) {
+	vs, ok := r.URL.Query()[name]
+	if !ok {
+		return def, nil
+	}
+	if len(vs) > 1 {
+		return false, &invalidError{[]string{fmt.Sprintf("query parameter %s: given %d times; give it once", name, len(vs))}}
+	}
+	b, err := strconv.ParseBool(vs[0])
+	if err != nil {
+		return false, &invalidError{[]string{fmt.Sprintf("query parameter %s=%q: use true or false (also accepted: 1, t, T, TRUE, True, 0, f, F, FALSE, False)", name, vs[0])}}
+	}
+	return b, nil
+}
+
+// decode reads a JSON body into v, refusing unknown fields and members
+// given twice (or in two cases: encoding/json would match both to one
+// field and keep the last); an empty body is accepted when optional.
 func decode(r *http.Request, v any, optional bool) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	b, err := io.ReadAll(r.Body)
 	var mbe *http.MaxBytesError
 	switch {
-	case errors.Is(err, io.EOF) && optional:
-		return nil
 	case errors.As(err, &mbe):
 		return &bodyTooLarge{mbe.Limit}
 	case err != nil:
 		return &invalidError{[]string{"body: " + err.Error()}}
+	case len(bytes.TrimSpace(b)) == 0:
+		if optional {
+			return nil
+		}
+		return &invalidError{[]string{"body: empty; send a JSON object"}}
 	}
-	if dec.More() {
-		return &invalidError{[]string{"body: more than one JSON value"}}
+	if err := strictjson.Check(b); err != nil {
+		if errors.Is(err, strictjson.ErrDuplicate) {
+			return &invalidError{[]string{"body: " + err.Error() + ": give each member once"}}
+		}
+		return &invalidError{[]string{"body: " + err.Error()}}
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return &invalidError{[]string{"body: " + err.Error()}}
 	}
 	return nil
 }
