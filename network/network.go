@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/karman-project/karman/internal/atomicfile"
 )
 
 // Error classes.
@@ -188,12 +190,9 @@ func (r *Record) save(podDir string) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(podDir, RecordFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("network record: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	// Durable: the record is how Teardown finds what outlives a reboot
+	// (address reservations, CNI plugins' state), not only kernel objects.
+	if err := atomicfile.WriteFile(filepath.Join(podDir, RecordFile), append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("network record: %w", err)
 	}
 	return nil

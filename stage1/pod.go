@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/karman-project/karman/internal/atomicfile"
 	"github.com/karman-project/karman/isolators"
 )
 
@@ -153,14 +154,15 @@ func LoadPod(dir string) (*Pod, error) {
 	return &p, nil
 }
 
-// SavePod writes dir/pod.json atomically.
+// SavePod writes dir/pod.json atomically and durably: it is the pod's
+// definition, which outlives a reboot.
 func SavePod(dir string, p *Pod) error {
 	p.Version = InterfaceVersion
 	b, err := json.MarshalIndent(p, "", "  ")
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, PodFile), b)
+	return atomicfile.WriteFile(filepath.Join(dir, PodFile), b, 0o644)
 }
 
 // ReadAppStatus reads the recorded status of every app of p in dir.
@@ -175,17 +177,11 @@ func ReadAppStatus(dir string, p *Pod) []AppStatus {
 	return out
 }
 
-// writeFileAtomic replaces path with data by rename.
+// writeFileAtomic replaces path with data, atomically but without
+// fsync: the pod directory's state files describe processes and cgroups
+// that a power loss ends anyway (docs/pods.md, "Durability").
 func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
+	return atomicfile.WriteFileNoSync(path, data, 0o644)
 }
 
 // ownNet says the pod's init gets a network namespace of its own, with

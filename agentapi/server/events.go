@@ -5,13 +5,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/karman-project/karman/agentapi"
+	"github.com/karman-project/karman/internal/atomicfile"
 )
 
 // maxEventsKept bounds the events kept in memory and in the log: older
@@ -26,6 +29,8 @@ type eventLog struct {
 	events  []agentapi.Event // in order; events[i].Seq == first+i
 	changed chan struct{}    // closed and replaced at each append
 	lastSeq atomic.Uint64    // read without mu
+	// writeErr is the last failure to write or sync an event (mu).
+	writeErr error
 }
 
 // openEventLog reads the log at path (creating it) and continues its
@@ -61,6 +66,10 @@ func openEventLog(path string) (*eventLog, error) {
 	if l.f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err != nil {
 		return nil, fmt.Errorf("event log: %w", err)
 	}
+	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil { // the log's creation
+		l.f.Close()
+		return nil, fmt.Errorf("event log: %w", err)
+	}
 	return l, nil
 }
 
@@ -74,14 +83,23 @@ func (l *eventLog) rewrite() error {
 	return writeAtomic(l.path, buf.Bytes())
 }
 
-func (l *eventLog) close() error { return l.f.Close() }
+// close closes the log, reporting a write or sync that failed since it
+// was opened.
+func (l *eventLog) close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return errors.Join(l.writeErr, l.f.Close())
+}
 
 // last returns the last sequence number (0 when none).
 func (l *eventLog) last() uint64 { return l.lastSeq.Load() }
 
 // add appends ev with the next sequence number, writes it and wakes the
-// streams. The write is one write(2) of a whole line on an O_APPEND file:
-// it survives the agent being killed (not a power loss without fsync).
+// streams. The write is one write(2) of a whole line on an O_APPEND file,
+// followed by an fsync before any stream sees the event: an event
+// that a client was sent survives the agent being killed and a power
+// loss. A failed write or sync is kept for err and the event is still
+// served from memory (it is lost at the next start).
 func (l *eventLog) add(ev agentapi.Event) agentapi.Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -93,7 +111,11 @@ func (l *eventLog) add(ev agentapi.Event) agentapi.Event {
 		ev.Time = time.Now().UTC()
 	}
 	b, _ := json.Marshal(ev)
-	l.f.Write(append(b, '\n'))
+	if _, err := l.f.Write(append(b, '\n')); err != nil {
+		l.writeErr = fmt.Errorf("event log: event %d: %w", ev.Seq, err)
+	} else if err := l.f.Sync(); err != nil {
+		l.writeErr = fmt.Errorf("event log: event %d: sync: %w", ev.Seq, err)
+	}
 	l.events = append(l.events, ev)
 	l.lastSeq.Store(ev.Seq)
 	if len(l.events) > maxEventsKept {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/karman-project/karman/agentapi"
+	"github.com/karman-project/karman/tests/pagecache"
 )
 
 func TestOpenAPIDescribesEveryRoute(t *testing.T) {
@@ -217,3 +218,38 @@ func TestHeartbeat(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestRecordsAndEventsAreOnDisk: a saved task record and an appended
+// event have reached the disk when the call returns (a power loss keeps
+// them).
+func TestRecordsAndEventsAreOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	pagecache.RequireDiskBacked(t, dir)
+	l, err := openEventLog(filepath.Join(dir, "events.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.close()
+	for range 3 {
+		l.add(agentapi.Event{Type: agentapi.EventTaskRunning, Task: "a"})
+		pagecache.RequireSynced(t, filepath.Join(dir, "events.log"))
+	}
+	s := taskStore{dir: dir}
+	r := &record{Task: agentapi.Task{ID: "a"}, SpecHash: "h"}
+	if err := s.save(r); err != nil {
+		t.Fatal(err)
+	}
+	pagecache.RequireSynced(t, s.path("a"))
+	// A save cut off by a crash leaves a temporary file, which load removes.
+	stale := filepath.Join(dir, ".b.json.tmp-123")
+	if err := os.WriteFile(stale, []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	recs, errs := s.load()
+	if len(recs) != 1 || len(errs) != 0 {
+		t.Fatalf("load: %d records, errors %v; want the one record", len(recs), errs)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatalf("temporary file left by a crash is still there: %v", err)
+	}
+}

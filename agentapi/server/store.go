@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/karman-project/karman/agentapi"
+	"github.com/karman-project/karman/internal/atomicfile"
 )
 
 // record is a task as the agent keeps it on disk: the API's Task plus
@@ -36,13 +37,14 @@ func (s taskStore) save(r *record) error {
 }
 
 func (s taskStore) remove(id string) error {
-	if err := os.Remove(s.path(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := atomicfile.Remove(s.path(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("task %s: %w", id, err)
 	}
 	return nil
 }
 
 // load reads every record; unreadable ones are reported, not fatal.
+// It removes what saves cut off by a crash left behind.
 func (s taskStore) load() ([]*record, []error) {
 	ents, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -51,6 +53,10 @@ func (s taskStore) load() ([]*record, []error) {
 	var out []*record
 	var errs []error
 	for _, e := range ents {
+		if atomicfile.IsTemp(e.Name()) { // a save cut off by a crash
+			os.Remove(filepath.Join(s.dir, e.Name()))
+			continue
+		}
 		name, ok := strings.CutSuffix(e.Name(), ".json")
 		if !ok {
 			continue
@@ -70,15 +76,8 @@ func (s taskStore) load() ([]*record, []error) {
 	return out, errs
 }
 
-// writeAtomic replaces path with data by write and rename.
+// writeAtomic replaces path with data, durably (docs/agent.md,
+// "Durability").
 func writeAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
+	return atomicfile.WriteFile(path, data, 0o600)
 }

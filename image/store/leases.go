@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/karman-project/karman/internal/atomicfile"
 )
 
 // A Lease keeps an image's blobs and layers alive while its owner exists,
@@ -52,12 +54,7 @@ func (s *Store) AddLease(id string, d v1.Hash, owner string) error {
 	if err != nil {
 		return err
 	}
-	tmp := s.leasePath(id) + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("lease %s: %w", id, err)
-	}
-	if err := os.Rename(tmp, s.leasePath(id)); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.WriteFile(s.leasePath(id), b, 0o600); err != nil {
 		return fmt.Errorf("lease %s: %w", id, err)
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/karman-project/karman/internal/atomicfile"
 	"github.com/karman-project/karman/internal/lockfile"
 )
 
@@ -45,22 +46,7 @@ func (s *Store) updateRefs(ctx context.Context, fn func(refs map[string]string) 
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(s.root, "refs.json.")
-	if err != nil {
-		return fmt.Errorf("refs index: %w", err)
-	}
-	_, err = tmp.Write(b)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), s.refsPath())
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
+	if err := atomicfile.WriteFile(s.refsPath(), b, 0o600); err != nil {
 		return fmt.Errorf("refs index: %w", err)
 	}
 	return nil

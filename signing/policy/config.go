@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/karman-project/karman/internal/atomicfile"
 	"github.com/karman-project/karman/internal/limitio"
 	"github.com/karman-project/karman/internal/lockfile"
 	"github.com/karman-project/karman/signing"
@@ -347,42 +348,13 @@ func readLimited(path string, limit int64) ([]byte, error) {
 	return b, err
 }
 
-// writeAtomic replaces path with data: a temporary file in the same
-// directory, synced, renamed over path, and the directory synced.
-func writeAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	dir := filepath.Dir(path)
+// writeAtomic replaces path with data (internal/atomicfile), unless it
+// already holds them.
+func writeAtomic(path string, data []byte, perm os.FileMode) error {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
 		return nil
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.WriteFile(path, data, perm)
 }
 
 // KeyType describes a key's algorithm and size, as in "ECDSA P-256".
