@@ -18,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/karman-project/karman/signing/cosign"
+	"github.com/karman-project/karman/tests/testenv"
 	"github.com/karman-project/karman/tests/testimage"
 	"github.com/karman-project/karman/tests/testregistry"
 )
@@ -37,7 +38,7 @@ func cosignBinary(t *testing.T) string {
 			return p
 		}
 	}
-	t.Skip("needs the real cosign binary (scripts/setup.sh installs it with go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5)")
+	testenv.Missing(t, "the real cosign binary (in $PATH, $GOBIN or ~/go/bin)", "scripts/setup.sh --tests builds it (go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5)")
 	return ""
 }
 

@@ -416,7 +416,7 @@ func TestCgroupV2Pods(t *testing.T) {
 		mount = "/sys/fs/cgroup/unified"
 		t.Setenv(cgroups.EnvUnified, "1") // before newPodEnv: its gc must see it too
 	default:
-		t.Skip("no cgroup2 hierarchy on this host")
+		testenv.SkipAllowed(t, testenv.CgroupLayout, "no cgroup2 hierarchy on this host")
 	}
 	e := newPodEnv(t)
 	probe, _ := probeImage(t)
@@ -527,7 +527,7 @@ func TestInitInPodCgroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(own), ":cpu,cpuacct:") && !strings.Contains(string(own), ":cpu:") {
-		t.Skip("no v1 cpu hierarchy on this host: the init's placement by thread is a v1 feature")
+		testenv.SkipAllowed(t, testenv.CgroupLayout, "no v1 cpu hierarchy on this host: the init's placement by thread is a v1 feature")
 	}
 	cmd, uuid := e.startPod(t, e.image, "--exec", "/bin/sleep", "--", "1000")
 	defer cmd.Process.Kill()

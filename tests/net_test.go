@@ -52,6 +52,8 @@ func randHex(n int) string {
 func newNetEnv(t *testing.T, bits int) *netEnv {
 	t.Helper()
 	testenv.RequireRoot(t, "pod networks need network namespaces, links and nftables")
+	testenv.RequireCommand(t, "ip", "apt-get install iproute2")
+	testenv.RequireCommand(t, "iptables-save", "apt-get install iptables")
 	b := make([]byte, 1)
 	rand.Read(b)
 	x := 1 + int(b[0])%250
@@ -546,6 +548,9 @@ func TestDNSFlags(t *testing.T) {
 // returns its name and the subnet's first three octets.
 func (ne *netEnv) cniNet(t *testing.T, extra string) (string, string) {
 	t.Helper()
+	for _, plugin := range []string{"bridge", "host-local", "tuning", "portmap"} {
+		testenv.RequireFile(t, "/usr/lib/cni/"+plugin, "apt-get install containernetworking-plugins")
+	}
 	id := randHex(4)
 	name, bridge, dataDir := "ktcni"+id, "kc"+id, t.TempDir()
 	b := make([]byte, 1)

@@ -693,7 +693,7 @@ func TestLeanKarmanWithoutFull(t *testing.T) {
 	e := newPodEnv(t)
 	bin := testenv.Binary(t)
 	if _, err := os.Stat(filepath.Join(filepath.Dir(bin), "karman-full")); err != nil {
-		t.Skipf("the karman under test (%s) is a complete build: no karman-full beside it", bin)
+		testenv.Missing(t, "a lean karman under test with karman-full beside it ("+bin+" has none)", "make build; KARMAN_BINARY=$PWD/bin/karman, as make test sets")
 	}
 	dir := t.TempDir()
 	for _, name := range []string{"karman", stage1.BinaryName} {

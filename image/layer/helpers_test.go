@@ -16,6 +16,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+
+	"github.com/karman-project/karman/tests/testenv"
 )
 
 // baseTime is the default mtime of test entries.
@@ -23,9 +25,7 @@ var baseTime = time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.UTC)
 
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates device nodes, sets ownership or trusted.* xattrs")
-	}
+	testenv.RequireRoot(t, "creates device nodes, sets ownership or trusted.* xattrs")
 }
 
 // ent is one tar entry to write.

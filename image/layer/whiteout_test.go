@@ -5,7 +5,10 @@ package layer
 import (
 	"io/fs"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -129,9 +132,12 @@ func TestWhiteoutRefused(t *testing.T) {
 	}
 }
 
+// TestWhiteoutWithoutRoot checks the error an unprivileged user gets for
+// an opaque marker; run as root (as CI does), it runs itself as nobody.
 func TestWhiteoutWithoutRoot(t *testing.T) {
 	if os.Geteuid() == 0 {
-		t.Skip("checks the error reported without root")
+		runAsNobody(t)
+		return
 	}
 	s := newSandbox(t)
 	_, err := extractBytes(t, mkTar(t, regE("a/.wh..wh..opq", "", 0o644)), s.dir, Options{})
@@ -139,4 +145,38 @@ func TestWhiteoutWithoutRoot(t *testing.T) {
 		t.Errorf("opaque marker without root: %v, want an error saying root is required", err)
 	}
 	s.checkOutside(t)
+}
+
+// runAsNobody runs test t again in a child test process as user nobody
+// (65534), from a copy of the test binary that nobody may execute, and
+// fails t unless it passes there.
+func runAsNobody(t *testing.T) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "karman-layer-nobody-") // not t.TempDir: its parent is root's only
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "layer.test")
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
+		t.Fatalf("%s as nobody: %v\n%s", t.Name(), err, out)
+	}
 }

@@ -19,6 +19,8 @@ import (
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"golang.org/x/sys/unix"
+
+	"github.com/karman-project/karman/tests/testenv"
 )
 
 // End-to-end tests on the real kernel: they create cgroups under "/karman-test-<pid>-<rand>"
@@ -56,11 +58,9 @@ func leftovers() []string {
 
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates cgroups and moves processes into them")
-	}
+	testenv.RequireRoot(t, "creates cgroups and moves processes into them")
 	if cgroups.Mode() == cgroups.Unavailable {
-		t.Skip("needs a cgroup file system mounted at /sys/fs/cgroup")
+		testenv.Missing(t, "a cgroup file system mounted at /sys/fs/cgroup", "mount the cgroup v1 hierarchies or cgroup2 there, as an init system does")
 	}
 }
 

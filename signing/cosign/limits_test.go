@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/karman-project/karman/signing"
+	"github.com/karman-project/karman/tests/testenv"
 )
 
 // unchecked builds an image from m without newImage's size guard.
@@ -142,9 +143,7 @@ func TestManySimpleSignatures(t *testing.T) {
 }
 
 func TestManyReferrers(t *testing.T) {
-	if testing.Short() {
-		t.Skip("pushes 65 referrers")
-	}
+	testenv.SkipIfShort(t, "pushes 65 referrers")
 	apiModes(t, func(t *testing.T, api bool) {
 		k, other := newKey(t, "ed25519", 0), newKey(t, "p256", 1) // ECDSA: a new signature, a new referrer, each time
 		t.Run("bundles", func(t *testing.T) {

@@ -21,15 +21,6 @@ const BinaryEnv = "KARMAN_BINARY"
 // RunTimeout bounds every Run.
 const RunTimeout = 2 * time.Minute
 
-// RequireRoot skips t with "needs root: <why>; CI runs as root" unless the
-// effective user is root.
-func RequireRoot(t testing.TB, why string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skipf("needs root: %s; CI runs as root", why)
-	}
-}
-
 var (
 	buildOnce sync.Once
 	buildDir  string

@@ -46,9 +46,7 @@ func TestModuleRoot(t *testing.T) {
 // need cmd/karman.
 func TestRun(t *testing.T) {
 	const bb = "/bin/busybox"
-	if _, err := os.Stat(bb); err != nil {
-		t.Skip("needs Debian's busybox-static (apt-get install busybox-static)")
-	}
+	RequireFile(t, bb, "apt-get install busybox-static")
 	t.Setenv(BinaryEnv, bb)
 	if got := Binary(t); got != bb {
 		t.Errorf("Binary = %q, want %q", got, bb)

@@ -12,7 +12,7 @@
 // (WriteDockerArchive), or pushed with package tests/testregistry.
 //
 // All builders return errors wrapping ErrNoBusybox when busybox-static is
-// missing; tests use Require or Must to skip in that case:
+// missing; tests use Require or Must, which call testenv.Missing then:
 //
 //	img := testimage.Must(t)(testimage.MultiLayer(testimage.Options{Compression: testimage.Zstd}))
 //	dir := t.TempDir()

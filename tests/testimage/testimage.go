@@ -19,6 +19,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/karman-project/karman/tests/testenv"
 )
 
 // Compression selects how image layers are compressed.
@@ -65,7 +67,7 @@ const RefNameAnnotation = "org.opencontainers.image.ref.name"
 
 // ErrNoBusybox is returned (wrapped) by the image builders when the host has
 // no statically linked /bin/busybox. Use Require or Must in tests to turn it
-// into a skip.
+// into testenv.Missing (a skip, or a failure in strict mode).
 var ErrNoBusybox = errors.New("needs Debian's busybox-static (apt-get install busybox-static)")
 
 // Passwd and Group are the contents of /etc/passwd and /etc/group in Busybox.
@@ -78,18 +80,23 @@ const (
 		"nobody:x:65534:\n"
 )
 
-// Require skips t unless the host has Debian's busybox-static.
+// Require stops t (testenv.Missing) unless the host has Debian's busybox-static.
 func Require(t testing.TB) {
 	t.Helper()
 	if _, err := baseTar(); err != nil {
 		if errors.Is(err, ErrNoBusybox) {
-			t.Skip(err.Error())
+			missingBusybox(t)
 		}
 		t.Fatalf("testimage: %v", err)
 	}
 }
 
-// Must returns a function that unwraps an image builder's results: it skips
+func missingBusybox(t testing.TB) {
+	t.Helper()
+	testenv.Missing(t, "Debian's busybox-static ("+HostBusybox+")", "apt-get install busybox-static")
+}
+
+// Must returns a function that unwraps an image builder's results: it stops
 // t when busybox-static is missing and fails it on any other error.
 //
 //	img := testimage.Must(t)(testimage.Busybox(testimage.Options{}))
@@ -98,7 +105,7 @@ func Must(t testing.TB) func(v1.Image, error) v1.Image {
 		t.Helper()
 		if err != nil {
 			if errors.Is(err, ErrNoBusybox) {
-				t.Skip(err.Error())
+				missingBusybox(t)
 			}
 			t.Fatalf("testimage: %v", err)
 		}

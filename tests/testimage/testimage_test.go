@@ -19,6 +19,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"github.com/karman-project/karman/tests/testenv"
 )
 
 type entry struct {
@@ -522,9 +524,7 @@ func TestBigSmall(t *testing.T) {
 }
 
 func TestBigRatio(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds 200 MB of layers")
-	}
+	testenv.SkipIfShort(t, "builds 200 MB of layers")
 	img := Must(t)(Big(Options{}, 200, 900, 6))
 	var compressed int64
 	for _, l := range layers(t, img)[1:] {

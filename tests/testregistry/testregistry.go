@@ -24,13 +24,15 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/karman-project/karman/tests/testenv"
 )
 
 // DistributionBinary is Debian's build of the CNCF distribution registry.
 const DistributionBinary = "/usr/bin/docker-registry"
 
 // ErrNoDistribution is returned (wrapped) by StartDistribution when
-// DistributionBinary is missing; Distribution skips the test instead.
+// DistributionBinary is missing; Distribution calls testenv.Missing instead.
 var ErrNoDistribution = errors.New("needs Debian's docker-registry (apt-get install docker-registry)")
 
 // InProcess starts go-containerregistry's in-memory registry (pkg/registry)
@@ -53,11 +55,11 @@ func InProcess(t testing.TB) string {
 // Distribution starts Debian's docker-registry on a free 127.0.0.1 port with
 // filesystem storage in a t.TempDir() and returns its "127.0.0.1:PORT". The
 // registry is stopped (SIGTERM, SIGKILL after 5s) by t.Cleanup; its log is
-// shown if the test failed. The test is skipped when the binary is missing.
+// shown if the test failed. A missing binary stops the test (testenv.Missing).
 func Distribution(t testing.TB) string {
 	t.Helper()
 	if _, err := os.Stat(DistributionBinary); err != nil {
-		t.Skipf("%v (%s: %v)", ErrNoDistribution, DistributionBinary, err)
+		testenv.Missing(t, "Debian's docker-registry ("+DistributionBinary+")", "apt-get install docker-registry")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

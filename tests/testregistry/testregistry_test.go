@@ -2,6 +2,7 @@ package testregistry_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
+	"github.com/karman-project/karman/tests/testenv"
 	"github.com/karman-project/karman/tests/testimage"
 	"github.com/karman-project/karman/tests/testregistry"
 )
@@ -130,8 +132,8 @@ func TestStartDistribution(t *testing.T) {
 	dir := t.TempDir()
 	host, stop, err := testregistry.StartDistribution(ctx, dir)
 	if err != nil {
-		if strings.Contains(err.Error(), "apt-get install docker-registry") {
-			t.Skip(err)
+		if errors.Is(err, testregistry.ErrNoDistribution) {
+			testenv.Missing(t, "Debian's docker-registry ("+testregistry.DistributionBinary+")", "apt-get install docker-registry")
 		}
 		t.Fatal(err)
 	}
