@@ -1,12 +1,27 @@
 #!/usr/bin/env bash
-# Installs what karman's tests, demo and benchmarks need on Debian 12:
+# Installs what karman's demo, tests and benchmarks need on Debian 12:
 # Debian packages (only those missing) and the Go modules. Idempotent.
+#
+#   scripts/setup.sh           what `make demo` needs
+#   scripts/setup.sh --tests   and what the tests need: the real cosign
+#   scripts/setup.sh --bench   and the peers the benchmarks run beside karman
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# What the tests need; --bench adds the peers the benchmarks run beside karman.
+mode=${1:-}
+case "$mode" in
+"" | --tests | --bench) ;;
+*)
+	echo "usage: scripts/setup.sh [--tests|--bench]" >&2
+	exit 2
+	;;
+esac
+
+# busybox-static: the test and demo images; docker-registry: the loopback
+# registry; containernetworking-plugins: the CNI tests; iproute2, iptables:
+# commands the network tests run (ip, iptables-save).
 packages=(busybox-static docker-registry containernetworking-plugins iproute2 iptables)
-if [ "${1:-}" = "--bench" ]; then
+if [ "$mode" = --bench ]; then
 	packages+=(skopeo umoci hyperfine runc podman python3 nftables)
 fi
 missing=()
@@ -15,7 +30,7 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
 	if [ "$(id -u)" != 0 ]; then
-		echo "setup: missing Debian packages: ${missing[*]}; run as root (sudo) to install them" >&2
+		echo "setup: missing Debian packages: ${missing[*]}; run this as root to install them (apt-get install ${missing[*]})" >&2
 		exit 1
 	fi
 	echo "setup: installing ${missing[*]}" >&2
@@ -28,10 +43,12 @@ fi
 export PATH="$PATH:/usr/local/go/bin"
 go mod download
 
-# The real cosign, for the signature interoperability tests (a few minutes
-# to build the first time; kept in GOPATH/bin afterwards).
-gobin=$(go env GOPATH)/bin
-if ! command -v cosign >/dev/null && [ ! -x "$gobin/cosign" ]; then
-	echo "setup: building cosign v2.6.5 for the interoperability tests (takes a few minutes)" >&2
-	go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5
+# The real cosign, for the signature interoperability tests only (a few
+# minutes to build the first time; kept in GOPATH/bin afterwards).
+if [ "$mode" = --tests ]; then
+	gobin=$(go env GOPATH)/bin
+	if ! command -v cosign >/dev/null && [ ! -x "$gobin/cosign" ]; then
+		echo "setup: building cosign v2.6.5 for the interoperability tests (takes a few minutes)" >&2
+		go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5
+	fi
 fi

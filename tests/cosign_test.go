@@ -26,19 +26,19 @@ import (
 var hexRun = regexp.MustCompile(`[0-9a-f]{16,}`)
 
 // cosignBinary finds the real cosign (installed by scripts/setup.sh with
-// go install) or skips.
+// go install) or stops t (testenv.Missing).
 func cosignBinary(t *testing.T) string {
 	t.Helper()
 	if p, err := exec.LookPath("cosign"); err == nil {
 		return p
 	}
 	home, _ := os.UserHomeDir()
-	for _, p := range []string{filepath.Join(os.Getenv("GOBIN"), "cosign"), filepath.Join(home, "go/bin/cosign")} {
+	for _, p := range []string{filepath.Join(os.Getenv("GOBIN"), "cosign"), filepath.Join(os.Getenv("GOPATH"), "bin", "cosign"), filepath.Join(home, "go/bin/cosign")} {
 		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
 			return p
 		}
 	}
-	testenv.Missing(t, "the real cosign binary (in $PATH, $GOBIN or ~/go/bin)", "scripts/setup.sh --tests builds it (go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5)")
+	testenv.Missing(t, "the real cosign binary (in $PATH, $GOBIN, $GOPATH/bin or ~/go/bin)", "scripts/setup.sh --tests builds it (go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5)")
 	return ""
 }
 

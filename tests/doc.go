@@ -2,6 +2,7 @@
 // karman binary exactly as a user would, against Debian's registry on
 // loopback, real kernel features and real CNI plugins. Subpackages are the
 // test support that every test reuses: testimage builds busybox images,
-// testregistry runs registries, testenv gates root-only tests and finds the
-// binary.
+// testregistry runs registries, testenv gates tests on their prerequisites
+// (strict under CI: a missing one fails) and finds the binary, testreport
+// summarises a `go test -json` run and its skips.
 package tests
