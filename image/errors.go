@@ -15,6 +15,9 @@ var (
 	// ErrDigestMismatch: content does not match the digest or size that
 	// names it.
 	ErrDigestMismatch = errors.New("digest mismatch")
+	// ErrBroken: a stored image cannot be used because one of its blobs or
+	// extracted layers is missing or corrupt.
+	ErrBroken = errors.New("broken image")
 	// ErrUnauthorized: the registry refused our credentials.
 	ErrUnauthorized = errors.New("unauthorized")
 	// ErrUnreachable: the registry could not be contacted.

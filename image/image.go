@@ -18,7 +18,20 @@ type Image struct {
 	// Size is the sum of the compressed layer sizes.
 	Size   int64   `json:"size"`
 	Layers []Layer `json:"layers"`
+	// Status is StatusOK, or StatusBroken when a blob or an extracted
+	// layer of the image is missing or corrupt; Problem then says which
+	// and Fix the command that repairs it. A broken image's record holds
+	// only what could still be read.
+	Status  string `json:"status"`
+	Problem string `json:"problem,omitempty"`
+	Fix     string `json:"fix,omitempty"`
 }
+
+// Image statuses.
+const (
+	StatusOK     = "ok"
+	StatusBroken = "broken"
+)
 
 // Layer is one layer of an image.
 type Layer struct {

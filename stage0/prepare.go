@@ -140,11 +140,7 @@ func (r *Runtime) prepareApp(ctx context.Context, p pod, spec PodSpec, as AppSpe
 	if err != nil {
 		return stage1.App{}, err
 	}
-	m, err := r.images.Manifest(d)
-	if err != nil {
-		return stage1.App{}, err
-	}
-	cfg, err := r.images.Config(m)
+	_, cfg, err := r.images.Load(d)
 	if err != nil {
 		return stage1.App{}, err
 	}

@@ -7,16 +7,25 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/karman-project/karman/image"
+	"github.com/karman-project/karman/image/store"
 )
 
 func newImageCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "image", Short: "Manage the image store"}
-	cmd.AddCommand(newImageListCommand(g), newImageInspectCommand(g), newImageRmCommand(g), newImageGCCommand(g))
+	cmd.AddCommand(newImageListCommand(g), newImageInspectCommand(g), newImageRmCommand(g), newImageGCCommand(g), newImageCheckCommand(g))
 	return cmd
 }
 
 func newImageListCommand(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "list", Aliases: []string{"ls"}, Short: "List stored images", Args: cobra.NoArgs}
+	cmd := &cobra.Command{
+		Use: "list", Aliases: []string{"ls"}, Short: "List stored images", Args: cobra.NoArgs,
+		Long: `List the stored images. An image whose manifest, config or layer is
+missing or corrupt is listed with STATUS "broken: ..." (in JSON: status
+"broken", problem and fix), and a warning on stderr names the command
+that repairs it.`,
+	}
 	format := formatFlag(cmd)
 	noLegend := cmd.Flags().Bool("no-legend", false, "omit the table header")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -31,6 +40,11 @@ func newImageListCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
+		for _, img := range imgs {
+			if img.Status == image.StatusBroken {
+				g.warn(fmt.Sprintf("image %s is broken: %s; repair it with `%s`", strings.Join(img.Names, ", "), img.Problem, img.Fix))
+			}
+		}
 		if *format == "json" {
 			if imgs == nil {
 				return writeJSON(cmd.OutOrStdout(), []any{})
@@ -39,14 +53,18 @@ func newImageListCommand(g *globals) *cobra.Command {
 		}
 		w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 		if !*noLegend {
-			fmt.Fprintln(w, "NAME\tDIGEST\tSIZE\tCREATED")
+			fmt.Fprintln(w, "NAME\tDIGEST\tSIZE\tCREATED\tSTATUS")
 		}
 		for _, img := range imgs {
 			created := "-"
 			if !img.Created.IsZero() {
 				created = img.Created.UTC().Format(time.RFC3339)
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", strings.Join(img.Names, ","), shortDigest(img.Digest), humanBytes(img.Size), created)
+			status := img.Status
+			if img.Status == image.StatusBroken {
+				status = "broken: " + img.Problem
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", strings.Join(img.Names, ","), shortDigest(img.Digest), humanBytes(img.Size), created, status)
 		}
 		return w.Flush()
 	}
@@ -71,11 +89,7 @@ func newImageInspectCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			m, err := st.Manifest(d)
-			if err != nil {
-				return err
-			}
-			cfg, err := st.Config(m)
+			_, cfg, err := st.Load(d)
 			if err != nil {
 				return err
 			}
@@ -116,7 +130,17 @@ uses them: removing an image never breaks a pod that runs it.`,
 }
 
 func newImageGCCommand(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "gc", Short: "Remove blobs and layers no image or pod needs", Args: cobra.NoArgs}
+	cmd := &cobra.Command{
+		Use: "gc", Short: "Remove blobs and layers no image or pod needs", Args: cobra.NoArgs,
+		Long: `Remove the blobs and extracted layers that no named image and no pod
+needs, and what killed fetches left in the store's tmp/.
+
+A broken image does not stop gc. When an image's manifest is missing or
+corrupt, gc cannot tell which blobs and layers it uses: it then removes
+none of them (only temporary files and leases of vanished pods), and
+warns, naming the command that repairs the image. Damaged blobs are
+found by "karman image check".`,
+	}
 	format := formatFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := checkFormat(*format); err != nil {
@@ -130,6 +154,9 @@ func newImageGCCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
+		for _, u := range res.Unknown {
+			g.warn("image gc removed no blob or layer: " + u)
+		}
 		if *format == "json" {
 			return writeJSON(cmd.OutOrStdout(), res)
 		}
@@ -137,6 +164,90 @@ func newImageGCCommand(g *globals) *cobra.Command {
 		return nil
 	}
 	return cmd
+}
+
+func newImageCheckCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Hash every stored blob again and report (or --remove) damaged ones",
+		Long: `Read every blob of the store, hash it, and compare the digest with the
+blob's name; then list the images that cannot be used. A damaged layer
+blob is found only this way: nothing else reads a layer blob once it is
+extracted.
+
+With --remove, damaged blobs are deleted, with the layers extracted from
+them (they came from the same damaged data and cannot be verified on
+their own), so that "karman fetch IMAGE" downloads them again. A layer
+that a running pod may use is kept, with its blob, and reported.
+
+Exits 254 when it leaves a damaged blob in the store: always without
+--remove, and with it when a blob had to be kept.`,
+		Args: cobra.NoArgs,
+	}
+	format := formatFlag(cmd)
+	remove := cmd.Flags().Bool("remove", false, "delete damaged blobs and the layers extracted from them")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkFormat(*format); err != nil {
+			return err
+		}
+		st, err := g.store()
+		if err != nil {
+			return err
+		}
+		res, err := st.Check(cmd.Context(), store.CheckOptions{Remove: *remove})
+		if err != nil {
+			return err
+		}
+		out := cmd.OutOrStdout()
+		if *format == "json" {
+			if err := writeJSON(out, res); err != nil {
+				return err
+			}
+		} else {
+			fmt.Fprintf(out, "checked %d blobs (%s): %d damaged\n", res.Blobs, humanBytes(res.Bytes), len(res.Bad))
+			if len(res.Bad) > 0 {
+				w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "BLOB\tPROBLEM\tUSED AS\tACTION")
+				for _, b := range res.Bad {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", shortDigest(b.Digest), b.Problem, orDash(strings.Join(b.Uses, ", ")), checkAction(b))
+				}
+				if err := w.Flush(); err != nil {
+					return err
+				}
+			}
+		}
+		for _, img := range res.Broken {
+			g.warn(fmt.Sprintf("image %s is broken: %s; repair it with `%s`", strings.Join(img.Names, ", "), img.Problem, img.Fix))
+		}
+		if n := res.Kept(); n > 0 {
+			if !*remove {
+				return fmt.Errorf("image check: %d damaged blobs; remove them with `karman image check --remove`, then fetch the images that used them again", n)
+			}
+			return fmt.Errorf("image check: %d damaged blobs kept (see ACTION); remove the pods that use them, then run `karman image check --remove` again", n)
+		}
+		return nil
+	}
+	return cmd
+}
+
+// checkAction says what image check did with a damaged blob.
+func checkAction(b store.BadBlob) string {
+	switch {
+	case b.Removed && b.Layer == "removed":
+		return "removed, with its extracted layer"
+	case b.Removed:
+		return "removed"
+	case b.Kept != "":
+		return "kept: " + b.Kept
+	}
+	return "none (use --remove)"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func shortDigest(d string) string {

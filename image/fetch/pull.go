@@ -3,6 +3,7 @@ package fetch
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -66,14 +67,16 @@ func platformOf(o *Options) v1.Platform {
 	return HostPlatform()
 }
 
-// config returns the image config, fetching and committing it if needed.
+// config returns the image config, fetching and committing it if the
+// store lacks it or holds a damaged copy.
 func config(ctx context.Context, src source, m *v1.Manifest, st *store.Store) (*v1.ConfigFile, error) {
-	if !st.HasBlob(m.Config.Digest) {
+	b, err := st.ReadBlob(m.Config.Digest, store.MaxConfigSize)
+	if errors.Is(err, image.ErrNotFound) || errors.Is(err, image.ErrDigestMismatch) {
 		rc, err := src.blob(ctx, m.Config)
 		if err != nil {
 			return nil, err
 		}
-		b, err := io.ReadAll(io.LimitReader(rc, m.Config.Size+1))
+		b, err = io.ReadAll(io.LimitReader(rc, m.Config.Size+1))
 		rc.Close()
 		if err != nil {
 			return nil, fmt.Errorf("config %s: %w", m.Config.Digest, err)
@@ -81,9 +84,7 @@ func config(ctx context.Context, src source, m *v1.Manifest, st *store.Store) (*
 		if err := st.PutBlob(m.Config.Digest, m.Config.Size, b); err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
-	}
-	b, err := st.ReadBlob(m.Config.Digest, store.MaxConfigSize)
-	if err != nil {
+	} else if err != nil {
 		return nil, err
 	}
 	c, err := v1.ParseConfigFile(bytes.NewReader(b))

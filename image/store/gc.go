@@ -10,7 +10,6 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/karman-project/karman/image"
 	"github.com/karman-project/karman/internal/lockfile"
 )
 
@@ -21,12 +20,24 @@ type GCResult struct {
 	Temp   int   `json:"temp"`
 	Leases int   `json:"leases"`
 	Bytes  int64 `json:"bytes"`
+	// Unknown lists the images gc must keep but whose manifest it cannot
+	// read, one line each with the fix. While there is one, gc cannot
+	// tell which blobs and layers that image uses, so it removes none
+	// (only tmp/ and dead leases); Blobs and Layers are then 0.
+	Unknown []string `json:"unknown,omitempty"`
 }
 
 // GC removes every blob and extracted layer that no named image and no
 // live lease needs, and everything left in tmp/ by killed processes. It
 // takes the store's exclusive lock, so it waits for running fetches and
 // renders; ctx bounds the wait.
+//
+// A broken image does not stop gc. If only its config or a layer is
+// damaged, its manifest still names everything it uses, which gc keeps
+// (the corrupt blob included, until a fetch replaces it). If its manifest
+// is missing or corrupt, gc cannot know what it uses and keeps every blob
+// and layer, saying so in Unknown, until the image is removed
+// (`image rm`) or repaired (`fetch`): a running pod may use those layers.
 func (s *Store) GC(ctx context.Context) (GCResult, error) {
 	var res GCResult
 	lk, err := lockfile.TryLock(filepath.Join(s.root, "lock"), true)
@@ -44,25 +55,28 @@ func (s *Store) GC(ctx context.Context) (GCResult, error) {
 		return res, err
 	}
 	live := map[v1.Hash]bool{}
-	for _, d := range roots {
-		live[d] = true
-		m, err := s.Manifest(d)
-		if errors.Is(err, image.ErrNotFound) {
-			continue // a name for an image that was never completed
+	for _, r := range roots {
+		if live[r.digest] {
+			continue
 		}
+		live[r.digest] = true
+		m, err := s.Manifest(r.digest)
 		if err != nil {
-			return res, fmt.Errorf("image gc: %w", err)
+			res.Unknown = append(res.Unknown, unknownRoot(r, err))
+			continue
 		}
 		live[m.Config.Digest] = true
 		for _, l := range m.Layers {
 			live[l.Digest] = true
 		}
 	}
-	if err := s.sweep(filepath.Join(s.root, "blobs", "sha256"), live, &res.Blobs, &res.Bytes); err != nil {
-		return res, err
-	}
-	if err := s.sweep(filepath.Join(s.root, "layers", "sha256"), live, &res.Layers, &res.Bytes); err != nil {
-		return res, err
+	if len(res.Unknown) == 0 {
+		if err := s.sweep(filepath.Join(s.root, "blobs", "sha256"), live, &res.Blobs, &res.Bytes); err != nil {
+			return res, err
+		}
+		if err := s.sweep(filepath.Join(s.root, "layers", "sha256"), live, &res.Layers, &res.Bytes); err != nil {
+			return res, err
+		}
 	}
 	// Nothing else holds the store lock: whatever is in tmp/ and locks/
 	// belongs to processes that died.
@@ -76,16 +90,32 @@ func (s *Store) GC(ctx context.Context) (GCResult, error) {
 	return res, nil
 }
 
+// A root is a manifest gc keeps: a named image's, or a live lease's.
+type root struct {
+	digest v1.Hash
+	lease  *Lease // nil for a named image
+}
+
+// unknownRoot says why gc cannot read root r's manifest and what to do.
+func unknownRoot(r root, err error) string {
+	var be *BrokenError
+	if !errors.As(err, &be) || r.lease == nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("image %s, used by pod lease %s (%s), is broken: %s; gc keeps every blob and layer until that pod is removed",
+		r.digest, r.lease.ID, r.lease.Owner, be.Problem())
+}
+
 // roots returns the manifests gc keeps: every named image and every lease
 // whose owner still exists. Leases of vanished owners are dropped.
-func (s *Store) roots(res *GCResult) ([]v1.Hash, error) {
+func (s *Store) roots(res *GCResult) ([]root, error) {
 	refs, err := s.Refs()
 	if err != nil {
 		return nil, fmt.Errorf("image gc: %w", err)
 	}
-	var roots []v1.Hash
+	var roots []root
 	for _, d := range refs {
-		roots = append(roots, d)
+		roots = append(roots, root{digest: d})
 	}
 	leases, err := s.Leases()
 	if err != nil {
@@ -105,7 +135,7 @@ func (s *Store) roots(res *GCResult) ([]v1.Hash, error) {
 		if err != nil {
 			return nil, fmt.Errorf("image gc: lease %s: %w", l.ID, err)
 		}
-		roots = append(roots, d)
+		roots = append(roots, root{digest: d, lease: &l})
 	}
 	return roots, nil
 }

@@ -1,9 +1,8 @@
 package store
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -20,50 +19,23 @@ const (
 	MaxConfigSize   = 8 << 20
 )
 
-// Manifest returns the parsed manifest d.
-func (s *Store) Manifest(d v1.Hash) (*v1.Manifest, error) {
-	b, err := s.ReadBlob(d, MaxManifestSize)
-	if err != nil {
-		return nil, err
-	}
-	m, err := v1.ParseManifest(bytes.NewReader(b))
-	if err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", d, err)
-	}
-	return m, nil
-}
-
-// Config returns the parsed image config of manifest m.
-func (s *Store) Config(m *v1.Manifest) (*v1.ConfigFile, error) {
-	b, err := s.ReadBlob(m.Config.Digest, MaxConfigSize)
-	if err != nil {
-		return nil, err
-	}
-	var c v1.ConfigFile
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("config %s: %w", m.Config.Digest, err)
-	}
-	return &c, nil
-}
-
-// Image returns the record of the stored image with manifest digest d.
+// Image returns the record of the stored image with manifest digest d,
+// which must be usable (see Load).
 func (s *Store) Image(d v1.Hash) (image.Image, error) {
-	m, err := s.Manifest(d)
-	if err != nil {
-		return image.Image{}, err
-	}
-	c, err := s.Config(m)
+	m, c, err := s.Load(d)
 	if err != nil {
 		return image.Image{}, err
 	}
 	img := image.Image{
 		Digest:    d.String(),
+		Names:     s.namesOf(d),
 		MediaType: string(m.MediaType),
 		Config:    m.Config.Digest.String(),
 		OS:        c.OS,
 		Arch:      c.Architecture,
 		Variant:   c.Variant,
 		Created:   c.Created.Time,
+		Status:    image.StatusOK,
 	}
 	for i, l := range m.Layers {
 		var diff string
@@ -73,20 +45,13 @@ func (s *Store) Image(d v1.Hash) (image.Image, error) {
 		img.Layers = append(img.Layers, image.Layer{Digest: l.Digest.String(), DiffID: diff, Size: l.Size, MediaType: string(l.MediaType)})
 		img.Size += l.Size
 	}
-	refs, err := s.Refs()
-	if err != nil {
-		return image.Image{}, err
-	}
-	for n, rd := range refs {
-		if rd == d {
-			img.Names = append(img.Names, n)
-		}
-	}
-	sort.Strings(img.Names)
 	return img, nil
 }
 
-// Images lists the images that have names, sorted by first name.
+// Images lists the images that have names, sorted by first name. A
+// broken image is listed too, with StatusBroken, its Problem and Fix,
+// and what of its manifest could still be read: one damaged image does
+// not hide the others.
 func (s *Store) Images() ([]image.Image, error) {
 	refs, err := s.Refs()
 	if err != nil {
@@ -100,13 +65,43 @@ func (s *Store) Images() ([]image.Image, error) {
 		}
 		seen[d] = true
 		img, err := s.Image(d)
-		if err != nil {
+		var be *BrokenError
+		if errors.As(err, &be) {
+			img = s.brokenImage(d, be)
+		} else if err != nil {
 			return nil, fmt.Errorf("image %s: %w", d, err)
 		}
+		img.Names = img.Names[:0]
+		for n, rd := range refs {
+			if rd == d {
+				img.Names = append(img.Names, n)
+			}
+		}
+		sort.Strings(img.Names)
 		out = append(out, img)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Names[0] < out[j].Names[0] })
 	return out, nil
+}
+
+// brokenImage is the record of broken image d: what its manifest still
+// says, if it can be read, and what is wrong.
+func (s *Store) brokenImage(d v1.Hash, be *BrokenError) image.Image {
+	img := image.Image{
+		Digest: d.String(), Names: be.Names, Status: image.StatusBroken,
+		Problem: be.Problem(), Fix: be.Fix(),
+	}
+	if be.Role == "manifest" {
+		return img
+	}
+	if m, err := s.Manifest(d); err == nil {
+		img.MediaType, img.Config = string(m.MediaType), m.Config.Digest.String()
+		for _, l := range m.Layers {
+			img.Layers = append(img.Layers, image.Layer{Digest: l.Digest.String(), Size: l.Size, MediaType: string(l.MediaType)})
+			img.Size += l.Size
+		}
+	}
+	return img
 }
 
 // RefName is the name under which a fetched reference is recorded.

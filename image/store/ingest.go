@@ -49,8 +49,25 @@ func (s *Store) IngestLayer(ctx context.Context, desc v1.Descriptor, diffID v1.H
 	if s.HasLayer(desc.Digest) && s.HasBlob(desc.Digest) {
 		return false, nil // another process finished it while we waited
 	}
+	if !s.HasBlob(desc.Digest) {
+		return s.ingest(ctx, desc, diffID, open, progress, u, false)
+	}
+	fetched, err = s.ingest(ctx, desc, diffID, open, progress, u, true)
+	var ce *CorruptError
+	if !errors.As(err, &ce) {
+		return fetched, err
+	}
+	// The committed blob is damaged: replace it from the source.
+	s.log.Info("replacing a damaged layer blob", "digest", desc.Digest.String(), "error", err)
+	if err := os.Remove(s.BlobPath(desc.Digest)); err != nil {
+		return false, fmt.Errorf("layer %s: %w", desc.Digest, err)
+	}
+	return s.ingest(ctx, desc, diffID, open, progress, u, false)
+}
 
-	haveBlob := s.HasBlob(desc.Digest)
+// ingest extracts layer desc from the committed blob (haveBlob) or from
+// open, committing the blob too. The caller holds the layer's lock.
+func (s *Store) ingest(ctx context.Context, desc v1.Descriptor, diffID v1.Hash, open Opener, progress func(n int), u Unpacker, haveBlob bool) (fetched bool, err error) {
 	if haveBlob {
 		open = func(context.Context) (io.ReadCloser, error) { return os.Open(s.BlobPath(desc.Digest)) }
 	}
@@ -102,6 +119,9 @@ func (s *Store) IngestLayer(ctx context.Context, desc v1.Descriptor, diffID v1.H
 	if xerr != nil && raw.n == desc.Size && hashOf(digester) == desc.Digest || ctx.Err() != nil {
 		return false, fmt.Errorf("layer %s: %w", desc.Digest, errors.Join(xerr, ctx.Err()))
 	}
+	if haveBlob && (raw.n != desc.Size || hashOf(digester) != desc.Digest) {
+		return false, &CorruptError{Digest: desc.Digest, Got: hashOf(digester), Size: raw.n}
+	}
 	if raw.n != desc.Size {
 		return false, fmt.Errorf("layer %s: blob has %s bytes, the manifest says %d (truncated or padded download): %w",
 			desc.Digest, sizeString(raw.n, desc.Size), desc.Size, image.ErrDigestMismatch)
@@ -119,7 +139,14 @@ func (s *Store) IngestLayer(ctx context.Context, desc v1.Descriptor, diffID v1.H
 		blob = nil
 	}
 	if err := os.Rename(dir, s.LayerPath(desc.Digest)); err != nil {
-		return false, fmt.Errorf("layer %s: commit extracted layer: %w", desc.Digest, err)
+		if !s.HasLayer(desc.Digest) {
+			return false, fmt.Errorf("layer %s: commit extracted layer: %w", desc.Digest, err)
+		}
+		// Only the blob was missing: keep the extracted layer, which a
+		// running pod may use, and drop the new copy.
+		if err := removeAll(dir); err != nil {
+			return false, fmt.Errorf("layer %s: %w", desc.Digest, err)
+		}
 	}
 	return !haveBlob, nil
 }

@@ -96,19 +96,38 @@ func (s *Store) ReadBlob(d v1.Hash, limit int64) ([]byte, error) {
 	if int64(len(b)) > limit {
 		return nil, fmt.Errorf("blob %s is larger than %d bytes: %w", d, limit, image.ErrUnsupported)
 	}
-	if err := verifyBytes(d, int64(len(b)), b); err != nil {
-		return nil, fmt.Errorf("stored blob is corrupt (remove it with `karman image gc` after `karman image rm`): %w", err)
+	if got, _, _ := v1.SHA256(bytes.NewReader(b)); got != d {
+		return nil, &CorruptError{Digest: d, Got: got, Size: int64(len(b))}
 	}
 	return b, nil
 }
 
-// PutBlob verifies data against d and size and commits it.
+// CorruptError is a committed blob whose content no longer matches its
+// digest (a disk fault, or a hand edit). It is an image.ErrDigestMismatch.
+type CorruptError struct {
+	Digest, Got v1.Hash
+	Size        int64
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("stored blob %s is corrupt: its %d bytes have digest %s", e.Digest, e.Size, e.Got)
+}
+
+func (e *CorruptError) Is(target error) bool { return target == image.ErrDigestMismatch }
+
+// PutBlob verifies data against d and size and commits it. A committed
+// blob of that digest is kept if it is intact and replaced if it is
+// corrupt: fetching an image again repairs its manifest and config.
 func (s *Store) PutBlob(d v1.Hash, size int64, data []byte) error {
 	if err := verifyBytes(d, size, data); err != nil {
 		return err
 	}
 	if s.HasBlob(d) {
-		return nil
+		_, err := s.ReadBlob(d, size)
+		if err == nil {
+			return nil
+		}
+		s.log.Info("replacing a damaged blob", "digest", d.String(), "error", err)
 	}
 	f, err := os.CreateTemp(filepath.Join(s.root, "tmp"), "blob-")
 	if err != nil {
