@@ -42,7 +42,7 @@ that repairs it.`,
 		}
 		for _, img := range imgs {
 			if img.Status == image.StatusBroken {
-				g.warn(fmt.Sprintf("image %s is broken: %s; repair it with `%s`", strings.Join(img.Names, ", "), img.Problem, img.Fix))
+				g.warn(brokenWarning(img))
 			}
 		}
 		if *format == "json" {
@@ -62,7 +62,7 @@ that repairs it.`,
 			}
 			status := img.Status
 			if img.Status == image.StatusBroken {
-				status = "broken: " + img.Problem
+				status = "broken: " + shortenDigests(img.Problem)
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", strings.Join(img.Names, ","), shortDigest(img.Digest), humanBytes(img.Size), created, status)
 		}
@@ -209,7 +209,7 @@ Exits 254 when it leaves a damaged blob in the store: always without
 				w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(w, "BLOB\tPROBLEM\tUSED AS\tACTION")
 				for _, b := range res.Bad {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", shortDigest(b.Digest), b.Problem, orDash(strings.Join(b.Uses, ", ")), checkAction(b))
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", shortDigest(b.Digest), shortenDigests(b.Problem), orDash(strings.Join(b.Uses, ", ")), checkAction(b))
 				}
 				if err := w.Flush(); err != nil {
 					return err
@@ -217,7 +217,7 @@ Exits 254 when it leaves a damaged blob in the store: always without
 			}
 		}
 		for _, img := range res.Broken {
-			g.warn(fmt.Sprintf("image %s is broken: %s; repair it with `%s`", strings.Join(img.Names, ", "), img.Problem, img.Fix))
+			g.warn(brokenWarning(img))
 		}
 		if n := res.Kept(); n > 0 {
 			if !*remove {
@@ -228,6 +228,11 @@ Exits 254 when it leaves a damaged blob in the store: always without
 		return nil
 	}
 	return cmd
+}
+
+// brokenWarning is the one-line warning about a broken image.
+func brokenWarning(img image.Image) string {
+	return fmt.Sprintf("image %s (%s) is broken: %s; repair it with `%s`", strings.Join(img.Names, ", "), shortDigest(img.Digest), img.Problem, img.Fix)
 }
 
 // checkAction says what image check did with a damaged blob.
@@ -241,6 +246,26 @@ func checkAction(b store.BadBlob) string {
 		return "kept: " + b.Kept
 	}
 	return "none (use --remove)"
+}
+
+// shortenDigests shortens every sha256 digest in s to its first 12 hex
+// digits, for a table.
+func shortenDigests(s string) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(s, "sha256:")
+		if i < 0 || len(s) < i+7+64 || !store.IsSHA256Hex(s[i+7:i+7+64]) {
+			if i < 0 {
+				b.WriteString(s)
+				return b.String()
+			}
+			b.WriteString(s[:i+7])
+			s = s[i+7:]
+			continue
+		}
+		b.WriteString(s[:i] + s[i+7:i+7+12])
+		s = s[i+7+64:]
+	}
 }
 
 func orDash(s string) string {

@@ -41,20 +41,6 @@ func (e *BrokenError) Problem() string {
 	return fmt.Sprintf("%s blob %s %s", e.Role, e.Blob, e.Reason)
 }
 
-// Short is Problem in a few words, for a table column.
-func (e *BrokenError) Short() string {
-	r := e.Reason
-	switch {
-	case strings.HasPrefix(r, "is corrupt"):
-		r = "corrupt"
-	case strings.HasPrefix(r, "cannot be parsed"):
-		r = "unparseable"
-	default:
-		r = strings.TrimPrefix(r, "is ")
-	}
-	return fmt.Sprintf("%s %s %s", e.Role, shortHex(e.Blob), r)
-}
-
 // Fix is the command line that repairs the image: remove it, fetch it
 // again. Fetch replaces a corrupt manifest or config after checking
 // what it downloads against the digest.
