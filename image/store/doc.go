@@ -16,6 +16,13 @@
 // process leaves behind is in tmp/, which gc empties; the next fetch simply
 // starts over for what is missing.
 //
+// Damage after commit (a disk fault, a hand edit) is contained: manifests
+// and configs are hashed again on every read, and an image that fails is
+// reported as broken (*BrokenError: the image, the blob, the fix) without
+// hiding the others from Images or stopping GC. Check hashes every blob,
+// layer blobs included, and can remove the damaged ones; PutBlob and
+// IngestLayer replace damaged copies, so a fetch repairs an image.
+//
 // Extracted layers use overlayfs's whiteout format (see package layer) so
 // that a pod's rootfs can be an overlay mount of them.
 package store
