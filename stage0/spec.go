@@ -137,8 +137,8 @@ func (s *PodSpec) Validate() error {
 			}
 		}
 		for _, m := range a.Mounts {
-			if !path.IsAbs(m.Source) || !path.IsAbs(m.Target) {
-				errs = append(errs, fmt.Sprintf("volume %s:%s: both paths must be absolute", m.Source, m.Target))
+			if err := m.Check(); err != nil {
+				errs = append(errs, err.Error())
 			}
 		}
 		if r := a.Resources; r.MemoryBytes < 0 || r.CPUMillis < 0 || r.PidsLimit < 0 {

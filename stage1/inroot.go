@@ -3,6 +3,8 @@ package stage1
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 
@@ -153,6 +155,47 @@ func (r *root) remountRO(target string, flags uintptr) error {
 		return fmt.Errorf("remount %s read-only: %w", target, err)
 	}
 	return nil
+}
+
+// pathOf returns where fd, a descriptor of something inside the root, is
+// in it: a clean absolute path ("/" for the root itself).
+func (r *root) pathOf(fd int) (string, error) {
+	top, err := os.Readlink(procFD(r.fd))
+	if err != nil {
+		return "", err
+	}
+	at, err := os.Readlink(procFD(fd))
+	if err != nil {
+		return "", err
+	}
+	rel, ok := beneath(top, at)
+	if !ok {
+		return "", fmt.Errorf("%s is not inside the app's root %s", at, top)
+	}
+	return path.Clean("/" + rel), nil
+}
+
+// resolve returns where p would be in the root once created: the
+// in-root path of its deepest existing ancestor (symlinks followed inside
+// the root) joined with the rest of p.
+func (r *root) resolve(p string) (string, error) {
+	p = rel(p)
+	for q := p; ; q = filepath.Dir(q) {
+		fd, err := r.openat(q, unix.O_PATH)
+		if errors.Is(err, unix.ENOENT) && q != "." {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		at, err := r.pathOf(fd)
+		unix.Close(fd)
+		if err != nil {
+			return "", err
+		}
+		rest, _ := beneath("/"+q, "/"+p)
+		return path.Join(at, rest), nil
+	}
 }
 
 func procFD(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }

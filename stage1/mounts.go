@@ -249,37 +249,6 @@ func setupDev(r *root) error {
 	return nil
 }
 
-// bindMount binds a host path into the app, read-only if asked. The
-// target is created (a directory or an empty file, like the source) and
-// resolved inside the app's root.
-func bindMount(r *root, m Mount) error {
-	fi, err := os.Stat(m.Source)
-	if err != nil {
-		return fmt.Errorf("mount %s: %w", m.Source, err)
-	}
-	if err := r.mount(m.Source, m.Target, "", unix.MS_BIND|unix.MS_REC, "", !fi.IsDir()); err != nil {
-		return err
-	}
-	if !m.ReadOnly {
-		return nil
-	}
-	// Keep the flags of the source's mount: a bind remount replaces them.
-	var st unix.Statfs_t
-	if err := unix.Statfs(m.Source, &st); err != nil {
-		return fmt.Errorf("mount %s: %w", m.Source, err)
-	}
-	var flags uintptr
-	for st1, ms := range map[int64]uintptr{
-		unix.ST_NOSUID: unix.MS_NOSUID, unix.ST_NODEV: unix.MS_NODEV, unix.ST_NOEXEC: unix.MS_NOEXEC,
-		unix.ST_NOATIME: unix.MS_NOATIME, unix.ST_NODIRATIME: unix.MS_NODIRATIME, unix.ST_RELATIME: unix.MS_RELATIME,
-	} {
-		if st.Flags&st1 != 0 {
-			flags |= ms
-		}
-	}
-	return r.remountRO(m.Target, flags)
-}
-
 // pivot makes dir the root of the mount namespace and drops the host's
 // root, then makes the pod root itself read-only.
 func pivot(dir string) error {

@@ -103,11 +103,17 @@ type Resources struct {
 	PidsLimit   int64  `json:"pidsLimit,omitempty"`
 }
 
-// Mount is a host path bind-mounted into an app.
+// Mount is a host path bind-mounted into an app (see volume.go). With
+// SourceRoot set, Source lies beneath it and is resolved there without
+// ever leaving it: no symlink or ".." below SourceRoot may lead out (the
+// agent sets it to the --volume-dir a task's volume is under). Target is
+// resolved inside the app's root and must not be a path the runtime
+// mounts itself (CheckMountTarget).
 type Mount struct {
-	Source   string `json:"source"`
-	Target   string `json:"target"`
-	ReadOnly bool   `json:"readOnly,omitempty"`
+	Source     string `json:"source"`
+	Target     string `json:"target"`
+	ReadOnly   bool   `json:"readOnly,omitempty"`
+	SourceRoot string `json:"sourceRoot,omitempty"`
 }
 
 // AppStatus is what stage1 records about an app in

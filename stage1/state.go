@@ -79,8 +79,8 @@ func (p *Pod) Validate() error {
 			return fmt.Errorf("app %s: dir %q must be relative to the pod directory", a.Name, a.Dir)
 		}
 		for _, m := range a.Mounts {
-			if !strings.HasPrefix(m.Source, "/") || !strings.HasPrefix(m.Target, "/") {
-				return fmt.Errorf("app %s: mount %s:%s needs absolute paths", a.Name, m.Source, m.Target)
+			if err := m.Check(); err != nil {
+				return fmt.Errorf("app %s: %w", a.Name, err)
 			}
 		}
 	}

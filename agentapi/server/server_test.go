@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/karman-project/karman/agentapi"
+	"github.com/karman-project/karman/stage1"
 	"github.com/karman-project/karman/tests/pagecache"
 )
 
@@ -96,10 +97,12 @@ func TestValidateListsEveryProblem(t *testing.T) {
 		Command: []string{""}, Env: map[string]string{"": "x"}, Restart: "maybe", StopTimeout: "-1s",
 		Resources: agentapi.TaskResources{MemoryBytes: 1000},
 		Networks:  []string{"none"}, Ports: []agentapi.Port{{HostPort: 80, ContainerPort: 80}, {HostPort: 0, ContainerPort: 1, Protocol: "sctp"}},
-		Volumes: []agentapi.Volume{{Source: "/srv/data/x", Target: "/x"}, {Source: "/srv/database", Target: "/y"}, {Source: "/srv/data/../etc", Target: "/z"}},
+		Volumes: []agentapi.Volume{{Source: "/srv/data/x", Target: "/x"}, {Source: "/srv/database", Target: "/y"}, {Source: "/srv/data/../etc", Target: "/z"},
+			{Source: "/srv/data/p", Target: "/proc/sys"}, {Source: "/srv/data/r", Target: "/"}},
 	}
 	p := strings.Join(a.validate(&spec), "\n")
-	for _, want := range []string{"image: required", "command", "env", "restart", "stopTimeout", "4 MiB", "network none", "sctp", "volume /srv/database", "volume /srv/data/../etc"} {
+	for _, want := range []string{"image: required", "command", "env", "restart", "stopTimeout", "4 MiB", "network none", "sctp", "volume /srv/database", "volume /srv/data/../etc",
+		"volume target /proc/sys: the runtime mounts", "volume target /: the runtime mounts"} {
 		if !strings.Contains(p, want) {
 			t.Errorf("problems do not mention %q:\n%s", want, p)
 		}
@@ -121,12 +124,30 @@ func TestValidateListsEveryProblem(t *testing.T) {
 func TestPodSpecFromTask(t *testing.T) {
 	ps := podSpec("t1", agentapi.TaskSpec{Image: "img", Command: []string{"/bin/sh", "-c"}, Args: []string{"echo hi"},
 		Env: map[string]string{"B": "2", "A": "1"}, Labels: map[string]string{"team": "x"}, StopTimeout: "3s",
-		Resources: agentapi.TaskResources{CPUMillis: 100, MemoryBytes: 64 << 20, Pids: 10}})
+		Resources: agentapi.TaskResources{CPUMillis: 100, MemoryBytes: 64 << 20, Pids: 10},
+		Volumes:   []agentapi.Volume{{Source: "/srv/vol/a/../b", Target: "/data", ReadOnly: true}}}, []string{"/other", "/srv/vol/"})
 	app := ps.Apps[0]
+	if want := (stage1.Mount{Source: "/srv/vol/b", Target: "/data", ReadOnly: true, SourceRoot: "/srv/vol"}); len(app.Mounts) != 1 || app.Mounts[0] != want {
+		t.Errorf("mounts %+v, want %+v", app.Mounts, want)
+	}
 	if app.Exec != "/bin/sh" || strings.Join(app.Args, "|") != "-c|echo hi" || strings.Join(app.Env, ",") != "A=1,B=2" ||
 		app.Resources.CPUMillis != 100 || app.Resources.PidsLimit != 10 || ps.Net != "none" || ps.StopTimeout != 3*time.Second ||
 		ps.Labels[LabelTask] != "t1" || ps.Labels["team"] != "x" {
 		t.Errorf("pod spec %+v", ps)
+	}
+}
+
+// TestVolumeRoot: a volume is resolved beneath the outermost volume
+// directory it is under, by path components, not by string prefix.
+func TestVolumeRoot(t *testing.T) {
+	dirs := []string{"/srv/vol/inner", "/srv/vol", "/data/"}
+	for src, want := range map[string]string{
+		"/srv/vol/inner/x": "/srv/vol", "/srv/vol": "/srv/vol", "/data/a/b": "/data",
+		"/srv/volume": "", "/srv": "", "/data/../etc": "", "/": "",
+	} {
+		if got := volumeRoot(dirs, src); got != want {
+			t.Errorf("volumeRoot(%q) = %q, want %q", src, got, want)
+		}
 	}
 }
 

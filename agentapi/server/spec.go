@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -128,15 +129,19 @@ func (a *Agent) validateNetworks(s *agentapi.TaskSpec) []string {
 	return p
 }
 
+// validateVolume checks a volume on its face: absolute paths, a source
+// under one of the agent's --volume-dir, a target the runtime does not
+// own. Whether the source exists and stays under its directory is for
+// checkVolumes, just before the launch.
 func (a *Agent) validateVolume(v agentapi.Volume) []string {
 	if !filepath.IsAbs(v.Source) || !filepath.IsAbs(v.Target) {
 		return []string{fmt.Sprintf("volume %s:%s: both paths must be absolute", v.Source, v.Target)}
 	}
-	src := filepath.Clean(v.Source)
-	for _, d := range a.cfg.VolumeDirs {
-		if rel, err := filepath.Rel(filepath.Clean(d), src); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
-			return nil
-		}
+	if err := stage1.CheckMountTarget(v.Target); err != nil {
+		return []string{err.Error()}
+	}
+	if volumeRoot(a.cfg.VolumeDirs, v.Source) != "" {
+		return nil
 	}
 	if len(a.cfg.VolumeDirs) == 0 {
 		return []string{fmt.Sprintf("volume %s: this agent allows no volumes (start it with --volume-dir DIR)", v.Source)}
@@ -144,8 +149,44 @@ func (a *Agent) validateVolume(v agentapi.Volume) []string {
 	return []string{fmt.Sprintf("volume %s: not under an allowed directory (%s)", v.Source, strings.Join(a.cfg.VolumeDirs, ", "))}
 }
 
+// volumeRoot returns the outermost of dirs that src is in or under, or
+// "": the directory a task's volume is resolved beneath.
+func volumeRoot(dirs []string, src string) string {
+	var root string
+	for _, d := range dirs {
+		d = filepath.Clean(d)
+		if rel, err := filepath.Rel(d, filepath.Clean(src)); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			if root == "" || len(d) < len(root) {
+				root = d
+			}
+		}
+	}
+	return root
+}
+
+// checkVolumes resolves every volume's source beneath its volume
+// directory, as the pod's init will (stage1.CheckSource): a source that is
+// missing, or that a symlink or ".." leads out of its directory, is
+// refused before a pod is made (ErrLaunch: 422). The init resolves it
+// again, by descriptor, so a change after this check cannot lead out
+// either.
+func checkVolumes(id string, s agentapi.TaskSpec, dirs []string) error {
+	var errs []error
+	for _, m := range podSpec(id, s, dirs).Apps[0].Mounts {
+		if err := stage1.CheckSource(m); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("task %s: %w: %w", id, ErrLaunch, errors.Join(errs...))
+	}
+	return nil
+}
+
 // podSpec turns a valid task spec into the pod that runs it.
-func podSpec(id string, s agentapi.TaskSpec) stage0.PodSpec {
+// A volume's source is resolved beneath its volume directory (dirs, see
+// volumeRoot).
+func podSpec(id string, s agentapi.TaskSpec, dirs []string) stage0.PodSpec {
 	app := stage0.AppSpec{Image: s.Image, Name: appName, User: s.User, WorkingDir: s.WorkingDir,
 		Resources: stage1.Resources{CPUMillis: s.Resources.CPUMillis, MemoryBytes: s.Resources.MemoryBytes, PidsLimit: s.Resources.Pids}}
 	if len(s.Command) > 0 {
@@ -163,7 +204,8 @@ func podSpec(id string, s agentapi.TaskSpec) stage0.PodSpec {
 		app.Env = append(app.Env, k+"="+s.Env[k])
 	}
 	for _, v := range s.Volumes {
-		app.Mounts = append(app.Mounts, stage1.Mount{Source: filepath.Clean(v.Source), Target: v.Target, ReadOnly: v.ReadOnly})
+		app.Mounts = append(app.Mounts, stage1.Mount{Source: filepath.Clean(v.Source), Target: v.Target, ReadOnly: v.ReadOnly,
+			SourceRoot: volumeRoot(dirs, v.Source)})
 	}
 	labels := map[string]string{LabelTask: id}
 	for k, v := range s.Labels {

@@ -35,6 +35,7 @@ func (a *Agent) Launch(ctx context.Context, id string, spec agentapi.TaskSpec) (
 		return agentapi.Task{}, false, &invalidError{problems}
 	}
 	hash := specHash(spec)
+	volErr := checkVolumes(id, spec, a.cfg.VolumeDirs) // outside a.mu: it reads the host's filesystem
 	a.mu.Lock()
 	if t, ok := a.tasks[id]; ok {
 		a.mu.Unlock()
@@ -46,6 +47,10 @@ func (a *Agent) Launch(ctx context.Context, id string, spec agentapi.TaskSpec) (
 		t.op.Unlock()
 		tk, err := a.Task(id)
 		return tk, false, err
+	}
+	if volErr != nil {
+		a.mu.Unlock()
+		return agentapi.Task{}, false, volErr
 	}
 	if err := a.admit(id, spec); err != nil {
 		a.mu.Unlock()
@@ -94,7 +99,7 @@ func (a *Agent) start(ctx context.Context, t *task) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	uuid, _, err := a.rt.Run(ctx, podSpec(id, spec), stage0.RunOptions{Detach: true, Exited: func(string) { a.poke() }})
+	uuid, _, err := a.rt.Run(ctx, podSpec(id, spec, a.cfg.VolumeDirs), stage0.RunOptions{Detach: true, Exited: func(string) { a.poke() }})
 	if err != nil {
 		return err
 	}

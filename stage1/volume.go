@@ -1,0 +1,210 @@
+package stage1
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Volumes are bind mounts of host paths into an app. The init resolves
+// both ends to file descriptors and mounts one onto the other with the
+// mount API (open_tree, mount_setattr, move_mount), never by path:
+//
+//   - the source with openat2(RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS)
+//     below Mount.SourceRoot when that is set, so that a symlink someone
+//     planted below it ("x" -> "/", "../..") cannot lead out of it;
+//   - the target with openat2(RESOLVE_IN_ROOT) inside the app's root
+//     (root), so that an image's symlink cannot make the mount land on the
+//     host, and refused when it is, or leads to, a path the runtime
+//     mounts itself (CheckMountTarget).
+//
+// What was resolved is what is mounted: a path swapped between the check
+// and the mount changes nothing. A read-only volume is made read-only,
+// submounts included, before it is attached.
+
+// Error classes of volumes, matched with errors.Is.
+var (
+	// ErrOutsideRoot: a volume source leads out of its Mount.SourceRoot.
+	ErrOutsideRoot = errors.New("leads out of its allowed directory")
+	// ErrRuntimePath: a volume target is a path the runtime mounts.
+	ErrRuntimePath = errors.New("the runtime mounts that path itself")
+)
+
+// runtimeOwner names what the runtime mounts at p, a clean absolute path
+// inside an app, or returns "" when p is free for a volume: the root,
+// /proc and all below, /sys, /dev and all below.
+func runtimeOwner(p string) string {
+	switch {
+	case p == "/":
+		return "it is the app's root filesystem"
+	case p == "/proc" || strings.HasPrefix(p, "/proc/"):
+		return "it is in the app's /proc"
+	case p == "/sys":
+		return "it is the app's /sys"
+	case p == "/dev" || strings.HasPrefix(p, "/dev/"):
+		return "it is in the app's /dev"
+	}
+	return ""
+}
+
+// CheckMountTarget refuses a volume target the runtime owns: /, /proc,
+// /proc/*, /sys, /dev or /dev/*.
+func CheckMountTarget(target string) error {
+	if why := runtimeOwner(path.Clean("/" + target)); why != "" {
+		return fmt.Errorf("volume target %s: %w (%s); mount the volume elsewhere", target, ErrRuntimePath, why)
+	}
+	return nil
+}
+
+// checkResolved refuses target when at, where it resolved in the app's
+// root, is a path the runtime owns.
+func checkResolved(target, at string) error {
+	why := runtimeOwner(at)
+	switch {
+	case why == "":
+		return nil
+	case at == path.Clean("/"+target):
+		return CheckMountTarget(target)
+	}
+	return fmt.Errorf("volume target %s leads to %s in the image: %w (%s); mount the volume elsewhere", target, at, ErrRuntimePath, why)
+}
+
+// Check reports what is wrong with m on its face: relative paths, a
+// Source not below SourceRoot, a target the runtime owns. Whether the
+// source exists and stays below SourceRoot is for CheckSource.
+func (m Mount) Check() error {
+	if !path.IsAbs(m.Source) || !path.IsAbs(m.Target) {
+		return fmt.Errorf("volume %s:%s: both paths must be absolute", m.Source, m.Target)
+	}
+	if m.SourceRoot != "" {
+		if !path.IsAbs(m.SourceRoot) {
+			return fmt.Errorf("volume %s: its allowed directory %q must be absolute", m.Source, m.SourceRoot)
+		}
+		if _, ok := beneath(m.SourceRoot, m.Source); !ok {
+			return fmt.Errorf("volume %s: %w %s", m.Source, ErrOutsideRoot, m.SourceRoot)
+		}
+	}
+	return CheckMountTarget(m.Target)
+}
+
+// beneath returns p relative to root ("." for root itself) when p, a
+// clean absolute path, is root or below it.
+func beneath(root, p string) (string, bool) {
+	root, p = path.Clean(root), path.Clean(p)
+	switch {
+	case p == root:
+		return ".", true
+	case root == "/":
+		return p[1:], true
+	case strings.HasPrefix(p, root+"/"):
+		return p[len(root)+1:], true
+	}
+	return "", false
+}
+
+// CheckSource resolves m's source as the init will and reports why it
+// cannot be mounted: missing, or leading out of SourceRoot (ErrOutsideRoot).
+func CheckSource(m Mount) error {
+	fd, err := openSource(m)
+	if err != nil {
+		return err
+	}
+	unix.Close(fd)
+	return nil
+}
+
+// openSource returns an O_PATH descriptor of m's source: below
+// SourceRoot, without following anything out of it, when that is set; as
+// the host resolves it otherwise (a volume given on karman's command line
+// by the host's root).
+func openSource(m Mount) (int, error) {
+	if m.SourceRoot == "" {
+		fd, err := unix.Open(m.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return -1, fmt.Errorf("volume source %s: %w", m.Source, err)
+		}
+		return fd, nil
+	}
+	rel, ok := beneath(m.SourceRoot, m.Source)
+	if !ok {
+		return -1, fmt.Errorf("volume source %s: %w %s", m.Source, ErrOutsideRoot, m.SourceRoot)
+	}
+	dir, err := unix.Open(m.SourceRoot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("volume directory %s: %w", m.SourceRoot, err)
+	}
+	defer unix.Close(dir)
+	how := &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS}
+	for range 16 {
+		fd, err := unix.Openat2(dir, rel, how)
+		switch {
+		case err == nil:
+			return fd, nil
+		case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR):
+			continue // a concurrent rename; try again
+		case errors.Is(err, unix.EXDEV):
+			return -1, fmt.Errorf("volume source %s: %w %s (a symlink or '..' in it points outside)", m.Source, ErrOutsideRoot, m.SourceRoot)
+		default:
+			return -1, fmt.Errorf("volume source %s: %w", m.Source, err)
+		}
+	}
+	return -1, fmt.Errorf("volume source %s: %w", m.Source, unix.EAGAIN)
+}
+
+// bindMount mounts m's source on its target in the app rooted at r,
+// read-only (submounts too) if asked. The target is created (a directory
+// or an empty file, like the source).
+func bindMount(r *root, m Mount) error {
+	src, err := openSource(m)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(src)
+	var st unix.Stat_t
+	if err := unix.Fstat(src, &st); err != nil {
+		return fmt.Errorf("volume source %s: %w", m.Source, err)
+	}
+	// The image's symlinks may lead the target elsewhere in the root:
+	// look before creating anything, and again at what was created.
+	at, err := r.resolve(m.Target)
+	if err != nil {
+		return fmt.Errorf("volume target %s: %w", m.Target, err)
+	}
+	if err := checkResolved(m.Target, at); err != nil {
+		return err
+	}
+	var dst int
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		dst, err = r.mkdirAll(m.Target, 0o755)
+	} else {
+		dst, err = r.mkfile(m.Target)
+	}
+	if err != nil {
+		return fmt.Errorf("volume target %s: %w", m.Target, err)
+	}
+	defer unix.Close(dst)
+	if at, err = r.pathOf(dst); err != nil {
+		return fmt.Errorf("volume target %s: %w", m.Target, err)
+	}
+	if err := checkResolved(m.Target, at); err != nil {
+		return err
+	}
+	tree, err := unix.OpenTree(src, "", unix.OPEN_TREE_CLONE|unix.O_CLOEXEC|unix.AT_EMPTY_PATH|unix.AT_RECURSIVE)
+	if err != nil {
+		return fmt.Errorf("volume %s: clone the mount: %w", m.Source, err)
+	}
+	defer unix.Close(tree)
+	if m.ReadOnly {
+		attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+		if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
+			return fmt.Errorf("volume %s: make it read-only: %w", m.Source, err)
+		}
+	}
+	if err := unix.MoveMount(tree, "", dst, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+		return fmt.Errorf("mount %s on %s: %w", m.Source, m.Target, err)
+	}
+	return nil
+}
