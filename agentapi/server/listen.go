@@ -61,28 +61,90 @@ func Listen(o ListenOptions) (net.Listener, func(*http.Request) error, error) {
 }
 
 func listenUnix(path string) (net.Listener, func(*http.Request) error, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, nil, fmt.Errorf("agent socket: %w", err)
+	if err := prepareSocketPath(path); err != nil {
+		return nil, nil, err
 	}
-	// A socket left by an agent that died is removed; a live agent's is not.
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		c.Close()
-		return nil, nil, fmt.Errorf("agent socket %s: another agent is serving it", path)
-	}
-	os.Remove(path)
 	// Created owner-only, not chmod'ed after: no moment where others may
 	// connect. (The umask is process-wide; this runs before anything else.)
 	old := unix.Umask(0o177)
 	l, err := net.Listen("unix", path)
 	unix.Umask(old)
 	if err != nil {
-		return nil, nil, fmt.Errorf("agent socket: %w", err)
+		return nil, nil, fmt.Errorf("agent socket %s: %w", path, err)
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		l.Close()
-		return nil, nil, fmt.Errorf("agent socket: %w", err)
+		return nil, nil, fmt.Errorf("agent socket %s: %w", path, err)
 	}
 	return l, nil, nil
+}
+
+// prepareSocketPath makes path ready to listen on, or says why it is not.
+// The path is absolute. Its directory is created owner-only (0700) if
+// missing; an existing one must be a directory owned by root or by this
+// user that neither group nor others can write (else they could replace
+// the socket). What is at path may only be a stale socket, one that no
+// process answers on, which is removed; a live socket (another agent), a
+// regular file, a directory or anything else is refused, never deleted.
+func prepareSocketPath(path string) error {
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("--listen unix://%s: the socket path must be absolute, as unix:///run/karman/agent.sock", path)
+	}
+	path = filepath.Clean(path)
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("agent socket %s: creating its directory: %w", path, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return fmt.Errorf("agent socket %s: %w", path, err)
+	}
+	switch euid := uint32(os.Geteuid()); {
+	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
+		return fmt.Errorf("agent socket %s: %s is not a directory", path, dir)
+	case st.Uid != 0 && st.Uid != euid:
+		return fmt.Errorf("agent socket %s: its directory %s belongs to uid %d, who could replace the socket; use a directory owned by root or by this user (uid %d)", path, dir, st.Uid, euid)
+	case st.Mode&0o022 != 0:
+		return fmt.Errorf("agent socket %s: its directory %s is writable by group or others (mode %04o), who could replace the socket; use an owner-only directory (chmod go-w %s, or a path such as %s)", path, dir, st.Mode&0o7777, dir, DefaultSocket)
+	}
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("agent socket %s: %w", path, err)
+	case fi.Mode().Type() != os.ModeSocket:
+		return fmt.Errorf("agent socket %s: %s is there, not a socket; it is left alone: remove it or choose another --listen path", path, describeMode(fi.Mode()))
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("agent socket %s: another agent is serving it; stop that agent or choose another --listen path", path)
+	}
+	if !errors.Is(err, unix.ECONNREFUSED) {
+		return fmt.Errorf("agent socket %s: cannot tell whether another agent serves it (%w); remove it if none does", path, err)
+	}
+	// Stale: left by an agent that died. Replaced.
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("agent socket %s: removing the stale socket: %w", path, err)
+	}
+	return nil
+}
+
+func describeMode(m os.FileMode) string {
+	switch t := m.Type(); {
+	case t == 0:
+		return "a regular file"
+	case t&os.ModeDir != 0:
+		return "a directory"
+	case t&os.ModeSymlink != 0:
+		return "a symbolic link"
+	case t&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case t&os.ModeDevice != 0:
+		return "a device"
+	}
+	return "a file of mode " + m.String()
 }
 
 func listenTCP(hostport string, o ListenOptions) (net.Listener, func(*http.Request) error, error) {
