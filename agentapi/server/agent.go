@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/karman-project/karman/agentapi"
+	"github.com/karman-project/karman/internal/lockfile"
 	"github.com/karman-project/karman/network"
 	"github.com/karman-project/karman/stage0"
 )
@@ -23,6 +24,10 @@ type Config struct {
 	Runtime *stage0.Runtime
 	// StateDir holds the agent's records and events (DIR/agent).
 	StateDir string
+	// DataDir, when set, is the runtime's data directory (--dir). One
+	// agent at a time serves it and StateDir: each holds a lock file
+	// (LockFile) in both while the agent lives.
+	DataDir string
 	Version  string
 	Logger   *slog.Logger
 	// Reserved is kept for the system: tasks get the rest. A negative
@@ -54,7 +59,14 @@ var (
 	ErrConflict = errors.New("conflict")
 	ErrInvalid  = errors.New("invalid request")
 	ErrLaunch   = errors.New("launch failed")
+	// ErrInUse: another agent serves the directory.
+	ErrInUse = errors.New("in use by another agent")
 )
+
+// LockFile is the lock an agent holds in its state directory and in the
+// data directory while it runs (flock(2), dropped by the kernel when the
+// agent dies).
+const LockFile = "agent.lock"
 
 // invalidError carries every problem of an invalid request.
 type invalidError struct{ problems []string }
@@ -103,6 +115,7 @@ type Agent struct {
 
 	nudge  chan struct{}
 	starts chan struct{} // a slot per pod start in progress
+	locks  []*lockfile.Lock
 }
 
 // New opens the agent's state, fingerprints the node and recovers the
@@ -129,29 +142,71 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "tasks"), 0o700); err != nil {
 		return nil, fmt.Errorf("agent state directory: %w", err)
 	}
-	id, err := nodeID(filepath.Join(cfg.StateDir, "node-id"))
+	locks, err := lockDirs(cfg)
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{
+	id, err := nodeID(filepath.Join(cfg.StateDir, "node-id"))
+	if err != nil {
+		unlockAll(locks)
+		return nil, err
+	}
+	a := &Agent{locks: locks,
 		cfg: cfg, rt: cfg.Runtime, log: cfg.Logger, store: taskStore{filepath.Join(cfg.StateDir, "tasks")},
 		bootID: readBootID(), tasks: map[string]*task{}, ports: map[string]string{}, counts: map[agentapi.TaskState]int{},
 		nudge: make(chan struct{}, 1), met: newMetrics(), starts: make(chan struct{}, cfg.ParallelStarts),
 	}
 	a.ident, a.capacity, a.reserved = fingerprint(id, cfg.StateDir, cfg.Version, cfg.Reserved, cfg.Ports)
 	if a.events, err = openEventLog(filepath.Join(cfg.StateDir, "events.log")); err != nil {
+		unlockAll(locks)
 		return nil, err
 	}
 	a.sampleNow(ctx)
 	if err := a.recover(ctx); err != nil {
 		a.events.close()
+		unlockAll(locks)
 		return nil, err
 	}
 	return a, nil
 }
 
-// Close releases the agent's files. Tasks keep running.
-func (a *Agent) Close() error { return a.events.close() }
+// lockDirs takes the agent's lock in its state directory and in the data
+// directory, without waiting: a directory another agent holds is refused.
+func lockDirs(cfg Config) ([]*lockfile.Lock, error) {
+	type dir struct{ path, what string }
+	var dirs []dir
+	if cfg.DataDir != "" {
+		dirs = append(dirs, dir{cfg.DataDir, "data directory (--dir)"})
+	}
+	dirs = append(dirs, dir{cfg.StateDir, "state directory"})
+	var locks []*lockfile.Lock
+	for _, d := range dirs {
+		path := filepath.Join(d.path, LockFile)
+		l, err := lockfile.TryLock(path, true)
+		if errors.Is(err, lockfile.ErrWouldBlock) {
+			err = fmt.Errorf("agent: %s %s is %w (it holds %s); stop that agent, or give this one another --dir or --state-dir", d.what, d.path, ErrInUse, path)
+		}
+		if err != nil {
+			unlockAll(locks)
+			return nil, err
+		}
+		locks = append(locks, l)
+	}
+	return locks, nil
+}
+
+func unlockAll(locks []*lockfile.Lock) {
+	for _, l := range locks {
+		l.Unlock()
+	}
+}
+
+// Close releases the agent's files and locks. Tasks keep running.
+func (a *Agent) Close() error {
+	err := a.events.close()
+	unlockAll(a.locks)
+	return err
+}
 
 // Node returns the node document.
 func (a *Agent) Node() agentapi.Node {

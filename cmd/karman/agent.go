@@ -40,7 +40,7 @@ Its tasks are ordinary pods: they keep running when the agent stops.`,
 	parallel := f.Int("parallel-starts", 0, "pods started at once at most (default twice the CPUs, at least 4)")
 	reserveMem := f.String("reserve-memory", "", "memory kept for the system, as 512M (default 256M, at most a tenth)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		cfg := server.Config{Version: version, Logger: g.log, Master: *master, Endpoint: *endpoint, VolumeDirs: *volumeDirs,
+		cfg := server.Config{Version: version, Logger: g.log, Master: *master, Endpoint: *endpoint, VolumeDirs: *volumeDirs, DataDir: g.dir,
 			StateDir: *stateDir, ParallelStarts: *parallel, Labels: map[string]string{}, Reserved: agentapi.Resources{MemoryBytes: -1}}
 		if cfg.StateDir == "" {
 			cfg.StateDir = filepath.Join(g.dir, "agent")
