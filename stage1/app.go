@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -175,14 +174,6 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 		// then signals would reach the shim, and exec errors report here.
 		if err := shim.wait(); err != nil {
 			return 0, err // the reaper collects the shim as an orphan
-		}
-	}
-	if adj := p.app.OOMScoreAdj; adj != nil {
-		// Per process, so written once the app exists (from the app's own
-		// /proc): until then it has the init's, which is 0.
-		f := filepath.Join(p.rootPath, "proc", strconv.Itoa(pid), "oom_score_adj")
-		if werr := os.WriteFile(f, []byte(strconv.Itoa(*adj)), 0); werr != nil {
-			in.log.Warn("setting oom_score_adj", "app", p.app.Name, "err", werr)
 		}
 	}
 	in.children[pid] = onExit

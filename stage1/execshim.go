@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"syscall"
 	"unsafe"
 
@@ -23,6 +24,8 @@ import (
 //     thread's exit); the default filter refuses nothing the runtime
 //     uses, but an app's own list may (a retain list refuses futex unless
 //     it names it; a remove list may name mmap);
+//   - an app with --oom-score-adj: the value is per process, and set
+//     by the shim before execve, so the app never runs with the init's;
 //   - every confined app on cgroup v2: it is forked straight into its
 //     cgroup with clone3 (CLONE_INTO_CGROUP), which every filter refuses
 //     (clone3's flags cannot be inspected), so the forking thread has
@@ -53,6 +56,9 @@ type shimSpec struct {
 	// so that nothing of the image's (GODEBUG, say) steers its runtime.
 	Env    []string `json:"env,omitempty"`
 	Filter []byte   `json:"filter,omitempty"` // isolators.EncodeSeccomp
+	// OOMScoreAdj, when set, is written to /proc/self/oom_score_adj
+	// before execve, so the app never runs with the init's value.
+	OOMScoreAdj *int `json:"oomScoreAdj,omitempty"`
 }
 
 const (
@@ -70,6 +76,9 @@ const (
 // that forks it must call clone3 (which every filter refuses) to start it
 // inside its cgroup.
 func needsExecShim(app *App, cgroupV2 bool) bool {
+	if app.OOMScoreAdj != nil {
+		return true // per process, set before execve
+	}
 	if app.Unconfined || app.Seccomp != nil && app.Seccomp.Mode == isolators.SeccompUnconfined {
 		return false
 	}
@@ -143,7 +152,7 @@ func specFile(app *App, dir string, env []string) (int, error) {
 	}
 	b, err := json.Marshal(shimSpec{
 		UID: app.UID, GID: app.GID, Groups: app.GIDs, Caps: app.Caps, AllCaps: app.AllCaps,
-		Dir: dir, Env: env, Filter: isolators.EncodeSeccomp(prog),
+		Dir: dir, Env: env, Filter: isolators.EncodeSeccomp(prog), OOMScoreAdj: app.OOMScoreAdj,
 	})
 	if err != nil {
 		return -1, err
@@ -218,6 +227,14 @@ func execShim(path string, argv []string) error {
 	dir, err := syscall.BytePtrFromString(spec.Dir)
 	if err != nil {
 		return err
+	}
+	if spec.OOMScoreAdj != nil {
+		// While the shim still has every capability: a value below the
+		// current one needs CAP_SYS_RESOURCE.
+		v := strconv.Itoa(*spec.OOMScoreAdj)
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(v), 0); err != nil {
+			return fmt.Errorf("--oom-score-adj %s: %w (a value below karman's own needs CAP_SYS_RESOURCE)", v, err)
+		}
 	}
 	// Per thread, this one: it is the one that calls execve.
 	if err := dropBounding(&App{Caps: spec.Caps, AllCaps: spec.AllCaps}); err != nil {

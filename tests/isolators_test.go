@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -201,6 +202,41 @@ func TestPerAppIsolation(t *testing.T) {
 			t.Errorf("%v accepted:\n%s", bad, r)
 		}
 	}
+	// The app's first read already sees its own value, never the init's.
+	for range 5 {
+		r := mustSucceed(t, e.run(t, e.image, "--oom-score-adj", "700", "--exec", "/bin/cat", "--", "/proc/self/oom_score_adj"))
+		if r.Stdout != "700\n" {
+			t.Fatalf("the app's first read of oom_score_adj: %q, want 700", r.Stdout)
+		}
+	}
+	// A value karman may not set is refused, not silently dropped.
+	if !hasCapability(t, unix.CAP_SYS_RESOURCE) {
+		r := e.run(t, e.image, "--oom-score-adj", "-500", "--exec", "/bin/true")
+		if r.Code != 254 || !strings.Contains(r.Stderr, "--oom-score-adj -500") || !strings.Contains(r.Stderr, "CAP_SYS_RESOURCE") {
+			t.Errorf("--oom-score-adj -500 without CAP_SYS_RESOURCE: want exit 254 naming the flag and the capability, got\n%s", r)
+		}
+	}
+}
+
+// hasCapability tells whether this process has capability c in its
+// effective set.
+func hasCapability(t *testing.T, c int) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:\t"); ok {
+			eff, err := strconv.ParseUint(v, 16, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return eff&(1<<c) != 0
+		}
+	}
+	t.Fatal("no CapEff in /proc/self/status")
+	return false
 }
 
 func fileSize(t *testing.T, p string) int {
