@@ -201,10 +201,11 @@ func (s *Store) uses() (uses map[v1.Hash][]string, pinned map[v1.Hash]bool, pinA
 	if err != nil {
 		return nil, nil, false, err
 	}
-	leases, err := s.Leases()
+	leases, damaged, err := s.leases()
 	if err != nil {
 		return nil, nil, false, err
 	}
+	pinAll = len(damaged) > 0 // a damaged lease may hold any layer
 	type user struct {
 		d     v1.Hash
 		label string

@@ -21,9 +21,10 @@ type GCResult struct {
 	Leases int   `json:"leases"`
 	Bytes  int64 `json:"bytes"`
 	// Unknown lists the images gc must keep but whose manifest it cannot
-	// read, one line each with the fix. While there is one, gc cannot
-	// tell which blobs and layers that image uses, so it removes none
-	// (only tmp/ and dead leases); Blobs and Layers are then 0.
+	// read, and the lease files it cannot parse, one line each with the
+	// fix. While there is one, gc cannot tell which blobs and layers are
+	// used, so it removes none (only tmp/ and dead leases); Blobs and
+	// Layers are then 0.
 	Unknown []string `json:"unknown,omitempty"`
 }
 
@@ -117,9 +118,13 @@ func (s *Store) roots(res *GCResult) ([]root, error) {
 	for _, d := range refs {
 		roots = append(roots, root{digest: d})
 	}
-	leases, err := s.Leases()
+	leases, damaged, err := s.leases()
 	if err != nil {
 		return nil, fmt.Errorf("image gc: %w", err)
+	}
+	// A damaged lease may hold any image.
+	for _, m := range damaged {
+		res.Unknown = append(res.Unknown, m+"; until then gc cannot tell which image its pod uses")
 	}
 	for _, l := range leases {
 		if l.Owner != "" {

@@ -310,3 +310,29 @@ func TestCheckKeepsLayersOfRunningPods(t *testing.T) {
 		t.Errorf("a layer a pod uses was removed")
 	}
 }
+
+// TestGCWithDamagedLease: a lease file that cannot be parsed may hold
+// any image: gc keeps every blob and layer and says which file to look
+// at, instead of failing.
+func TestGCWithDamagedLease(t *testing.T) {
+	f := newFixture(t)
+	m := f.fetch(t, "busy", testimage.Must(t)(testimage.Busybox(testimage.Options{})))
+	if _, _, err := f.st.Untag(context.Background(), m.Names[0]); err != nil {
+		t.Fatal(err)
+	}
+	lease := filepath.Join(f.st.Root(), "leases", "pod1.json")
+	if err := os.WriteFile(lease, []byte(`{"id": "pod1", "dig`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.st.GC(context.Background())
+	if err != nil {
+		t.Fatalf("gc with a damaged lease: %v", err)
+	}
+	if res.Blobs+res.Layers != 0 || len(res.Unknown) != 1 || !strings.Contains(res.Unknown[0], lease) {
+		t.Errorf("gc = %+v, want nothing removed and the lease named", res)
+	}
+	os.Remove(lease)
+	if res, err := f.st.GC(context.Background()); err != nil || res.Blobs != 3 || res.Layers != 1 {
+		t.Errorf("gc without the lease = %+v, %v", res, err)
+	}
+}

@@ -68,26 +68,38 @@ func (s *Store) RemoveLease(id string) error {
 	return nil
 }
 
-// Leases lists the recorded leases.
+// Leases lists the recorded leases; a lease file that cannot be parsed
+// is an error.
 func (s *Store) Leases() ([]Lease, error) {
+	out, damaged, err := s.leases()
+	if err == nil && len(damaged) > 0 {
+		err = errors.New(damaged[0])
+	}
+	return out, err
+}
+
+// leases lists the recorded leases and describes the lease files that
+// cannot be parsed (a torn write, a hand edit).
+func (s *Store) leases() (out []Lease, damaged []string, err error) {
 	ents, err := os.ReadDir(filepath.Join(s.root, "leases"))
 	if err != nil {
-		return nil, fmt.Errorf("leases: %w", err)
+		return nil, nil, fmt.Errorf("leases: %w", err)
 	}
-	var out []Lease
 	for _, e := range ents {
 		if !strings.HasSuffix(e.Name(), ".json") {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(s.root, "leases", e.Name()))
+		p := filepath.Join(s.root, "leases", e.Name())
+		b, err := os.ReadFile(p)
 		if err != nil {
 			continue // removed under us
 		}
 		var l Lease
 		if err := json.Unmarshal(b, &l); err != nil {
-			return nil, fmt.Errorf("lease %s is corrupt: %w", e.Name(), err)
+			damaged = append(damaged, fmt.Sprintf("lease %s is corrupt (%v); if no pod uses it any more (see `karman list`), delete it", p, err))
+			continue
 		}
 		out = append(out, l)
 	}
-	return out, nil
+	return out, damaged, nil
 }
