@@ -9,11 +9,16 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // FuzzExtract feeds arbitrary tar bytes to Extract and checks that nothing
@@ -32,13 +37,29 @@ func FuzzExtract(f *testing.F) {
 		{regE("a/.wh.b", "", 0o644), regE("a/.wh..wh..opq", "", 0o644), regE(".wh..wh.plnk/x", "", 0o644)},
 		{dirE("/", 0o700), regE("/abs", "abs", 0o4755).with(xattr("trusted.overlay.opaque", "y")).with(xattr("user.x", "y"))},
 		{devE(tar.TypeFifo, "p", 0, 0, 0o600), devE(tar.TypeChar, "c", 1, 3, 0o666)},
+		{regE("x", "y", 0o644).with(xattr("trusted.overlay.redirect", "/outside")).with(xattr("security.selinux", "x"))},
+		{dirE("o/", 0o755), regE("o/.wh..wh..opq", "", 0o644).with(xattr("trusted.overlay.opaque", "n"))},
+		{regE(strings.Repeat("d/", 60)+"f", "long", 0o644), symE(strings.Repeat("l", 120), strings.Repeat("../", 40))},
+		{{hdr: tar.Header{Typeflag: tar.TypeXGlobalHeader, PAXRecords: map[string]string{"path": "../outside/g"}}}, regE("a", "b", 0o644)},
 	}
 	for _, s := range seeds {
 		for i := range s {
-			s[i].hdr.ModTime = fuzzTime // whole seconds: no PAX header, smaller seeds
+			if s[i].hdr.Typeflag != tar.TypeXGlobalHeader {
+				s[i].hdr.ModTime = fuzzTime // whole seconds: no PAX header, smaller seeds
+			}
 		}
 		f.Add(mkTar(f, s...))
 	}
+	// The GNU format's long names and links ('L' and 'K' entries).
+	gnu := []ent{regE(strings.Repeat("g", 110), "gnu", 0o644), linkE("gl", "../"+strings.Repeat("o", 105))}
+	for i := range gnu {
+		gnu[i].hdr.ModTime, gnu[i].hdr.Format = fuzzTime, tar.FormatGNU
+	}
+	f.Add(mkTar(f, gnu...))
+	// PAX records that override the header's own name and link name.
+	f.Add(paxTar(f, map[string]string{"path": "../outside/file"}, regE("harmless", "pwned", 0o644)))
+	f.Add(paxTar(f, map[string]string{"linkpath": "../outside/file"}, linkE("h", "ok")))
+	f.Add(paxTar(f, map[string]string{"linkpath": "../../../tmp", "path": "s"}, symE("t", "ok"), regE("s/x", "pwned", 0o644)))
 	f.Add([]byte("not a tar at all"))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -47,9 +68,154 @@ func FuzzExtract(f *testing.F) {
 		}
 		s := newSandbox(t)
 		t.Cleanup(func() { makeRemovable(s.dir) })
+		above := watchAbove(t, s.base, tarNames(data))
 		_, _ = Extract(context.Background(), bytes.NewReader(data), s.dir, Options{})
 		s.checkOutside(t)
+		s.checkInside(t)
+		above.check(t)
 	})
+}
+
+// paxTar writes a PAX extended header holding records (which
+// archive/tar's writer would not let override the path or link name) before
+// the first of entries, then the entries.
+func paxTar(t testing.TB, records map[string]string, entries ...ent) []byte {
+	t.Helper()
+	var body strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(records)) {
+		rec := " " + k + "=" + records[k] + "\n"
+		n := len(rec) + 1 // the length counts its own digits
+		for len(strconv.Itoa(n))+len(rec) != n {
+			n++
+		}
+		fmt.Fprintf(&body, "%d%s", n, rec)
+	}
+	// Written as a regular file, then retyped to 'x' with a new checksum.
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "PaxHeaders/0", Size: int64(body.Len()), Mode: 0o644, ModTime: fuzzTime, Format: tar.FormatUSTAR}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write([]byte(body.String())); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	b[156] = tar.TypeXHeader
+	copy(b[148:156], "        ")
+	sum := 0
+	for _, c := range b[:512] {
+		sum += int(c)
+	}
+	copy(b[148:156], fmt.Sprintf("%06o\x00 ", sum))
+	for i := range entries {
+		entries[i].hdr.ModTime = fuzzTime
+	}
+	return append(b, mkTar(t, entries...)...)
+}
+
+// checkInside fails the test if the layer directory holds something that
+// reaches outside it or that an image may not set: a non-directory with a
+// link that is not inside the layer (a hardlink to any file elsewhere on
+// the filesystem), a mount point, or a trusted.* xattr other than the
+// opaque marker of a .wh..wh..opq whiteout.
+func (s *sandbox) checkInside(t testing.TB) {
+	t.Helper()
+	var rootDev uint64
+	names := map[[2]uint64]uint64{} // dev, ino -> names seen inside
+	nlink := map[[2]uint64]uint64{}
+	where := map[[2]uint64]string{}
+	err := filepath.WalkDir(s.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		if p == s.dir {
+			rootDev = st.Dev
+		}
+		if st.Dev != rootDev {
+			t.Errorf("%s is on another filesystem (device %d, the layer is on %d)", p, st.Dev, rootDev)
+		}
+		for name, val := range listXattrs(t, p) {
+			if strings.HasPrefix(name, "trusted.") && !(name == "trusted.overlay.opaque" && val == "y" && d.IsDir()) {
+				t.Errorf("%s has xattr %s=%q, which an image may not set", p, name, val)
+			}
+		}
+		if !d.IsDir() {
+			k := [2]uint64{st.Dev, st.Ino}
+			names[k]++
+			nlink[k] = st.Nlink
+			where[k] = p
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walking the layer: %v", err)
+	}
+	for k, n := range names {
+		if nlink[k] != n {
+			t.Errorf("%s has %d links but only %d are inside the layer: it is linked to a file outside", where[k], nlink[k], n)
+		}
+	}
+}
+
+// aboveWatch notes which names an archive mentions already exist in the
+// directories above the sandbox (up to /), which a fuzz run cannot
+// snapshot whole: other processes write there. A name that appears in one
+// during an extraction escaped even the sandbox.
+type aboveWatch struct{ existed map[string]bool }
+
+func watchAbove(t testing.TB, base string, names []string) aboveWatch {
+	t.Helper()
+	w := aboveWatch{existed: map[string]bool{}}
+	for dir := base; ; dir = filepath.Dir(dir) {
+		for _, n := range names {
+			p := filepath.Join(dir, n)
+			_, err := os.Lstat(p)
+			w.existed[p] = err == nil
+		}
+		if dir == "/" {
+			break
+		}
+	}
+	return w
+}
+
+func (w aboveWatch) check(t testing.TB) {
+	t.Helper()
+	for p, existed := range w.existed {
+		if _, err := os.Lstat(p); err == nil && !existed {
+			t.Errorf("%s appeared outside the layer directory during the extraction", p)
+		}
+	}
+}
+
+// tarNames returns the path components of the names and link names of the
+// archive's entries (as far as it parses), at most 256 of them.
+func tarNames(data []byte) []string {
+	seen := map[string]bool{}
+	var out []string
+	tr := tar.NewReader(bytes.NewReader(data))
+	for len(out) < 256 {
+		hdr, err := tr.Next()
+		if err != nil {
+			break
+		}
+		for _, p := range []string{hdr.Name, hdr.Linkname} {
+			for c := range strings.SplitSeq(p, "/") {
+				if c != "" && c != "." && c != ".." && !seen[c] && len(out) < 256 {
+					seen[c] = true
+					out = append(out, c)
+				}
+			}
+		}
+	}
+	return out
 }
 
 var fuzzTime = time.Unix(1700000000, 0)
@@ -82,8 +248,11 @@ func FuzzExtractScript(f *testing.F) {
 		if !ok {
 			t.Skip("not a valid script")
 		}
+		above := watchAbove(t, s.base, tarNames(data))
 		_, _ = Extract(context.Background(), bytes.NewReader(data), s.dir, Options{})
 		s.checkOutside(t)
+		s.checkInside(t)
+		above.check(t)
 	})
 }
 
