@@ -74,7 +74,10 @@ func ParseReference(s string) (Reference, error) {
 func (r Reference) String() string {
 	switch r.Transport {
 	case OCILayout:
-		if r.Tag != "" {
+		// A colon ends the directory unless a '/' follows it: a directory
+		// such as "x:" or "a:b" needs the colon of an empty tag.
+		i := strings.LastIndexByte(r.Name, ':')
+		if r.Tag != "" || i >= 0 && !strings.Contains(r.Name[i+1:], "/") {
 			return "oci:" + r.Name + ":" + r.Tag
 		}
 		return "oci:" + r.Name
