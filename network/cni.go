@@ -81,6 +81,11 @@ func findPlugins(l *libcni.NetworkConfigList, file string, dirs []string) error 
 	var errs []error
 	for _, p := range l.Plugins {
 		t := p.Network.Type
+		if t == "" || t == "." || t == ".." || strings.ContainsRune(t, '/') {
+			errs = append(errs, fmt.Errorf("CNI plugin type %q of network %s (%s) is not a plugin name: name a file in one of %s: %w",
+				t, l.Name, file, strings.Join(dirs, ", "), ErrConfig))
+			continue
+		}
 		found := false
 		for _, d := range dirs {
 			if fi, err := os.Stat(filepath.Join(d, t)); err == nil && fi.Mode().IsRegular() {
