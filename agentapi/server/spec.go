@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/karman-project/karman/agentapi"
+	"github.com/karman-project/karman/network"
 	"github.com/karman-project/karman/stage0"
 	"github.com/karman-project/karman/stage1"
 )
@@ -76,9 +77,15 @@ func (a *Agent) validate(s *agentapi.TaskSpec) []string {
 			p = append(p, fmt.Sprintf("stopTimeout %q: use a positive duration such as 10s", s.StopTimeout))
 		}
 	}
-	for k := range s.Labels {
-		if strings.HasPrefix(k, "karman.") {
+	if s.WorkingDir != "" && !filepath.IsAbs(s.WorkingDir) {
+		p = append(p, fmt.Sprintf("workingDir %q: must be an absolute path", s.WorkingDir))
+	}
+	for k, v := range s.Labels {
+		switch {
+		case strings.HasPrefix(k, "karman."):
 			p = append(p, fmt.Sprintf("label %q: the karman. prefix is reserved for the agent", k))
+		case k == "" || len(k) > 253 || len(v) > 4096 || strings.ContainsAny(k, "\x00\n="):
+			p = append(p, fmt.Sprintf("label %q: keys are 1 to 253 characters without '=' or newlines, values at most 4096", k))
 		}
 	}
 	p = append(p, a.validateNetworks(s)...)
@@ -99,8 +106,9 @@ func (a *Agent) validateNetworks(s *agentapi.TaskSpec) []string {
 		p = append(p, fmt.Sprintf("networks %v: none and host cannot be combined with other networks", nets))
 	}
 	for _, n := range nets {
-		if n == "" || strings.ContainsAny(n, ",/ ") {
-			p = append(p, fmt.Sprintf("network %q: not a network name", n))
+		// The names stage0 accepts, without CNI arguments (NAME:K=V).
+		if _, err := network.ParseNet(n); n == "" || err != nil || strings.ContainsAny(n, ",:") {
+			p = append(p, fmt.Sprintf("network %q: not a network name (letters, digits, '-', '_', '.')", n))
 		}
 	}
 	none := len(nets) == 0 || slices.Equal(nets, []string{"none"})
