@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build install test unit e2e bench demo setup setup-tests clean lint
+.PHONY: all build install test unit e2e bench demo setup setup-tests clean lint fuzz
 
 PREFIX ?= /usr/local
 
@@ -59,6 +59,12 @@ bench: build
 
 demo: setup build
 	./scripts/demo.sh
+
+# Every fuzz target for FUZZTIME each (default 30s), one at a time
+# (docs/fuzzing.md). `make test` and `make unit` run their seed corpora.
+FUZZTIME ?= 30s
+fuzz:
+	FUZZTIME=$(FUZZTIME) GO=$(GO) ./scripts/fuzz.sh
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed: $$out" >&2; exit 1; fi
