@@ -2,7 +2,8 @@
 // status, stop, signal, wait, rm, gc, enter and logs. The CLI, the node
 // agent and any cluster driver call it; it never exits the process and logs
 // only through the slog.Logger it is given. Pods carry labels (PodSpec.Labels,
-// kept in LabelsFile) by which their callers find their own pods again.
+// kept in LabelsFile, written first of all) by which their callers find
+// their own pods again, an embryo left by a caller killed mid-way included.
 //
 // There is no daemon and no database. A pod is a directory under
 // DIR/pods, and its state is where that directory is plus whether its

@@ -66,15 +66,16 @@ func (r *Runtime) info(p pod) PodInfo { return r.readInfo(p, true) }
 // costs a few dozen file reads per app).
 func (r *Runtime) readInfo(p pod, usage bool) PodInfo {
 	pi := PodInfo{UUID: p.uuid, State: p.state(), Networks: []NetworkInfo{}, Apps: []AppInfo{}}
+	// The labels are the first file of a pod: an embryo has them too.
+	if b, err := os.ReadFile(filepath.Join(p.path, LabelsFile)); err == nil {
+		json.Unmarshal(b, &pi.Labels)
+	}
 	pd, err := stage1.LoadPod(p.path)
 	if err != nil {
 		return pi // an embryo, or a pod being removed
 	}
 	pi.Name = pd.Name
 	pi.Networks = networkInfo(p.path)
-	if b, err := os.ReadFile(filepath.Join(p.path, LabelsFile)); err == nil {
-		json.Unmarshal(b, &pi.Labels)
-	}
 	pi.Created = modTime(filepath.Join(p.path, stage1.PodFile))
 	pi.Started = modTime(filepath.Join(p.path, stage1.Started))
 	pi.Finished = modTime(filepath.Join(p.path, stage1.Finished))

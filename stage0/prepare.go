@@ -77,6 +77,17 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool, startInit 
 			held.Unlock()
 		}
 	}()
+	// The labels come first: a caller killed while the pod is being made
+	// (an image fetch can take minutes) finds its embryo by them.
+	if len(spec.Labels) > 0 {
+		b, err := json.Marshal(spec.Labels)
+		if err != nil {
+			return pod{}, nil, nil, err
+		}
+		if err := os.WriteFile(filepath.Join(p.path, LabelsFile), b, 0o600); err != nil {
+			return pod{}, nil, nil, err
+		}
+	}
 	for _, d := range []string{"apps", stage1.StateDir, stage1.AppsState, stage1.LogsDir} {
 		if err := os.MkdirAll(filepath.Join(p.path, d), 0o755); err != nil {
 			return pod{}, nil, nil, err
@@ -119,15 +130,6 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool, startInit 
 		return pod{}, nil, nil, appErr // the deferred discard undoes the network too
 	}
 	pd.Apps = apps
-	if len(spec.Labels) > 0 {
-		b, err := json.Marshal(spec.Labels)
-		if err != nil {
-			return pod{}, nil, nil, err
-		}
-		if err := os.WriteFile(filepath.Join(p.path, LabelsFile), b, 0o600); err != nil {
-			return pod{}, nil, nil, err
-		}
-	}
 	if err := stage1.SavePod(p.path, pd); err != nil {
 		return pod{}, nil, nil, err
 	}

@@ -241,8 +241,21 @@ func (a *Agent) recover(ctx context.Context) error {
 		case r.BootID != a.bootID:
 			lost++
 			a.setState(t, agentapi.TaskLost, func(r *record) { r.Reason = "the node rebooted since the task started" })
-		case !found && r.State == agentapi.TaskStarting:
-			a.setState(t, agentapi.TaskFailed, func(r *record) { r.Reason = "the agent stopped while launching it and no pod was created" })
+		case r.State == agentapi.TaskStarting && (!found || pi.State == stage0.Embryo || pi.State == stage0.Garbage):
+			// The launch was cut off before the pod ran: its embryo (if
+			// any) is removed, and a PUT of the same spec launches the
+			// task again (Launch).
+			leftover := ""
+			if found {
+				if err := a.rt.Remove(ctx, pi.UUID); err != nil && !errors.Is(err, stage0.ErrNotFound) {
+					a.log.Warn("removing the pod of an interrupted launch", "task", r.ID, "pod", pi.UUID, "err", err)
+					leftover = pi.UUID // removed by the next launch or the delete
+				}
+			}
+			a.setState(t, agentapi.TaskFailed, func(r *record) {
+				r.Interrupted, r.PodUUID = true, leftover
+				r.Reason = "interrupted: the agent stopped while launching the task; PUT the same spec again to launch it"
+			})
 		case !found:
 			lost++
 			a.setState(t, agentapi.TaskLost, func(r *record) { r.Reason = "its pod is gone" })

@@ -18,6 +18,9 @@ type record struct {
 	agentapi.Task
 	// SpecHash identifies the spec for idempotent launches.
 	SpecHash string `json:"specHash"`
+	// Interrupted marks a task that failed because the agent stopped
+	// while launching it: a PUT of the same spec launches it again.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // taskStore keeps one JSON file per task under dir.

@@ -22,9 +22,11 @@ const launchTimeout = 5 * time.Minute
 
 // Launch starts task id with spec, idempotently: an existing task with the
 // same spec is returned as it is (created false), one with a different
-// spec is ErrConflict. It returns once the task runs, or has already
-// ended. A task that fails to start is not kept (its event says why): the
-// error wraps ErrLaunch, ErrInvalid or ErrConflict (admission).
+// spec is ErrConflict. A task whose launch an agent crash interrupted
+// (recovered failed, Interrupted) is launched again, its unfinished pod
+// removed first. It returns once the task runs, or has already ended. A
+// task that fails to start is not kept (its event says why): the error
+// wraps ErrLaunch, ErrInvalid or ErrConflict (admission).
 func (a *Agent) Launch(ctx context.Context, id string, spec agentapi.TaskSpec) (_ agentapi.Task, created bool, err error) {
 	var problems []string
 	if !validID(id) {
@@ -35,7 +37,6 @@ func (a *Agent) Launch(ctx context.Context, id string, spec agentapi.TaskSpec) (
 		return agentapi.Task{}, false, &invalidError{problems}
 	}
 	hash := specHash(spec)
-	volErr := checkVolumes(id, spec, a.cfg.VolumeDirs) // outside a.mu: it reads the host's filesystem
 	a.mu.Lock()
 	if t, ok := a.tasks[id]; ok {
 		a.mu.Unlock()
@@ -44,13 +45,15 @@ func (a *Agent) Launch(ctx context.Context, id string, spec agentapi.TaskSpec) (
 		}
 		// Wait for a launch in progress to finish.
 		t.op.Lock()
-		t.op.Unlock()
+		defer t.op.Unlock()
+		a.mu.Lock()
+		again := a.tasks[id] == t && t.rec.Interrupted && t.rec.State == agentapi.TaskFailed
+		a.mu.Unlock()
+		if again {
+			return a.relaunch(ctx, t)
+		}
 		tk, err := a.Task(id)
 		return tk, false, err
-	}
-	if volErr != nil {
-		a.mu.Unlock()
-		return agentapi.Task{}, false, volErr
 	}
 	if err := a.admit(id, spec); err != nil {
 		a.mu.Unlock()
@@ -66,7 +69,43 @@ func (a *Agent) Launch(ctx context.Context, id string, spec agentapi.TaskSpec) (
 	a.reserve(id, spec)
 	a.setState(t, agentapi.TaskStarting, nil)
 	a.mu.Unlock()
+	return a.launch(ctx, t)
+}
 
+// relaunch launches again a task whose launch was interrupted, with t.op
+// held: the pod the interrupted launch left, if any, is removed, and the
+// task is admitted and started like a new one (its id, spec and creation
+// time stay).
+func (a *Agent) relaunch(ctx context.Context, t *task) (agentapi.Task, bool, error) {
+	a.mu.Lock()
+	id, spec, old := t.rec.ID, t.rec.Spec, t.rec.PodUUID
+	a.mu.Unlock()
+	if old != "" {
+		if err := a.rt.Remove(ctx, old); err != nil && !errors.Is(err, stage0.ErrNotFound) {
+			return agentapi.Task{}, false, fmt.Errorf("task %s: removing pod %s of the interrupted launch: %w", id, old, err)
+		}
+	}
+	a.mu.Lock()
+	if err := a.admit(id, spec); err != nil {
+		a.mu.Unlock()
+		a.met.admissionRefusals.Add(1)
+		return agentapi.Task{}, false, err
+	}
+	t.done, t.stopping = make(chan struct{}), false
+	a.reserve(id, spec)
+	a.setState(t, agentapi.TaskStarting, func(r *record) {
+		r.PodUUID, r.ExitCode, r.Reason, r.Started, r.Finished = "", nil, "", time.Time{}, time.Time{}
+		r.Interrupted, r.BootID = false, a.bootID
+	})
+	a.mu.Unlock()
+	a.log.Info("launching again a task whose launch was interrupted", "task", id, "old pod", old)
+	return a.launch(ctx, t)
+}
+
+// launch starts a task just recorded as starting, with t.op held. A task
+// that fails to start is forgotten.
+func (a *Agent) launch(ctx context.Context, t *task) (agentapi.Task, bool, error) {
+	id := t.rec.ID
 	a.met.launches.Add(1)
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), launchTimeout)
 	defer cancel()
