@@ -39,13 +39,18 @@ const (
 	superviseTestEnv  = "KARMAN_STAGE1_TEST_SUPERVISE"
 	earlyInitTestEnv  = "KARMAN_STAGE1_TEST_EARLY_INIT"
 	earlyInitPIDLabel = "early init pid "
-	// handoffTestEnv sets handoffDelay, as a time.Duration string.
-	handoffTestEnv = "KARMAN_STAGE1_TEST_HANDOFF"
+	// handoffTestEnv sets handoffDelay, as a time.Duration string;
+	// errorExitTestEnv errorExitDelay (of the init).
+	handoffTestEnv   = "KARMAN_STAGE1_TEST_HANDOFF"
+	errorExitTestEnv = "KARMAN_STAGE1_TEST_ERROR_EXIT"
 )
 
 func TestMain(m *testing.M) {
 	// The test binary doubles as the karman binary: re-executions of
 	// /proc/self/exe land here.
+	if d, err := time.ParseDuration(os.Getenv(errorExitTestEnv)); err == nil {
+		errorExitDelay = d
+	}
 	if code, ok := Entrypoint(os.Args); ok {
 		os.Exit(code)
 	}

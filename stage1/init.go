@@ -107,10 +107,15 @@ func initMain(_ []string) int {
 	code, err := in.run(chld, sigc)
 	if err != nil {
 		sendMsg(sup, &message{T: msgError, Msg: err.Error()}, nil)
+		time.Sleep(errorExitDelay)
 		return ExitRuntimeError
 	}
 	return code
 }
+
+// errorExitDelay is how long an init that failed waits between its report
+// and its exit: none, but the tests make it linger.
+var errorExitDelay time.Duration
 
 func (in *podInit) run(chld, sigc <-chan os.Signal) (int, error) {
 	buf := make([]byte, maxPacket)

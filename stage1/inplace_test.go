@@ -78,6 +78,19 @@ func TestHandOff(t *testing.T) {
 			t.Errorf("no hand-over:\n%s", p.stdout())
 		}
 	})
+	t.Run("init fails before the hand-over", func(t *testing.T) {
+		t.Parallel()
+		// The init reports its failure, then lingers past the hand-over
+		// time before it exits: the pod ends here, with that report.
+		p := newPod(t, func(p *Pod) { p.Apps[0].Mounts = []Mount{{Source: "/no/such/source", Target: "/x"}} }, sh("app", "true"))
+		p.startLikeStage0(handoffTestEnv+"=100ms", errorExitTestEnv+"=400ms")
+		p.expect(p.wait(), ExitRuntimeError)
+		out := p.stdout()
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if last := lines[len(lines)-1]; strings.Contains(out, handedOver) || !strings.HasPrefix(last, "karman: ") || !strings.Contains(last, "/no/such/source") {
+			t.Errorf("want the init's error and no hand-over; got:\n%s", out)
+		}
+	})
 	t.Run("stopping in place", func(t *testing.T) {
 		t.Parallel()
 		p := newPod(t, nil, trapApp("app", "TERM", "echo stopped; exit 0"))

@@ -551,7 +551,10 @@ func (s *supervisor) serve(start time.Time) (code int, gotExit bool, initErr str
 		closeAll(fds) // none expected
 		if h := s.handoff; h != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 			s.handoff = nil
-			if !gotExit { // else the pod is ending: end it here
+			// A pod whose init has exited or failed is ending: end it
+			// here, where its report is (the lean supervisor would
+			// only see the socket close).
+			if !gotExit && initErr == "" {
 				s.handOff(h) // returns only if the pod stays here
 			}
 			s.conn.SetReadDeadline(time.Time{})
