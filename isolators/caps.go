@@ -52,9 +52,16 @@ func normCap(s string) (string, error) {
 	return n, nil
 }
 
+// HostNetDropped are the capabilities that DefaultCaps loses in a pod on
+// the host's network: CAP_NET_RAW there opens raw and packet sockets on
+// the host's interfaces (sniffing, spoofing the host's traffic). An app
+// that needs it names it in its retain list.
+var HostNetDropped = []string{"NET_RAW"}
+
 // AppCaps computes an app's capability set: retain, when given, is the
-// whole set; otherwise DefaultCaps without remove. Names are checked.
-func AppCaps(retain, remove []string) ([]string, error) {
+// whole set; otherwise DefaultCaps, less HostNetDropped when hostNet,
+// without remove. Names are checked.
+func AppCaps(retain, remove []string, hostNet bool) ([]string, error) {
 	if len(retain) > 0 && len(remove) > 0 {
 		return nil, fmt.Errorf("--caps-retain and --caps-remove exclude each other: retain lists the whole set")
 	}
@@ -73,6 +80,9 @@ func AppCaps(retain, remove []string) ([]string, error) {
 		return out, nil
 	}
 	out := slices.Clone(DefaultCaps)
+	if hostNet {
+		out = slices.DeleteFunc(out, func(k string) bool { return slices.Contains(HostNetDropped, k) })
+	}
 	for _, c := range remove {
 		n, err := normCap(c)
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/karman-project/karman/image/rootfs"
 	"github.com/karman-project/karman/internal/lockfile"
 	"github.com/karman-project/karman/isolators"
+	"github.com/karman-project/karman/network"
 	"github.com/karman-project/karman/stage1"
 )
 
@@ -182,11 +183,12 @@ func (r *Runtime) prepareApp(ctx context.Context, p pod, spec PodSpec, as AppSpe
 	if wd == "" {
 		wd = "/"
 	}
-	caps, err := isolators.AppCaps(as.CapsRetain, as.CapsRemove)
+	hostNet := spec.Net == network.Host
+	caps, err := isolators.AppCaps(as.CapsRetain, as.CapsRemove, hostNet)
 	if err != nil {
 		return stage1.App{}, err
 	}
-	if len(as.CapsRetain) == 0 && len(as.CapsRemove) == 0 {
+	if len(as.CapsRetain) == 0 && len(as.CapsRemove) == 0 && !hostNet {
 		caps = nil // the default set
 	}
 	var seccomp *isolators.Seccomp

@@ -107,8 +107,21 @@ func (s *PodSpec) Validate() error {
 	default:
 		errs = append(errs, fmt.Sprintf("--pull-policy=%s: use new, update or never", s.PullPolicy))
 	}
-	if s.StopTimeout <= 0 {
+	switch {
+	case s.StopTimeout == 0:
 		s.StopTimeout = 10 * time.Second
+	case s.StopTimeout < 0:
+		errs = append(errs, CheckStopTimeout(s.StopTimeout).Error())
+	}
+	if s.Name != "" {
+		if err := CheckName(s.Name); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if s.Hostname != "" {
+		if err := CheckHostname(s.Hostname); err != nil {
+			errs = append(errs, err.Error())
+		}
 	}
 	for k := range s.Sysctls {
 		if err := isolators.CheckSysctl(k, s.Net == "host"); err != nil {
@@ -131,9 +144,19 @@ func (s *PodSpec) Validate() error {
 			errs = append(errs, fmt.Sprintf("app name %q: use lower-case letters, digits and '-'", a.Name))
 		}
 		seen[a.Name] = true
+		if a.Exec != "" {
+			if err := CheckExec(a.Exec); err != nil {
+				errs = append(errs, fmt.Sprintf("app %s: %v", a.Name, err))
+			}
+		}
 		for _, e := range a.Env {
-			if !strings.Contains(e, "=") {
-				errs = append(errs, fmt.Sprintf("--env %q: use NAME=VALUE", e))
+			if err := CheckEnv(e); err != nil {
+				errs = append(errs, fmt.Sprintf("app %s: %v", a.Name, err))
+			}
+		}
+		if a.User != "" {
+			if err := CheckUser(a.User); err != nil {
+				errs = append(errs, fmt.Sprintf("app %s: %v", a.Name, err))
 			}
 		}
 		for _, m := range a.Mounts {
@@ -141,16 +164,15 @@ func (s *PodSpec) Validate() error {
 				errs = append(errs, err.Error())
 			}
 		}
-		if r := a.Resources; r.MemoryBytes < 0 || r.CPUMillis < 0 || r.PidsLimit < 0 {
-			errs = append(errs, fmt.Sprintf("app %s: resource limits must be positive", a.Name))
+		for _, err := range unjoin(a.Resources.Validate()) {
+			errs = append(errs, fmt.Sprintf("app %s: %v", a.Name, err))
 		}
-		if a.Resources.MemoryBytes > 0 && a.Resources.MemoryBytes < 4<<20 {
-			errs = append(errs, fmt.Sprintf("app %s: --memory %d is below 4 MiB, too little to start a process", a.Name, a.Resources.MemoryBytes))
+		if a.OOMScoreAdj != nil {
+			if err := stage1.CheckOOMScoreAdj(*a.OOMScoreAdj); err != nil {
+				errs = append(errs, fmt.Sprintf("app %s: %v", a.Name, err))
+			}
 		}
-		if a.OOMScoreAdj != nil && (*a.OOMScoreAdj < -1000 || *a.OOMScoreAdj > 1000) {
-			errs = append(errs, fmt.Sprintf("app %s: --oom-score-adj %d is outside -1000..1000", a.Name, *a.OOMScoreAdj))
-		}
-		if _, err := isolators.AppCaps(a.CapsRetain, a.CapsRemove); err != nil {
+		if _, err := isolators.AppCaps(a.CapsRetain, a.CapsRemove, s.Net == network.Host); err != nil {
 			errs = append(errs, fmt.Sprintf("app %s: %v", a.Name, err))
 		}
 		if a.Seccomp != "" {
@@ -173,6 +195,17 @@ func (s *PodSpec) Validate() error {
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// unjoin lists the errors that errors.Join joined, or err alone.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	if err != nil {
+		return []error{err}
 	}
 	return nil
 }

@@ -69,7 +69,7 @@ func TestResolveUserAcrossLayers(t *testing.T) {
 	}
 	write(lower, "etc/passwd", "root:x:0:0::/root:/bin/sh\nold:x:5:5::/:/bin/sh\n")
 	// The upper layer's passwd replaces the lower one.
-	write(upper, "etc/passwd", "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n")
+	write(upper, "etc/passwd", "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\nnobody32:x:4294967295:4294967295::/:/bin/sh\n")
 	write(upper, "etc/group", "root:x:0:\napp:x:1000:\nstaff:x:50:app,other\naudio:x:63:app\n")
 	layers := []string{lower, upper}
 	tests := []struct {
@@ -85,6 +85,10 @@ func TestResolveUserAcrossLayers(t *testing.T) {
 		{spec: "4242", uid: 4242, gid: 0},
 		{spec: "old", wantError: "no such user"},
 		{spec: "app:nogroup", wantError: "no such group"},
+		// (uint32)-1 would mean "no change" to setuid: the app would stay root.
+		{spec: "4294967295", wantError: "ids are 0 to 4294967294"},
+		{spec: "1000:4294967295", wantError: "ids are 0 to 4294967294"},
+		{spec: "nobody32", wantError: "ids are 0 to 4294967294"},
 	}
 	for _, tc := range tests {
 		uid, gid, gids, err := resolveUser(layers, "", tc.spec)

@@ -108,6 +108,12 @@ func resolveUser(layers []string, rootDir, spec string) (uid, gid uint32, gids [
 			}
 		}
 	}
+	// (uint32)-1 is no one's id: setuid(2) and setgid(2) read it as "no
+	// change", which would leave the app root. An image's config or
+	// /etc/passwd may say it as well as a flag.
+	if uid > maxID || gid > maxID {
+		return 0, 0, nil, fmt.Errorf("user %q: resolves to uid %d, gid %d; ids are 0 to %d", spec, uid, gid, maxID)
+	}
 	// Supplementary groups: those that list the user by name.
 	name := userPart
 	for _, row := range passwd {
@@ -121,7 +127,7 @@ func resolveUser(layers []string, rootDir, spec string) (uid, gid uint32, gids [
 		}
 		for _, m := range strings.Split(row[3], ",") {
 			if m == name {
-				if g, err := strconv.ParseUint(row[2], 10, 32); err == nil && uint32(g) != gid {
+				if g, err := strconv.ParseUint(row[2], 10, 32); err == nil && g <= maxID && uint32(g) != gid {
 					gids = append(gids, uint32(g))
 				}
 			}
