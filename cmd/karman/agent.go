@@ -37,9 +37,12 @@ Its tasks are ordinary pods: they keep running when the agent stops.`,
 	labels := f.StringArray("label", nil, "a node label KEY=VALUE (repeatable)")
 	volumeDirs := f.StringArray("volume-dir", nil, "a host directory whose contents tasks may mount (repeatable; default none)")
 	reserveCPU := f.String("reserve-cpu", "", "CPU kept for the system, as 500m or 0.5 (default none)")
-	parallel := f.Int("parallel-starts", 0, "pods started at once at most (default twice the CPUs, at least 4)")
+	parallel := f.Int("parallel-starts", 0, "pods started at once at most (0: twice the CPUs, at least 4)")
 	reserveMem := f.String("reserve-memory", "", "memory kept for the system, as 512M (default 256M, at most a tenth)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if *parallel < 0 {
+			return fmt.Errorf("--parallel-starts %d: use a positive number, or 0 for the default (twice the CPUs, at least 4)", *parallel)
+		}
 		cfg := server.Config{Version: version, Logger: g.log, Master: *master, Endpoint: *endpoint, VolumeDirs: *volumeDirs, DataDir: g.dir,
 			StateDir: *stateDir, ParallelStarts: *parallel, Labels: map[string]string{}, Reserved: agentapi.Resources{MemoryBytes: -1}}
 		if cfg.StateDir == "" {

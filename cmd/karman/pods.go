@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -31,11 +32,11 @@ func (g *globals) runtime() (*stage0.Runtime, error) {
 // podArgs returns the pod UUIDs from args or from --uuid-file.
 func podArgs(args []string, uuidFile string) ([]string, error) {
 	if uuidFile != "" {
-		b, err := os.ReadFile(uuidFile)
+		u, err := stage0.ReadUUIDFile(uuidFile)
 		if err != nil {
 			return nil, fmt.Errorf("--uuid-file: %w", err)
 		}
-		args = append(args, strings.TrimSpace(string(b)))
+		args = append(args, u)
 	}
 	if len(args) == 0 {
 		return nil, errors.New("no pod given: pass a UUID (or a unique prefix) or --uuid-file")
@@ -149,40 +150,48 @@ func newStatusCommand(g *globals) *cobra.Command {
 		if *format == "json" {
 			return writeJSON(cmd.OutOrStdout(), info)
 		}
-		out := cmd.OutOrStdout()
-		fmt.Fprintf(out, "uuid=%s\nstate=%s\n", info.UUID, info.State)
-		if info.Name != "" {
-			fmt.Fprintf(out, "name=%s\n", info.Name)
-		}
-		for k, t := range map[string]time.Time{"created": info.Created, "started": info.Started, "finished": info.Finished} {
-			if !t.IsZero() {
-				fmt.Fprintf(out, "%s=%s\n", k, t.UTC().Format(time.RFC3339Nano))
-			}
-		}
-		if info.ExitCode != nil {
-			fmt.Fprintf(out, "exit-code=%d\n", *info.ExitCode)
-		}
-		for _, n := range info.Networks {
-			fmt.Fprintf(out, "network-%s-interface=%s\n", n.Name, n.Interface)
-			for _, a := range n.Addresses {
-				fmt.Fprintf(out, "network-%s-address=%s\n", n.Name, a)
-			}
-		}
-		for _, a := range info.Apps {
-			fmt.Fprintf(out, "app-%s-image=%s@%s\n", a.Name, a.Image, a.ImageDigest)
-			if a.PID != 0 {
-				fmt.Fprintf(out, "app-%s-pid=%d\n", a.Name, a.PID)
-			}
-			if a.ExitCode != nil {
-				fmt.Fprintf(out, "app-%s-exit-code=%d\n", a.Name, *a.ExitCode)
-			}
-			if a.Reason != "" {
-				fmt.Fprintf(out, "app-%s-reason=%s\n", a.Name, a.Reason)
-			}
-		}
+		writeStatus(cmd.OutOrStdout(), info)
 		return nil
 	}
 	return cmd
+}
+
+// writeStatus prints a pod's status as KEY=VALUE lines, always in the
+// same order: the pod's, its times, its networks, then its apps.
+func writeStatus(out io.Writer, info stage0.PodInfo) {
+	fmt.Fprintf(out, "uuid=%s\nstate=%s\n", info.UUID, info.State)
+	if info.Name != "" {
+		fmt.Fprintf(out, "name=%s\n", info.Name)
+	}
+	for _, kt := range []struct {
+		k string
+		t time.Time
+	}{{"created", info.Created}, {"started", info.Started}, {"finished", info.Finished}} {
+		if !kt.t.IsZero() {
+			fmt.Fprintf(out, "%s=%s\n", kt.k, kt.t.UTC().Format(time.RFC3339Nano))
+		}
+	}
+	if info.ExitCode != nil {
+		fmt.Fprintf(out, "exit-code=%d\n", *info.ExitCode)
+	}
+	for _, n := range info.Networks {
+		fmt.Fprintf(out, "network-%s-interface=%s\n", n.Name, n.Interface)
+		for _, a := range n.Addresses {
+			fmt.Fprintf(out, "network-%s-address=%s\n", n.Name, a)
+		}
+	}
+	for _, a := range info.Apps {
+		fmt.Fprintf(out, "app-%s-image=%s@%s\n", a.Name, a.Image, a.ImageDigest)
+		if a.PID != 0 {
+			fmt.Fprintf(out, "app-%s-pid=%d\n", a.Name, a.PID)
+		}
+		if a.ExitCode != nil {
+			fmt.Fprintf(out, "app-%s-exit-code=%d\n", a.Name, *a.ExitCode)
+		}
+		if a.Reason != "" {
+			fmt.Fprintf(out, "app-%s-reason=%s\n", a.Name, a.Reason)
+		}
+	}
 }
 
 // eachPod runs fn for every pod named by args or --uuid-file, printing

@@ -24,25 +24,29 @@ type appFlags struct {
 	volumes   []string
 	memory    string
 	cpu       string
-	cpuShares uint64
+	cpuShares int64
 	pids      int64
 	capsKeep  []string
 	capsDrop  []string
 	readonly  bool
 	oomAdj    string
 	seccomp   string
+	// fs is where the flags were registered, to tell a flag given empty
+	// from one not given.
+	fs *pflag.FlagSet
 }
 
 func (f *appFlags) register(fs *pflag.FlagSet) {
+	f.fs = fs
 	fs.StringVar(&f.exec, "exec", "", "command to run instead of the image's entrypoint")
 	fs.StringArrayVar(&f.env, "env", nil, "set an environment variable, NAME=VALUE (repeatable)")
 	fs.StringVar(&f.user, "user", "", "user to run as: name or uid[:gid], resolved in the image")
 	fs.StringVar(&f.workdir, "workdir", "", "working directory of the app")
 	fs.StringArrayVar(&f.volumes, "volume", nil, "bind-mount a host path: SRC:DST[:ro] (repeatable)")
-	fs.StringVar(&f.memory, "memory", "", "memory limit, e.g. 256M or 1G (the app is OOM-killed beyond it)")
-	fs.StringVar(&f.cpu, "cpu", "", "CPU limit in millicores (500m) or cores (1.5), as a CFS quota")
-	fs.Uint64Var(&f.cpuShares, "cpu-shares", 0, "relative CPU weight (cgroup v1 shares)")
-	fs.Int64Var(&f.pids, "pids-limit", 0, "most processes and threads the app may have")
+	fs.StringVar(&f.memory, "memory", "", "memory limit, 4M to 1048576G, e.g. 256M or 1G (the app is OOM-killed beyond it)")
+	fs.StringVar(&f.cpu, "cpu", "", "CPU limit, 10m to 1000 cores, in millicores (500m) or cores (1.5), as a CFS quota")
+	fs.Int64Var(&f.cpuShares, "cpu-shares", 0, "relative CPU weight, 2 to 262144 (cgroup v1 shares; 0: the default weight, 1024)")
+	fs.Int64Var(&f.pids, "pids-limit", 0, "most processes and threads the app may have, 1 to 4194304 (0: no limit)")
 	fs.StringSliceVar(&f.capsKeep, "caps-retain", nil, "the app's whole capability set, e.g. CAP_NET_BIND_SERVICE,CAP_CHOWN")
 	fs.StringSliceVar(&f.capsDrop, "caps-remove", nil, "capabilities to drop from the default set")
 	fs.BoolVar(&f.readonly, "readonly-rootfs", false, "mount the app's root filesystem read-only")
@@ -51,7 +55,19 @@ func (f *appFlags) register(fs *pflag.FlagSet) {
 }
 
 func (f *appFlags) apply(a *stage0.AppSpec) error {
+	// A flag given empty is refused rather than read as not given.
+	for _, name := range []string{"exec", "user", "workdir", "memory", "cpu", "seccomp", "oom-score-adj"} {
+		if f.fs == nil {
+			break
+		}
+		if fl := f.fs.Lookup(name); fl != nil && fl.Changed && fl.Value.String() == "" {
+			return fmt.Errorf("--%s is empty: give a value, or leave the flag out for the default", name)
+		}
+	}
 	if f.exec != "" {
+		if err := stage0.CheckExec(f.exec); err != nil {
+			return fmt.Errorf("--exec: %w", err)
+		}
 		a.Exec = f.exec
 	}
 	a.Env = append(a.Env, f.env...)
@@ -64,19 +80,22 @@ func (f *appFlags) apply(a *stage0.AppSpec) error {
 	if f.memory != "" {
 		n, err := parseBytes(f.memory)
 		if err != nil {
-			return fmt.Errorf("--memory %q: %w", f.memory, err)
+			return fmt.Errorf("--memory: %w", err)
 		}
 		a.Resources.MemoryBytes = n
 	}
 	if f.cpu != "" {
 		n, err := parseMillicores(f.cpu)
 		if err != nil {
-			return fmt.Errorf("--cpu %q: %w", f.cpu, err)
+			return fmt.Errorf("--cpu: %w", err)
 		}
 		a.Resources.CPUMillis = n
 	}
+	if f.cpuShares < 0 {
+		return fmt.Errorf("--cpu-shares %d: use 2 to 262144, or 0 for the default weight (1024)", f.cpuShares)
+	}
 	if f.cpuShares != 0 {
-		a.Resources.CPUShares = f.cpuShares
+		a.Resources.CPUShares = uint64(f.cpuShares)
 	}
 	if f.pids != 0 {
 		a.Resources.PidsLimit = f.pids
@@ -208,6 +227,9 @@ func (f *podFlags) spec(args []string) (stage0.PodSpec, error) {
 			fmt.Fprintf(os.Stderr, "karman: WARNING: the apps run without the default %s isolation (--insecure-options=%s)\n", o, o)
 		}
 	}
+	if err := stage0.CheckStopTimeout(f.stopTimeout); err != nil {
+		return stage0.PodSpec{}, fmt.Errorf("--stop-timeout: %w", err)
+	}
 	apps, err := parseApps(args, &f.common)
 	if err != nil {
 		return stage0.PodSpec{}, err
@@ -324,39 +346,8 @@ func newRunPreparedCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-// parseBytes reads 1234, 64k, 256M, 1G, 1Gi (powers of 1024).
-func parseBytes(s string) (int64, error) {
-	t := strings.TrimSuffix(strings.TrimSuffix(strings.ToLower(strings.TrimSpace(s)), "i"), "b")
-	mult := int64(1)
-	if n := len(t); n > 0 {
-		switch t[n-1] {
-		case 'k':
-			mult, t = 1<<10, t[:n-1]
-		case 'm':
-			mult, t = 1<<20, t[:n-1]
-		case 'g':
-			mult, t = 1<<30, t[:n-1]
-		}
-	}
-	v, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || v <= 0 || v > (1<<62)/mult {
-		return 0, fmt.Errorf("use a positive size such as 256M or 1G")
-	}
-	return v * mult, nil
-}
+// parseBytes reads a --memory size (stage1.ParseBytes).
+func parseBytes(s string) (int64, error) { return stage1.ParseBytes(s) }
 
-// parseMillicores reads 500m (millicores) or 1.5 (cores).
-func parseMillicores(s string) (int64, error) {
-	if m, ok := strings.CutSuffix(s, "m"); ok {
-		v, err := strconv.ParseInt(m, 10, 64)
-		if err != nil || v <= 0 {
-			return 0, fmt.Errorf("use millicores such as 500m or cores such as 1.5")
-		}
-		return v, nil
-	}
-	v, err := strconv.ParseFloat(s, 64)
-	if err != nil || v <= 0 || v > 1e6 {
-		return 0, fmt.Errorf("use millicores such as 500m or cores such as 1.5")
-	}
-	return int64(v * 1000), nil
-}
+// parseMillicores reads a --cpu amount (stage1.ParseMillicores).
+func parseMillicores(s string) (int64, error) { return stage1.ParseMillicores(s) }
