@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -25,17 +26,9 @@ const LabelTask = "karman.agent/task"
 const appName = "task"
 
 // validID accepts task ids of 1 to 128 of [A-Za-z0-9._-], not starting
-// with '.' or '-'.
+// with '.' or '-': a task's id is its pod's name (stage0.CheckName).
 func validID(id string) bool {
-	if id == "" || len(id) > 128 || id[0] == '.' || id[0] == '-' {
-		return false
-	}
-	for _, c := range id {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
+	return stage0.CheckName(id) == nil
 }
 
 // specHash identifies a spec: same hash, same task.
@@ -52,20 +45,30 @@ func (a *Agent) validate(s *agentapi.TaskSpec) []string {
 	if strings.TrimSpace(s.Image) == "" {
 		p = append(p, "image: required")
 	}
-	if len(s.Command) > 0 && s.Command[0] == "" {
-		p = append(p, "command: the first element (the program) is empty")
-	}
-	for k := range s.Env {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
-			p = append(p, fmt.Sprintf("env %q: names are non-empty without '='", k))
+	// The checks of the CLI's flags, on the fields that say the same.
+	if len(s.Command) > 0 {
+		if err := stage0.CheckExec(s.Command[0]); err != nil {
+			p = append(p, fmt.Sprintf("command: the first element (the program): %v", err))
 		}
 	}
-	r := s.Resources
-	if r.CPUMillis < 0 || r.MemoryBytes < 0 || r.Pids < 0 {
-		p = append(p, "resources: values must not be negative")
+	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
+		if err := stage0.CheckEnvVar(k, s.Env[k]); err != nil {
+			p = append(p, "env: "+err.Error())
+		}
 	}
-	if r.MemoryBytes > 0 && r.MemoryBytes < 4<<20 {
-		p = append(p, fmt.Sprintf("resources.memoryBytes %d: below 4 MiB, too little to start a process", r.MemoryBytes))
+	if s.User != "" {
+		if err := stage0.CheckUser(s.User); err != nil {
+			p = append(p, err.Error())
+		}
+	}
+	if err := taskResources(s.Resources).Validate(); err != nil {
+		errs := []error{err}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			errs = j.Unwrap()
+		}
+		for _, e := range errs {
+			p = append(p, "resources: "+e.Error())
+		}
 	}
 	switch s.Restart {
 	case "", "never", "on-failure", "always":
@@ -73,8 +76,10 @@ func (a *Agent) validate(s *agentapi.TaskSpec) []string {
 		p = append(p, fmt.Sprintf("restart %q: use never, on-failure or always", s.Restart))
 	}
 	if s.StopTimeout != "" {
-		if d, err := time.ParseDuration(s.StopTimeout); err != nil || d <= 0 {
+		if d, err := time.ParseDuration(s.StopTimeout); err != nil {
 			p = append(p, fmt.Sprintf("stopTimeout %q: use a positive duration such as 10s", s.StopTimeout))
+		} else if err := stage0.CheckStopTimeout(d); err != nil {
+			p = append(p, "stopTimeout: "+err.Error())
 		}
 	}
 	if s.WorkingDir != "" && !filepath.IsAbs(s.WorkingDir) {
@@ -191,12 +196,17 @@ func checkVolumes(id string, s agentapi.TaskSpec, dirs []string) error {
 	return nil
 }
 
+// taskResources are the limits of a task's pod.
+func taskResources(r agentapi.TaskResources) stage1.Resources {
+	return stage1.Resources{CPUMillis: r.CPUMillis, MemoryBytes: r.MemoryBytes, PidsLimit: r.Pids}
+}
+
 // podSpec turns a valid task spec into the pod that runs it.
 // A volume's source is resolved beneath its volume directory (dirs, see
 // volumeRoot).
 func podSpec(id string, s agentapi.TaskSpec, dirs []string) stage0.PodSpec {
 	app := stage0.AppSpec{Image: s.Image, Name: appName, User: s.User, WorkingDir: s.WorkingDir,
-		Resources: stage1.Resources{CPUMillis: s.Resources.CPUMillis, MemoryBytes: s.Resources.MemoryBytes, PidsLimit: s.Resources.Pids}}
+		Resources: taskResources(s.Resources)}
 	if len(s.Command) > 0 {
 		app.Exec = s.Command[0]
 		app.Args = slices.Concat(s.Command[1:], s.Args)
