@@ -26,7 +26,7 @@ func TestCheckHostname(t *testing.T) {
 	for h, ok := range map[string]bool{
 		"web": true, "web-1.example.org": true, "A1": true, "1a": true, strings.Repeat("h", 63): true,
 		strings.Repeat("a.", 32) + "x": false, // 65 characters
-		"": false, "-web": false, "web-": false, "a..b": false, ".a": false, "a.": false,
+		"":                             false, "-web": false, "web-": false, "a..b": false, ".a": false, "a.": false,
 		"a b": false, "a\nb": false, "web_1": false, strings.Repeat("h", 64): false,
 		"a.-b": false, "é": false,
 	} {

@@ -51,25 +51,33 @@ func (r Resources) Validate() error {
 	if m := r.MemoryBytes; m != 0 {
 		switch page := int64(os.Getpagesize()); {
 		case m < MinMemoryBytes || m > MaxMemoryBytes:
-			errs = append(errs, fmt.Errorf("memory limit %d bytes is out of range: %s", m, memoryRange))
+			errs = append(errs, fmt.Errorf("memory limit %d bytes is %s: %s", m, outside(m, MinMemoryBytes, "too little to start a process"), memoryRange))
 		case m%page != 0:
 			errs = append(errs, fmt.Errorf("memory limit %d bytes is not a multiple of the %d-byte page, which the kernel would round it down to: use %d or %d", m, page, m/page*page, (m/page+1)*page))
 		}
 	}
 	if c := r.CPUMillis; c != 0 && (c < MinCPUMillis || c > MaxCPUMillis) {
-		why := "out of range"
-		if c > 0 && c < MinCPUMillis {
-			why = "below the kernel's smallest CFS quota (1 ms per 100 ms period)"
-		}
-		errs = append(errs, fmt.Errorf("CPU limit %d millicores is %s: %s", c, why, cpuRange))
+		errs = append(errs, fmt.Errorf("CPU limit %d millicores is %s: %s", c, outside(c, MinCPUMillis, "below the kernel's smallest CFS quota (1 ms per 100 ms period)"), cpuRange))
 	}
 	if s := r.CPUShares; s != 0 && (s < MinCPUShares || s > MaxCPUShares) {
 		errs = append(errs, fmt.Errorf("CPU shares %d are outside the kernel's range: %s", s, sharesRange))
 	}
 	if p := r.PidsLimit; p < 0 || p > MaxPidsLimit {
-		errs = append(errs, fmt.Errorf("pids limit %d is out of range: %s", p, pidsRange))
+		errs = append(errs, fmt.Errorf("pids limit %d is %s: %s", p, outside(p, 0, ""), pidsRange))
 	}
 	return errors.Join(errs...)
+}
+
+// outside says why v is out of its range, whose least value is least:
+// negative, too small (why, when given) or too large.
+func outside(v, least int64, why string) string {
+	switch {
+	case v < 0:
+		return "negative"
+	case v < least && why != "":
+		return why
+	}
+	return "out of range"
 }
 
 // CheckOOMScoreAdj refuses an oom_score_adj the kernel does not take.
