@@ -511,7 +511,7 @@ func TestAgentAdmission(t *testing.T) {
 		t.Errorf("too much CPU: %v, want 409 naming cpu", err)
 	}
 	big = e.spec("sleep 1000")
-	big.Resources.MemoryBytes = n.Allocatable.MemoryBytes/2 + 1
+	big.Resources.MemoryBytes = n.Allocatable.MemoryBytes/2&^4095 + 4096 // just over half, in pages
 	if _, err := e.c.Launch(ctx, "half-memory", big); err != nil {
 		t.Fatal(err)
 	}
