@@ -49,7 +49,7 @@ type shimSpec struct {
 	UID     uint32   `json:"uid"`
 	GID     uint32   `json:"gid"`
 	Groups  []uint32 `json:"groups,omitempty"`
-	Caps    []string `json:"caps,omitempty"`
+	Caps    []string `json:"caps"` // nil: the default set; empty: none (App.Caps)
 	AllCaps bool     `json:"allCaps,omitempty"`
 	Dir     string   `json:"dir"`
 	// Env is the app's; the shim itself runs with an empty environment,

@@ -79,8 +79,10 @@ type App struct {
 	// Resources limit the app through its cgroup; zero values: no limit.
 	Resources Resources `json:"resources,omitzero"`
 	// Caps is the app's capability bounding set (names without CAP_); nil
-	// means the default set (isolators.DefaultCaps), AllCaps keeps all.
-	Caps    []string `json:"caps,omitempty"`
+	// (null) means the default set (isolators.DefaultCaps), empty means
+	// none, AllCaps keeps all. Not omitempty: an empty set must not come
+	// back as nil, the default.
+	Caps    []string `json:"caps"`
 	AllCaps bool     `json:"allCaps,omitempty"`
 	// Unconfined runs the app without any seccomp filter
 	// (--insecure-options=seccomp).
