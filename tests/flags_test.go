@@ -199,3 +199,17 @@ func TestAgentParallelStartsRefused(t *testing.T) {
 	}
 	assertOneLine254(t, testenv.Result{Stderr: stderr.String(), Code: code}, "--parallel-starts -1", "positive")
 }
+
+// TestRemovingEveryCapabilityLeavesNone: --caps-remove of the whole
+// default set leaves the app none (the empty set once came back from
+// pod.json as "the default").
+func TestRemovingEveryCapabilityLeavesNone(t *testing.T) {
+	e := newPodEnv(t)
+	all := "AUDIT_WRITE,CHOWN,DAC_OVERRIDE,FOWNER,FSETID,KILL,MKNOD,NET_BIND_SERVICE,NET_RAW,SETFCAP,SETGID,SETPCAP,SETUID,SYS_CHROOT"
+	r := mustSucceed(t, e.run(t, e.image, "--caps-remove", all, "--exec", "/bin/sh", "--", "-c", "grep -E '^Cap(Eff|Bnd):' /proc/self/status"))
+	for _, w := range []string{"CapEff:\t0000000000000000", "CapBnd:\t0000000000000000"} {
+		if !strings.Contains(r.Stdout, w) {
+			t.Errorf("%q lacks %q", r.Stdout, w)
+		}
+	}
+}
