@@ -79,6 +79,9 @@ func (m Mount) Check() error {
 	if !path.IsAbs(m.Source) || !path.IsAbs(m.Target) {
 		return fmt.Errorf("volume %s:%s: both paths must be absolute", m.Source, m.Target)
 	}
+	if strings.ContainsRune(m.Source+m.Target+m.SourceRoot, 0) {
+		return fmt.Errorf("volume %q:%q: a path holds a NUL byte, which no file name can", m.Source, m.Target)
+	}
 	if m.SourceRoot != "" {
 		if !path.IsAbs(m.SourceRoot) {
 			return fmt.Errorf("volume %s: its allowed directory %q must be absolute", m.Source, m.SourceRoot)

@@ -36,6 +36,7 @@ func FuzzTaskSpec(f *testing.F) {
 		`{"image":"x","stopTimeout":"-1s","restart":"sometimes","command":[""]}`,
 		`{"image":"x","workingDir":"rel","user":"a\nb"}`,
 		`{"image":"x","labels":{"a\nb":"c"}}`, `{"image":"x","labels":{"k=v":""}}`,
+		`{"image":"x","volumes":[{"source":"/srv/vol/a\u0000b","target":"/data"}]}`,
 		`{"image":"x","networks":["n:IP=10.0.0.1"]}`, `{"image":"x","networks":["\u00e9"]}`,
 		`{"image":" "}`, `{"image":"x"} {}`, `[]`, ``, `null`,
 	} {

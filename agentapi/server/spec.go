@@ -150,7 +150,7 @@ func (a *Agent) validateVolume(v agentapi.Volume) []string {
 	if !filepath.IsAbs(v.Source) || !filepath.IsAbs(v.Target) {
 		return []string{fmt.Sprintf("volume %s:%s: both paths must be absolute", v.Source, v.Target)}
 	}
-	if err := stage1.CheckMountTarget(v.Target); err != nil {
+	if err := (stage1.Mount{Source: v.Source, Target: v.Target}).Check(); err != nil {
 		return []string{err.Error()}
 	}
 	if volumeRoot(a.cfg.VolumeDirs, v.Source) != "" {
