@@ -78,7 +78,7 @@ func attachDefault(ctx context.Context, d *DefaultConfig, rec *Record, n *netRec
 func teardownDefault(rec *Record, n *netRec) error {
 	var errs []error
 	if len(n.Ports) > 0 {
-		errs = append(errs, removePortForwards(n.Table, rec.UUID))
+		errs = append(errs, removePortForwards(context.Background(), n.Table, rec.UUID))
 	}
 	var hint netip.Addr
 	if len(n.Addresses) > 0 {

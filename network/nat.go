@@ -263,29 +263,58 @@ func checkPorts(ports []PortMapping) error {
 	return portsFree(c, ports)
 }
 
-// removePortForwards deletes the pod's forwards from table.
-func removePortForwards(table, uuid string) error {
+// removePortForwards deletes the pod's forwards from table, or from every
+// karman table when table is "". It holds the ports lock, as adding does,
+// so that two teardowns of one pod never delete the same rule; a rule or
+// table that someone else removed meanwhile (ENOENT) counts as removed.
+func removePortForwards(ctx context.Context, table, uuid string) error {
+	ctx, cancel := context.WithTimeout(ctx, ipamLockTimeout)
+	defer cancel()
+	l, err := portsLock(ctx)
+	if err != nil {
+		return fmt.Errorf("remove port forwards of pod %s: %w", uuid, err)
+	}
+	defer l.Unlock()
+	for try := 0; ; try++ {
+		err := deletePodRules(table, uuid)
+		if err == nil || !errors.Is(err, unix.ENOENT) || try == 2 {
+			return err
+		}
+	}
+}
+
+// deletePodRules deletes, in one transaction, the forwards of pod uuid in
+// table (every karman table when "").
+func deletePodRules(table, uuid string) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	t := &nftables.Table{Name: table, Family: nftables.TableFamilyIPv4}
-	if _, err := c.ListTableOfFamily(table, nftables.TableFamilyIPv4); err != nil {
-		return nil // no table, no rules
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
 	}
-	_, pre, out := natChains(t)
 	n := 0
-	for _, ch := range []*nftables.Chain{pre, out} {
-		rules, err := c.GetRules(t, ch)
-		if err != nil {
-			return fmt.Errorf("nftables %s/%s: %w", table, ch.Name, err)
+	for _, t := range tables {
+		if table != "" && t.Name != table || table == "" && !strings.HasPrefix(t.Name, tablePrefix) {
+			continue
 		}
-		for _, r := range rules {
-			if strings.Contains(string(r.UserData), "pod="+uuid+" ") {
-				if err := c.DelRule(r); err != nil {
-					return err
+		_, pre, out := natChains(t)
+		for _, ch := range []*nftables.Chain{pre, out} {
+			rules, err := c.GetRules(t, ch)
+			if errors.Is(err, unix.ENOENT) {
+				continue // no such chain (any more)
+			}
+			if err != nil {
+				return fmt.Errorf("nftables %s/%s: %w", t.Name, ch.Name, err)
+			}
+			for _, r := range rules {
+				if strings.Contains(string(r.UserData), "pod="+uuid+" ") {
+					if err := c.DelRule(r); err != nil {
+						return err
+					}
+					n++
 				}
-				n++
 			}
 		}
 	}
@@ -328,16 +357,26 @@ func PodRules(uuid string) ([]string, error) {
 }
 
 // RemoveNetwork deletes a default network's bridge and nftables table
-// (for tests, and for an admin changing the network's configuration).
+// (`karman gc --all` through Prune, tests, and an admin changing the
+// network's configuration).
 func RemoveNetwork(bridge string) error {
-	var errs []error
+	_, err := removeTable(tableName(bridge))
+	return errors.Join(err, deleteLink(bridge))
+}
+
+// removeTable deletes an nftables table (ip family) if it exists, and
+// says whether it did.
+func removeTable(name string) (bool, error) {
 	c, err := nftables.New()
-	if err == nil {
-		if _, err := c.ListTableOfFamily(tableName(bridge), nftables.TableFamilyIPv4); err == nil {
-			c.DelTable(&nftables.Table{Name: tableName(bridge), Family: nftables.TableFamilyIPv4})
-			errs = append(errs, c.Flush())
-		}
+	if err != nil {
+		return false, fmt.Errorf("nftables: %w", err)
 	}
-	errs = append(errs, deleteLink(bridge))
-	return errors.Join(errs...)
+	if _, err := c.ListTableOfFamily(name, nftables.TableFamilyIPv4); err != nil {
+		return false, nil
+	}
+	c.DelTable(&nftables.Table{Name: name, Family: nftables.TableFamilyIPv4})
+	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+		return false, fmt.Errorf("remove nftables table %s: %w", name, err)
+	}
+	return true, nil
 }

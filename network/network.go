@@ -22,6 +22,10 @@ var (
 	ErrExhausted = errors.New("no free address")
 	// ErrPortTaken: a host port asked for is already in use.
 	ErrPortTaken = errors.New("host port taken")
+	// ErrRecordDamaged: a pod's network record cannot be read (garbage,
+	// truncated, another version); TeardownByUUID undoes the network
+	// without it.
+	ErrRecordDamaged = errors.New("network record damaged")
 )
 
 // Names of the built-in networks.
@@ -168,10 +172,10 @@ func Load(podDir string) (*Record, error) {
 	}
 	var r Record
 	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("network record of %s: %w", podDir, err)
+		return nil, fmt.Errorf("network record of %s: %w: %w", podDir, ErrRecordDamaged, err)
 	}
 	if r.Version != recordVersion {
-		return nil, fmt.Errorf("network record of %s has version %d, this karman reads %d", podDir, r.Version, recordVersion)
+		return nil, fmt.Errorf("network record of %s has version %d, this karman reads %d: %w", podDir, r.Version, recordVersion, ErrRecordDamaged)
 	}
 	return &r, nil
 }
@@ -300,9 +304,11 @@ func plan(o Options) (*Config, *Record, error) {
 
 // Teardown undoes a pod's networks: CNI DEL, the veth, the address
 // reservation, port forwards, then the network namespace. It is idempotent
-// and does nothing for a pod without a network record. Whatever fails is
-// reported, and the rest is still undone; the record stays until
-// everything is.
+// and does nothing for a pod without a network record; two Teardowns of
+// one pod may race (what one undid is done for the other). Whatever fails
+// is reported, and the rest is still undone; the record stays until
+// everything is. A record that cannot be read fails with ErrRecordDamaged:
+// TeardownByUUID is then the way.
 func Teardown(ctx context.Context, podDir string, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -64,24 +64,34 @@ func (r *Runtime) makeCgroups(p pod, pd *stage1.Pod) (*stage1.Cgroups, error) {
 	return files, nil
 }
 
-// removeCgroups deletes the cgroups recorded in podDir, if any, with
-// whatever still runs in them.
-func removeCgroups(podDir string) error {
+// removeCgroups deletes the pod's cgroups, with whatever still runs in
+// them: those recorded in podDir (stage1.CgroupFile), or, when the record
+// is missing or names another pod's (a damaged pod directory), those at
+// the place karman makes them, <parent>/UUID, under this process's parent
+// and under "/karman".
+func removeCgroups(podDir, uuid string) error {
 	b, err := os.ReadFile(filepath.Join(podDir, stage1.CgroupFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	p := strings.TrimSpace(string(b))
-	if p == "" || p == "/" {
-		return nil
+	var paths []string
+	if p := strings.TrimSpace(string(b)); path.Base(p) == uuid {
+		paths = []string{p}
+	} else {
+		paths = []string{path.Join("/karman", uuid)}
+		if parent, err := cgroups.Parent(); err == nil && parent != "/karman" {
+			paths = append(paths, path.Join(parent, uuid))
+		}
 	}
-	if err := cgroups.OpenPod(p).Delete(); err != nil {
+	for _, p := range paths {
+		if err := cgroups.OpenPod(p).Delete(); err != nil {
+			return err
+		}
+	}
+	if err := os.Remove(filepath.Join(podDir, stage1.CgroupFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	return os.Remove(filepath.Join(podDir, stage1.CgroupFile))
+	return nil
 }
 
 // appUsage reads the cgroup usage of each app of a running pod.

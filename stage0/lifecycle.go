@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/karman-project/karman/image/rootfs"
 	"github.com/karman-project/karman/internal/lockfile"
+	"github.com/karman-project/karman/network"
 	"github.com/karman-project/karman/stage1"
 )
 
@@ -88,37 +90,83 @@ func (r *Runtime) Signal(ctx context.Context, uuid string, sig syscall.Signal) e
 	return nil
 }
 
-// Remove deletes an exited or prepared pod at once.
-func (r *Runtime) Remove(_ context.Context, uuid string) error {
+// Remove deletes an exited or prepared pod at once. Racing with another
+// rm or gc on the same pod, exactly one of them removes it; the others
+// return ErrGone, as does a whole UUID that names no pod (already
+// removed). A pod whose teardown fails in part stays, with what is left
+// recorded in it (gc retries); ForceRemove removes it anyway.
+func (r *Runtime) Remove(ctx context.Context, uuid string) error {
+	return r.remove(ctx, uuid, false)
+}
+
+// ForceRemove is Remove for a damaged pod: what cannot be undone is
+// reported, and the pod's directory goes all the same (never while a
+// mount is left under it).
+func (r *Runtime) ForceRemove(ctx context.Context, uuid string) error {
+	return r.remove(ctx, uuid, true)
+}
+
+func (r *Runtime) remove(ctx context.Context, uuid string, force bool) error {
 	p, err := r.find(uuid)
+	if errors.Is(err, ErrNotFound) && isUUID(strings.TrimSpace(uuid)) {
+		return fmt.Errorf("no pod %s: %w", uuid, ErrGone)
+	}
 	if err != nil {
 		return err
 	}
-	switch s := p.state(); s {
-	case Running:
-		return fmt.Errorf("pod %s is running; stop it first with `karman stop %s`: %w", p.uuid, p.uuid, ErrState)
-	case Preparing, Deleting:
-		return fmt.Errorf("pod %s is %s by another karman process: %w", p.uuid, s, ErrState)
-	case Exited:
-		if p, err = r.move(p, "exited-garbage"); err != nil {
+	gone := fmt.Errorf("pod %s was removed meanwhile by another karman process: %w", p.uuid, ErrGone)
+	// Each turn either removes the pod or sees another process move or
+	// sweep it; a few turns are plenty.
+	for range 8 {
+		switch s := p.state(); s {
+		case Running:
+			return fmt.Errorf("pod %s is running; stop it first with `karman stop %s`: %w", p.uuid, p.uuid, ErrState)
+		case Preparing:
+			return fmt.Errorf("pod %s is being prepared by another karman process; try again when it is done: %w", p.uuid, ErrState)
+		case Exited:
+			_, err = r.move(p, "exited-garbage")
+		case Prepared, Embryo:
+			_, err = r.move(p, "garbage")
+		case Deleting:
+			// Another rm or gc sweeps it: wait for it to finish.
+			var l *lockfile.Lock
+			if l, err = lockfile.AcquireDir(ctx, p.path, true); err == nil {
+				l.Unlock()
+			}
+		default: // ExitedGarbage, Garbage
+			err = r.sweep(ctx, p, force)
+			if err == nil {
+				return nil
+			}
+		}
+		switch {
+		case err == nil, errors.Is(err, ErrNotFound), errors.Is(err, lockfile.ErrWouldBlock):
+		case errors.Is(err, fs.ErrNotExist):
+			return gone
+		default:
 			return err
 		}
-	case Prepared, Embryo:
-		if p, err = r.move(p, "garbage"); err != nil {
-			return err
+		if p, err = r.relocate(p); err != nil {
+			return gone
 		}
 	}
-	return r.sweep(p)
+	return fmt.Errorf("pod %s keeps being moved by other karman processes; try again: %w", p.uuid, ErrState)
 }
 
 // GCResult says what gc did.
 type GCResult struct {
 	Marked  []string `json:"marked"`
 	Removed []string `json:"removed"`
+	// Pruned and Kept are what GCAll removed of the networks' shared
+	// parts, and what it kept and why.
+	Pruned []string `json:"pruned,omitempty"`
+	Kept   []string `json:"kept,omitempty"`
 }
 
 // GC marks exited pods (and abandoned prepares) as garbage and removes
-// the garbage older than grace. With markOnly it only marks.
+// the garbage older than grace. With markOnly it only marks. A pod that
+// cannot be removed completely is reported and kept for the next gc; the
+// others are collected all the same.
 func (r *Runtime) GC(ctx context.Context, grace time.Duration, markOnly bool) (GCResult, error) {
 	res := GCResult{Marked: []string{}, Removed: []string{}}
 	var errs []error
@@ -140,8 +188,9 @@ func (r *Runtime) GC(ctx context.Context, grace time.Duration, markOnly bool) (G
 			if np, err := r.move(p, to); err == nil {
 				res.Marked = append(res.Marked, p.uuid)
 				// An exited pod needs no network: free its address and
-				// ports now rather than after the grace period.
-				if err := r.teardownNetwork(ctx, np); err != nil {
+				// ports now rather than after the grace period, under
+				// the pod's lock (an rm may be sweeping it already).
+				if err := r.locked(np, func() error { return r.teardownNetwork(ctx, np) }); err != nil {
 					errs = append(errs, err)
 				}
 			} else if !errors.Is(err, ErrNotFound) {
@@ -167,8 +216,8 @@ func (r *Runtime) GC(ctx context.Context, grace time.Duration, markOnly bool) (G
 			if fi, err := os.Stat(p.path); err != nil || time.Since(ctime(fi)) < grace {
 				continue
 			}
-			if err := r.sweep(p); errors.Is(err, lockfile.ErrWouldBlock) || errors.Is(err, os.ErrNotExist) {
-				continue // another gc has it
+			if err := r.sweep(ctx, p, false); errors.Is(err, lockfile.ErrWouldBlock) || errors.Is(err, fs.ErrNotExist) {
+				continue // another gc or rm has it
 			} else if err != nil {
 				errs = append(errs, err)
 				continue
@@ -179,10 +228,43 @@ func (r *Runtime) GC(ctx context.Context, grace time.Duration, markOnly bool) (G
 	return res, errors.Join(errs...)
 }
 
-// sweep removes a pod in a garbage directory completely: any mount left
-// under it, its leases and its directory. It holds the pod's lock so two
-// sweeps never run on one pod.
-func (r *Runtime) sweep(p pod) error {
+// GCAll is GC without a grace period, followed by the removal of what the
+// pods of the default network share and gc keeps by design: the bridge,
+// its nftables table and the network namespace directory's mount, each
+// only while no pod (of any data directory) uses it (network.Prune).
+func (r *Runtime) GCAll(ctx context.Context) (GCResult, error) {
+	res, err := r.GC(ctx, 0, false)
+	if err != nil {
+		return res, err
+	}
+	res.Pruned, res.Kept, err = network.Prune(r.configDir)
+	return res, err
+}
+
+// locked runs fn holding the pod's lock. A pod whose lock another process
+// holds, or that is gone, is that process's: fn does not run.
+func (r *Runtime) locked(p pod, fn func() error) error {
+	l, err := lockfile.TryLockDir(p.path, true)
+	if errors.Is(err, lockfile.ErrWouldBlock) || errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer l.Unlock()
+	if _, err := os.Lstat(p.path); err != nil {
+		return nil // removed by whoever held the lock before us
+	}
+	return fn()
+}
+
+// sweep removes a pod in a garbage directory completely: its network, any
+// mount left under it, its cgroups, its leases and its directory. It
+// holds the pod's lock so two sweeps never run on one pod. Each part is
+// undone even when another fails; the directory, which records what is
+// left, goes only when everything succeeded, or with force (but never
+// while a mount is left under it).
+func (r *Runtime) sweep(ctx context.Context, p pod, force bool) error {
 	l, err := lockfile.TryLockDir(p.path, true)
 	if err != nil {
 		return err
@@ -191,25 +273,29 @@ func (r *Runtime) sweep(p pod) error {
 	if _, err := os.Lstat(p.path); err != nil {
 		return err // removed by whoever held the lock before us
 	}
-	if err := r.teardownNetwork(context.Background(), p); err != nil {
-		return fmt.Errorf("pod %s: %w", p.uuid, err)
-	}
-	var errs []error
+	errs := []error{r.teardownNetwork(context.WithoutCancel(ctx), p)}
 	for _, m := range mountsUnder(p.path) {
 		errs = append(errs, unmount(m))
 	}
 	// A supervisor killed before it could remove its cgroups leaves them
 	// recorded in the pod directory.
-	errs = append(errs, removeCgroups(p.path))
+	errs = append(errs, removeCgroups(p.path, p.uuid))
 	ents, _ := os.ReadDir(filepath.Join(p.path, "apps"))
 	for _, e := range ents {
 		errs = append(errs, rootfs.Remove(r.images, filepath.Join(p.path, "apps", e.Name()), leaseID(p.uuid, e.Name())))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("pod %s: %w", p.uuid, err)
+	failed := errors.Join(errs...)
+	if failed != nil && !force {
+		return fmt.Errorf("pod %s: %w; it is kept with the record of what is left: `karman gc` retries, `karman rm --force %s` removes it anyway", p.uuid, failed, p.uuid)
+	}
+	if m := mountsUnder(p.path); len(m) > 0 {
+		return fmt.Errorf("pod %s: %w; mounts are left under it (%s), so it is not removed: unmount them and run `karman rm --force %s`", p.uuid, failed, strings.Join(m, ", "), p.uuid)
 	}
 	if err := os.RemoveAll(p.path); err != nil {
-		return fmt.Errorf("pod %s: %w", p.uuid, err)
+		return fmt.Errorf("pod %s: %w", p.uuid, errors.Join(failed, err))
+	}
+	if failed != nil {
+		return fmt.Errorf("pod %s removed, but these are left on the host; remove them by hand: %w", p.uuid, failed)
 	}
 	return nil
 }

@@ -141,9 +141,21 @@ func (r *Runtime) attachNetworks(ctx context.Context, p pod, pd *stage1.Pod, req
 	return nil
 }
 
-// teardownNetwork undoes a pod's network, wherever the pod is.
+// teardownNetwork undoes a pod's network, wherever the pod is; a pod
+// whose network record is damaged has its network undone by its UUID.
 func (r *Runtime) teardownNetwork(ctx context.Context, p pod) error {
-	return network.Teardown(ctx, p.path, r.log)
+	err := network.Teardown(ctx, p.path, r.log)
+	if !errors.Is(err, network.ErrRecordDamaged) {
+		return err
+	}
+	r.log.Warn("undoing the network of a pod by its UUID", "pod", p.uuid, "err", err)
+	if err := network.TeardownByUUID(ctx, network.Options{UUID: p.uuid, PodDir: p.path, ConfigDir: r.configDir, Log: r.log}); err != nil {
+		return err
+	}
+	if r.Warn != nil {
+		r.Warn(fmt.Sprintf("pod %s: its network record was damaged (%v); its network was undone by the pod's UUID", p.uuid, err))
+	}
+	return nil
 }
 
 // networkInfo is what list and status show of a pod's networks.

@@ -21,6 +21,9 @@ var (
 	ErrAmbiguous = errors.New("ambiguous pod UUID")
 	ErrState     = errors.New("pod is in the wrong state")
 	ErrInvalid   = errors.New("invalid pod")
+	// ErrGone: the pod was removed, by another process or before; there
+	// is nothing to do. It is also an ErrNotFound.
+	ErrGone = fmt.Errorf("nothing to do: %w", ErrNotFound)
 )
 
 // LabelsFile holds a pod's labels (PodSpec.Labels) as a JSON object. It is

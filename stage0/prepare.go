@@ -255,7 +255,7 @@ func (r *Runtime) discard(p pod) error {
 	if err := r.teardownNetwork(context.Background(), p); err != nil {
 		return err // the record stays for gc, which retries
 	}
-	errs := []error{removeCgroups(p.path)}
+	errs := []error{removeCgroups(p.path, p.uuid)}
 	ents, _ := os.ReadDir(filepath.Join(p.path, "apps"))
 	for _, e := range ents {
 		errs = append(errs, rootfs.Remove(r.images, filepath.Join(p.path, "apps", e.Name()), leaseID(p.uuid, e.Name())))

@@ -207,7 +207,11 @@ func eachPod(g *globals, cmd *cobra.Command, args []string, uuidFile string, fn 
 	}
 	var errs []error
 	for _, u := range uuids {
-		if err := fn(rt, u); err != nil {
+		if err := fn(rt, u); errors.Is(err, stage0.ErrGone) {
+			// Another command removed it (or it never was): not a failure.
+			fmt.Fprintln(cmd.ErrOrStderr(), "karman: "+err.Error())
+			continue
+		} else if err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -229,10 +233,14 @@ func newStopCommand(g *globals) *cobra.Command {
 }
 
 func newRmCommand(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "rm UUID...", Short: "Remove exited or prepared pods"}
+	cmd := &cobra.Command{Use: "rm [--force] UUID...", Short: "Remove exited or prepared pods"}
 	uuidFile := cmd.Flags().String("uuid-file", "", "read the pod UUID from this file")
+	force := cmd.Flags().Bool("force", false, "remove a damaged pod even if part of its teardown fails (what is left is reported)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		return eachPod(g, cmd, args, *uuidFile, func(rt *stage0.Runtime, u string) error {
+			if *force {
+				return rt.ForceRemove(cmd.Context(), u)
+			}
 			return rt.Remove(cmd.Context(), u)
 		})
 	}
@@ -243,16 +251,25 @@ func newGCCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "gc", Short: "Collect exited pods", Args: cobra.NoArgs}
 	grace := cmd.Flags().Duration("grace-period", 30*time.Minute, "how long an exited pod is kept after gc marked it")
 	markOnly := cmd.Flags().Bool("mark-only", false, "only mark exited pods")
+	all := cmd.Flags().Bool("all", false, "collect every exited pod now, then remove the default network's bridge, nftables table and namespace directory mount if no pod uses them")
 	format := formatFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := checkFormat(*format); err != nil {
 			return err
 		}
+		if *all && (*markOnly || cmd.Flags().Changed("grace-period")) {
+			return errors.New("--all collects at once and removes: it takes neither --mark-only nor --grace-period")
+		}
 		rt, err := g.runtime()
 		if err != nil {
 			return err
 		}
-		res, err := rt.GC(cmd.Context(), *grace, *markOnly)
+		var res stage0.GCResult
+		if *all {
+			res, err = rt.GCAll(cmd.Context())
+		} else {
+			res, err = rt.GC(cmd.Context(), *grace, *markOnly)
+		}
 		if *format == "json" {
 			if werr := writeJSON(cmd.OutOrStdout(), res); werr != nil {
 				return werr
@@ -263,6 +280,12 @@ func newGCCommand(g *globals) *cobra.Command {
 			}
 			for _, u := range res.Removed {
 				fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", u)
+			}
+			for _, x := range res.Pruned {
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", x)
+			}
+			for _, x := range res.Kept {
+				fmt.Fprintf(cmd.OutOrStdout(), "kept %s\n", x)
 			}
 		}
 		return err
