@@ -15,6 +15,9 @@
 //	// the pod's /etc files; rec.Statuses() what status shows.
 //	...                            // the pod runs and ends
 //	network.Teardown(ctx, dir, log) // idempotent: on exit, by gc, by rm
+//	// a record that does not load (ErrRecordDamaged):
+//	network.TeardownByUUID(ctx, network.Options{UUID: uuid, PodDir: dir, ConfigDir: etc})
+//	network.Prune(etc)              // gc --all: bridge, table, netns dir mount, when unused
 //
 // Setup records every resource in PODDIR/net/record.json before it makes
 // it (the namespace path, the veth name, the reservation directory, the
@@ -34,6 +37,7 @@
 //   - cni.go: CNI networks through libcni and the real plugins.
 //   - dns.go: /etc/resolv.conf and /etc/hosts.
 //   - config.go: <config-dir>/network.json.
+//   - teardown.go: undoing a pod without its record, and Prune.
 //
 // docs/networking.md describes the behaviour, the rules and the costs.
 package network

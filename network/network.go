@@ -195,7 +195,8 @@ func (r *Record) save(podDir string) error {
 		return err
 	}
 	// Durable: the record is how Teardown finds what outlives a reboot
-	// (address reservations, CNI plugins' state), not only kernel objects.
+	// (CNI plugins' state on disk, such as host-local's reservations), not
+	// only kernel objects.
 	if err := atomicfile.WriteFile(filepath.Join(podDir, RecordFile), append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("network record: %w", err)
 	}

@@ -26,4 +26,11 @@
 // A pod's networks are made when it is run (Run, RunPrepared), in this
 // process and before stage1 starts (package network); gc undoes them when
 // it marks an exited pod, and the supervisor already when the pod ends.
+//
+// Removing a pod (Remove, GC) never wedges: each part is undone even when
+// another fails, a damaged record is worked around (the network by the
+// pod's UUID, the cgroups where karman makes them), and the directory stays
+// only while something is left that a retry could undo (ForceRemove
+// removes it anyway). Commands racing on one pod: one removes it, the
+// others get ErrGone.
 package stage0
