@@ -51,6 +51,9 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool, startInit 
 	if err := r.checkNetwork(spec); err != nil {
 		return pod{}, nil, nil, err
 	}
+	if err := checkVolumes(spec); err != nil {
+		return pod{}, nil, nil, err
+	}
 	if startInit != nil {
 		if init, err = startInit(spec); err != nil {
 			return pod{}, nil, nil, err

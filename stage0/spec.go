@@ -1,6 +1,7 @@
 package stage0
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -238,4 +239,20 @@ func defaultAppName(img string) string {
 		return "app"
 	}
 	return base
+}
+
+// checkVolumes resolves every volume's source as the pod's init will
+// (stage1.CheckSource), so that a missing one, or one that leads out of
+// its SourceRoot, is refused before anything is made. The init resolves
+// each again when it mounts it.
+func checkVolumes(spec PodSpec) error {
+	var errs []error
+	for _, a := range spec.Apps {
+		for _, m := range a.Mounts {
+			if err := stage1.CheckSource(m); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }

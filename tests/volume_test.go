@@ -75,11 +75,17 @@ func TestAgentVolumeSymlinkEscape(t *testing.T) {
 	}
 }
 
-// TestRunRefusesRuntimeTargets: a volume may not be mounted on a path the
-// runtime mounts itself.
-func TestRunRefusesRuntimeTargets(t *testing.T) {
+// TestRunRefusesBadVolumes: a volume may not be mounted on a path the
+// runtime mounts itself, and a missing source is refused before a pod is
+// made.
+func TestRunRefusesBadVolumes(t *testing.T) {
 	e := newPodEnv(t)
 	host := t.TempDir()
+	missing := filepath.Join(host, "missing")
+	r := e.run(t, "--volume", missing+":/data", e.image, "--exec", "/bin/true")
+	if r.Code != 254 || !strings.Contains(r.Stderr, "volume source "+missing+": no such file or directory") {
+		t.Errorf("a missing volume source: want exit 254 naming it:\n%s", r)
+	}
 	for _, target := range []string{"/", "/proc", "/proc/sys", "/sys", "/dev", "/dev/shm", "/data/../proc"} {
 		r := e.run(t, "--volume", host+":"+target, e.image, "--exec", "/bin/true")
 		if r.Code != 254 || !strings.Contains(r.Stderr, "volume target "+target+":") || !strings.Contains(r.Stderr, "the runtime mounts that path itself") {
