@@ -173,6 +173,12 @@ func sendMsg(c packetWriter, m *message, oob []byte) error {
 // descriptors it carried (close-on-exec), which the caller owns.
 func recvMsg(c *net.UnixConn, buf, oob []byte) (m message, creds int, fds []int, err error) {
 	n, oobn, flags, _, err := c.ReadMsgUnix(buf, oob)
+	if errors.Is(err, unix.ECONNRESET) {
+		// The peer closed with messages of ours unread: the kernel says
+		// so first, once, and still delivers what the peer sent before
+		// (an init's last error, say).
+		n, oobn, flags, _, err = c.ReadMsgUnix(buf, oob)
+	}
 	if err != nil {
 		return m, 0, nil, err
 	}
