@@ -34,6 +34,10 @@ func run(args []string) int {
 	readErr := r.Read(out)
 	err = cmd.Wait()
 	r.Summary()
+	strictErr := r.Err()
+	if strictErr != nil {
+		fmt.Fprintf(os.Stderr, "karman-testreport: %v\n", strictErr)
+	}
 	var exit *exec.ExitError
 	switch {
 	case errors.As(err, &exit):
@@ -45,8 +49,7 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "karman-testreport: reading the test events: %v\n", readErr)
 		return 1
 	}
-	if err := r.Err(); err != nil {
-		fmt.Fprintf(os.Stderr, "karman-testreport: %v\n", err)
+	if strictErr != nil {
 		return 1
 	}
 	return 0
