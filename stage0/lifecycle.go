@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -170,6 +172,9 @@ type GCResult struct {
 func (r *Runtime) GC(ctx context.Context, grace time.Duration, markOnly bool) (GCResult, error) {
 	res := GCResult{Marked: []string{}, Removed: []string{}}
 	var errs []error
+	// A failed teardown at the mark is reported unless the sweep of the
+	// same run retries it (and reports it itself).
+	markErrs := map[string]error{}
 	for _, sd := range []string{"run", "embryo"} {
 		ents, err := os.ReadDir(filepath.Join(r.dir, "pods", sd))
 		if err != nil {
@@ -191,7 +196,7 @@ func (r *Runtime) GC(ctx context.Context, grace time.Duration, markOnly bool) (G
 				// ports now rather than after the grace period, under
 				// the pod's lock (an rm may be sweeping it already).
 				if err := r.locked(np, func() error { return r.teardownNetwork(ctx, np) }); err != nil {
-					errs = append(errs, err)
+					markErrs[p.uuid] = fmt.Errorf("%w (`karman gc` retries)", err)
 				}
 			} else if !errors.Is(err, ErrNotFound) {
 				errs = append(errs, err)
@@ -199,7 +204,7 @@ func (r *Runtime) GC(ctx context.Context, grace time.Duration, markOnly bool) (G
 		}
 	}
 	if markOnly {
-		return res, errors.Join(errs...)
+		return res, r.joinGC(errs, markErrs)
 	}
 	for _, sd := range []string{"exited-garbage", "garbage"} {
 		ents, err := os.ReadDir(filepath.Join(r.dir, "pods", sd))
@@ -216,6 +221,7 @@ func (r *Runtime) GC(ctx context.Context, grace time.Duration, markOnly bool) (G
 			if fi, err := os.Stat(p.path); err != nil || time.Since(ctime(fi)) < grace {
 				continue
 			}
+			delete(markErrs, p.uuid)
 			if err := r.sweep(ctx, p, false); errors.Is(err, lockfile.ErrWouldBlock) || errors.Is(err, fs.ErrNotExist) {
 				continue // another gc or rm has it
 			} else if err != nil {
@@ -225,7 +231,17 @@ func (r *Runtime) GC(ctx context.Context, grace time.Duration, markOnly bool) (G
 			res.Removed = append(res.Removed, p.uuid)
 		}
 	}
-	return res, errors.Join(errs...)
+	return res, r.joinGC(errs, markErrs)
+}
+
+// joinGC joins gc's errors: those of the sweeps, then the failed
+// teardowns at the mark that no sweep retried, by pod.
+func (r *Runtime) joinGC(errs []error, markErrs map[string]error) error {
+	uuids := slices.Sorted(maps.Keys(markErrs))
+	for _, u := range uuids {
+		errs = append(errs, markErrs[u])
+	}
+	return errors.Join(errs...)
 }
 
 // GCAll is GC without a grace period, followed by the removal of what the

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/karman-project/karman/network"
 	"github.com/karman-project/karman/stage1"
 	"github.com/karman-project/karman/tests/leakcheck"
@@ -180,4 +182,59 @@ func TestGCAllLeavesNothing(t *testing.T) {
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
+}
+
+// TestGCNeverWedges: a pod whose CNI DEL keeps failing (its plugin was
+// removed) does not stop gc: gc undoes the rest, keeps the pod, says what
+// to do and collects the other pods; `rm --force` then removes the pod,
+// reporting what it leaves; gc is clean afterwards.
+func TestGCNeverWedges(t *testing.T) {
+	e := newGCEnv(t)
+	// A CNI network whose plugins are links in a directory of the test's.
+	plugins := t.TempDir()
+	for _, p := range []string{"bridge", "host-local"} {
+		if err := os.Symlink(filepath.Join("/usr/lib/cni", p), filepath.Join(plugins, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := randHex(4)
+	name, bridge := "ktcni"+id, "kc"+id
+	t.Cleanup(func() {
+		if l, err := netlink.LinkByName(bridge); err == nil {
+			netlink.LinkDel(l)
+		}
+	})
+	cfg := fmt.Sprintf(`{"version": 1, "default": {"bridge": %q, "subnet": "%s0/24"}, "netnsDir": %q, "stateDir": %q, "cniPluginDirs": [%q]}`,
+		e.bridge, e.prefix, e.netnsDir, e.ipamDir, plugins)
+	if err := os.WriteFile(filepath.Join(e.etc, network.ConfigFile), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": %q, "plugins": [{"type": "bridge", "bridge": %q,
+		"ipam": {"type": "host-local", "ranges": [[{"subnet": "10.234.%d.0/24"}]], "dataDir": %q}}]}`, name, bridge, 1+int(id[0])%250, t.TempDir())
+	os.MkdirAll(filepath.Join(e.etc, network.CNIConfDir), 0o755)
+	if err := os.WriteFile(filepath.Join(e.etc, network.CNIConfDir, "50-"+name+".conflist"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stuck := e.killedPod(t, name)
+	other := e.killedPod(t, "")
+	if err := os.Remove(filepath.Join(plugins, "bridge")); err != nil {
+		t.Fatal(err)
+	}
+	r := karman(t, e.dir, "gc", "--grace-period=0")
+	if r.Code != 254 || !strings.Contains(r.Stderr, "rm --force "+stuck) || strings.Count(r.Stderr, "CNI DEL") != 1 {
+		t.Errorf("gc with a pod whose CNI DEL fails: want exit 254 and one line naming `rm --force %s`:\n%s", stuck, r)
+	}
+	if !strings.Contains(r.Stdout, "removed "+other) || strings.Contains(r.Stdout, "removed "+stuck) {
+		t.Errorf("gc must collect the other pod and keep the stuck one:\n%s", r)
+	}
+	// What could be undone was: only the pod directory is left.
+	if s := e.leaks.Snapshot(); len(s.NetNS) != 0 || len(s.Cgroups) != 0 || len(s.Pods) != 1 {
+		t.Errorf("gc left more than the stuck pod's directory: %+v", s)
+	}
+	r = karman(t, e.dir, "rm", "--force", stuck)
+	if r.Code != 254 || !strings.Contains(r.Stderr, "removed, but") || !strings.Contains(r.Stderr, "CNI DEL") {
+		t.Errorf("rm --force: want the pod removed and what is left named:\n%s", r)
+	}
+	mustSucceed(t, karman(t, e.dir, "gc", "--all"))
+	e.leaks.Check()
 }
