@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/karman-project/karman/stage1"
 )
 
 // The checks of what a user names in a pod spec: the CLI's flags and the
@@ -144,6 +146,28 @@ func CheckStopTimeout(d time.Duration) error {
 func CheckExec(prog string) error {
 	if prog == "" || strings.ContainsRune(prog, 0) {
 		return fmt.Errorf("program %q: give a path or a name to run (leave it out to run the image's entrypoint)", prog)
+	}
+	return nil
+}
+
+// ParseVolume reads a volume as the --volume flag takes it:
+// SRC:DST[:ro|:rw]. Whether the paths are acceptable is the mount's to
+// say (stage1.Mount.Check, in PodSpec.Validate).
+func ParseVolume(s string) (stage1.Mount, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) < 2 || len(parts) > 3 || (len(parts) == 3 && parts[2] != "ro" && parts[2] != "rw") {
+		return stage1.Mount{}, fmt.Errorf("%q: use SRC:DST or SRC:DST:ro", s)
+	}
+	return stage1.Mount{Source: parts[0], Target: parts[1], ReadOnly: len(parts) == 3 && parts[2] == "ro"}, nil
+}
+
+// CheckArgs refuses program arguments that hold a NUL byte, which execve
+// cannot pass.
+func CheckArgs(args []string) error {
+	for i, a := range args {
+		if strings.ContainsRune(a, 0) {
+			return fmt.Errorf("argument %d %q holds a NUL byte, which execve cannot pass", i+1, a)
+		}
 	}
 	return nil
 }

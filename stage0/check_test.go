@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/karman-project/karman/stage1"
 )
 
 func TestCheckName(t *testing.T) {
@@ -120,5 +122,31 @@ func TestValidateRefusesFlagValues(t *testing.T) {
 	s.Name, s.Hostname = "web_1.prod", "web-1.example.org"
 	if err := s.Validate(); err != nil || s.StopTimeout != 10*time.Second {
 		t.Errorf("Validate = %v, stop timeout %s", err, s.StopTimeout)
+	}
+}
+
+func TestParseVolume(t *testing.T) {
+	for in, want := range map[string]stage1.Mount{
+		"/h:/c":    {Source: "/h", Target: "/c"},
+		"/h:/c:ro": {Source: "/h", Target: "/c", ReadOnly: true},
+		"/h:/c:rw": {Source: "/h", Target: "/c"},
+	} {
+		if got, err := ParseVolume(in); err != nil || got != want {
+			t.Errorf("ParseVolume(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "/h", "/h:/c:rx", "/h:/c:ro:x"} {
+		if _, err := ParseVolume(bad); err == nil || !strings.Contains(err.Error(), "SRC:DST") {
+			t.Errorf("ParseVolume(%q): %v", bad, err)
+		}
+	}
+}
+
+func TestCheckArgs(t *testing.T) {
+	if err := CheckArgs([]string{"-c", "echo hi", ""}); err != nil {
+		t.Error(err)
+	}
+	if err := CheckArgs([]string{"-c", "a\x00b"}); err == nil || !strings.Contains(err.Error(), "argument 2") {
+		t.Errorf("NUL in an argument: %v", err)
 	}
 }

@@ -155,6 +155,9 @@ func (s *PodSpec) Validate() error {
 				errs = append(errs, fmt.Sprintf("app %s: %v", a.Name, err))
 			}
 		}
+		if err := CheckArgs(a.Args); err != nil {
+			errs = append(errs, fmt.Sprintf("app %s: %v", a.Name, err))
+		}
 		if a.User != "" {
 			if err := CheckUser(a.User); err != nil {
 				errs = append(errs, fmt.Sprintf("app %s: %v", a.Name, err))

@@ -213,3 +213,12 @@ func TestRemovingEveryCapabilityLeavesNone(t *testing.T) {
 		}
 	}
 }
+
+// TestDurationsRefused: `status --wait` and `gc --grace-period` refuse
+// durations that would mean something else (a wait that ends at once, a
+// negative grace).
+func TestDurationsRefused(t *testing.T) {
+	dir := t.TempDir()
+	assertOneLine254(t, karman(t, dir, "status", "--wait=-1s", "0f3c2b1a-1111-4222-8333-444455556666"), "--wait=-1s", "positive duration")
+	assertOneLine254(t, karman(t, dir, "gc", "--grace-period=-1s"), "--grace-period -1s", "positive duration")
+}

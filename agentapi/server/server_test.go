@@ -117,13 +117,13 @@ func TestValidateListsEveryProblem(t *testing.T) {
 	// The fields that say what the CLI's flags say go through the same
 	// checks: a task cannot get what `karman run` refuses.
 	same := agentapi.TaskSpec{
-		Image: "i", User: "4294967295", Command: []string{"/bin/sh\x00"},
+		Image: "i", User: "4294967295", Command: []string{"/bin/sh\x00", "-c"}, Args: []string{"x\x00y"},
 		Env:         map[string]string{"A=B": "x", "OK": "nul\x00"},
 		Resources:   agentapi.TaskResources{CPUMillis: 5, MemoryBytes: 5000000, Pids: -1},
 		StopTimeout: "0s",
 	}
 	p = strings.Join(a.validate(&same), "\n")
-	for _, want := range []string{"0 to 4294967294", "program", `"A=B"`, "NUL byte", "10 to 1000000 millicores", "multiple of the 4096-byte page", "1 to 4194304", "stopTimeout: 0s is not a positive duration"} {
+	for _, want := range []string{"0 to 4294967294", "program", `"A=B"`, "NUL byte", "10 to 1000000 millicores", "multiple of the 4096-byte page", "1 to 4194304", "stopTimeout: 0s is not a positive duration", "argument 2"} {
 		if !strings.Contains(p, want) {
 			t.Errorf("problems do not mention %q:\n%s", want, p)
 		}

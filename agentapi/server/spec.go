@@ -51,6 +51,9 @@ func (a *Agent) validate(s *agentapi.TaskSpec) []string {
 			p = append(p, fmt.Sprintf("command: the first element (the program): %v", err))
 		}
 	}
+	if err := stage0.CheckArgs(slices.Concat(s.Command[min(1, len(s.Command)):], s.Args)); err != nil {
+		p = append(p, "command and args: "+err.Error())
+	}
 	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
 		if err := stage0.CheckEnvVar(k, s.Env[k]); err != nil {
 			p = append(p, "env: "+err.Error())

@@ -133,8 +133,8 @@ func newStatusCommand(g *globals) *cobra.Command {
 			ctx := cmd.Context()
 			if *wait != "forever" {
 				d, err := time.ParseDuration(*wait)
-				if err != nil {
-					return fmt.Errorf("--wait=%s: use a duration such as 30s", *wait)
+				if err != nil || d <= 0 {
+					return fmt.Errorf("--wait=%s: use a positive duration such as 30s, or --wait alone to wait as long as it takes", *wait)
 				}
 				var cancel context.CancelFunc
 				ctx, cancel = context.WithTimeout(ctx, d)
@@ -263,6 +263,9 @@ func newGCCommand(g *globals) *cobra.Command {
 		rt, err := g.runtime()
 		if err != nil {
 			return err
+		}
+		if *grace < 0 {
+			return fmt.Errorf("--grace-period %s: use 0 (collect at once) or a positive duration such as 30m", *grace)
 		}
 		var res stage0.GCResult
 		if *all {

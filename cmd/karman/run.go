@@ -118,11 +118,11 @@ func (f *appFlags) apply(a *stage0.AppSpec) error {
 		a.OOMScoreAdj = &v
 	}
 	for _, v := range f.volumes {
-		parts := strings.Split(v, ":")
-		if len(parts) < 2 || len(parts) > 3 || (len(parts) == 3 && parts[2] != "ro" && parts[2] != "rw") {
-			return fmt.Errorf("--volume %q: use SRC:DST or SRC:DST:ro", v)
+		m, err := stage0.ParseVolume(v)
+		if err != nil {
+			return fmt.Errorf("--volume: %w", err)
 		}
-		a.Mounts = append(a.Mounts, stage1.Mount{Source: parts[0], Target: parts[1], ReadOnly: len(parts) == 3 && parts[2] == "ro"})
+		a.Mounts = append(a.Mounts, m)
 	}
 	return nil
 }
