@@ -120,7 +120,7 @@ func (f *appFlags) apply(a *stage0.AppSpec) error {
 	for _, v := range f.volumes {
 		m, err := stage0.ParseVolume(v)
 		if err != nil {
-			return fmt.Errorf("--volume: %w", err)
+			return fmt.Errorf("--volume %w", err)
 		}
 		a.Mounts = append(a.Mounts, m)
 	}
