@@ -150,6 +150,22 @@ func TestAgentMutualTLS(t *testing.T) {
 	if _, err := clientFor(t, addr, ca, nil, token).Node(ctx); err != nil {
 		t.Errorf("with the token: %v", err)
 	}
+	// The scheme's name is case-insensitive (RFC 7235).
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca.pem)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	for _, scheme := range []string{"bearer", "BEARER", "bEaReR"} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+strings.TrimPrefix(addr, "tcp://")+"/v1/node", nil)
+		req.Header.Set("Authorization", scheme+" "+token)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("Authorization: %s TOKEN: %s, want 200", scheme, resp.Status)
+		}
+	}
 	for _, c := range []*agentapi.Client{clientFor(t, addr, ca, nil, ""), clientFor(t, addr, ca, nil, "wrong-token-wrong-token")} {
 		for _, path := range []string{"/v1/health", "/v1/node", "/v1/tasks", "/metrics", "/v1/events?follow=false", "/nowhere"} {
 			if _, err := c.Do(ctx, http.MethodGet, path, nil); agentapi.StatusOf(err) != http.StatusUnauthorized {
