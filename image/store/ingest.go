@@ -14,6 +14,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/karman-project/karman/image"
+	"github.com/karman-project/karman/internal/atomicfile"
 	"github.com/karman-project/karman/internal/lockfile"
 )
 
@@ -130,13 +131,22 @@ func (s *Store) ingest(ctx context.Context, desc v1.Descriptor, diffID v1.Hash, 
 		return false, fmt.Errorf("layer %s: downloaded content has digest %s; the registry or the image is corrupt: %w", desc.Digest, got, image.ErrDigestMismatch)
 	}
 	if blob != nil {
-		if err := blob.Close(); err != nil {
+		// Durable before refs.json can name it (the extracted layer is
+		// not fsynced: it can be extracted again from the blob).
+		err := blob.Sync()
+		if cerr := blob.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
 			return false, fmt.Errorf("layer %s: %w", desc.Digest, err)
 		}
 		if err := os.Rename(blob.Name(), s.BlobPath(desc.Digest)); err != nil {
 			return false, fmt.Errorf("layer %s: %w", desc.Digest, err)
 		}
 		blob = nil
+		if err := atomicfile.SyncDir(filepath.Dir(s.BlobPath(desc.Digest))); err != nil {
+			return false, fmt.Errorf("layer %s: %w", desc.Digest, err)
+		}
 	}
 	if err := os.Rename(dir, s.LayerPath(desc.Digest)); err != nil {
 		if !s.HasLayer(desc.Digest) {

@@ -15,6 +15,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/karman-project/karman/image"
+	"github.com/karman-project/karman/internal/atomicfile"
 	"github.com/karman-project/karman/internal/lockfile"
 )
 
@@ -134,6 +135,9 @@ func (s *Store) PutBlob(d v1.Hash, size int64, data []byte) error {
 		return fmt.Errorf("store blob %s: %w", d, err)
 	}
 	_, err = io.Copy(f, bytes.NewReader(data))
+	if err == nil {
+		err = f.Sync() // durable before refs.json can name it
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -142,6 +146,9 @@ func (s *Store) PutBlob(d v1.Hash, size int64, data []byte) error {
 	}
 	if err != nil {
 		os.Remove(f.Name())
+		return fmt.Errorf("store blob %s: %w", d, err)
+	}
+	if err := atomicfile.SyncDir(filepath.Dir(s.BlobPath(d))); err != nil {
 		return fmt.Errorf("store blob %s: %w", d, err)
 	}
 	return nil
