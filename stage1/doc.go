@@ -150,10 +150,13 @@
 // /dev/shm; /dev/mqueue; the /proc/self/fd links), a read-only sysfs (the
 // host's /sys bound read-only if a pod in the host's network namespace may
 // not mount one), /etc/hostname, /etc/hosts and /etc/resolv.conf, and the
-// app's bind mounts (read-only by a bind remount). Every path inside an app
-// is resolved with openat2(RESOLVE_IN_ROOT) and every mount goes through
-// /proc/self/fd/N of the resolved target, so an image's symlinks cannot
-// lead a write or a mount out of the app's root. Then it pivot_roots into
+// app's volumes (volume.go: the source resolved beneath Mount.SourceRoot
+// when set, the target refused when it is the runtime's, the two joined by
+// descriptor with open_tree and move_mount, read-only before attaching
+// when asked). Every path inside an app is resolved with
+// openat2(RESOLVE_IN_ROOT) and every mount goes through the descriptor of
+// the resolved target, so an image's symlinks cannot lead a write or a
+// mount out of the app's root. Then it pivot_roots into
 // the pod root, detaches the host's root and makes the pod root read-only.
 // From then on nothing of the host's filesystem is reachable from the pod.
 //
