@@ -28,8 +28,8 @@ type Config struct {
 	// agent at a time serves it and StateDir: each holds a lock file
 	// (LockFile) in both while the agent lives.
 	DataDir string
-	Version  string
-	Logger   *slog.Logger
+	Version string
+	Logger  *slog.Logger
 	// Reserved is kept for the system: tasks get the rest. A negative
 	// MemoryBytes means the default (256 MiB, at most a tenth).
 	Reserved agentapi.Resources
