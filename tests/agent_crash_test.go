@@ -146,22 +146,48 @@ func TestAgentRetriesAnInterruptedLaunch(t *testing.T) {
 	seen := e.events(t, 0)
 	last := seen[len(seen)-1].Seq
 
-	// The same PUT launches it.
-	resp, err := e.c.Do(ctx, http.MethodPut, "/v1/tasks/cut", spec)
-	if err != nil {
-		t.Fatalf("PUT again: %v", err)
+	// The same PUT launches it, once, however many come at the same time.
+	const puts = 8
+	type put struct {
+		code int
+		tk   agentapi.Task
+		err  error
 	}
-	tk = agentapi.Task{}
-	json.NewDecoder(resp.Body).Decode(&tk)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated || tk.State != agentapi.TaskRunning || tk.PodUUID == "" || tk.Reason != "" {
-		t.Fatalf("PUT again: %d %+v; want 201 and the task running", resp.StatusCode, tk)
+	results := make(chan put, puts)
+	for range puts {
+		go func() {
+			resp, err := e.c.Do(ctx, http.MethodPut, "/v1/tasks/cut", spec)
+			if err != nil {
+				results <- put{err: err}
+				return
+			}
+			defer resp.Body.Close()
+			var tk agentapi.Task
+			err = json.NewDecoder(resp.Body).Decode(&tk)
+			results <- put{resp.StatusCode, tk, err}
+		}()
+	}
+	created := 0
+	for range puts {
+		r := <-results
+		if r.err != nil || r.tk.State != agentapi.TaskRunning || r.tk.PodUUID == "" || r.tk.Reason != "" {
+			t.Fatalf("PUT again: %d %+v, %v; want the task running", r.code, r.tk, r.err)
+		}
+		if r.code == http.StatusCreated {
+			created++
+			tk = r.tk
+		} else if r.code != http.StatusOK {
+			t.Errorf("PUT again: %d, want 201 once and 200 for the others", r.code)
+		}
+	}
+	if created != 1 {
+		t.Fatalf("%d of %d concurrent PUTs launched the task, want 1", created, puts)
 	}
 	pods := e.taskPods(t, "cut")
 	if len(pods) != 1 || pods[0].UUID != tk.PodUUID || pods[0].State != stage0.Running {
 		t.Errorf("pods of the task %+v; want the one running pod %s", pods, tk.PodUUID)
 	}
-	// A repeat is idempotent again, and the events tell the story.
+	// Idempotent again, and the events tell the story.
 	if again, err := e.c.Launch(ctx, "cut", spec); err != nil || again.PodUUID != tk.PodUUID {
 		t.Errorf("a repeated PUT: %+v, %v; want the running task", again, err)
 	}
