@@ -2,7 +2,13 @@ package testenv
 
 import (
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -106,5 +112,77 @@ func TestRequireCommandAndFile(t *testing.T) {
 	RequireFile(&f, "/karman-no-such-file", "make it")
 	if !strings.Contains(f.failed, MissingPrefix+"/karman-no-such-file; make it") {
 		t.Errorf("RequireFile: %+v", f)
+	}
+}
+
+// TestNoBareSkips: no test of the module calls Skip, Skipf or SkipNow
+// itself, but through Missing or SkipAllowed, so that strict mode sees
+// every skip; a fuzz target may still set aside an input (a Skip inside
+// the function given to f.Fuzz).
+func TestNoBareSkips(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := ModuleRoot(wd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bare []string
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() {
+			if path != root && (name == "testdata" || name == "vendor" || strings.HasPrefix(name, ".")) || path == wd {
+				return filepath.SkipDir // this package is the one allowed to skip
+			}
+			return nil
+		}
+		if !strings.HasSuffix(name, ".go") {
+			return nil
+		}
+		fset := token.NewFileSet()
+		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
+		if err != nil {
+			return err
+		}
+		// Calls of a method named like testing.T's, outside the fuzz
+		// functions (the arguments of a call of a method Fuzz).
+		var fuzz []ast.Node
+		var skips []*ast.CallExpr
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok {
+				return true
+			}
+			if sel, ok := call.Fun.(*ast.SelectorExpr); ok {
+				switch sel.Sel.Name {
+				case "Fuzz":
+					for _, a := range call.Args {
+						if fl, ok := a.(*ast.FuncLit); ok {
+							fuzz = append(fuzz, fl)
+						}
+					}
+				case "Skip", "Skipf", "SkipNow":
+					skips = append(skips, call)
+				}
+			}
+			return true
+		})
+		for _, call := range skips {
+			if !slices.ContainsFunc(fuzz, func(fl ast.Node) bool { return fl.Pos() <= call.Pos() && call.End() <= fl.End() }) {
+				rel, _ := filepath.Rel(root, path)
+				bare = append(bare, fmt.Sprintf("%s:%d", rel, fset.Position(call.Pos()).Line))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bare) > 0 {
+		t.Errorf("tests skip by themselves, unseen by strict mode; use testenv.Missing (a prerequisite to install) or testenv.SkipAllowed (an allow-list entry) at:\n  %s", strings.Join(bare, "\n  "))
 	}
 }
