@@ -45,7 +45,8 @@ func TestAgentSocketAndDirectoryRules(t *testing.T) {
 	// A second agent on the same --dir, even on another socket or with
 	// another --state-dir, is refused, and leaves no socket behind.
 	other := filepath.Join(e.dir, "other.sock")
-	for _, extra := range [][]string{nil, {"--state-dir", filepath.Join(t.TempDir(), "state")}} {
+	state := filepath.Join(t.TempDir(), "state")
+	for _, extra := range [][]string{nil, {"--state-dir", state}} {
 		code, out := agentRefusal(t, e.dir, append([]string{"--listen", "unix://" + other}, extra...)...)
 		if code != 254 || !strings.Contains(out, "data directory (--dir) "+e.dir+" is in use by another agent") {
 			t.Errorf("a second agent on --dir %s %v: exit %d, %s; want 254 naming the directory", e.dir, extra, code, out)
@@ -53,6 +54,9 @@ func TestAgentSocketAndDirectoryRules(t *testing.T) {
 		if _, err := os.Lstat(other); err == nil {
 			t.Errorf("the refused agent left its socket %s", other)
 		}
+	}
+	if _, err := os.Lstat(state); err == nil {
+		t.Errorf("the refused agent created its --state-dir %s", state)
 	}
 	// The first one serves on, and a second on its socket is refused too.
 	if _, err := e.c.Health(ctxT(t, 30*time.Second)); err != nil {

@@ -139,9 +139,6 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
 	}
-	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "tasks"), 0o700); err != nil {
-		return nil, fmt.Errorf("agent state directory: %w", err)
-	}
 	locks, err := lockDirs(cfg)
 	if err != nil {
 		return nil, err
@@ -170,27 +167,38 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	return a, nil
 }
 
-// lockDirs takes the agent's lock in its state directory and in the data
-// directory, without waiting: a directory another agent holds is refused.
-func lockDirs(cfg Config) ([]*lockfile.Lock, error) {
-	type dir struct{ path, what string }
-	var dirs []dir
-	if cfg.DataDir != "" {
-		dirs = append(dirs, dir{cfg.DataDir, "data directory (--dir)"})
-	}
-	dirs = append(dirs, dir{cfg.StateDir, "state directory"})
+// lockDirs takes the agent's lock in the data directory, then creates the
+// state directory and takes the lock there, without waiting: a directory
+// another agent holds is refused, before anything is created.
+func lockDirs(cfg Config) (_ []*lockfile.Lock, err error) {
 	var locks []*lockfile.Lock
-	for _, d := range dirs {
-		path := filepath.Join(d.path, LockFile)
-		l, err := lockfile.TryLock(path, true)
-		if errors.Is(err, lockfile.ErrWouldBlock) {
-			err = fmt.Errorf("agent: %s %s is %w (it holds %s); stop that agent, or give this one another --dir or --state-dir", d.what, d.path, ErrInUse, path)
-		}
+	defer func() {
 		if err != nil {
 			unlockAll(locks)
-			return nil, err
+		}
+	}()
+	take := func(dir, what string) error {
+		path := filepath.Join(dir, LockFile)
+		l, err := lockfile.TryLock(path, true)
+		if errors.Is(err, lockfile.ErrWouldBlock) {
+			return fmt.Errorf("agent: %s %s is %w (it holds %s); stop that agent, or give this one another --dir or --state-dir", what, dir, ErrInUse, path)
+		}
+		if err != nil {
+			return fmt.Errorf("agent: %s %s: %w", what, dir, err)
 		}
 		locks = append(locks, l)
+		return nil
+	}
+	if cfg.DataDir != "" {
+		if err := take(cfg.DataDir, "data directory (--dir)"); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "tasks"), 0o700); err != nil {
+		return nil, fmt.Errorf("agent state directory: %w", err)
+	}
+	if err := take(cfg.StateDir, "state directory"); err != nil {
+		return nil, err
 	}
 	return locks, nil
 }
