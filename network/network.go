@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -194,10 +195,16 @@ func (r *Record) save(podDir string) error {
 	if err != nil {
 		return err
 	}
-	// Durable: the record is how Teardown finds what outlives a reboot
-	// (CNI plugins' state on disk, such as host-local's reservations), not
-	// only kernel objects.
-	if err := atomicfile.WriteFile(filepath.Join(podDir, RecordFile), append(b, '\n'), 0o644); err != nil {
+	// Durable with a CNI network: the record is then how Teardown finds
+	// what outlives a reboot (CNI plugins' state on disk, such as
+	// host-local's reservations). What the default network makes (kernel
+	// objects, reservations under /run) does not outlive one, and its pods'
+	// starts are spared the fsyncs.
+	write := atomicfile.WriteFileNoSync
+	if slices.ContainsFunc(r.Networks, func(n *netRec) bool { return n.Type == "cni" }) {
+		write = atomicfile.WriteFile
+	}
+	if err := write(filepath.Join(podDir, RecordFile), append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("network record: %w", err)
 	}
 	return nil

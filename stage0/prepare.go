@@ -14,6 +14,7 @@ import (
 
 	"github.com/karman-project/karman/image"
 	"github.com/karman-project/karman/image/rootfs"
+	"github.com/karman-project/karman/internal/atomicfile"
 	"github.com/karman-project/karman/internal/lockfile"
 	"github.com/karman-project/karman/isolators"
 	"github.com/karman-project/karman/network"
@@ -28,11 +29,36 @@ func (r *Runtime) Prepare(ctx context.Context, spec PodSpec) (string, error) {
 		return "", err
 	}
 	defer lock.Unlock()
-	if _, err := r.move(p, "prepared"); err != nil {
+	// A prepared pod may be run after a reboot: what describes it goes to
+	// disk first (a pod run at once needs none of it after a reboot).
+	if err := r.syncPrepared(p); err != nil {
+		r.discard(p)
+		return "", fmt.Errorf("pod %s: %w", p.uuid, err)
+	}
+	np, err := r.move(p, "prepared")
+	if err != nil {
 		r.discard(p)
 		return "", err
 	}
+	if err := atomicfile.SyncDir(filepath.Dir(np.path)); err != nil {
+		return "", fmt.Errorf("pod %s: %w", p.uuid, err)
+	}
 	return p.uuid, nil
+}
+
+// syncPrepared fsyncs what a prepared pod needs after a reboot: pod.json,
+// its labels, its network request, its directories and its image leases.
+func (r *Runtime) syncPrepared(p pod) error {
+	var leases []string
+	if p.spec != nil {
+		for _, a := range p.spec.Apps {
+			leases = append(leases, leaseID(p.uuid, a.Name))
+		}
+	}
+	return errors.Join(
+		atomicfile.Sync(filepath.Join(p.path, stage1.PodFile), filepath.Join(p.path, LabelsFile),
+			filepath.Join(p.path, netRequestFile), filepath.Join(p.path, network.RecordDir), p.path),
+		r.images.SyncLeases(leases...))
 }
 
 func leaseID(uuid, app string) string { return "pod-" + uuid + "-" + app }

@@ -162,15 +162,16 @@ func LoadPod(dir string) (*Pod, error) {
 	return &p, nil
 }
 
-// SavePod writes dir/pod.json atomically and durably: it is the pod's
-// definition, which outlives a reboot.
+// SavePod writes dir/pod.json atomically, without fsync: a pod that is
+// run at once does not outlive a reboot, and stage0 makes a prepared
+// pod's pod.json durable when it prepares it (docs/pods.md, "Durability").
 func SavePod(dir string, p *Pod) error {
 	p.Version = InterfaceVersion
 	b, err := json.MarshalIndent(p, "", "  ")
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(filepath.Join(dir, PodFile), b, 0o644)
+	return writeFileAtomic(filepath.Join(dir, PodFile), b)
 }
 
 // ReadAppStatus reads the recorded status of every app of p in dir.

@@ -11,8 +11,9 @@ import (
 	"github.com/karman-project/karman/tests/pagecache"
 )
 
-// TestBlobsAndLeasesAreOnDisk: a stored blob and a lease have reached the
-// disk when the call returns, before refs.json can name them.
+// TestBlobsAndLeasesAreOnDisk: a stored blob has reached the disk when
+// PutBlob returns, before refs.json can name it; a lease when SyncLeases
+// returns.
 func TestBlobsAndLeasesAreOnDisk(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "images")
 	st, err := store.Open(root, nil)
@@ -30,6 +31,9 @@ func TestBlobsAndLeasesAreOnDisk(t *testing.T) {
 	}
 	pagecache.RequireSynced(t, st.BlobPath(d))
 	if err := st.AddLease("pod-app", d, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SyncLeases("pod-app"); err != nil {
 		t.Fatal(err)
 	}
 	pagecache.RequireSynced(t, filepath.Join(root, "leases", "pod-app.json"))

@@ -54,8 +54,23 @@ func (s *Store) AddLease(id string, d v1.Hash, owner string) error {
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.WriteFile(s.leasePath(id), b, 0o600); err != nil {
+	// Not fsynced: a pod that is run at once does not outlive a reboot;
+	// SyncLeases makes those of a prepared pod durable.
+	if err := atomicfile.WriteFileNoSync(s.leasePath(id), b, 0o600); err != nil {
 		return fmt.Errorf("lease %s: %w", id, err)
+	}
+	return nil
+}
+
+// SyncLeases makes the leases ids durable (fsync), for an owner that must
+// outlive a reboot.
+func (s *Store) SyncLeases(ids ...string) error {
+	paths := make([]string, len(ids))
+	for i, id := range ids {
+		paths[i] = s.leasePath(id)
+	}
+	if err := atomicfile.Sync(paths...); err != nil {
+		return fmt.Errorf("leases: %w", err)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -157,6 +158,36 @@ func SyncDir(dir string) error {
 		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
 	return nil
+}
+
+// Sync makes files that were written without fsync durable: it fsyncs
+// each of paths (a file or a directory; a missing one is skipped), then
+// each distinct directory holding one, so that their creation or renaming
+// is on disk too.
+func Sync(paths ...string) error {
+	var errs []error
+	var dirs []string
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err == nil {
+			err = f.Sync()
+			f.Close()
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("sync %s: %w", p, err))
+			continue
+		}
+		if d := filepath.Dir(p); !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	for _, d := range dirs {
+		errs = append(errs, SyncDir(d))
+	}
+	return errors.Join(errs...)
 }
 
 // IsTemp reports whether name (a base name) is that of a temporary file

@@ -11,7 +11,9 @@
 // the temporary file is removed and the target is left as it was.
 //
 // WriteFileNoSync skips the fsyncs, for files that describe only what a
-// power loss ends anyway (processes, cgroups); it keeps the rest.
+// power loss ends anyway (processes, cgroups) or that are made durable
+// later, together, when it turns out they must be (Sync); it keeps the
+// rest.
 //
 // Temporary files are named ".NAME.tmp-RANDOM": a process killed between
 // the create and the rename can leave one behind; IsTemp tells such
