@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/vishvananda/netlink"
@@ -90,7 +91,7 @@ func Prune(configDir string) (removed, kept []string, err error) {
 			removed = append(removed, "nftables table "+tableName(bridge))
 		}
 	default:
-		if ports, err := bridgePorts(br); err != nil {
+		if ports, err := busyPorts(br, cfg.NetNSDir); err != nil {
 			errs = append(errs, err)
 		} else if len(ports) > 0 {
 			kept = append(kept, fmt.Sprintf("network %s: %d links are attached to the bridge (%s...)", bridge, len(ports), ports[0]))
@@ -119,17 +120,34 @@ func Prune(configDir string) (removed, kept []string, err error) {
 	return removed, kept, errors.Join(errs...)
 }
 
-// bridgePorts names the links attached to br.
-func bridgePorts(br netlink.Link) ([]string, error) {
+// busyPorts names the links attached to br that a pod or someone else
+// uses. The host veth of a pod whose namespace is gone is not: the kernel
+// destroys it with the namespace, asynchronously, and busyPorts deletes
+// it rather than wait.
+func busyPorts(br netlink.Link, netnsDir string) ([]string, error) {
 	links, err := netlink.LinkList()
 	if err != nil {
 		return nil, fmt.Errorf("links: %w", err)
 	}
+	live := map[string]bool{} // host veth names of the pods with a namespace
+	ents, _ := os.ReadDir(netnsDir)
+	for _, e := range ents {
+		if len(e.Name()) == 36 {
+			live[hostVethName(e.Name())] = true
+		}
+	}
 	var out []string
 	for _, l := range links {
-		if l.Attrs().MasterIndex == br.Attrs().Index {
-			out = append(out, l.Attrs().Name)
+		if l.Attrs().MasterIndex != br.Attrs().Index {
+			continue
 		}
+		name := l.Attrs().Name
+		if _, ok := l.(*netlink.Veth); ok && strings.HasPrefix(name, "kv") && len(name) == 14 && !live[name] {
+			if err := deleteLink(name); err == nil {
+				continue
+			}
+		}
+		out = append(out, name)
 	}
 	return out, nil
 }
