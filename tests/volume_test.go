@@ -105,7 +105,7 @@ func TestRunRefusesBadVolumes(t *testing.T) {
 // leads to /proc is refused.
 func TestVolumeTargetImageSymlinks(t *testing.T) {
 	e := newPodEnv(t)
-	hostDir := t.TempDir()                                  // what the absolute symlink names
+	hostDir := t.TempDir()                                   // what the absolute symlink names
 	top := fmt.Sprintf("karman-volume-test-%d", os.Getpid()) // where ".." would lead on the host
 	img, err := testimage.WithLinks(testimage.Must(t)(testimage.Busybox(testimage.Options{})), []string{hostDir},
 		map[string]string{"/data": hostDir, "/up": "../../../../../../../../..", "/toproc": "/proc"})
