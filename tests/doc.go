@@ -4,5 +4,7 @@
 // test support that every test reuses: testimage builds busybox images,
 // testregistry runs registries, testenv gates tests on their prerequisites
 // (strict under CI: a missing one fails) and finds the binary, testreport
-// summarises a `go test -json` run and its skips.
+// summarises a `go test -json` run and its skips, leakcheck compares what
+// karman can leave on the host before and after a test, pagecache checks
+// with cachestat(2) that a file's data is on disk.
 package tests
