@@ -26,11 +26,22 @@ type File struct {
 	failed error
 }
 
-// Create starts the replacement of path, whose mode will be perm.
+// KeepMode, as perm, keeps the mode of the file being replaced (0600 for
+// a new one).
+const KeepMode fs.FileMode = 0
+
+// Create starts the replacement of path, whose mode will be perm (or that
+// of the file it replaces, with KeepMode).
 func Create(path string, perm fs.FileMode) (*File, error) {
 	dir, base := filepath.Split(path)
 	if base == "" {
 		return nil, fmt.Errorf("atomic write %s: not a file name", path)
+	}
+	if perm == KeepMode {
+		perm = 0o600
+		if fi, err := os.Stat(path); err == nil {
+			perm = fi.Mode().Perm()
+		}
 	}
 	f, err := os.CreateTemp(dir, "."+base+tempInfix)
 	if err != nil {

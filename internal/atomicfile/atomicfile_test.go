@@ -274,3 +274,23 @@ func TestSync(t *testing.T) {
 	pagecache.RequireSynced(t, a)
 	pagecache.RequireSynced(t, b)
 }
+
+func TestKeepMode(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	if err := WriteFile(path, []byte("new"), KeepMode); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("new file: mode %v, want 0600", fi.Mode().Perm())
+	}
+	if err := os.Chmod(path, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(path, []byte("again"), KeepMode); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o640 {
+		t.Fatalf("replaced file: mode %v, want the old 0640", fi.Mode().Perm())
+	}
+}

@@ -5,7 +5,8 @@
 // A write goes to a temporary file with a unique name in the same
 // directory as the target (so the rename cannot cross a file system and
 // two writers never share a temporary file). The data is written and
-// fsynced, the mode is set exactly as asked (the umask does not apply),
+// fsynced, the mode is set exactly as asked (the umask does not apply;
+// KeepMode keeps the replaced file's),
 // the file is renamed over the target and the directory is fsynced, so
 // that the rename itself is on disk when the call returns. On any failure
 // the temporary file is removed and the target is left as it was.
