@@ -40,8 +40,8 @@ func createNetNS(path, from string) error {
 		// The thread is never unlocked: it is in the new namespace, and Go
 		// ends it with this goroutine. Go never ends the main thread, which
 		// would stay there, keeping the namespace alive: a program using
-		// this package keeps its main goroutine on the main thread (karman
-		// does, by package stage1's init).
+		// this package keeps its main goroutine on the main thread (karman's
+		// main does).
 		runtime.LockOSThread()
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			errc <- fmt.Errorf("unshare the network namespace: %w", err)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/karman-project/karman/internal/multicall"
 	"github.com/karman-project/karman/network"
 	"github.com/karman-project/karman/stage1"
 )
@@ -35,19 +36,17 @@ const netRequestFile = "net/request.json"
 // karman __network-teardown PODDIR. Runtime.TeardownCmd names it.
 const TeardownEntrypoint = "__network-teardown"
 
-// Entrypoint dispatches stage0's hidden entrypoints (TeardownEntrypoint);
-// main calls it first, beside stage1.Entrypoint, and exits with code when
-// handled.
-func Entrypoint(args []string) (code int, handled bool) {
-	if len(args) != 3 || args[1] != TeardownEntrypoint {
-		return 0, false
+// TeardownMain is the TeardownEntrypoint, for the multicall table of
+// karman's main: args are PODDIR.
+func TeardownMain(args []string) int {
+	if len(args) != 1 {
+		return multicall.Fail(os.Stderr, fmt.Errorf("usage: karman %s PODDIR", TeardownEntrypoint))
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if err := network.Teardown(context.Background(), args[2], log); err != nil {
-		fmt.Fprintln(os.Stderr, "karman: "+err.Error())
-		return 254, true
+	if err := network.Teardown(context.Background(), args[0], log); err != nil {
+		return multicall.Fail(os.Stderr, err)
 	}
-	return 0, true
+	return 0
 }
 
 // checkNetwork refuses, before anything is made, networks that are not
@@ -108,7 +107,7 @@ func (r *Runtime) setupNetwork(ctx context.Context, p pod) error {
 	if err != nil {
 		return err
 	}
-	if err := r.attachNetworks(ctx, p, pd, &req, ""); err != nil {
+	if err := r.attachNetworks(ctx, p, pd, &req); err != nil {
 		return err
 	}
 	if err := stage1.SavePod(p.path, pd); err != nil {
@@ -118,13 +117,12 @@ func (r *Runtime) setupNetwork(ctx context.Context, p pod) error {
 	return nil
 }
 
-// attachNetworks makes the pod's networks, in the network namespace at
-// from if it is set (that of a pod init started beforehand), and fills in
-// pd's network fields; the caller saves pd, or calls network.Teardown if
-// it cannot.
-func (r *Runtime) attachNetworks(ctx context.Context, p pod, pd *stage1.Pod, req *netRequest, from string) error {
+// attachNetworks makes the pod's networks, in a network namespace of
+// their own, and fills in pd's network fields; the caller saves pd, or
+// calls network.Teardown if it cannot.
+func (r *Runtime) attachNetworks(ctx context.Context, p pod, pd *stage1.Pod, req *netRequest) error {
 	rec, err := network.Setup(ctx, network.Options{
-		UUID: p.uuid, PodDir: p.path, Networks: req.Networks, Ports: req.Ports, ConfigDir: r.configDir, Log: r.log, From: from,
+		UUID: p.uuid, PodDir: p.path, Networks: req.Networks, Ports: req.Ports, ConfigDir: r.configDir, Log: r.log,
 	})
 	if err != nil {
 		return err

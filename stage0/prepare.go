@@ -24,7 +24,7 @@ import (
 // Prepare creates a pod from spec, ready for RunPrepared, and returns its
 // UUID.
 func (r *Runtime) Prepare(ctx context.Context, spec PodSpec) (string, error) {
-	p, lock, _, err := r.create(ctx, spec, false, nil)
+	p, lock, err := r.create(ctx, spec, false)
 	if err != nil {
 		return "", err
 	}
@@ -65,40 +65,26 @@ func leaseID(uuid, app string) string { return "pod-" + uuid + "-" + app }
 
 // create makes a pod directory in embryo/ and fills it: images resolved
 // (fetched per the pull policy), one rendering per app, pod.json; with
-// run, the pod's networks too (else they wait for RunPrepared). With
-// startInit, it starts the pod's init once the pod is found valid, makes
-// the networks in the init's network namespace, and returns the init. It
-// returns the pod still locked. On failure nothing is left behind, the
-// init included.
-func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool, startInit func(PodSpec) (*stage1.Init, error)) (_ pod, lock *lockfile.Lock, init *stage1.Init, err error) {
+// run, the pod's networks too (else they wait for RunPrepared). It
+// returns the pod still locked. On failure nothing is left behind.
+func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool) (_ pod, lock *lockfile.Lock, err error) {
 	if err := spec.Validate(); err != nil {
-		return pod{}, nil, nil, err
+		return pod{}, nil, err
 	}
 	if err := r.checkNetwork(spec); err != nil {
-		return pod{}, nil, nil, err
+		return pod{}, nil, err
 	}
 	if err := checkVolumes(spec); err != nil {
-		return pod{}, nil, nil, err
-	}
-	if startInit != nil {
-		if init, err = startInit(spec); err != nil {
-			return pod{}, nil, nil, err
-		}
-		started := init // the results are zeroed on failure
-		defer func() {
-			if err != nil {
-				started.Close()
-			}
-		}()
+		return pod{}, nil, err
 	}
 	uuid := newUUID()
 	p := pod{uuid: uuid, stateDir: "embryo", path: r.podPath("embryo", uuid)}
 	if err := os.Mkdir(p.path, 0o700); err != nil {
-		return pod{}, nil, nil, fmt.Errorf("create pod: %w", err)
+		return pod{}, nil, fmt.Errorf("create pod: %w", err)
 	}
 	if lock, err = lockfile.TryLockDir(p.path, true); err != nil {
 		os.Remove(p.path)
-		return pod{}, nil, nil, fmt.Errorf("create pod: %w", err)
+		return pod{}, nil, fmt.Errorf("create pod: %w", err)
 	}
 	held := lock // the results are zeroed on failure
 	defer func() {
@@ -112,15 +98,15 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool, startInit 
 	if len(spec.Labels) > 0 {
 		b, err := json.Marshal(spec.Labels)
 		if err != nil {
-			return pod{}, nil, nil, err
+			return pod{}, nil, err
 		}
 		if err := os.WriteFile(filepath.Join(p.path, LabelsFile), b, 0o600); err != nil {
-			return pod{}, nil, nil, err
+			return pod{}, nil, err
 		}
 	}
 	for _, d := range []string{"apps", stage1.StateDir, stage1.AppsState, stage1.LogsDir} {
 		if err := os.MkdirAll(filepath.Join(p.path, d), 0o755); err != nil {
-			return pod{}, nil, nil, err
+			return pod{}, nil, err
 		}
 	}
 	hostname := spec.Hostname
@@ -133,13 +119,13 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool, startInit 
 	}
 	req, err := prepareNetwork(p, spec, pd, !run)
 	if err != nil {
-		return pod{}, nil, nil, err
+		return pod{}, nil, err
 	}
 	// The network is made beside the apps' images and renderings: both
 	// are mostly system calls, and the machine has more than one CPU.
 	netErr := make(chan error, 1)
 	if run && req != nil {
-		go func() { netErr <- r.attachNetworks(ctx, p, pd, req, init.NetNS()) }()
+		go func() { netErr <- r.attachNetworks(ctx, p, pd, req) }()
 	} else {
 		netErr <- nil
 	}
@@ -157,14 +143,14 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool, startInit 
 		appErr = fmt.Errorf("pod %s: %w", uuid, err)
 	}
 	if appErr != nil {
-		return pod{}, nil, nil, appErr // the deferred discard undoes the network too
+		return pod{}, nil, appErr // the deferred discard undoes the network too
 	}
 	pd.Apps = apps
 	if err := stage1.SavePod(p.path, pd); err != nil {
-		return pod{}, nil, nil, err
+		return pod{}, nil, err
 	}
 	p.spec = pd
-	return p, lock, init, nil
+	return p, lock, nil
 }
 
 func (r *Runtime) prepareApp(ctx context.Context, p pod, spec PodSpec, as AppSpec) (stage1.App, error) {

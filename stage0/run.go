@@ -6,8 +6,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/karman-project/karman/isolators/cgroups"
-	"github.com/karman-project/karman/network"
 	"github.com/karman-project/karman/stage1"
 )
 
@@ -32,35 +30,23 @@ type RunOptions struct {
 // supervisor as a child and returns 0 once it runs.
 func (r *Runtime) Run(ctx context.Context, spec PodSpec, o RunOptions) (string, int, error) {
 	start := time.Now()
-	// A stage1 binary that would be refused fails the run before any of
-	// the pod is made.
+	// A stage1 binary that is missing or would be refused fails the run
+	// before any of the pod is made.
 	bin, err := stage1.Binary()
 	if err != nil {
 		return "", 0, err
 	}
-	// The pod's init is started as soon as the pod is found valid, so that
-	// its runtime starts while this process makes the pod; the pod's
-	// networks, if any, are made in the init's own network namespace.
-	var startInit func(PodSpec) (*stage1.Init, error)
-	if bin != "" && !o.Detach {
-		startInit = func(spec PodSpec) (*stage1.Init, error) {
-			return stage1.StartInit(stage1.InitOptions{
-				Binary: bin, HostNet: spec.Net == network.Host, CgroupV2: cgroups.Mode() == "v2", Interactive: spec.Interactive,
-			})
-		}
-	}
-	p, lock, init, err := r.create(ctx, spec, true, startInit)
+	p, lock, err := r.create(ctx, spec, true)
 	if err != nil {
 		return "", 0, err
 	}
 	r.log.Debug("pod created", "pod", p.uuid, "elapsed", time.Since(start))
 	if p, err = r.move(p, "run"); err != nil {
-		init.Close()
 		r.discard(p)
 		lock.Unlock()
 		return "", 0, err
 	}
-	code, err := r.supervise(p, lock.File(), bin, init, o)
+	code, err := r.supervise(p, lock.File(), bin, o)
 	return p.uuid, code, err
 }
 
@@ -94,21 +80,16 @@ func (r *Runtime) RunPrepared(ctx context.Context, uuid string, o RunOptions) (i
 		lock.Close()
 		return 0, err
 	}
-	return r.supervise(p, lock, bin, nil, o)
+	return r.supervise(p, lock, bin, o)
 }
 
-// supervise makes the pod's cgroups and hands the locked pod to stage1:
-// the calling process supervises it, and execs the lean stage1 binary
-// (same PID, same lock) if the pod runs on (stage1.Exec), so that what
-// stays in memory while the pod runs is the small supervisor rather than
-// this process. bin is the stage1 binary (stage1.Binary);
-// without one ("") the supervisor runs in this very process. init, if
-// not nil, is the pod's init, started beforehand (stage1.StartInit), which
-// supervise hands to stage1 or closes. With o.Detach the supervisor is
-// started as a child in its own session instead.
-func (r *Runtime) supervise(p pod, lock *os.File, bin string, init *stage1.Init, o RunOptions) (int, error) {
+// supervise makes the pod's cgroups and hands the locked pod to its
+// supervisor, the stage1 binary bin (stage1.Launch): in the foreground
+// the calling process becomes the supervisor (same PID, same lock) and
+// supervise returns only on failure; with o.Detach the supervisor is a
+// child in its own session and supervise returns 0 once it runs.
+func (r *Runtime) supervise(p pod, lock *os.File, bin string, o RunOptions) (int, error) {
 	fail := func(err error) (int, error) {
-		init.Close()
 		r.discard(p)
 		lock.Close()
 		return 0, fmt.Errorf("pod %s: %w", p.uuid, err)
@@ -125,31 +106,14 @@ func (r *Runtime) supervise(p pod, lock *os.File, bin string, init *stage1.Init,
 			return fail(err)
 		}
 	}
-	cg, err := r.makeCgroups(p, pd)
+	if _, err := r.makeCgroups(p, pd); err != nil {
+		return fail(err)
+	}
+	cmd, err := stage1.Launch(p.path, lock, stage1.LaunchOptions{Binary: bin, Debug: o.Debug, Detach: o.Detach})
 	if err != nil {
 		return fail(err)
 	}
-	opts := stage1.ExecOptions{Debug: o.Debug, Binary: bin, Pod: pd, Cgroups: cg}
-	if !o.Detach {
-		if bin == "" {
-			r.log.Debug("no stage1 binary beside karman: supervising in this process", "want", stage1.BinaryName)
-			return stage1.Supervise(p.path, lock, opts), nil
-		}
-		opts.Init, init = init, nil // Exec takes it over
-		code, err := stage1.Exec(p.path, lock, opts)
-		if err != nil {
-			return fail(err)
-		}
-		return code, nil // the pod ended before Exec handed it over
-	}
-	cmd, err := stage1.Command(p.path, lock, opts)
-	if err == nil {
-		err = cmd.Start()
-	}
-	if err != nil {
-		return fail(fmt.Errorf("starting the supervisor: %w", err))
-	}
-	lock.Close() // the supervisor holds its own copy of the lock now
+	lock.Close() // the detached supervisor holds its own copy of the lock
 	go func() {
 		cmd.Wait() // reap it: a long-lived caller must not collect zombies
 		if o.Exited != nil {

@@ -11,7 +11,7 @@ import (
 // which means the default set.
 func TestEmptyCapsSurviveJSON(t *testing.T) {
 	dir := t.TempDir()
-	if err := SavePod(dir, &Pod{UUID: "u", Apps: []App{{Name: "none", Caps: []string{}}, {Name: "default"}}}); err != nil {
+	if err := SavePod(dir, &Pod{UUID: "u", Apps: []App{{Name: "none", Dir: "apps/none", Args: []string{"sh"}, Caps: []string{}}, {Name: "default", Dir: "apps/default", Args: []string{"sh"}}}}); err != nil {
 		t.Fatal(err)
 	}
 	p, err := LoadPod(dir)

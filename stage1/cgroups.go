@@ -82,9 +82,8 @@ func (s *supervisor) setCgroups(cg Cgroups) {
 // joinInitCgroup moves the calling thread, which must be locked to its
 // goroutine, into the pod's own cgroup of the v1 cpu hierarchies, whose
 // "tasks" files are tasks (Cgroups.Init). The supervisor's thread that
-// forks the init joins it first, so that the init starts there; the
-// init's main thread joins it when its pod comes (setup or boot), when
-// stage0 started the init before the pod's cgroup existed. Writing "0"
+// forks the init joins it first, so that the init starts there, with
+// every thread it makes. Writing "0"
 // to "tasks" moves the calling thread without the kernel's global
 // threadgroup lock: moving a whole process (cgroup.procs) takes it, and
 // its write side waits for an RCU grace period (0.1 to 2.6 ms here)

@@ -1,65 +1,59 @@
-// Package stage1 is the pod supervisor that stage0 execs into and the pod's
-// init: namespaces, root filesystem, mounts, starting the apps, reaping,
-// exit status and teardown.
+// Package stage1 is the pod supervisor and the pod's init: namespaces,
+// root filesystem, mounts, starting the apps, reaping, exit status and
+// teardown. Both run from karman-stage1 (cmd/karman-stage1), whose main
+// dispatches the entrypoints below from its multicall table.
 //
-// # Interface (version 1, InterfaceVersion)
+// # Interface (version 2, InterfaceVersion)
 //
 // stage0 prepares a pod directory (pod.json, one rendering per app under
-// App.Dir, a deferred overlay when App.Layers is set), opens the directory,
-// takes flock(LOCK_EX) on it, makes the pod's cgroups (recording their
-// path in state/cgroup first, and what stage1 needs of them in
-// state/cgroups.json, see Cgroups) and calls Exec. Exec starts and boots
-// the init, supervises the pod in the calling process for handoffDelay
-// (50 ms: a pod that ends by then never pays for a second program's
-// start), and then execs
+// App.Dir, a deferred overlay when App.Layers is set, the pod's network
+// namespace when it has networks), opens the directory, takes
+// flock(LOCK_EX) on it, makes the pod's cgroups (recording their path in
+// state/cgroup first, and what stage1 needs of them in state/cgroups.json,
+// see Cgroups) and calls Launch, which starts
 //
-//	karman-stage1 __stage1-run [--debug] [--lock-fd=N] [--init=PID,FD [--booted=FD|-,... [--resumed]]] PODDIR
+//	karman-stage1 __stage1-run [--debug] [--lock-fd=N] PODDIR
 //
-// in the same process (handOff: between two of the init's reports, the
-// output copies paused between two chunks, unless a stop has begun; an
-// interactive pod, or one with the notify relay, is handed over at once):
-// the PID a shell or systemd started is the supervisor throughout, and
-// the pod's exit status is its exit status. --resumed tells the lean
-// supervisor that the apps' status so far is in the pod directory. karman-stage1
 // (BinaryName, found by Binary beside the karman binary or through
-// $KARMAN_STAGE1) is the lean stage1 binary: it links this package and
-// nothing heavier (no CLI, image store, registry client or cgroup
-// library), so that the two processes which stay with a running pod, the
-// supervisor and the init, start fast and hold little memory. The karman
-// binary serves the same entrypoints, for a karman without its stage1
-// binary (Supervise then runs the supervisor in the calling process).
+// $KARMAN_STAGE1; a missing one is an error, ErrNoBinary, before any of
+// the pod is made). In the foreground Launch execs it in the calling
+// process: the PID a shell or systemd started is the supervisor, and the
+// pod's exit status is its exit status. Detached, it is a child of the
+// caller in a session of its own, the lock its fd 3. That is the only
+// difference: interactive pods, pods under a NOTIFY_SOCKET and detached
+// ones are the same supervisor running the same code, what they differ in
+// is in pod.json. karman-stage1 links this package and nothing heavier (no
+// CLI, image store, registry client or cgroup library), so that the two
+// processes which stay with a running pod, the supervisor and the init,
+// start fast and hold little memory.
 //
-// The lock fd
-// (default 3) keeps its number and is passed with --lock-fd; Exec does not
-// move it to 3, because a Go program's fd 3 is usually its epoll
-// descriptor. The supervisor holds the lock until the pod is gone
-// (mounts and processes included); the kernel drops it when the supervisor
-// dies, which is how list and status tell a running pod from an ended one.
-// pod.json is checked for the interface version (LoadPod) and for what
-// stage1 relies on (Pod.Validate). Everything stage1 writes in the pod
-// directory is named by the constants of pod.go: state/supervisor.pid,
-// state/init.pid, state/apps/<app>.json (AppStatus), state/started,
-// state/exit, state/finished, logs/<app>.log, and while the pod runs
-// state/ctl.sock and state/notify.sock. State files are replaced
+// The lock fd (default 3) keeps its number and is passed with --lock-fd:
+// Launch does not move it to 3, because a Go program's fd 3 is usually its
+// epoll descriptor. The supervisor holds the lock until the pod is gone
+// (mounts and processes included); the kernel drops it when the
+// supervisor dies, which is how list and status tell a running pod from
+// an ended one. pod.json is checked once by every reader, in LoadPod: the
+// interface version, and what stage1 relies on (Pod.Validate). Everything
+// stage1 writes in the pod directory is named by the constants of pod.go:
+// state/supervisor.pid, state/init.pid, state/apps/<app>.json (AppStatus),
+// state/started, state/exit, state/finished, logs/<app>.log, and while the
+// pod runs state/ctl.sock and state/notify.sock. State files are replaced
 // atomically; a supervisor killed with SIGKILL leaves them incomplete.
 //
 // The pod's network is stage0's: for a pod with networks stage0 has made
 // and configured a persistent network namespace (Pod.NetNS, a bind-mounted
-// nsfs file) before stage1 starts. Exec (or the supervisor) starts the
-// init from a locked OS thread that it moved into that namespace with
-// setns, without CLONE_NEWNET, and moves the thread back (it must not end: the init's
-// parent-death signal fires when the thread that forked it exits). When the pod has ended
-// and before it releases the lock, the supervisor runs Pod.Teardown with
-// the pod directory appended, or, without one, unmounts and removes
-// Pod.NetNS itself. stage1 imports no network code.
+// nsfs file) before stage1 starts. When the pod has ended and before it
+// releases the lock, the supervisor runs Pod.Teardown with the pod
+// directory appended, or, without one, unmounts and removes Pod.NetNS
+// itself. stage1 imports no network code.
 //
-// Supervise is the same supervisor run in the calling process.
-//
-// The hidden entrypoints of the binary are dispatched by Entrypoint from
-// one table keyed on os.Args[1]: "__stage1-run" (the supervisor),
-// "__stage1-init" (the pod init, which takes no arguments) and
-// "__stage1-exec" (the exec shim, execshim.go: apps with a seccomp filter
-// of their own, and every confined app on cgroup v2, start through it).
+// The hidden entrypoints are "__stage1-run" (CmdRun, the supervisor),
+// "__stage1-init" (CmdInit, the pod init, which takes no arguments) and
+// "__stage1-exec" (CmdExec, the exec shim, execshim.go: apps with a
+// seccomp filter of their own, and every confined app on cgroup v2, start
+// through it). No package init() of stage1 changes the process: the main
+// of karman-stage1 locks its main goroutine to the main thread, which the
+// forks below require.
 //
 // # Process tree
 //
@@ -73,61 +67,31 @@
 //	    ├── orphans of the apps      re-parented to the init, reaped by it
 //	    └── enter sessions           spawned by the init on request
 //
-// Exec starts the init (karman-stage1 __stage1-init, in its new
-// namespaces; its main thread joins the pod's v1 cpu cgroups when it gets
-// its pod, joinInitCgroup) before anything else, from the thread that
-// will exec the supervisor, so that the init's Go runtime starts while
-// the pod is made. karman run
-// starts the init earlier still (StartInit, ExecOptions.Init), before it
-// makes the pod: the init's runtime starts while stage0 renders the
-// rootfs, makes the pod's networks in the init's own network namespace
-// (network.Options.From) and makes the cgroups, and Exec checks that the
-// init's namespaces are the pod's. Either way the init is still the supervisor's
-// child (the PID is the same), and its parent-death signal, which follows
-// the thread that forked it, stays armed because that thread is the one
-// that execs (StartInit and Exec lock the calling goroutine to it). The
-// supervisor that adopts its init is the one process of the package's
-// that does not lock its main goroutine to the main thread from the
-// start (mainThreadBound): there the lock would cost a thread, and a
-// hand-over of the runtime's other goroutines each time the main
-// goroutine waits. The init is forked with
-// syscall.ForkExec, not os/exec, whose first start in a process forks a
-// test child first (the runtime's pidfd probe). --init=PID,FD hands the
-// supervisor the init and its end of the socket; the supervisor checks
-// that the PID is its child (adoptInit) and waits for it by PID.
+// The supervisor reads pod.json and forks the init at once (forkInit, the
+// one place that does): from a goroutine locked to its thread, which
+// joins the pod's own v1 cpu cgroups (Cgroups.Init) and Pod.NetNS with
+// setns, forks /proc/self/exe with SysProcAttr.Cloneflags (no
+// CLONE_NEWNET then) and returns to the host's network namespace. The
+// init's parent-death signal follows that thread, which therefore goes
+// back to the runtime's pool and lives as long as the supervisor; a
+// thread that cannot return from the pod's namespace is ended (its
+// goroutine exits locked), the init killed, and the start fails. The init
+// is forked with syscall.ForkExec, not os/exec, whose first start in a
+// process forks a test child first (the runtime's pidfd probe), and is
+// reaped by PID. While the init's runtime starts, the supervisor prepares
+// the state directory, the log pipes and its signal handlers. There is no
+// other re-exec on the start path (the apps are forked by the init
+// directly).
 //
-// Exec also prepares the state directory and, unless the pod needs the
-// notify relay (which the supervisor makes), sends the init the pod
-// directory at once (a setup message before the boot message), so that
-// the init mounts the pod at once. Unless the pod is interactive, Exec
-// then boots the init as well (bootEarly: the boot message with the write
-// ends of the apps' output pipes, then the cgroup task files), and the
-// init starts the apps as soon as the pod is mounted. A booted pod is then
-// supervised in the calling process (inplace.go) until it ends or has run
-// for handoffDelay; at the hand-over, --booted=FD|-,... gives the lean
-// supervisor the pipes' read ends, for its tees, and --resumed says that
-// the apps' status so far is on disk. What the apps write meanwhile waits
-// in the pipes and what the init reports waits in the socket. An unbooted
-// pod (interactive, or with the notify relay) is handed over at once. If
-// that exec fails, Exec kills the init, and with it the apps, and returns
-// the error (a runtime failure, 254); a failed hand-over of a booted pod
-// leaves it supervised in place (logged).
-//
-// Supervise and Command (detached pods) have the supervisor start the
-// init itself: it re-executes /proc/self/exe as the init with
-// SysProcAttr.Cloneflags. There is no other re-exec on the start path
-// (the apps are forked by the init directly). The two talk over a
-// SOCK_SEQPACKET socket pair, the init's fd 3, one JSON message per packet:
-// the bootstrap message (pod directory, debug flag, and the write ends of
-// each app's stdout and stderr pipes as SCM_RIGHTS) and the apps' cgroup
-// files go down (descriptors beyond the 253 a packet carries follow in
-// "fds" packets, so a pod may have any number of apps), stop and signal
-// requests follow; log records, errors, "app started" (with
-// SCM_CREDENTIALS, so that the kernel translates the app's PID into the
-// supervisor's namespace: AppStatus.PID is a host PID), "app exited", "all
-// apps started" and the pod's exit status come up. The init is started as
-// soon as pod.json is read; the supervisor prepares the state directory,
-// the log pipes and its signal handlers while the init's runtime starts.
+// The two talk over a SOCK_SEQPACKET socket pair, the init's fd 3, one
+// JSON message per packet (protocol.go): the boot message (pod directory,
+// debug flag, and the write ends of each app's stdout and stderr pipes as
+// SCM_RIGHTS) and the apps' cgroup files go down (descriptors beyond the
+// 253 a packet carries follow in "fds" packets, so a pod may have any
+// number of apps), stop and signal requests follow; log records, errors,
+// "app started" (with SCM_CREDENTIALS, so that the kernel translates the
+// app's PID into the supervisor's namespace: AppStatus.PID is a host PID),
+// "app exited", "all apps started" and the pod's exit status come up.
 // Nothing on the start path sleeps or polls.
 //
 // The init makes itself non-dumpable (CVE-2019-5736: nothing in the pod can

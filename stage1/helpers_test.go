@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,46 +24,28 @@ import (
 	"github.com/karman-project/karman/image/fetch"
 	"github.com/karman-project/karman/image/rootfs"
 	"github.com/karman-project/karman/image/store"
+	"github.com/karman-project/karman/internal/multicall"
 	"github.com/karman-project/karman/tests/testenv"
 	"github.com/karman-project/karman/tests/testimage"
 )
 
-// execTestEnv makes the test binary call Exec on the pod directory it
-// names, the way stage0 does (see TestExec); with superviseTestEnv set too,
-// Supervise.
-// With earlyInitTestEnv set, the init is started first, with StartInit, as
-// stage0 does: "none" starts it in a network namespace of its own, "host"
-// in the host's, and "bind:PATH" in one of its own that is then bound on
-// the file PATH, as stage0 does when it makes the pod's networks there.
+// launchTestEnv makes the test binary lock the pod directory it names
+// and hand it to the supervisor with Launch, the way stage0 does (see
+// TestLaunch): in the foreground, or with launchModeEnv=detached as a
+// child, which the test binary waits for.
 const (
-	execTestEnv       = "KARMAN_STAGE1_TEST_EXEC"
-	superviseTestEnv  = "KARMAN_STAGE1_TEST_SUPERVISE"
-	earlyInitTestEnv  = "KARMAN_STAGE1_TEST_EARLY_INIT"
-	earlyInitPIDLabel = "early init pid "
-	// handoffTestEnv sets handoffDelay, as a time.Duration string;
-	// errorExitTestEnv errorExitDelay (of the init).
-	handoffTestEnv   = "KARMAN_STAGE1_TEST_HANDOFF"
-	errorExitTestEnv = "KARMAN_STAGE1_TEST_ERROR_EXIT"
+	launchTestEnv = "KARMAN_STAGE1_TEST_LAUNCH"
+	launchModeEnv = "KARMAN_STAGE1_TEST_LAUNCH_MODE"
 )
 
 func TestMain(m *testing.M) {
-	// The test binary doubles as the karman binary: re-executions of
-	// /proc/self/exe land here.
-	if d, err := time.ParseDuration(os.Getenv(errorExitTestEnv)); err == nil {
-		errorExitDelay = d
-	}
-	if code, ok := Entrypoint(os.Args); ok {
-		os.Exit(code)
-	}
-	if d := os.Getenv(handoffTestEnv); d != "" {
-		var err error
-		if handoffDelay, err = time.ParseDuration(d); err != nil {
-			fmt.Fprintln(os.Stderr, handoffTestEnv+":", err)
-			os.Exit(ExitRuntimeError)
-		}
-	}
-	if dir := os.Getenv(execTestEnv); dir != "" {
-		os.Exit(execLikeStage0(dir))
+	// The test binary doubles as karman-stage1 (its re-executions of
+	// /proc/self/exe land here) and, like it, keeps its main goroutine on
+	// the main thread (see SupervisorMain).
+	runtime.LockOSThread()
+	multicall.Table{CmdRun: SupervisorMain, CmdInit: InitMain, CmdExec: ExecShimMain}.Dispatch(os.Args)
+	if dir := os.Getenv(launchTestEnv); dir != "" {
+		os.Exit(launchLikeStage0(dir, os.Getenv(launchModeEnv) == "detached"))
 	}
 	// A pod init whose supervisor a test killed is re-parented to us, so
 	// that the test can reap it.
@@ -74,43 +57,28 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// execLikeStage0 locks dir and execs the supervisor on it.
-func execLikeStage0(dir string) int {
-	var opts ExecOptions
-	if net := os.Getenv(earlyInitTestEnv); net != "" {
-		in, err := StartInit(InitOptions{HostNet: net == "host"})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "exec test:", err)
-			return ExitRuntimeError
-		}
-		fmt.Fprintf(os.Stderr, "%s%d\n", earlyInitPIDLabel, in.pid)
-		opts.Init = in
-		if path, ok := strings.CutPrefix(net, "bind:"); ok {
-			if err := unix.Mount(in.NetNS(), path, "", unix.MS_BIND, ""); err != nil {
-				fmt.Fprintln(os.Stderr, "exec test:", err)
-				return ExitRuntimeError
-			}
-		}
-	}
+// launchLikeStage0 locks dir and launches the supervisor on it.
+func launchLikeStage0(dir string, detach bool) int {
 	lock, err := os.Open(dir)
 	if err == nil {
 		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX)
 	}
-	if err == nil && os.Getenv(superviseTestEnv) != "" {
-		return Supervise(dir, lock, ExecOptions{Debug: true})
-	}
 	if err == nil {
-		opts.Debug = true
-		var code int
-		if code, err = Exec(dir, lock, opts); err == nil {
-			return code // the pod ended before the hand-over
+		var cmd *exec.Cmd
+		cmd, err = Launch(dir, lock, LaunchOptions{Binary: "/proc/self/exe", Debug: true, Detach: detach})
+		if err == nil { // detached: the foreground returns only on failure
+			lock.Close()
+			err = cmd.Wait()
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				return ee.ExitCode()
+			}
+			if err == nil {
+				return 0
+			}
 		}
 	}
-	fmt.Fprintln(os.Stderr, "exec test:", err)
-	if in := opts.Init; in != nil && unix.Kill(in.pid, 0) == nil {
-		// Exec must have killed and reaped it before it returned.
-		fmt.Fprintf(os.Stderr, "%s%d still runs\n", earlyInitPIDLabel, in.pid)
-	}
+	fmt.Fprintln(os.Stderr, "launch test:", err)
 	return ExitRuntimeError
 }
 
@@ -174,20 +142,21 @@ type testPod struct {
 	exited chan struct{} // closed when the supervisor has exited
 	werr   error
 	tty    *os.File // the supervisor's controlling terminal, if any
-	// viaExec starts the pod the way stage0 does (Exec: the init first,
-	// then the supervisor exec'd), not the supervisor directly.
+	// viaExec starts the pod the way stage0 does (Launch: the test binary
+	// locks the pod and execs the supervisor), not the supervisor
+	// directly; mode is startLikeStage0's.
 	viaExec bool
+	mode    string
 }
 
-// bothStarts runs f for a pod started by the supervisor itself (as
-// Supervise and Command do) and for one started through Exec (as karman
-// run does: the init is forked first and mounts the pod while the
-// supervisor starts).
+// bothStarts runs f for a pod whose supervisor the test starts directly
+// and for one started through Launch in the foreground (as karman run
+// does: the launching process execs the supervisor).
 func bothStarts(t *testing.T, f func(t *testing.T, viaExec bool)) {
 	for _, viaExec := range []bool{false, true} {
 		name := "supervisor"
 		if viaExec {
-			name = "exec"
+			name = "launch"
 		}
 		t.Run(name, func(t *testing.T) { f(t, viaExec) })
 	}
@@ -253,7 +222,7 @@ func (p *testPod) startWith(stdin *os.File, env ...string) {
 	t := p.t
 	t.Helper()
 	var lock *os.File
-	if !p.viaExec { // else the test binary locks the directory (execLikeStage0)
+	if !p.viaExec { // else the test binary locks the directory (launchLikeStage0)
 		var err error
 		if lock, err = os.Open(p.dir); err != nil {
 			t.Fatal(err)
@@ -276,10 +245,10 @@ func (p *testPod) startWith(stdin *os.File, env ...string) {
 	defer stderr.Close()
 	if p.viaExec {
 		p.cmd = exec.Command("/proc/self/exe")
-		env = append(env, execTestEnv+"="+p.dir)
+		env = append(env, launchTestEnv+"="+p.dir)
 	} else {
-		p.cmd = exec.Command("/proc/self/exe", supervisorArgs(p.dir, 3, ExecOptions{Debug: true})[1:]...)
-		p.cmd.Args[0] = "karman"
+		p.cmd = exec.Command("/proc/self/exe", supervisorArgs(p.dir, 3, true)[1:]...)
+		p.cmd.Args[0] = BinaryName
 		p.cmd.ExtraFiles = []*os.File{lock}
 	}
 	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = stdin, stdout, stderr
@@ -300,13 +269,14 @@ func (p *testPod) startWith(stdin *os.File, env ...string) {
 }
 
 // startLikeStage0 starts the test binary as stage0 would run the pod
-// (execLikeStage0, with env added to its environment), its stdout and
+// (launchLikeStage0, in mode: foreground or detached), its stdout and
 // stderr both in one file.
-func (p *testPod) startLikeStage0(env ...string) {
+func (p *testPod) startLikeStage0(mode string) {
 	t := p.t
 	t.Helper()
+	p.mode = mode
 	cmd := exec.Command("/proc/self/exe")
-	cmd.Env = append(append(os.Environ(), execTestEnv+"="+p.dir), env...)
+	cmd.Env = append(os.Environ(), launchTestEnv+"="+p.dir, launchModeEnv+"="+mode)
 	out, err := os.Create(p.dir + ".out")
 	if err != nil {
 		t.Fatal(err)

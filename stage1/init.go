@@ -66,7 +66,7 @@ type appProc struct {
 	code           int
 }
 
-// initMain is the cmdInit entrypoint.
+// initMain is the CmdInit entrypoint.
 func initMain(_ []string) int {
 	// CVE-2019-5736: nothing in the pod may open /proc/1/exe (the karman
 	// binary) or our memory. This comes before any app exists.
@@ -107,46 +107,22 @@ func initMain(_ []string) int {
 	code, err := in.run(chld, sigc)
 	if err != nil {
 		sendMsg(sup, &message{T: msgError, Msg: err.Error()}, nil)
-		time.Sleep(errorExitDelay)
 		return ExitRuntimeError
 	}
 	return code
 }
 
-// errorExitDelay is how long an init that failed waits between its report
-// and its exit: none, but the tests make it linger.
-var errorExitDelay time.Duration
-
 func (in *podInit) run(chld, sigc <-chan os.Signal) (int, error) {
 	buf := make([]byte, maxPacket)
 	oob := make([]byte, unix.CmsgSpace(maxFDs*4))
-	first, _, fds, err := recvMsg(in.sup, buf, oob)
-	if err != nil || (first.T != msgBoot && first.T != msgSetup) {
+	boot, _, fds, err := recvMsg(in.sup, buf, oob)
+	if err != nil || boot.T != msgBoot {
 		closeAll(fds)
 		return 0, fmt.Errorf("pod init: no bootstrap data (%v)", err)
 	}
-	if first.T == msgSetup {
-		// Exec sent the pod directory before it exec'd the supervisor:
-		// mount the pod while the supervisor starts, then wait for its
-		// boot message and the apps' log pipes.
-		closeAll(fds)
-		if err := in.begin(first); err != nil {
-			return 0, err
-		}
-		boot, _, fds, err := recvMsg(in.sup, buf, oob)
-		if err != nil || boot.T != msgBoot {
-			closeAll(fds)
-			return 0, fmt.Errorf("pod init: no bootstrap data after the setup (%v)", err)
-		}
-		in.logFDs = fds
-		if boot.PodDir != in.dir || boot.Notify {
-			return 0, fmt.Errorf("pod init: boot message for %s (notify relay %v) after a setup for %s", boot.PodDir, boot.Notify, in.dir)
-		}
-	} else {
-		in.logFDs = fds
-		if err := in.begin(first); err != nil {
-			return 0, err
-		}
+	in.logFDs = fds
+	if err := in.begin(boot); err != nil {
+		return 0, err
 	}
 	if !in.pod.Interactive {
 		if in.logFDs, err = recvMoreFDs(in.sup, in.logFDs, 2*len(in.pod.Apps)); err != nil {
@@ -174,7 +150,7 @@ func (in *podInit) run(chld, sigc <-chan os.Signal) (int, error) {
 	return in.loop(chld, sigc), nil
 }
 
-// begin reads the pod that m (msgSetup or msgBoot) names and mounts it.
+// begin reads the pod that the boot message m names and mounts it.
 func (in *podInit) begin(m message) error {
 	level := slog.LevelInfo
 	if m.Debug {
@@ -182,14 +158,8 @@ func (in *podInit) begin(m message) error {
 	}
 	in.log = slog.New(&sockHandler{c: in.sup, level: level})
 	in.dir, in.notify = m.PodDir, m.Notify
-	if err := joinInitCgroup(m.InitCgroup); err != nil {
-		return err
-	}
 	pod, err := LoadPod(in.dir)
 	if err != nil {
-		return err
-	}
-	if err := pod.Validate(); err != nil {
 		return err
 	}
 	in.pod = pod

@@ -1,13 +1,10 @@
 package stage1
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
-	"time"
 )
 
 // logPipes makes the pipes of the apps' stdout and stderr, in the pod's
@@ -33,8 +30,8 @@ func (s *supervisor) logPipes() (rs, ws []*os.File, err error) {
 }
 
 // startTees opens <pod>/logs/<app>.log for each app and starts, for the
-// read ends of its stdout and stderr pipes (rs, as logPipes orders them;
-// nil for an output that has ended), a goroutine that copies it to both
+// read ends of its stdout and stderr pipes (rs, as logPipes orders them),
+// a goroutine that copies it to both
 // the supervisor's own stdout or stderr and the log file, chunk by chunk,
 // so that each stream keeps its order. It takes rs over, and closes them
 // on failure.
@@ -43,13 +40,7 @@ func (s *supervisor) startTees(rs []*os.File) error {
 		closeFiles(rs)
 		return fmt.Errorf("%d output pipes for %d apps", len(rs), len(s.pod.Apps))
 	}
-	s.teeMu.Lock()
-	s.outputs = rs
-	s.teeMu.Unlock()
 	for i := 0; i < len(rs); i += 2 {
-		if rs[i] == nil && rs[i+1] == nil {
-			continue
-		}
 		app := s.pod.Apps[i/2].Name
 		logf, err := os.OpenFile(filepath.Join(s.dir, LogsDir, app+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 		if err != nil {
@@ -58,20 +49,13 @@ func (s *supervisor) startTees(rs []*os.File) error {
 		}
 		var done sync.WaitGroup
 		for j, out := range []*os.File{os.Stdout, os.Stderr} {
-			k, r := i+j, rs[i+j]
-			if r == nil {
-				continue
-			}
+			r := rs[i+j]
 			s.tees.Add(1)
 			done.Add(1)
 			go func() {
 				defer s.tees.Done()
 				defer done.Done()
-				if !tee(r, out, logf) {
-					s.teeMu.Lock()
-					s.outputs[k] = nil
-					s.teeMu.Unlock()
-				}
+				tee(r, out, logf)
 			}()
 		}
 		// The log file closes when both copies are done.
@@ -83,43 +67,10 @@ func (s *supervisor) startTees(rs []*os.File) error {
 	return nil
 }
 
-// pauseTees stops the tees between two chunks, leaving their sources
-// open in s.outputs (for a hand-over: handOff).
-func (s *supervisor) pauseTees() error {
-	s.teeMu.Lock()
-	var err error
-	for _, r := range s.outputs {
-		if r != nil {
-			if e := r.SetReadDeadline(time.Unix(1, 0)); e != nil && !errors.Is(e, os.ErrClosed) {
-				err = fmt.Errorf("stopping the output copies: %w", e)
-			}
-		}
-	}
-	s.teeMu.Unlock()
-	s.tees.Wait()
-	return err
-}
-
-// resumeTees starts the tees that pauseTees stopped again.
-func (s *supervisor) resumeTees() {
-	s.teeMu.Lock()
-	rs := slices.Clone(s.outputs)
-	s.teeMu.Unlock()
-	for _, r := range rs {
-		if r != nil {
-			r.SetReadDeadline(time.Time{})
-		}
-	}
-	if err := s.startTees(rs); err != nil {
-		s.log.Warn("copying the apps' output", "err", err)
-	}
-}
-
-// tee copies src to out and logf until src ends, and closes it; or until
-// its read deadline passes (pauseTees), which it reports, leaving src
-// open. A failing out (a closed stdout, say) is dropped; the log keeps
+// tee copies src to out and logf until src ends, and closes it. A
+// failing out (a closed stdout, say) is dropped; the log keeps
 // everything.
-func tee(src, out, logf *os.File) (paused bool) {
+func tee(src, out, logf *os.File) {
 	buf := make([]byte, teeBuffer)
 	for {
 		n, err := src.Read(buf)
@@ -131,12 +82,9 @@ func tee(src, out, logf *os.File) (paused bool) {
 			}
 			logf.Write(buf[:n])
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return true
-		}
 		if err != nil {
 			src.Close()
-			return false
+			return
 		}
 	}
 }

@@ -55,15 +55,21 @@ func TestJoinNetNS(t *testing.T) {
 
 func TestValidateNet(t *testing.T) {
 	for _, tc := range []struct {
-		net, ns string
-		ok      bool
+		net, ns      string
+		ok, runnable bool
 	}{
-		{"none", "", true}, {"host", "", true}, {"default", "/run/x", true},
-		{"default", "", false}, {"host", "/run/x", false},
+		{"none", "", true, true}, {"host", "", true, true}, {"default", "/run/x", true, true},
+		{"default", "", true, false}, {"host", "/run/x", false, false},
 	} {
 		p := &Pod{Net: tc.net, NetNS: tc.ns, Apps: []App{{Name: "a", Args: []string{"x"}, Dir: "apps/a"}}}
-		if err := p.Validate(); (err == nil) != tc.ok {
+		err := p.Validate()
+		if (err == nil) != tc.ok {
 			t.Errorf("net %q netns %q: %v", tc.net, tc.ns, err)
+		}
+		if err == nil {
+			if err := p.runnable(); (err == nil) != tc.runnable {
+				t.Errorf("net %q netns %q: runnable: %v", tc.net, tc.ns, err)
+			}
 		}
 	}
 }

@@ -2,7 +2,6 @@ package stage1
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,8 +13,10 @@ import (
 
 // InterfaceVersion is the version of the stage0 -> stage1 contract: the
 // pod.json schema, the pod directory layout and the stage1 command line.
-// stage1 refuses a pod written for another version.
-const InterfaceVersion = 1
+// stage1 refuses a pod written for another version. Version 2: one
+// supervisor command line (no --init, --booted or --resumed), the init
+// always forked by the supervisor (no setup message).
+const InterfaceVersion = 2
 
 // Pod is pod.json: everything stage1 needs to run a pod, written by stage0
 // into the pod directory before stage1 starts.
@@ -143,7 +144,8 @@ const (
 	AppsState = "state/apps"     // one AppStatus per app
 )
 
-// LoadPod reads and checks dir/pod.json.
+// LoadPod reads dir/pod.json and checks it, once for every reader: its
+// interface version, and what stage1 relies on (Validate).
 func LoadPod(dir string) (*Pod, error) {
 	b, err := os.ReadFile(filepath.Join(dir, PodFile))
 	if err != nil {
@@ -156,8 +158,8 @@ func LoadPod(dir string) (*Pod, error) {
 	if p.Version != InterfaceVersion {
 		return nil, fmt.Errorf("pod %s was prepared for stage1 interface %d, this karman speaks %d; run it with the karman that prepared it", p.UUID, p.Version, InterfaceVersion)
 	}
-	if len(p.Apps) == 0 {
-		return nil, errors.New("pod manifest lists no apps")
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("pod %s: %w", p.UUID, err)
 	}
 	return &p, nil
 }
@@ -197,7 +199,7 @@ func writeFileAtomic(path string, data []byte) error {
 // only loopback (net=none): not the host's, nor one that stage0 made.
 func (p *Pod) ownNet() bool { return p.Net != "host" && p.NetNS == "" }
 
-// Paths stage1 adds inside a pod directory (interface version 1).
+// Paths stage1 adds inside a pod directory.
 const (
 	SupervisorPID = "state/supervisor.pid" // the supervisor, host PID namespace
 	CtlSocket     = "state/ctl.sock"       // the init's control socket: enter and stop

@@ -22,8 +22,7 @@ import (
 
 // Message types.
 const (
-	msgSetup   = "setup"   // Exec -> init, before boot: set up the mounts now (PodDir, Debug)
-	msgBoot    = "boot"    // supervisor -> init, first message (after setup, if any)
+	msgBoot    = "boot"    // supervisor -> init, first message
 	msgCgroups = "cgroups" // supervisor -> init, second: each app's cgroup task files
 	msgFDs     = "fds"     // supervisor -> init: the descriptors of the message before that did not fit in it (sendWithFDs)
 	msgStop    = "stop"    // supervisor -> init: stop the pod (Force: at once)
@@ -51,13 +50,9 @@ const maxPacket = 16 << 10
 type message struct {
 	T string `json:"t"`
 
-	// setup, boot
+	// boot
 	PodDir string `json:"podDir,omitempty"`
 	Debug  bool   `json:"debug,omitempty"`
-	// InitCgroup are the "tasks" files of the pod's own cgroup in the v1
-	// cpu hierarchies (Cgroups.Init), which the init's main thread joins
-	// before it mounts the pod.
-	InitCgroup []string `json:"initCgroup,omitempty"`
 	Notify     bool     `json:"notify,omitempty"` // NotifySocket relay exists
 	Tasks      []int    `json:"tasks,omitempty"`  // cgroups: how many task files each app has
 	// CgroupV2: each app has one descriptor, its cgroup2 directory, to
@@ -135,22 +130,9 @@ func recvMoreFDs(c *net.UnixConn, fds []int, want int) ([]int, error) {
 }
 
 // packetWriter is where sendMsg writes: the supervisor's or the init's
-// *net.UnixConn, or Exec's raw end of the init's socket (rawSock).
+// *net.UnixConn.
 type packetWriter interface {
 	WriteMsgUnix(b, oob []byte, addr *net.UnixAddr) (n, oobn int, err error)
-}
-
-// rawSock is a socket descriptor that is not in the Go runtime's poller:
-// Exec's end of the init's socket, which it passes on to the supervisor.
-// Its writes block; the init's receive buffer takes the few messages
-// Exec sends.
-type rawSock int
-
-func (s rawSock) WriteMsgUnix(b, oob []byte, _ *net.UnixAddr) (int, int, error) {
-	if err := unix.Sendmsg(int(s), b, oob, nil, 0); err != nil {
-		return 0, 0, err
-	}
-	return len(b), len(oob), nil
 }
 
 // sendMsg writes m as one packet, with optional ancillary data.

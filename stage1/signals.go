@@ -20,13 +20,11 @@ func (s *supervisor) handleSignals(sigc <-chan os.Signal) {
 		case unix.SIGPIPE:
 			continue
 		case unix.SIGTERM, unix.SIGINT:
-			s.mu.Lock()
 			m = &message{T: msgStop, Force: s.stopping}
 			if !s.stopping && s.notify != "" {
 				sdNotify(s.notify, "STOPPING=1")
 			}
 			s.stopping = true
-			s.mu.Unlock()
 		default:
 			m = &message{T: msgSignal, Sig: int(ss)}
 		}

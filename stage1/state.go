@@ -49,16 +49,17 @@ func validAppName(name string) bool {
 	return true
 }
 
-// Validate checks what stage1 relies on beyond LoadPod: app names usable
-// as file names and unique, a command for every app, a known network
-// mode, and a single app for an interactive pod.
+// Validate checks what stage1 relies on, for LoadPod: at least one app,
+// app names usable as file names and unique, a command for every app, no
+// network namespace of its own for a pod on the host's network, and a
+// single app for an interactive pod. (A prepared pod's networks are made
+// when it is run: runnable says whether they are.)
 func (p *Pod) Validate() error {
-	switch {
-	case p.Net == "host" && p.NetNS != "":
+	if len(p.Apps) == 0 {
+		return errors.New("pod manifest lists no apps")
+	}
+	if p.Net == "host" && p.NetNS != "" {
 		return errors.New("a pod on the host's network has no network namespace of its own")
-	case p.Net == "", p.Net == "none", p.Net == "host", p.NetNS != "":
-	default:
-		return fmt.Errorf("network %q: stage1 runs pods with net none, host, or in a network namespace stage0 made", p.Net)
 	}
 	if p.Interactive && len(p.Apps) != 1 {
 		return errors.New("an interactive pod has exactly one app")
@@ -85,4 +86,15 @@ func (p *Pod) Validate() error {
 		}
 	}
 	return nil
+}
+
+// runnable refuses to run a pod whose networks stage0 has not made (a
+// prepared pod not run through stage0): stage1 runs pods with net none,
+// host, or in the network namespace stage0 made (NetNS).
+func (p *Pod) runnable() error {
+	switch {
+	case p.Net == "", p.Net == "none", p.Net == "host", p.NetNS != "":
+		return nil
+	}
+	return fmt.Errorf("pod %s: network %q is not made: stage1 runs pods with net none, host, or in a network namespace stage0 made; run it with `karman run-prepared`", p.UUID, p.Net)
 }

@@ -20,10 +20,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// supervisor is the process stage0 execs into: it runs in the host's
-// namespaces with the PID systemd or the shell started, holds the pod
-// lock, starts the init, tees the apps' output, records state and turns
-// signals into requests to the init.
+// supervisor is karman-stage1 __stage1-run: it runs in the host's
+// namespaces, with the PID systemd or the shell started unless the pod is
+// detached, holds the pod lock, forks the init, tees the apps' output,
+// records state and turns signals into requests to the init.
 type supervisor struct {
 	dir   string
 	pod   *Pod
@@ -34,45 +34,22 @@ type supervisor struct {
 	notify     string        // $NOTIFY_SOCKET, "" if unset
 	relay      *net.UnixConn // NotifySocket, when pod.NotifyApp
 	status     map[string]*AppStatus
-	mu         sync.Mutex // stopping, against a hand-over (handOff)
-	stopping   bool
+	stopping   bool // a stop was asked for (handleSignals)
 	tees       sync.WaitGroup
-	teeMu      sync.Mutex
-	outputs    []*os.File           // the tees' sources (startTees); nil where one ended
 	cgroups    map[string]AppCgroup // by app; nil where pods get no cgroups
 	cgroupV2   bool                 // the host is cgroup v2 only (Cgroups.V2)
 	initCgroup []string             // Cgroups.Init
-	// initPID and initFD, when initPID is set, are the init that Exec
-	// started and the supervisor's end of its socket.
-	initPID, initFD int
-	// booted says Exec has also booted that init (bootEarly): the apps
-	// may run already. logs are then the read ends of their output
-	// pipes, for the tees.
-	booted bool
-	logs   []*os.File
 	// finished: the pod's end is recorded (finish).
 	finished bool
-	// inPlace: this process is karman, supervising the pod until it
-	// hands it to the lean supervisor (Exec, handoff; nil once handed
-	// over or given up). resumed: this is that lean supervisor.
-	inPlace bool
-	handoff *handoff
-	resumed bool
-	settled sync.Once
+	settled  sync.Once
 }
 
-// supervisorMain is the cmdRun entrypoint.
+// supervisorMain is the CmdRun entrypoint.
 func supervisorMain(args []string) int {
 	f, err := parseSupervisorArgs(args)
 	if err != nil {
 		return fail(err)
 	}
-	return supervise(f)
-}
-
-// supervise runs the supervisor in this process and returns the pod's
-// exit status.
-func supervise(f supervisorFlags) int {
 	level := slog.LevelWarn
 	if f.debug {
 		level = slog.LevelDebug
@@ -83,18 +60,6 @@ func supervise(f supervisorFlags) int {
 		log:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("pod", filepath.Base(f.podDir)),
 		notify: os.Getenv("NOTIFY_SOCKET"),
 		status: map[string]*AppStatus{},
-
-		initPID: f.initPID,
-		initFD:  f.initFD,
-		booted:  f.booted,
-		resumed: f.resumed,
-	}
-	for _, fd := range f.logFDs {
-		if fd < 0 { // an output that ended before a hand-over
-			s.logs = append(s.logs, nil)
-			continue
-		}
-		s.logs = append(s.logs, os.NewFile(uintptr(fd), "app-output"))
 	}
 	// The lock stays open for the supervisor's whole life, but neither it
 	// nor anything else the supervisor inherited may leak into the pod.
@@ -120,40 +85,71 @@ func (s *supervisor) main() int {
 	return code
 }
 
-// startIn starts cmd from the calling thread, which must be locked to its
-// goroutine, moved first into the network namespace bound at netns ("":
-// the thread's own). The thread must outlive the start: the init's
-// parent-death signal fires when the thread that forked it exits, not the
-// process. stuck reports a thread left in the pod's network namespace,
-// which must never run anything else: the caller parks it for good, or
-// ends the process.
-func startIn(cmd initCommand, netns string) (pid int, stuck bool, err error) {
+// forkInit forks the pod init: the one place that does. It runs on a
+// goroutine locked to a thread of its own, which joins the init's cgroup
+// (cgroup, the v1 cpu task files: their membership is per thread) and the
+// pod's network namespace (netns, a bind-mounted nsfs file; "": the
+// thread's own), forks, and returns to its own network namespace. The
+// init's parent-death signal follows that thread, which must therefore
+// live as long as the supervisor: it goes back to the runtime's pool, and
+// the Go runtime never ends an idle thread. There is one policy for a
+// thread that cannot return from the pod's network namespace (a kernel
+// failure): the init is killed, the goroutine ends still locked, so that
+// the runtime ends the thread rather than run anything else in the pod's
+// namespace, and the start fails. The process's main goroutine must be
+// locked to the main thread (see SupervisorMain), which the runtime
+// cannot end.
+func forkInit(cmd initCommand, netns string, cgroup []string) (int, error) {
+	type result struct {
+		pid int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		pid, back, err := forkIn(cmd, netns, cgroup)
+		if back {
+			runtime.UnlockOSThread()
+		}
+		done <- result{pid, err}
+	}()
+	r := <-done
+	return r.pid, r.err
+}
+
+// forkIn is forkInit on the locked thread; back says the thread is where
+// it was but for its cgroup.
+func forkIn(cmd initCommand, netns string, cgroup []string) (pid int, back bool, err error) {
+	if err := joinInitCgroup(cgroup); err != nil {
+		return 0, true, err
+	}
 	if netns == "" {
 		pid, err = cmd.start()
-		return pid, false, err
+		return pid, true, err
 	}
 	self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return 0, false, fmt.Errorf("own network namespace: %w", err)
+		return 0, true, fmt.Errorf("own network namespace: %w", err)
 	}
 	defer unix.Close(self)
 	fd, err := unix.Open(netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return 0, false, fmt.Errorf("pod network namespace: %w", err)
+		return 0, true, fmt.Errorf("pod network namespace: %w", err)
 	}
 	err = unix.Setns(fd, unix.CLONE_NEWNET)
 	unix.Close(fd)
 	if err != nil {
-		return 0, false, fmt.Errorf("join the pod network namespace %s: %w", netns, err)
+		return 0, true, fmt.Errorf("join the pod network namespace %s: %w", netns, err)
 	}
 	pid, err = cmd.start()
 	if serr := unix.Setns(self, unix.CLONE_NEWNET); serr != nil {
 		if err == nil {
-			err = fmt.Errorf("return to the host network namespace: %w", serr)
+			unix.Kill(pid, unix.SIGKILL)
+			waitPID(pid)()
 		}
-		return pid, true, err
+		return 0, false, fmt.Errorf("return to the host network namespace after forking the pod init: %w", serr)
 	}
-	return pid, false, err
+	return pid, true, err
 }
 
 // teardownTimeout bounds Pod.Teardown.
@@ -188,38 +184,28 @@ func (s *supervisor) teardown() {
 	}
 }
 
-// fail prints the one-line runtime error and returns its status.
-func fail(err error) int {
-	fmt.Fprintln(os.Stderr, "karman: "+strings.ReplaceAll(err.Error(), "\n", "; "))
-	return ExitRuntimeError
-}
-
 func (s *supervisor) path(rel string) string { return filepath.Join(s.dir, rel) }
 
 // run runs the pod and returns its exit status; an error is a failure of
 // karman itself.
 //
-// The start path is laid out for speed: the init is started as soon as
+// The start path is laid out for speed: the init is forked as soon as
 // pod.json has been read, and the supervisor's own preparations (state
 // files, log pipes, signal handlers) overlap with the init's runtime
 // start-up; the boot message then carries the log pipes as SCM_RIGHTS.
 func (s *supervisor) run() (int, error) {
 	start := time.Now()
-	if s.pod == nil { // else Exec's in-place supervisor, which has them
-		pod, err := LoadPod(s.dir)
-		if err != nil {
-			return 0, err
-		}
-		if err := pod.Validate(); err != nil {
-			return 0, err
-		}
-		s.pod = pod
-		if err := s.loadCgroups(); err != nil {
-			return 0, err
-		}
+	pod, err := LoadPod(s.dir)
+	if err != nil {
+		return 0, err
 	}
-	pod := s.pod
-	var err error
+	s.pod = pod
+	if err := pod.runnable(); err != nil {
+		return 0, err
+	}
+	if err := s.loadCgroups(); err != nil {
+		return 0, err
+	}
 
 	// Enabling a signal costs a round trip to the Go runtime's signal
 	// thread: do it beside the init's start. A handled (not ignored)
@@ -236,73 +222,37 @@ func (s *supervisor) run() (int, error) {
 		signal.Stop(sigc)
 	}()
 
-	var proc initProc
-	var logPipes []*os.File
-	if s.initPID != 0 {
-		// stage0 started the init (see Exec); its start-up overlapped
-		// with this process's.
-		if proc, err = s.adoptInit(); err != nil {
-			closeFiles(s.logs)
-			return 0, err
-		}
-		if s.booted {
-			err = s.startTees(s.logs)
-			if s.resumed {
-				s.loadStatus()
-				// The pod is past its start (the in-place supervisor
-				// saw it begin): settle soon.
-				time.AfterFunc(trimDelay/4, s.settle)
-			}
-		} else {
-			logPipes, err = s.prepare()
-		}
-	} else {
-		var cmd initCommand
-		var initSock *os.File
-		if cmd, initSock, err = s.initCmd(); err != nil {
-			return 0, err
-		}
-		var pid int
-		started := make(chan error, 1)
-		go func() {
-			// The thread that forks the init joins the pod's cgroup
-			// first; it stays in the supervisor's pool afterwards (it
-			// must live on: the init's parent-death signal follows the
-			// thread). It is never the main thread: every process that
-			// gets here, a supervisor that starts its init or karman
-			// (Supervise), keeps its main goroutine there
-			// (mainThreadBound).
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			if err := joinInitCgroup(s.initCgroup); err != nil {
-				started <- err
-				return
-			}
-			p, stuck, err := startIn(cmd, pod.NetNS)
-			pid = p // read after started
-			started <- err
-			if stuck {
-				select {} // parked with the thread, for the supervisor's life
-			}
-		}()
-		logPipes, err = s.prepare()
-		serr := <-started
-		initSock.Close()
-		if serr != nil {
-			closeFiles(logPipes)
-			return 0, fmt.Errorf("start pod init: %w", serr)
-		}
-		proc = initProc{pid: pid, wait: waitPID(pid)}
+	cmd, initSock, err := s.initCmd()
+	if err != nil {
+		return 0, err
 	}
+	type forked struct {
+		pid int
+		err error
+	}
+	started := make(chan forked, 1)
+	go func() {
+		pid, err := forkInit(cmd, pod.NetNS, s.initCgroup)
+		started <- forked{pid, err}
+	}()
+	logPipes, err := s.prepare()
+	f := <-started
+	initSock.Close()
+	if f.err != nil {
+		closeFiles(logPipes)
+		s.conn.Close()
+		return 0, fmt.Errorf("start pod init: %w", f.err)
+	}
+	proc := initProc{pid: f.pid, wait: waitPID(f.pid)}
 	s.log.Debug("init started", "pid", proc.pid, "elapsed", time.Since(start))
 	if err == nil {
 		err = writeFileAtomic(s.path(InitPID), []byte(strconv.Itoa(proc.pid)+"\n"))
 	}
-	if err == nil && !s.booted {
+	if err == nil {
 		err = s.boot(s.conn, logPipes)
 	}
 	closeFiles(logPipes) // the init has its own copies now
-	if err == nil && !s.booted {
+	if err == nil {
 		err = s.sendCgroups(s.conn)
 	}
 	if err != nil {
@@ -363,10 +313,8 @@ func (s *supervisor) initError() string {
 // prepare readies the pod directory, the notify relay and the apps' log
 // pipes while the init starts; it returns the pipes' write ends.
 func (s *supervisor) prepare() ([]*os.File, error) {
-	if s.initPID == 0 { // else Exec prepared it before it started the init
-		if err := prepareDir(s.dir); err != nil {
-			return nil, err
-		}
+	if err := prepareDir(s.dir); err != nil {
+		return nil, err
 	}
 	if s.pod.NotifyApp && s.notify != "" {
 		if err := s.startRelay(); err != nil {
@@ -390,7 +338,7 @@ func (s *supervisor) boot(c packetWriter, logPipes []*os.File) error {
 	for i, f := range logPipes {
 		fds[i] = int(f.Fd())
 	}
-	return sendWithFDs(c, &message{T: msgBoot, PodDir: s.dir, Debug: s.debug, Notify: s.relay != nil, InitCgroup: s.initCgroup}, fds)
+	return sendWithFDs(c, &message{T: msgBoot, PodDir: s.dir, Debug: s.debug, Notify: s.relay != nil}, fds)
 }
 
 // sendCgroups sends the init, over c, each app's cgroup task files (Tasks
@@ -424,7 +372,7 @@ func closeFiles(fs []*os.File) {
 
 // prepareDir creates the state and log directories of the pod in dir,
 // removes what a previous run may have left and records the supervisor's
-// PID, which is the caller's (the supervisor, or Exec before it execs it).
+// PID.
 func prepareDir(dir string) error {
 	for _, d := range []string{AppsState, LogsDir, PodRoot} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
@@ -514,7 +462,7 @@ func (c initCommand) start() (int, error) {
 		defer unix.Close(null)
 		stdin = null
 	}
-	pid, err := syscall.ForkExec(c.exe, []string{"karman", cmdInit}, &syscall.ProcAttr{
+	pid, err := syscall.ForkExec(c.exe, []string{BinaryName, CmdInit}, &syscall.ProcAttr{
 		Env:   initEnv(),
 		Files: []uintptr{uintptr(stdin), os.Stdout.Fd(), os.Stderr.Fd(), c.sock.Fd()},
 		Sys:   c.sys,
@@ -543,23 +491,9 @@ func (s *supervisor) serve(start time.Time) (code int, gotExit bool, initErr str
 	buf := make([]byte, maxPacket)
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred)+unix.CmsgSpace(4*4))
 	ctx := context.Background()
-	if s.handoff != nil {
-		s.conn.SetReadDeadline(s.handoff.at)
-	}
 	for {
 		m, hostPID, fds, err := recvMsg(s.conn, buf, oob)
 		closeAll(fds) // none expected
-		if h := s.handoff; h != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-			s.handoff = nil
-			// A pod whose init has exited or failed is ending: end it
-			// here, where its report is (the lean supervisor would
-			// only see the socket close).
-			if !gotExit && initErr == "" {
-				s.handOff(h) // returns only if the pod stays here
-			}
-			s.conn.SetReadDeadline(time.Time{})
-			continue
-		}
 		if err != nil {
 			if !isClosed(err) {
 				s.log.Warn("reading from pod init", "err", err)
@@ -592,9 +526,7 @@ func (s *supervisor) serve(start time.Time) (code int, gotExit bool, initErr str
 					s.log.Warn("sd_notify", "err", err)
 				}
 			}
-			if !s.inPlace { // karman's own memory goes with its exec
-				time.AfterFunc(trimDelay, s.settle)
-			}
+			time.AfterFunc(trimDelay, s.settle)
 		case msgExit:
 			code, gotExit = m.Code, true
 			// Recorded at once, while the init exits and the kernel
@@ -645,5 +577,26 @@ func (s *supervisor) finish(code int) {
 	}
 	if err := writeFileAtomic(s.path(Finished), []byte(time.Now().Format(time.RFC3339Nano)+"\n")); err != nil {
 		s.log.Warn("recording end", "err", err)
+	}
+}
+
+// initProc is the pod init as its parent, the supervisor, sees it.
+type initProc struct {
+	pid  int
+	wait func() (unix.WaitStatus, error) // reaps it
+}
+
+// waitPID reaps the child pid, waiting for it to end. The init is waited
+// for by PID (wait4) rather than as an os.Process, whose first use costs
+// a Go program a test fork (the runtime's pidfd probe).
+func waitPID(pid int) func() (unix.WaitStatus, error) {
+	return func() (unix.WaitStatus, error) {
+		var ws unix.WaitStatus
+		for {
+			_, err := unix.Wait4(pid, &ws, 0, nil)
+			if err != unix.EINTR {
+				return ws, err
+			}
+		}
 	}
 }

@@ -228,8 +228,17 @@ func TestRunManyApps(t *testing.T) {
 // startPod starts `karman run` in the background and waits until it runs.
 func (e *podEnv) startPod(t *testing.T, args ...string) (*exec.Cmd, string) {
 	t.Helper()
+	return e.startPodEnv(t, nil, args...)
+}
+
+// startPodEnv is startPod with env added to karman's environment.
+func (e *podEnv) startPodEnv(t *testing.T, env []string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
 	uuidFile := filepath.Join(t.TempDir(), "uuid")
 	cmd := exec.Command(testenv.Binary(t), noNet(append([]string{"--dir", e.dir, "--config-dir", filepath.Join(e.dir, "etc"), "run", "--uuid-file-save", uuidFile}, args...))...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -585,50 +594,114 @@ cat /proc/sys/kernel/hostname >/dev/null && echo sysctl=readable`))
 	}
 }
 
-// TestPodRunsLeanStage1: `karman run` supervises a pod that runs on for
-// a few tens of milliseconds only, then execs the lean stage1 binary built
-// beside karman (same PID, so the caller's process is the supervisor),
-// and the pod init runs it from the start: neither long-lived process of
-// a pod carries the CLI, the image store or the cgroup library.
-func TestPodRunsLeanStage1(t *testing.T) {
+// TestPodsRunStage1Supervisor: however a pod is run (in the foreground,
+// interactive, under a NOTIFY_SOCKET, with the notify relay, detached),
+// its supervisor is karman-stage1 from the start (in the foreground the
+// very process that `karman run` was: same PID), and the init is
+// karman-stage1 too, the supervisor's child: neither long-lived process
+// of a pod carries the CLI, the image store or the cgroup library.
+func TestPodsRunStage1Supervisor(t *testing.T) {
 	e := newPodEnv(t)
-	cmd, uuid := e.startPod(t, e.image, "--exec", "/bin/sleep", "--", "1000")
-	podDir := filepath.Join(e.dir, "pods", "run", uuid)
 	want := filepath.Join(filepath.Dir(testenv.Binary(t)), stage1.BinaryName)
-	for _, f := range []string{stage1.SupervisorPID, stage1.InitPID} {
-		b, err := os.ReadFile(filepath.Join(podDir, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pid := strings.TrimSpace(string(b))
-		if f == stage1.SupervisorPID {
-			if pid != strconv.Itoa(cmd.Process.Pid) {
-				t.Errorf("supervisor PID %s, want the PID of karman run, %d", pid, cmd.Process.Pid)
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	sleep := []string{e.image, "--exec", "/bin/sleep", "--", "1000"}
+	for _, tc := range []struct {
+		name   string
+		flags  []string
+		env    []string
+		detach bool
+	}{
+		{name: "foreground"},
+		{name: "interactive", flags: []string{"--interactive"}},
+		{name: "notify", env: []string{"NOTIFY_SOCKET=" + sock}},
+		{name: "notify relay", flags: []string{"--notify-app"}, env: []string{"NOTIFY_SOCKET=" + sock}},
+		{name: "detached", flags: []string{"--detach"}, detach: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var uuid string
+			runPID := 0
+			if tc.detach {
+				r := mustSucceed(t, e.run(t, append(tc.flags, sleep...)...))
+				uuid = strings.TrimSpace(r.Stdout)
+				for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+					if pi := e.status(t, uuid); pi.State == stage0.Running && !pi.Started.IsZero() {
+						break
+					}
+				}
+			} else {
+				var cmd *exec.Cmd
+				cmd, uuid = e.startPodEnv(t, tc.env, append(tc.flags, sleep...)...)
+				runPID = cmd.Process.Pid
 			}
-			// The hand-over, bounded generously for a loaded machine.
-			for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-				if exe, _ := os.Readlink("/proc/" + pid + "/exe"); exe == want {
-					break
+			t.Cleanup(func() { karman(t, e.dir, "stop", "--force", uuid) })
+			podDir := filepath.Join(e.dir, "pods", "run", uuid)
+			pids := map[string]string{}
+			for _, f := range []string{stage1.SupervisorPID, stage1.InitPID} {
+				b, err := os.ReadFile(filepath.Join(podDir, f))
+				if err != nil {
+					t.Fatal(err)
+				}
+				pid := strings.TrimSpace(string(b))
+				pids[f] = pid
+				if exe, err := os.Readlink("/proc/" + pid + "/exe"); err != nil || exe != want {
+					t.Errorf("%s: process %s runs %q (%v), want %s", f, pid, exe, err, want)
+				}
+				// One P each: a second costs a pod some 400 KiB (docs/pods.md).
+				if env, err := os.ReadFile("/proc/" + pid + "/environ"); err != nil || !slices.Contains(strings.Split(string(env), "\x00"), "GOMAXPROCS=1") {
+					t.Errorf("%s: process %s does not run with GOMAXPROCS=1 (%v)", f, pid, err)
 				}
 			}
-		}
-		if exe, err := os.Readlink("/proc/" + pid + "/exe"); err != nil || exe != want {
-			t.Errorf("%s: process %s runs %q (%v), want %s", f, pid, exe, err, want)
-		}
-		// stage0 forks the init before it execs the supervisor: the init
-		// is the supervisor's child all the same.
-		if f == stage1.InitPID {
-			st, _ := os.ReadFile("/proc/" + pid + "/status")
-			if !strings.Contains(string(st), "\nPPid:\t"+strconv.Itoa(cmd.Process.Pid)+"\n") {
-				t.Errorf("the init %s is not the supervisor's child:\n%s", pid, st)
+			if sup := pids[stage1.SupervisorPID]; runPID != 0 && sup != strconv.Itoa(runPID) {
+				t.Errorf("supervisor PID %s, want the PID of karman run, %d", sup, runPID)
 			}
-		}
-		// One P each: a second costs a pod some 400 KiB (docs/pods.md).
-		if env, err := os.ReadFile("/proc/" + pid + "/environ"); err != nil || !slices.Contains(strings.Split(string(env), "\x00"), "GOMAXPROCS=1") {
-			t.Errorf("%s: process %s does not run with GOMAXPROCS=1 (%v)", f, pid, err)
+			st, _ := os.ReadFile("/proc/" + pids[stage1.InitPID] + "/status")
+			if !strings.Contains(string(st), "\nPPid:\t"+pids[stage1.SupervisorPID]+"\n") {
+				t.Errorf("the init %s is not the supervisor's child:\n%s", pids[stage1.InitPID], st)
+			}
+			mustSucceed(t, karman(t, e.dir, "stop", uuid))
+		})
+	}
+}
+
+// TestMissingStage1Binary: a karman without karman-stage1 beside it (and
+// no $KARMAN_STAGE1) refuses to run a pod, saying what is missing, where
+// it looked and how to install it, rather than supervising the pod some
+// other way; nothing of the pod is left.
+func TestMissingStage1Binary(t *testing.T) {
+	e := newPodEnv(t)
+	dir := t.TempDir()
+	b, err := os.ReadFile(testenv.Binary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alone := filepath.Join(dir, "karman")
+	if err := os.WriteFile(alone, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(alone, "--dir", e.dir, "--config-dir", filepath.Join(e.dir, "etc"), "run", "--net=none", e.image, "--exec", "/bin/echo", "--", "ran")
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(v string) bool { return strings.HasPrefix(v, "KARMAN_STAGE1=") })
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Run()
+	msg := strings.TrimSpace(stderr.String())
+	if code := cmd.ProcessState.ExitCode(); code != 254 || strings.Contains(msg, "\n") || stdout.Len() > 0 {
+		t.Fatalf("run without %s: exit %d, stdout %q, stderr %q; want 254 and one line", stage1.BinaryName, code, stdout.String(), msg)
+	}
+	for _, want := range []string{"karman: ", filepath.Join(dir, stage1.BinaryName), "make install", "KARMAN_STAGE1"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the error %q does not say %q", msg, want)
 		}
 	}
-	mustSucceed(t, karman(t, e.dir, "stop", uuid))
+	for _, state := range []string{"embryo", "prepared", "run"} {
+		if ents, _ := os.ReadDir(filepath.Join(e.dir, "pods", state)); len(ents) > 0 {
+			t.Errorf("a pod was left in pods/%s: %v", state, ents)
+		}
+	}
 }
 
 // TestBadStage1Binary: a stage1 binary that is missing or that another

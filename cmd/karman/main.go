@@ -6,30 +6,26 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
-	"strings"
 	"syscall"
 
-	// Fewer page faults on every karman start (see the package).
-	_ "github.com/karman-project/karman/internal/prefault"
+	"github.com/karman-project/karman/internal/multicall"
 	"github.com/karman-project/karman/stage0"
-	"github.com/karman-project/karman/stage1"
 )
 
 // exitRuntimeError is the status of every failure of karman itself, as
 // opposed to the exit status of an app.
-const exitRuntimeError = 254
+const exitRuntimeError = multicall.ExitRuntimeError
 
 func main() {
-	if code, ok := stage1.Entrypoint(os.Args); ok {
-		os.Exit(code)
-	}
-	if code, ok := stage0.Entrypoint(os.Args); ok {
-		os.Exit(code)
-	}
+	multicall.Table{stage0.TeardownEntrypoint: stage0.TeardownMain}.Dispatch(os.Args)
+	// The network code makes a pod's network namespace on a thread that
+	// it then lets the runtime end; the main thread, which the runtime
+	// cannot end, must never be that thread.
+	runtime.LockOSThread()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCommand().ExecuteContext(ctx)
 	stop()
@@ -39,8 +35,7 @@ func main() {
 	}
 	if err != nil {
 		// One line, whatever the error chain holds.
-		fmt.Fprintln(errorOutput(), "karman: "+strings.ReplaceAll(err.Error(), "\n", "; "))
-		os.Exit(exitRuntimeError)
+		os.Exit(multicall.Fail(errorOutput(), err))
 	}
 }
 

@@ -31,7 +31,7 @@ type Stats struct {
 var ErrThreadJoin = errors.New("cgroups: cgroup v2 cannot move a single thread into a cgroup; start the process with FD() and SysProcAttr.UseCgroupFD")
 
 // ErrMainThread is returned by JoinThread for the process's main thread (see JoinThread).
-var ErrMainThread = errors.New("cgroups: refusing to move the main thread into an app cgroup (it is never discarded, so the whole process would stay in the pod): call runtime.LockOSThread in an init function so goroutines that join run on other threads")
+var ErrMainThread = errors.New("cgroups: refusing to move the main thread into an app cgroup (it is never discarded, so the whole process would stay in the pod): call runtime.LockOSThread first in main so goroutines that join run on other threads")
 
 // ErrUnavailable is returned when no cgroup file system is mounted.
 var ErrUnavailable = errors.New("cgroups: no cgroup file system mounted at /sys/fs/cgroup")
@@ -221,7 +221,7 @@ func (a *App) Path() string { return a.path }
 //
 // The main thread (tid == getpid()) is refused with ErrMainThread: Go never ends it, so the
 // whole process would stay in the pod (and Delete would find it there). A program using this
-// pattern calls runtime.LockOSThread in an init function, which keeps the main goroutine on the
+// pattern calls runtime.LockOSThread first in main, which keeps the main goroutine on the
 // main thread and every other goroutine off it. On v2 it returns ErrThreadJoin.
 func (a *App) JoinThread(tid int) error {
 	if a.v1 == nil {

@@ -25,8 +25,8 @@
 // Processes enter an app on v1 with App.JoinThread: a goroutine locks its OS thread, moves it
 // (its TID into "tasks" of every hierarchy), forks the child, and returns still locked so the
 // runtime ends the thread. JoinThread refuses the main thread (Go never ends it, so the whole
-// process would stay in the pod); programs using the pattern call runtime.LockOSThread in an
-// init function so that other goroutines never run on the main thread.
+// process would stay in the pod); programs using the pattern call runtime.LockOSThread first
+// in main so that other goroutines never run on the main thread.
 //
 // # v2
 //
