@@ -10,12 +10,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// createNetNS creates a new network namespace, or takes the existing one
-// at from, and keeps it alive by bind-mounting it on path (which must not
+// createNetNS creates a new network namespace and keeps it alive by bind-mounting it on path (which must not
 // exist), as `ip netns add` does. The namespace's directory is made a
 // shared mount point of its own, so that unmounting a namespace reaches
 // the copies other mount namespaces made of it meanwhile.
-func createNetNS(path, from string) error {
+func createNetNS(path string) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("netns directory: %w", err)
@@ -28,13 +27,6 @@ func createNetNS(path, from string) error {
 		return fmt.Errorf("netns: %w", err)
 	}
 	f.Close()
-	if from != "" {
-		if err := unix.Mount(from, path, "", unix.MS_BIND, ""); err != nil {
-			os.Remove(path)
-			return fmt.Errorf("bind the network namespace %s to %s: %w", from, path, err)
-		}
-		return nil
-	}
 	errc := make(chan error, 1)
 	go func() {
 		// The thread is never unlocked: it is in the new namespace, and Go

@@ -108,10 +108,6 @@ type Options struct {
 	// ConfigDir holds network.json and the CNI configurations (net.d).
 	ConfigDir string
 	Log       *slog.Logger
-	// From, if set, is a network namespace that exists already (such as
-	// /proc/PID/ns/net of a pod init started beforehand, with nothing in
-	// it but loopback) for Setup to keep and attach instead of a new one.
-	From string
 }
 
 // Status is one network of a pod, for list and status.
@@ -240,7 +236,7 @@ func Setup(ctx context.Context, o Options) (_ *Record, err error) {
 			}
 		}
 	}()
-	if err := createNetNS(rec.NetNS, o.From); err != nil {
+	if err := createNetNS(rec.NetNS); err != nil {
 		return rec, err
 	}
 	o.Log.Debug("network namespace made", "elapsed", time.Since(start))

@@ -89,9 +89,8 @@ pids+=($!)
 disown
 for _ in $(seq 100); do [ -s "$work/uuid" ] && [ -s "$work/k/pods/run/$(cat "$work/uuid")/state/init.pid" ] && break; sleep 0.05; done
 sup=${pids[0]}
-# karman supervises a new pod itself for its first 50 ms, then execs the
-# lean supervisor (docs/pods.md): measure that one, once it has settled.
-for _ in $(seq 100); do [ "$(readlink "/proc/$sup/exe")" = "$PWD/bin/karman-stage1" ] && break; sleep 0.05; done
+# karman execs the supervisor, karman-stage1 (docs/pods.md): measure it
+# once it has settled.
 sleep 0.3
 pss() { awk '/^Pss:/ {s+=$2} END {print s+0}' "/proc/$1/smaps_rollup"; }
 init=$(cat "$work/k/pods/run/$(cat "$work/uuid")/state/init.pid")
