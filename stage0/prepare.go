@@ -14,6 +14,7 @@ import (
 
 	"github.com/karman-project/karman/image"
 	"github.com/karman-project/karman/image/rootfs"
+	"github.com/karman-project/karman/image/store"
 	"github.com/karman-project/karman/internal/atomicfile"
 	"github.com/karman-project/karman/internal/lockfile"
 	"github.com/karman-project/karman/isolators"
@@ -236,7 +237,9 @@ func (r *Runtime) resolveImage(ctx context.Context, arg string, spec PodSpec) (v
 			}
 			return d, nil
 		}
-		if !errors.Is(err, image.ErrNotFound) {
+		if errors.Is(err, store.ErrRefsDamaged) {
+			r.log.Warn("image names are unknown; fetching the image again, which rebuilds the refs index", "image", arg, "error", err)
+		} else if !errors.Is(err, image.ErrNotFound) {
 			return d, err
 		}
 	}

@@ -208,3 +208,51 @@ func TestRunBrokenImage(t *testing.T) {
 	mustSucceed(t, karman(t, e.dir, "fetch", e.image))
 	mustSucceed(t, e.run(t, e.image, "--exec", "/bin/true"))
 }
+
+// TestDamagedRefsIndex: a corrupt refs.json stops only what needs image
+// names. list fails with one line naming the file and the fix; inspect
+// and run by digest work; gc removes no blob or layer and says why; run
+// by name fetches again, which rebuilds the index and keeps the damaged
+// copy, and gc holds back until that copy is deleted.
+func TestDamagedRefsIndex(t *testing.T) {
+	e := newPodEnv(t)
+	imgs, _ := listImages(t, e.dir)
+	digest := imgs[e.image].Digest
+	refsPath := filepath.Join(e.dir, "images/refs.json")
+	halve(t, refsPath)
+	blobs := filepath.Join(e.dir, "images/blobs/sha256")
+	nBlobs := entries(t, blobs)
+
+	r := karman(t, e.dir, "image", "list")
+	oneLine(t, "image list with a corrupt refs index", r.Code, r.Stderr, refsPath, "karman fetch IMAGE")
+	r = karman(t, e.dir, "image", "rm", e.image)
+	oneLine(t, "image rm with a corrupt refs index", r.Code, r.Stderr, refsPath, "karman fetch IMAGE")
+	mustSucceed(t, karman(t, e.dir, "image", "inspect", digest))
+	r = mustSucceed(t, karman(t, e.dir, "image", "gc"))
+	if !strings.Contains(r.Stderr, "removed no blob or layer") || !strings.Contains(r.Stderr, refsPath) || entries(t, blobs) != nBlobs {
+		t.Errorf("gc with a corrupt refs index: %s", r)
+	}
+	mustSucceed(t, e.run(t, digest, "--exec", "/bin/true"))
+
+	// run by name fetches again and rebuilds the index.
+	mustSucceed(t, e.run(t, e.image, "--exec", "/bin/true"))
+	aside, _ := filepath.Glob(refsPath + ".damaged-*")
+	if len(aside) != 1 {
+		t.Fatalf("damaged copies of refs.json: %v, want one", aside)
+	}
+	imgs, stderr := listImages(t, e.dir)
+	if imgs[e.image].Status != image.StatusOK || !strings.Contains(stderr, aside[0]) {
+		t.Errorf("image list after the rebuild: %+v, stderr %q", imgs, stderr)
+	}
+	r = mustSucceed(t, karman(t, e.dir, "image", "gc"))
+	if !strings.Contains(r.Stderr, "removed no blob or layer") || !strings.Contains(r.Stderr, "delete "+aside[0]) {
+		t.Errorf("gc with the damaged copy there: %s", r)
+	}
+	os.Remove(aside[0])
+	if r = mustSucceed(t, karman(t, e.dir, "image", "gc")); r.Stderr != "" {
+		t.Errorf("gc once the copy is deleted: %s", r)
+	}
+	if _, stderr := listImages(t, e.dir); stderr != "" {
+		t.Errorf("image list once the copy is deleted warns: %q", stderr)
+	}
+}

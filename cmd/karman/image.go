@@ -24,7 +24,9 @@ func newImageListCommand(g *globals) *cobra.Command {
 		Long: `List the stored images. An image whose manifest, config or layer is
 missing or corrupt is listed with STATUS "broken: ..." (in JSON: status
 "broken", problem and fix), and a warning on stderr names the command
-that repairs it.`,
+that repairs it. A corrupt refs index (refs.json) makes list fail with
+the repair; once a fetch has rebuilt it, list warns until the damaged
+copy is deleted.`,
 	}
 	format := formatFlag(cmd)
 	noLegend := cmd.Flags().Bool("no-legend", false, "omit the table header")
@@ -39,6 +41,9 @@ that repairs it.`,
 		imgs, err := st.Images()
 		if err != nil {
 			return err
+		}
+		if err := st.RefsDamage(); err != nil {
+			g.warn(err.Error()) // rebuilt: names of images not fetched since are missing
 		}
 		for _, img := range imgs {
 			if img.Status == image.StatusBroken {
@@ -138,8 +143,10 @@ needs, and what killed fetches left in the store's tmp/.
 A broken image does not stop gc. When an image's manifest is missing or
 corrupt, gc cannot tell which blobs and layers it uses: it then removes
 none of them (only temporary files and leases of vanished pods), and
-warns, naming the command that repairs the image. Damaged blobs are
-found by "karman image check".`,
+warns, naming the command that repairs the image. It does the same
+while the refs index (refs.json) is corrupt, or a damaged copy of it
+that a fetch moved aside is still there. Damaged blobs are found by
+"karman image check".`,
 	}
 	format := formatFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -215,6 +222,9 @@ Exits 254 when it leaves a damaged blob in the store: always without
 					return err
 				}
 			}
+		}
+		if res.Refs != "" {
+			g.warn(res.Refs)
 		}
 		for _, img := range res.Broken {
 			g.warn(brokenWarning(img))

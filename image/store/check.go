@@ -28,6 +28,9 @@ type CheckResult struct {
 	// done (a blob or an extracted layer missing or corrupt), each with
 	// its fix; after a Remove, those whose bad blobs it removed.
 	Broken []image.Image `json:"broken"`
+	// Refs is the damage of the refs index, with its fix (see
+	// RefsError); while there is one, Uses and Broken know no names.
+	Refs string `json:"refs,omitempty"`
 }
 
 // Kept reports whether a bad blob is still in the store.
@@ -126,8 +129,16 @@ func (s *Store) Check(ctx context.Context, o CheckOptions) (CheckResult, error) 
 		res.Bad = []BadBlob{}
 	}
 	res.Broken = []image.Image{}
+	if err := s.RefsDamage(); err != nil {
+		if !errors.Is(err, ErrRefsDamaged) {
+			return res, fmt.Errorf("image check: %w", err)
+		}
+		res.Refs = err.Error()
+	}
 	imgs, err := s.Images()
-	if err != nil {
+	if errors.Is(err, ErrRefsDamaged) {
+		imgs = nil
+	} else if err != nil {
 		return res, fmt.Errorf("image check: %w", err)
 	}
 	for _, img := range imgs {
@@ -198,7 +209,9 @@ func (s *Store) removeBad(b *BadBlob, d v1.Hash, pinned bool) {
 func (s *Store) uses() (uses map[v1.Hash][]string, pinned map[v1.Hash]bool, pinAll bool, err error) {
 	uses, pinned = map[v1.Hash][]string{}, map[v1.Hash]bool{}
 	refs, err := s.Refs()
-	if err != nil {
+	if errors.Is(err, ErrRefsDamaged) {
+		refs = nil // names unknown: only leases are users (see CheckResult.Refs)
+	} else if err != nil {
 		return nil, nil, false, err
 	}
 	leases, damaged, err := s.leases()

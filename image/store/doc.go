@@ -21,7 +21,10 @@
 // reported as broken (*BrokenError: the image, the blob, the fix) without
 // hiding the others from Images or stopping GC. Check hashes every blob,
 // layer blobs included, and can remove the damaged ones; PutBlob and
-// IngestLayer replace damaged copies, so a fetch repairs an image.
+// IngestLayer replace damaged copies, so a fetch repairs an image. A
+// corrupt refs index (*RefsError) stops only name lookups: a fetch moves
+// it aside and starts a new one, and GC removes no blob or layer while
+// the index or that copy is damaged.
 //
 // Extracted layers use overlayfs's whiteout format (see package layer) so
 // that a pod's rootfs can be an overlay mount of them.

@@ -39,6 +39,8 @@ type GCResult struct {
 // is missing or corrupt, gc cannot know what it uses and keeps every blob
 // and layer, saying so in Unknown, until the image is removed
 // (`image rm`) or repaired (`fetch`): a running pod may use those layers.
+// The same holds while the refs index is damaged (see RefsError): gc then
+// cannot tell which blobs images use.
 func (s *Store) GC(ctx context.Context) (GCResult, error) {
 	var res GCResult
 	lk, err := lockfile.TryLock(filepath.Join(s.root, "lock"), true)
@@ -110,8 +112,18 @@ func unknownRoot(r root, err error) string {
 // roots returns the manifests gc keeps: every named image and every lease
 // whose owner still exists. Leases of vanished owners are dropped.
 func (s *Store) roots(res *GCResult) ([]root, error) {
+	// Names unknown (a damaged refs index, or a damaged copy moved
+	// aside that may name images not fetched since): any blob may be an
+	// image's. gc removes none and says how to repair.
+	if err := s.RefsDamage(); errors.Is(err, ErrRefsDamaged) {
+		res.Unknown = append(res.Unknown, err.Error())
+	} else if err != nil {
+		return nil, fmt.Errorf("image gc: %w", err)
+	}
 	refs, err := s.Refs()
-	if err != nil {
+	if errors.Is(err, ErrRefsDamaged) {
+		refs = nil
+	} else if err != nil {
 		return nil, fmt.Errorf("image gc: %w", err)
 	}
 	var roots []root

@@ -336,3 +336,102 @@ func TestGCWithDamagedLease(t *testing.T) {
 		t.Errorf("gc without the lease = %+v, %v", res, err)
 	}
 }
+
+// TestDamagedRefsIndex: a corrupt refs.json stops only what needs names.
+// Images by digest still load, gc collects tmp/ but no blob or layer
+// (any may be named in the lost index), check still hashes; a fetch
+// rebuilds the index and moves the damaged copy aside, and gc holds
+// back until that copy is deleted.
+func TestDamagedRefsIndex(t *testing.T) {
+	f := newFixture(t)
+	multiImg := testimage.Must(t)(testimage.MultiLayer(testimage.Options{}))
+	busyImg := testimage.Must(t)(testimage.Busybox(testimage.Options{}))
+	multi := f.fetch(t, "multi", multiImg)
+	busy := f.fetch(t, "busy", busyImg)
+	refsPath := filepath.Join(f.st.Root(), "refs.json")
+	truncate(t, refsPath)
+	damaged, err := os.ReadFile(refsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	isRefsError := func(what string, err error) {
+		t.Helper()
+		var re *store.RefsError
+		if !errors.As(err, &re) || !errors.Is(err, store.ErrRefsDamaged) || re.Err == nil {
+			t.Fatalf("%s with a corrupt refs index: %v, want a *RefsError", what, err)
+		}
+		if msg := err.Error(); strings.Contains(msg, "\n") || !strings.Contains(msg, refsPath) || !strings.Contains(msg, "karman fetch IMAGE") {
+			t.Errorf("%s: error %q is not one line naming %s and the fix", what, msg, refsPath)
+		}
+	}
+
+	_, err = f.st.Images()
+	isRefsError("Images", err)
+	isRefsError("RefsDamage", f.st.RefsDamage())
+	_, err = f.st.Resolve(busy.Names[0])
+	isRefsError("Resolve by name", err)
+	_, _, err = f.st.Untag(context.Background(), busy.Names[0])
+	isRefsError("Untag", err)
+	if d, err := f.st.Resolve(busy.Digest); err != nil || d.String() != busy.Digest {
+		t.Errorf("Resolve by full digest = %v, %v", d, err)
+	} else if _, err := f.st.Image(d); err != nil {
+		t.Errorf("Image by digest: %v", err)
+	}
+	if b, _ := os.ReadFile(refsPath); string(b) != string(damaged) {
+		t.Errorf("a failed lookup or rm changed the damaged refs index")
+	}
+
+	// gc: tmp/ yes, blobs and layers no.
+	if err := os.WriteFile(filepath.Join(f.st.Root(), "tmp", "left"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	blobs, layers := count(t, f.st, "blobs/sha256"), count(t, f.st, "layers/sha256")
+	res, err := f.st.GC(context.Background())
+	if err != nil {
+		t.Fatalf("gc with a corrupt refs index: %v", err)
+	}
+	if res.Blobs != 0 || res.Layers != 0 || res.Temp != 1 || len(res.Unknown) != 1 || !strings.Contains(res.Unknown[0], refsPath) {
+		t.Errorf("gc = %+v, want tmp/ emptied, nothing else removed, the refs index reported", res)
+	}
+	if count(t, f.st, "blobs/sha256") != blobs || count(t, f.st, "layers/sha256") != layers {
+		t.Fatalf("gc removed blobs or layers although image names are unknown")
+	}
+	if cr, err := f.st.Check(context.Background(), store.CheckOptions{}); err != nil || cr.Blobs != blobs || !strings.Contains(cr.Refs, refsPath) {
+		t.Errorf("check with a corrupt refs index = %+v, %v", cr, err)
+	}
+
+	// A fetch rebuilds the index with its entry and keeps the damaged copy.
+	f.fetch(t, "busy", busyImg)
+	imgs, err := f.st.Images()
+	if err != nil || len(imgs) != 1 || !slices.Equal(imgs[0].Names, busy.Names) || imgs[0].Status != image.StatusOK {
+		t.Fatalf("Images after a re-fetch = %+v, %v; want busy alone", imgs, err)
+	}
+	aside, _ := filepath.Glob(refsPath + ".damaged-*")
+	if len(aside) != 1 {
+		t.Fatalf("damaged copies %v, want one", aside)
+	} else if b, _ := os.ReadFile(aside[0]); string(b) != string(damaged) {
+		t.Errorf("damaged copy %s does not hold the damaged index", aside[0])
+	}
+	var re *store.RefsError
+	if err := f.st.RefsDamage(); !errors.As(err, &re) || re.Aside != aside[0] || !strings.Contains(err.Error(), "delete "+aside[0]) {
+		t.Errorf("RefsDamage after the rebuild = %v, want the damaged copy and the fix", err)
+	}
+	// multi is nameless now but may be named in the damaged copy: kept.
+	res, err = f.st.GC(context.Background())
+	if err != nil || res.Blobs != 0 || res.Layers != 0 || len(res.Unknown) != 1 || !strings.Contains(res.Unknown[0], aside[0]) {
+		t.Errorf("gc with the damaged copy there = %+v, %v; want nothing removed and the copy named", res, err)
+	}
+	if !f.st.HasBlob(mustHash(t, multi.Digest)) {
+		t.Fatalf("gc removed an image the damaged index may name")
+	}
+	if err := os.Remove(aside[0]); err != nil {
+		t.Fatal(err)
+	}
+	res, err = f.st.GC(context.Background())
+	if err != nil || len(res.Unknown) != 0 || res.Layers != 2 || res.Blobs != 4 {
+		t.Errorf("gc once the copy is deleted = %+v, %v; want multi's 2 layers and 4 blobs", res, err)
+	}
+	if _, err := f.st.Image(mustHash(t, busy.Digest)); err != nil || f.st.RefsDamage() != nil {
+		t.Errorf("busy after gc: %v (damage %v)", err, f.st.RefsDamage())
+	}
+}

@@ -120,7 +120,11 @@ func RefName(r image.Reference) string {
 func (s *Store) Resolve(arg string) (v1.Hash, error) {
 	refs, err := s.Refs()
 	if err != nil {
-		return v1.Hash{}, err
+		// A full digest needs no name: it still works.
+		if d, derr := ParseDigest("sha256:" + strings.TrimPrefix(arg, "sha256:")); derr == nil && s.HasBlob(d) {
+			return d, nil
+		}
+		return v1.Hash{}, fmt.Errorf("image %q cannot be looked up: %w", arg, err)
 	}
 	if ref, err := image.ParseReference(arg); err == nil {
 		if d, ok := refs[RefName(ref)]; ok {
