@@ -330,7 +330,9 @@ func portMapping(p agentapi.Port) network.PortMapping {
 }
 
 // setState moves a task to a terminal or running state, records it and
-// emits the event; a.mu is held.
+// emits the event; a.mu is held. The record and the event are on disk
+// when it returns: under a.mu, so records land in state order and events
+// in sequence (docs/agent.md, "Durability", says why this stays so).
 func (a *Agent) setState(t *task, st agentapi.TaskState, mut func(r *record)) {
 	was := t.rec.State
 	if mut != nil {
