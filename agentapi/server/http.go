@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/karman-project/karman/agentapi"
 	"github.com/karman-project/karman/internal/strictjson"
+	"github.com/karman-project/karman/stage1"
 )
 
 // maxBody bounds request bodies.
@@ -240,9 +242,45 @@ func decode(r *http.Request, v any, optional bool) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return &invalidError{[]string{typeProblem(te)}}
+		}
 		return &invalidError{[]string{"body: " + err.Error()}}
 	}
 	return nil
+}
+
+// fieldRanges are the valid values of the request fields whose range a
+// type error should repeat (a fraction, or a number too big for 64 bits).
+var fieldRanges = map[string]string{
+	"resources.cpuMillis":   fmt.Sprintf("use %d to %d millicores, or 0 for no limit", stage1.MinCPUMillis, stage1.MaxCPUMillis),
+	"resources.memoryBytes": fmt.Sprintf("use %d to %d bytes, a multiple of the page, or 0 for no limit", stage1.MinMemoryBytes, stage1.MaxMemoryBytes),
+	"resources.pids":        fmt.Sprintf("use 1 to %d, or 0 for no limit", stage1.MaxPidsLimit),
+}
+
+// typeProblem says which field of a body has a value of the wrong type,
+// in the API's terms rather than Go's.
+func typeProblem(te *json.UnmarshalTypeError) string {
+	want := "a " + te.Type.String()
+	switch te.Type.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		want = fmt.Sprintf("a whole number that fits in %d bits", te.Type.Bits())
+	case reflect.String:
+		want = "a string"
+	case reflect.Bool:
+		want = "true or false"
+	case reflect.Slice, reflect.Array:
+		want = "an array"
+	case reflect.Map, reflect.Struct:
+		want = "an object"
+	}
+	msg := fmt.Sprintf("%s: %s is not %s", te.Field, te.Value, want)
+	if r, ok := fieldRanges[te.Field]; ok {
+		msg += ": " + r
+	}
+	return msg
 }
 
 type bodyTooLarge struct{ limit int64 }

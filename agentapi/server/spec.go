@@ -64,13 +64,17 @@ func (a *Agent) validate(s *agentapi.TaskSpec) []string {
 			p = append(p, err.Error())
 		}
 	}
-	if err := taskResources(s.Resources).Validate(); err != nil {
-		errs := []error{err}
-		if j, ok := err.(interface{ Unwrap() []error }); ok {
-			errs = j.Unwrap()
-		}
-		for _, e := range errs {
-			p = append(p, "resources: "+e.Error())
+	// Each field alone, so that each problem names its field.
+	for _, f := range []struct {
+		name string
+		r    agentapi.TaskResources
+	}{
+		{"cpuMillis", agentapi.TaskResources{CPUMillis: s.Resources.CPUMillis}},
+		{"memoryBytes", agentapi.TaskResources{MemoryBytes: s.Resources.MemoryBytes}},
+		{"pids", agentapi.TaskResources{Pids: s.Resources.Pids}},
+	} {
+		if err := taskResources(f.r).Validate(); err != nil {
+			p = append(p, "resources."+f.name+": "+err.Error())
 		}
 	}
 	switch s.Restart {
