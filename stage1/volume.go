@@ -35,7 +35,9 @@ var (
 
 // runtimeOwner names what the runtime mounts at p, a clean absolute path
 // inside an app, or returns "" when p is free for a volume: the root,
-// /proc and all below, /sys, /dev and all below.
+// /proc and all below, /sys, /dev and all below. Below /sys is free: the
+// runtime neither reads nor writes there once volumes are mounted
+// (docs/security.md says why that differs from /proc).
 func runtimeOwner(p string) string {
 	switch {
 	case p == "/":
@@ -184,6 +186,9 @@ func bindMount(r *root, m Mount) error {
 		dst, err = r.mkdirAll(m.Target, 0o755)
 	} else {
 		dst, err = r.mkfile(m.Target)
+	}
+	if errors.Is(err, unix.EROFS) { // under /sys, say
+		return fmt.Errorf("volume target %s: %w: it does not exist and its file system is read-only; mount the volume on a path that exists there (such as /sys/fs/cgroup), or elsewhere", m.Target, err)
 	}
 	if err != nil {
 		return fmt.Errorf("volume target %s: %w", m.Target, err)

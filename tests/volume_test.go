@@ -99,6 +99,27 @@ func TestRunRefusesBadVolumes(t *testing.T) {
 	}
 }
 
+// TestVolumeUnderSys: a volume may be mounted below the app's read-only
+// /sys on a directory that exists there (as runc and podman allow, see
+// docs/security.md), read-write, and a target that does not exist there
+// is refused with one line saying why and what to do.
+func TestVolumeUnderSys(t *testing.T) {
+	e := newPodEnv(t)
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "in"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := mustSucceed(t, e.run(t, "--volume", host+":/sys/fs/cgroup", e.image, "--exec", "/bin/sh", "--", "-c", "cat /sys/fs/cgroup/in && echo from the app > /sys/fs/cgroup/out"))
+	if !strings.Contains(r.Stdout, "from the host") {
+		t.Errorf("the volume at /sys/fs/cgroup does not show its source:\n%s", r)
+	}
+	if b, err := os.ReadFile(filepath.Join(host, "out")); err != nil || string(b) != "from the app\n" {
+		t.Errorf("the app's write to its volume at /sys/fs/cgroup: %q, %v", b, err)
+	}
+	r = e.run(t, "--volume", host+":/sys/nowhere", e.image, "--exec", "/bin/true")
+	oneLine(t, "a volume target missing in /sys", r.Code, r.Stderr, "volume target /sys/nowhere", "read-only", "mount the volume on a path that exists there")
+}
+
 // TestVolumeTargetImageSymlinks: an image's symlinks (absolute, to a path
 // that exists on the host; relative, leading out with "..") lead a
 // volume's target inside the app's root, never onto the host; one that
