@@ -10,22 +10,22 @@ import (
 	"time"
 
 	"github.com/karman-project/karman/isolators/cgroups"
-	"github.com/karman-project/karman/stage1"
+	"github.com/karman-project/karman/stage1/poddir"
 )
 
 // makeCgroups creates the pod's cgroup, with one child per app and the
 // app's limits applied, before stage1 starts, and tells stage1 which
-// files to use (stage1.CgroupsFile): on v1 and hybrid hosts each app's
+// files to use (poddir.CgroupsFile): on v1 and hybrid hosts each app's
 // task files, which the thread that forks the app joins; on v2 each
 // app's directory, which the app is forked into with clone3. The
-// cgroup's path is recorded in the pod directory (stage1.CgroupFile)
+// cgroup's path is recorded in the pod directory (poddir.CgroupFile)
 // before it is created, so that gc can always remove it. It returns the
 // files it recorded for stage1. pd is the pod's pod.json.
-func (r *Runtime) makeCgroups(p pod, pd *stage1.Pod) (*stage1.Cgroups, error) {
+func (r *Runtime) makeCgroups(p pod, pd *poddir.Pod) (*poddir.Cgroups, error) {
 	start := time.Now()
 	v2 := cgroups.Mode() == "v2"
 	if v2 {
-		if err := stage1.CheckV2Limits(pd.Apps); err != nil {
+		if err := poddir.CheckV2Limits(pd.Apps); err != nil {
 			return nil, err
 		}
 	}
@@ -33,20 +33,20 @@ func (r *Runtime) makeCgroups(p pod, pd *stage1.Pod) (*stage1.Cgroups, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := stage1.RecordCgroup(p.path, path.Join(parent, pd.UUID)); err != nil {
+	if err := poddir.RecordCgroup(p.path, path.Join(parent, pd.UUID)); err != nil {
 		return nil, err
 	}
 	cg, err := cgroups.NewPod(parent, pd.UUID)
 	if err != nil {
 		return nil, err
 	}
-	files := &stage1.Cgroups{V2: v2, Apps: map[string]stage1.AppCgroup{}}
+	files := &poddir.Cgroups{V2: v2, Apps: map[string]poddir.AppCgroup{}}
 	for _, a := range pd.Apps {
 		app, err := cg.AddApp(a.Name, cgroups.Resources(a.Resources))
 		if err != nil {
 			return nil, fmt.Errorf("app %s: %w", a.Name, err)
 		}
-		ac := stage1.AppCgroup{OOM: app.OOMFile(), Dir: app.Dir()}
+		ac := poddir.AppCgroup{OOM: app.OOMFile(), Dir: app.Dir()}
 		if !v2 {
 			if ac.Tasks, err = app.TaskFiles(); err != nil {
 				return nil, fmt.Errorf("app %s: %w", a.Name, err)
@@ -57,7 +57,7 @@ func (r *Runtime) makeCgroups(p pod, pd *stage1.Pod) (*stage1.Cgroups, error) {
 	if files.Init, err = cg.CPUTaskFiles(); err != nil {
 		return nil, err
 	}
-	if err := stage1.WriteCgroups(p.path, *files); err != nil {
+	if err := poddir.WriteCgroups(p.path, *files); err != nil {
 		return nil, err
 	}
 	r.log.Debug("cgroups made", "pod", p.uuid, "elapsed", time.Since(start))
@@ -65,12 +65,12 @@ func (r *Runtime) makeCgroups(p pod, pd *stage1.Pod) (*stage1.Cgroups, error) {
 }
 
 // removeCgroups deletes the pod's cgroups, with whatever still runs in
-// them: those recorded in podDir (stage1.CgroupFile), or, when the record
+// them: those recorded in podDir (poddir.CgroupFile), or, when the record
 // is missing or names another pod's (a damaged pod directory), those at
 // the place karman makes them, <parent>/UUID, under this process's parent
 // and under "/karman".
 func removeCgroups(podDir, uuid string) error {
-	b, err := os.ReadFile(filepath.Join(podDir, stage1.CgroupFile))
+	b, err := os.ReadFile(filepath.Join(podDir, poddir.CgroupFile))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -88,15 +88,15 @@ func removeCgroups(podDir, uuid string) error {
 			return err
 		}
 	}
-	if err := os.Remove(filepath.Join(podDir, stage1.CgroupFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Remove(filepath.Join(podDir, poddir.CgroupFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	return nil
 }
 
 // appUsage reads the cgroup usage of each app of a running pod.
-func appUsage(podDir string, p *stage1.Pod) map[string]cgroups.Stats {
-	b, err := os.ReadFile(filepath.Join(podDir, stage1.CgroupFile))
+func appUsage(podDir string, p *poddir.Pod) map[string]cgroups.Stats {
+	b, err := os.ReadFile(filepath.Join(podDir, poddir.CgroupFile))
 	if err != nil {
 		return nil
 	}

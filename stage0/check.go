@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/karman-project/karman/stage1"
+	"github.com/karman-project/karman/stage1/poddir"
 )
 
 // The checks of what a user names in a pod spec: the CLI's flags and the
@@ -152,13 +152,13 @@ func CheckExec(prog string) error {
 
 // ParseVolume reads a volume as the --volume flag takes it:
 // SRC:DST[:ro|:rw]. Whether the paths are acceptable is the mount's to
-// say (stage1.Mount.Check, in PodSpec.Validate).
-func ParseVolume(s string) (stage1.Mount, error) {
+// say (poddir.Mount.Check, in PodSpec.Validate).
+func ParseVolume(s string) (poddir.Mount, error) {
 	parts := strings.Split(s, ":")
 	if len(parts) < 2 || len(parts) > 3 || (len(parts) == 3 && parts[2] != "ro" && parts[2] != "rw") {
-		return stage1.Mount{}, fmt.Errorf("%q: use SRC:DST or SRC:DST:ro", s)
+		return poddir.Mount{}, fmt.Errorf("%q: use SRC:DST or SRC:DST:ro", s)
 	}
-	return stage1.Mount{Source: parts[0], Target: parts[1], ReadOnly: len(parts) == 3 && parts[2] == "ro"}, nil
+	return poddir.Mount{Source: parts[0], Target: parts[1], ReadOnly: len(parts) == 3 && parts[2] == "ro"}, nil
 }
 
 // CheckArgs refuses program arguments that hold a NUL byte, which execve

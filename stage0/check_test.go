@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/karman-project/karman/stage1"
+	"github.com/karman-project/karman/stage1/poddir"
 )
 
 func TestCheckName(t *testing.T) {
@@ -126,7 +126,7 @@ func TestValidateRefusesFlagValues(t *testing.T) {
 }
 
 func TestParseVolume(t *testing.T) {
-	for in, want := range map[string]stage1.Mount{
+	for in, want := range map[string]poddir.Mount{
 		"/h:/c":    {Source: "/h", Target: "/c"},
 		"/h:/c:ro": {Source: "/h", Target: "/c", ReadOnly: true},
 		"/h:/c:rw": {Source: "/h", Target: "/c"},

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/karman-project/karman/isolators/cgroups"
-	"github.com/karman-project/karman/stage1"
+	"github.com/karman-project/karman/stage1/poddir"
 )
 
 // AppInfo is what list and status report about an app.
@@ -70,16 +70,16 @@ func (r *Runtime) readInfo(p pod, usage bool) PodInfo {
 	if b, err := os.ReadFile(filepath.Join(p.path, LabelsFile)); err == nil {
 		json.Unmarshal(b, &pi.Labels)
 	}
-	pd, err := stage1.LoadPod(p.path)
+	pd, err := poddir.Load(p.path)
 	if err != nil {
 		return pi // an embryo, or a pod being removed
 	}
 	pi.Name = pd.Name
 	pi.Networks = networkInfo(p.path)
-	pi.Created = modTime(filepath.Join(p.path, stage1.PodFile))
-	pi.Started = modTime(filepath.Join(p.path, stage1.Started))
-	pi.Finished = modTime(filepath.Join(p.path, stage1.Finished))
-	if b, err := os.ReadFile(filepath.Join(p.path, stage1.ExitFile)); err == nil {
+	pi.Created = modTime(filepath.Join(p.path, poddir.PodFile))
+	pi.Started = modTime(filepath.Join(p.path, poddir.Started))
+	pi.Finished = modTime(filepath.Join(p.path, poddir.Finished))
+	if b, err := os.ReadFile(filepath.Join(p.path, poddir.ExitFile)); err == nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
 			pi.ExitCode = &n
 		}
@@ -88,7 +88,7 @@ func (r *Runtime) readInfo(p pod, usage bool) PodInfo {
 	if running && usage {
 		pi.Resources = appUsage(p.path, pd)
 	}
-	for i, st := range stage1.ReadAppStatus(p.path, pd) {
+	for i, st := range poddir.ReadAppStatus(p.path, pd) {
 		a := pd.Apps[i]
 		ai := AppInfo{Name: a.Name, Image: a.Image, ImageDigest: a.ImageDigest, Started: st.Started, Finished: st.Finished, Signal: st.Signal, Reason: st.Reason}
 		if running && !st.Exited {

@@ -19,6 +19,7 @@ import (
 	"github.com/karman-project/karman/internal/lockfile"
 	"github.com/karman-project/karman/network"
 	"github.com/karman-project/karman/stage1"
+	"github.com/karman-project/karman/stage1/poddir"
 )
 
 // Wait blocks until the pod is no longer running (its lock is free) or ctx
@@ -79,7 +80,7 @@ func (r *Runtime) Signal(ctx context.Context, uuid string, sig syscall.Signal) e
 	if s := p.state(); s != Running {
 		return fmt.Errorf("pod %s is %s, not running: %w", p.uuid, s, ErrState)
 	}
-	b, err := os.ReadFile(filepath.Join(p.path, stage1.SupervisorPID))
+	b, err := os.ReadFile(filepath.Join(p.path, poddir.SupervisorPID))
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || pid <= 1 {
 		return fmt.Errorf("pod %s is starting and has no supervisor PID yet; try again: %w", p.uuid, ErrState)
@@ -358,7 +359,7 @@ func (r *Runtime) WaitStarted(ctx context.Context, uuid string) (PodInfo, error)
 	}
 	delay := 500 * time.Microsecond
 	for {
-		if _, err := os.Stat(filepath.Join(p.path, stage1.Started)); err == nil {
+		if _, err := os.Stat(filepath.Join(p.path, poddir.Started)); err == nil {
 			return r.readInfo(p, false), nil
 		}
 		if s := p.state(); s != Running {

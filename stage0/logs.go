@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/karman-project/karman/stage1"
+	"github.com/karman-project/karman/stage1/poddir"
 )
 
 // Logs writes the output kept for an app of the pod (the only app when app
@@ -20,7 +20,7 @@ func (r *Runtime) Logs(ctx context.Context, uuid, app string, follow bool, w io.
 	if err != nil {
 		return err
 	}
-	pd, err := stage1.LoadPod(p.path)
+	pd, err := poddir.Load(p.path)
 	if err != nil {
 		return fmt.Errorf("pod %s: %w", p.uuid, err)
 	}
@@ -41,7 +41,7 @@ func (r *Runtime) Logs(ctx context.Context, uuid, app string, follow bool, w io.
 	if !found {
 		return fmt.Errorf("pod %s has no app %q: %w", p.uuid, app, ErrNotFound)
 	}
-	f, err := os.Open(filepath.Join(p.path, stage1.LogsDir, app+".log"))
+	f, err := os.Open(filepath.Join(p.path, poddir.LogsDir, app+".log"))
 	if errors.Is(err, os.ErrNotExist) {
 		if !follow {
 			return nil
@@ -73,7 +73,7 @@ func (r *Runtime) Logs(ctx context.Context, uuid, app string, follow bool, w io.
 		case <-time.After(100 * time.Millisecond):
 		}
 		if f == nil {
-			if f, err = os.Open(filepath.Join(p.path, stage1.LogsDir, app+".log")); err != nil {
+			if f, err = os.Open(filepath.Join(p.path, poddir.LogsDir, app+".log")); err != nil {
 				f = nil
 			} else {
 				defer f.Close()

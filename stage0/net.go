@@ -12,7 +12,7 @@ import (
 
 	"github.com/karman-project/karman/internal/multicall"
 	"github.com/karman-project/karman/network"
-	"github.com/karman-project/karman/stage1"
+	"github.com/karman-project/karman/stage1/poddir"
 )
 
 // A pod's network is made when it is run, not when it is prepared: a
@@ -65,7 +65,7 @@ func (r *Runtime) checkNetwork(spec PodSpec) error {
 // prepareNetwork fills in pod.json's network part for none and host, or
 // returns the request for attachNetworks, recorded (with record) for
 // RunPrepared.
-func prepareNetwork(p pod, spec PodSpec, pd *stage1.Pod, record bool) (*netRequest, error) {
+func prepareNetwork(p pod, spec PodSpec, pd *poddir.Pod, record bool) (*netRequest, error) {
 	if spec.Net == network.None || spec.Net == network.Host {
 		pd.Hosts = network.Hosts(pd.Hostname, pd.Name, nil)
 		pd.ResolvConf, _ = network.ResolvConf(spec.DNS, spec.Net, nil)
@@ -103,14 +103,14 @@ func (r *Runtime) setupNetwork(ctx context.Context, p pod) error {
 	if err := json.Unmarshal(b, &req); err != nil {
 		return fmt.Errorf("pod %s: network request: %w", p.uuid, err)
 	}
-	pd, err := stage1.LoadPod(p.path)
+	pd, err := poddir.Load(p.path)
 	if err != nil {
 		return err
 	}
 	if err := r.attachNetworks(ctx, p, pd, &req); err != nil {
 		return err
 	}
-	if err := stage1.SavePod(p.path, pd); err != nil {
+	if err := poddir.Save(p.path, pd); err != nil {
 		network.Teardown(context.WithoutCancel(ctx), p.path, r.log)
 		return err
 	}
@@ -120,7 +120,7 @@ func (r *Runtime) setupNetwork(ctx context.Context, p pod) error {
 // attachNetworks makes the pod's networks, in a network namespace of
 // their own, and fills in pd's network fields; the caller saves pd, or
 // calls network.Teardown if it cannot.
-func (r *Runtime) attachNetworks(ctx context.Context, p pod, pd *stage1.Pod, req *netRequest) error {
+func (r *Runtime) attachNetworks(ctx context.Context, p pod, pd *poddir.Pod, req *netRequest) error {
 	rec, err := network.Setup(ctx, network.Options{
 		UUID: p.uuid, PodDir: p.path, Networks: req.Networks, Ports: req.Ports, ConfigDir: r.configDir, Log: r.log,
 	})

@@ -12,7 +12,7 @@ import (
 
 	"github.com/karman-project/karman/image/store"
 	"github.com/karman-project/karman/internal/lockfile"
-	"github.com/karman-project/karman/stage1"
+	"github.com/karman-project/karman/stage1/poddir"
 )
 
 // Error classes.
@@ -99,7 +99,7 @@ type pod struct {
 	path     string
 	// spec is the pod's pod.json when this process wrote it (create),
 	// so that starting the pod need not read it back; else nil.
-	spec *stage1.Pod
+	spec *poddir.Pod
 }
 
 // find locates the pod with the given UUID or unique UUID prefix.

@@ -19,7 +19,7 @@ import (
 	"github.com/karman-project/karman/internal/lockfile"
 	"github.com/karman-project/karman/isolators"
 	"github.com/karman-project/karman/network"
-	"github.com/karman-project/karman/stage1"
+	"github.com/karman-project/karman/stage1/poddir"
 )
 
 // Prepare creates a pod from spec, ready for RunPrepared, and returns its
@@ -57,7 +57,7 @@ func (r *Runtime) syncPrepared(p pod) error {
 		}
 	}
 	return errors.Join(
-		atomicfile.Sync(filepath.Join(p.path, stage1.PodFile), filepath.Join(p.path, LabelsFile),
+		atomicfile.Sync(filepath.Join(p.path, poddir.PodFile), filepath.Join(p.path, LabelsFile),
 			filepath.Join(p.path, netRequestFile), filepath.Join(p.path, network.RecordDir), p.path),
 		r.images.SyncLeases(leases...))
 }
@@ -105,7 +105,7 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool) (_ pod, lo
 			return pod{}, nil, err
 		}
 	}
-	for _, d := range []string{"apps", stage1.StateDir, stage1.AppsState, stage1.LogsDir} {
+	for _, d := range []string{"apps", poddir.StateDir, poddir.AppsState, poddir.LogsDir} {
 		if err := os.MkdirAll(filepath.Join(p.path, d), 0o755); err != nil {
 			return pod{}, nil, err
 		}
@@ -114,7 +114,7 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool) (_ pod, lo
 	if hostname == "" {
 		hostname = "karman-" + uuid[:8]
 	}
-	pd := &stage1.Pod{
+	pd := &poddir.Pod{
 		UUID: uuid, Name: spec.Name, Hostname: hostname, Net: spec.Net,
 		StopTimeout: spec.StopTimeout, Interactive: spec.Interactive, NotifyApp: spec.NotifyApp, Sysctls: spec.Sysctls,
 	}
@@ -130,7 +130,7 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool) (_ pod, lo
 	} else {
 		netErr <- nil
 	}
-	var apps []stage1.App
+	var apps []poddir.App
 	var appErr error
 	for _, as := range spec.Apps {
 		app, err := r.prepareApp(ctx, p, spec, as)
@@ -147,26 +147,26 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool) (_ pod, lo
 		return pod{}, nil, appErr // the deferred discard undoes the network too
 	}
 	pd.Apps = apps
-	if err := stage1.SavePod(p.path, pd); err != nil {
+	if err := poddir.Save(p.path, pd); err != nil {
 		return pod{}, nil, err
 	}
 	p.spec = pd
 	return p, lock, nil
 }
 
-func (r *Runtime) prepareApp(ctx context.Context, p pod, spec PodSpec, as AppSpec) (stage1.App, error) {
+func (r *Runtime) prepareApp(ctx context.Context, p pod, spec PodSpec, as AppSpec) (poddir.App, error) {
 	d, err := r.resolveImage(ctx, as.Image, spec)
 	if err != nil {
-		return stage1.App{}, err
+		return poddir.App{}, err
 	}
 	_, cfg, err := r.images.Load(d)
 	if err != nil {
-		return stage1.App{}, err
+		return poddir.App{}, err
 	}
 	rel := filepath.Join("apps", as.Name)
 	rf, err := rootfs.Render(ctx, r.images, d, filepath.Join(p.path, rel), leaseID(p.uuid, as.Name), rootfs.Options{NoOverlay: spec.NoOverlay, Deferred: true})
 	if err != nil {
-		return stage1.App{}, err
+		return poddir.App{}, err
 	}
 	c := cfg.Config
 	entry, cmd := c.Entrypoint, c.Cmd
@@ -178,7 +178,7 @@ func (r *Runtime) prepareApp(ctx context.Context, p pod, spec PodSpec, as AppSpe
 	}
 	argv := append(slices.Clone(entry), cmd...)
 	if len(argv) == 0 {
-		return stage1.App{}, fmt.Errorf("image %s has no entrypoint or cmd; say what to run with --exec or `-- ARGS`", as.Image)
+		return poddir.App{}, fmt.Errorf("image %s has no entrypoint or cmd; say what to run with --exec or `-- ARGS`", as.Image)
 	}
 	user := c.User
 	if as.User != "" {
@@ -190,7 +190,7 @@ func (r *Runtime) prepareApp(ctx context.Context, p pod, spec PodSpec, as AppSpe
 	}
 	uid, gid, gids, err := resolveUser(rf.Layers, copyRoot, user)
 	if err != nil {
-		return stage1.App{}, err
+		return poddir.App{}, err
 	}
 	wd := c.WorkingDir
 	if as.WorkingDir != "" {
@@ -202,7 +202,7 @@ func (r *Runtime) prepareApp(ctx context.Context, p pod, spec PodSpec, as AppSpe
 	hostNet := spec.Net == network.Host
 	caps, err := isolators.AppCaps(as.CapsRetain, as.CapsRemove, hostNet)
 	if err != nil {
-		return stage1.App{}, err
+		return poddir.App{}, err
 	}
 	if len(as.CapsRetain) == 0 && len(as.CapsRemove) == 0 && !hostNet {
 		caps = nil // the default set
@@ -210,10 +210,10 @@ func (r *Runtime) prepareApp(ctx context.Context, p pod, spec PodSpec, as AppSpe
 	var seccomp *isolators.Seccomp
 	if as.Seccomp != "" {
 		if seccomp, err = isolators.ParseSeccomp(as.Seccomp); err != nil {
-			return stage1.App{}, err
+			return poddir.App{}, err
 		}
 	}
-	return stage1.App{
+	return poddir.App{
 		Caps: caps, AllCaps: spec.InsecureCaps, Unconfined: spec.InsecureSeccomp, NoMasks: spec.InsecurePaths,
 		ReadonlyRootfs: as.ReadonlyRootfs, OOMScoreAdj: as.OOMScoreAdj, Seccomp: seccomp,
 		Name: as.Name, Image: as.Image, ImageDigest: d.String(),

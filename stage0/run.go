@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/karman-project/karman/stage1"
+	"github.com/karman-project/karman/stage1/poddir"
 )
 
 // RunOptions are how a pod runs, as opposed to what it is.
@@ -102,7 +103,7 @@ func (r *Runtime) supervise(p pod, lock *os.File, bin string, o RunOptions) (int
 	pd := p.spec
 	if pd == nil {
 		var err error
-		if pd, err = stage1.LoadPod(p.path); err != nil {
+		if pd, err = poddir.Load(p.path); err != nil {
 			return fail(err)
 		}
 	}
@@ -133,7 +134,7 @@ func (r *Runtime) Enter(ctx context.Context, uuid, app string, argv []string, tt
 	if s := p.state(); s != Running {
 		return 0, fmt.Errorf("pod %s is %s, not running: %w", p.uuid, s, ErrState)
 	}
-	pd, err := stage1.LoadPod(p.path)
+	pd, err := poddir.Load(p.path)
 	if err != nil {
 		return 0, err
 	}

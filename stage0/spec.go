@@ -10,6 +10,7 @@ import (
 	"github.com/karman-project/karman/isolators"
 	"github.com/karman-project/karman/network"
 	"github.com/karman-project/karman/stage1"
+	"github.com/karman-project/karman/stage1/poddir"
 )
 
 // AppSpec describes one app of a pod as a user asks for it; what it leaves
@@ -25,8 +26,8 @@ type AppSpec struct {
 	Env        []string
 	User       string // name or uid[:gid], resolved in the image
 	WorkingDir string
-	Mounts     []stage1.Mount
-	Resources  stage1.Resources
+	Mounts     []poddir.Mount
+	Resources  poddir.Resources
 	// Isolation beyond the defaults.
 	CapsRetain, CapsRemove []string
 	ReadonlyRootfs         bool
@@ -172,7 +173,7 @@ func (s *PodSpec) Validate() error {
 			errs = append(errs, fmt.Sprintf("app %s: %v", a.Name, err))
 		}
 		if a.OOMScoreAdj != nil {
-			if err := stage1.CheckOOMScoreAdj(*a.OOMScoreAdj); err != nil {
+			if err := poddir.CheckOOMScoreAdj(*a.OOMScoreAdj); err != nil {
 				errs = append(errs, fmt.Sprintf("app %s: %v", a.Name, err))
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/karman-project/karman/stage1/poddir"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,7 +20,7 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // proc describes a process to start in an app's root: an app itself or
 // an enter session.
 type proc struct {
-	app      *App
+	app      *poddir.App
 	root     *root
 	rootPath string
 	args     []string
@@ -84,7 +85,7 @@ func (in *podInit) startApp(a *appProc) {
 	if err != nil {
 		var xe *execError
 		if !errors.As(err, &xe) {
-			xe = &execError{Code: ExitRuntimeError, Path: a.app.Args[0], Reason: err.Error()}
+			xe = &execError{Code: poddir.ExitRuntimeError, Path: a.app.Args[0], Reason: err.Error()}
 		}
 		fmt.Fprintf(fdWriter(stderr), "karman: app %s: %s: %s\n", a.app.Name, xe.Path, xe.Reason)
 		a.exited, a.code = true, xe.Code
@@ -115,7 +116,7 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 	// A missing working directory is created, as runc and Docker do.
 	fd, err := p.root.mkdirAll(wd, 0o755)
 	if err != nil {
-		return 0, &execError{Code: ExitCannotExec, Path: wd, Reason: "working directory: " + errText(err)}
+		return 0, &execError{Code: poddir.ExitCannotExec, Path: wd, Reason: "working directory: " + errText(err)}
 	}
 	unix.Close(fd)
 	path, err := lookPath(p.root, p.args[0], getEnv(p.env, "PATH"), wd)
@@ -130,7 +131,7 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 	var shim *shimStart
 	if needsExecShim(p.app, cgroupFD >= 0) {
 		if shim, err = newShimStart(p.app, wd, p.env); err != nil {
-			return 0, &execError{Code: ExitRuntimeError, Path: path, Reason: err.Error()}
+			return 0, &execError{Code: poddir.ExitRuntimeError, Path: path, Reason: err.Error()}
 		}
 		defer shim.close()
 	}
@@ -164,7 +165,7 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 	if err != nil {
 		// The restrictions or the cgroup could not be applied: karman's
 		// failure, not the app's, whatever the error number says.
-		return 0, &execError{Code: ExitRuntimeError, Path: path, Reason: err.Error()}
+		return 0, &execError{Code: poddir.ExitRuntimeError, Path: path, Reason: err.Error()}
 	}
 	if forkErr != nil {
 		return 0, execErrno(path, forkErr)
@@ -208,14 +209,14 @@ func lookPath(r *root, name, pathEnv, wd string) (string, error) {
 			return p, nil
 		}
 		var xe *execError
-		if firstErr == nil && errors.As(err, &xe) && xe.Code == ExitCannotExec {
+		if firstErr == nil && errors.As(err, &xe) && xe.Code == poddir.ExitCannotExec {
 			firstErr = err
 		}
 	}
 	if firstErr != nil {
 		return "", firstErr
 	}
-	return "", &execError{Code: ExitNotFound, Path: name, Reason: "not found in PATH " + pathEnv}
+	return "", &execError{Code: poddir.ExitNotFound, Path: name, Reason: "not found in PATH " + pathEnv}
 }
 
 // checkExec tells whether p is an executable file inside the root.
@@ -223,22 +224,22 @@ func checkExec(r *root, p string) error {
 	fd, err := r.openat(p, unix.O_PATH)
 	if err != nil {
 		if errors.Is(err, unix.EACCES) {
-			return &execError{Code: ExitCannotExec, Path: p, Reason: "permission denied"}
+			return &execError{Code: poddir.ExitCannotExec, Path: p, Reason: "permission denied"}
 		}
-		return &execError{Code: ExitNotFound, Path: p, Reason: "not found"}
+		return &execError{Code: poddir.ExitNotFound, Path: p, Reason: "not found"}
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return &execError{Code: ExitCannotExec, Path: p, Reason: errText(err)}
+		return &execError{Code: poddir.ExitCannotExec, Path: p, Reason: errText(err)}
 	}
 	switch {
 	case st.Mode&unix.S_IFMT == unix.S_IFDIR:
-		return &execError{Code: ExitCannotExec, Path: p, Reason: "is a directory"}
+		return &execError{Code: poddir.ExitCannotExec, Path: p, Reason: "is a directory"}
 	case st.Mode&unix.S_IFMT != unix.S_IFREG:
-		return &execError{Code: ExitCannotExec, Path: p, Reason: "not a regular file"}
+		return &execError{Code: poddir.ExitCannotExec, Path: p, Reason: "not a regular file"}
 	case st.Mode&0o111 == 0:
-		return &execError{Code: ExitCannotExec, Path: p, Reason: "not executable (permission denied)"}
+		return &execError{Code: poddir.ExitCannotExec, Path: p, Reason: "not executable (permission denied)"}
 	}
 	return nil
 }
@@ -247,16 +248,16 @@ func checkExec(r *root, p string) error {
 func execErrno(path string, err error) error {
 	var errno syscall.Errno
 	if !errors.As(err, &errno) {
-		return &execError{Code: ExitRuntimeError, Path: path, Reason: err.Error()}
+		return &execError{Code: poddir.ExitRuntimeError, Path: path, Reason: err.Error()}
 	}
 	switch errno {
 	case unix.ENOENT, unix.ENOTDIR, unix.ELOOP:
 		// Also a script whose interpreter is missing.
-		return &execError{Code: ExitNotFound, Path: path, Reason: "not found (or its interpreter is missing)"}
+		return &execError{Code: poddir.ExitNotFound, Path: path, Reason: "not found (or its interpreter is missing)"}
 	case unix.EACCES, unix.EPERM, unix.ENOEXEC, unix.EISDIR, unix.ETXTBSY, unix.ELIBBAD, unix.E2BIG, unix.EINVAL:
-		return &execError{Code: ExitCannotExec, Path: path, Reason: "cannot execute: " + errText(err)}
+		return &execError{Code: poddir.ExitCannotExec, Path: path, Reason: "cannot execute: " + errText(err)}
 	}
-	return &execError{Code: ExitRuntimeError, Path: path, Reason: "start: " + errText(err)}
+	return &execError{Code: poddir.ExitRuntimeError, Path: path, Reason: "start: " + errText(err)}
 }
 
 // errText is the bare text of an error number ("permission denied").

@@ -3,6 +3,8 @@ package stage1
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/karman-project/karman/stage1/poddir"
 )
 
 // TestEmptyCapsSurviveJSON: an app whose every capability was removed
@@ -11,10 +13,10 @@ import (
 // which means the default set.
 func TestEmptyCapsSurviveJSON(t *testing.T) {
 	dir := t.TempDir()
-	if err := SavePod(dir, &Pod{UUID: "u", Apps: []App{{Name: "none", Dir: "apps/none", Args: []string{"sh"}, Caps: []string{}}, {Name: "default", Dir: "apps/default", Args: []string{"sh"}}}}); err != nil {
+	if err := poddir.Save(dir, &poddir.Pod{UUID: "u", Apps: []poddir.App{{Name: "none", Dir: "apps/none", Args: []string{"sh"}, Caps: []string{}}, {Name: "default", Dir: "apps/default", Args: []string{"sh"}}}}); err != nil {
 		t.Fatal(err)
 	}
-	p, err := LoadPod(dir)
+	p, err := poddir.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,7 @@
 // teardown. Both run from karman-stage1 (cmd/karman-stage1), whose main
 // dispatches the entrypoints below from its multicall table.
 //
-// # Interface (version 2, InterfaceVersion)
+// # Interface (version 2, poddir.InterfaceVersion)
 //
 // stage0 prepares a pod directory (pod.json, one rendering per app under
 // App.Dir, a deferred overlay when App.Layers is set, the pod's network
@@ -32,9 +32,10 @@
 // epoll descriptor. The supervisor holds the lock until the pod is gone
 // (mounts and processes included); the kernel drops it when the
 // supervisor dies, which is how list and status tell a running pod from
-// an ended one. pod.json is checked once by every reader, in LoadPod: the
-// interface version, and what stage1 relies on (Pod.Validate). Everything
-// stage1 writes in the pod directory is named by the constants of pod.go:
+// an ended one. The pod directory's contract is package poddir: pod.json
+// is checked once by every reader, in poddir.Load (the interface version,
+// and what stage1 relies on, Pod.Validate), and everything stage1 writes
+// in the pod directory is named by its constants:
 // state/supervisor.pid, state/init.pid, state/apps/<app>.json (AppStatus),
 // state/started, state/exit, state/finished, logs/<app>.log, and while the
 // pod runs state/ctl.sock and state/notify.sock. State files are replaced

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"syscall"
 
+	"github.com/karman-project/karman/stage1/poddir"
 	"golang.org/x/sys/unix"
 )
 
@@ -152,7 +153,7 @@ func closeAll(fds []int) {
 // dialCtl connects to the pod's control socket.
 func dialCtl(podDir string) (*net.UnixConn, error) {
 	var c *net.UnixConn
-	err := withSocketPath(filepath.Join(podDir, CtlSocket), func(p string) error {
+	err := withSocketPath(filepath.Join(podDir, poddir.CtlSocket), func(p string) error {
 		var err error
 		c, err = net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: p, Net: "unixpacket"})
 		return err
@@ -262,7 +263,7 @@ func (in *podInit) enter(c *net.UnixConn, req *ctlRequest, pfds *[]int, reply fu
 	if err != nil {
 		var xe *execError
 		if !errors.As(err, &xe) {
-			xe = &execError{Code: ExitRuntimeError, Path: req.Args[0], Reason: err.Error()}
+			xe = &execError{Code: poddir.ExitRuntimeError, Path: req.Args[0], Reason: err.Error()}
 		}
 		fmt.Fprintf(fdWriter(fds[2]), "karman: enter app %s: %s: %s\n", a.app.Name, xe.Path, xe.Reason)
 		if master >= 0 {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/karman-project/karman/stage1/poddir"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,7 +37,7 @@ func TestEnter(t *testing.T) {
 	t.Parallel()
 	app := sh("app", "echo $$ > /tmp/app.pid; echo ready; exec sleep 1000")
 	app.UID, app.Env = 1000, []string{"PATH=/bin", "APPVAR=app"}
-	p := newPod(t, func(p *Pod) { p.Hostname = "entered" }, app, sh("other", "exec sleep 1000"))
+	p := newPod(t, func(p *poddir.Pod) { p.Hostname = "entered" }, app, sh("other", "exec sleep 1000"))
 	p.start()
 	p.waitLog("app", "ready")
 	ctx := context.Background()
@@ -56,11 +57,11 @@ func TestEnter(t *testing.T) {
 		t.Errorf("exit 3: %d %q %v", code, out, err)
 	}
 	code, _, errs, err = enter(t, ctx, p, "app", nil, "nosuchcmd")
-	if err != nil || code != ExitNotFound || !strings.HasPrefix(errs, "karman: enter app app: nosuchcmd: ") {
+	if err != nil || code != poddir.ExitNotFound || !strings.HasPrefix(errs, "karman: enter app app: nosuchcmd: ") {
 		t.Errorf("not found: %d %q %v", code, errs, err)
 	}
 	code, _, _, err = enter(t, ctx, p, "app", nil, "/etc/passwd")
-	if err != nil || code != ExitCannotExec {
+	if err != nil || code != poddir.ExitCannotExec {
 		t.Errorf("not executable: %d %v", code, err)
 	}
 	code, _, _, err = enter(t, ctx, p, "app", nil, "sh", "-c", "kill -9 $$")

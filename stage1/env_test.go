@@ -8,11 +8,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/karman-project/karman/stage1/poddir"
 	"golang.org/x/sys/unix"
 )
 
 // lines runs a one-app pod and returns its output lines; it must exit 0.
-func lines(t *testing.T, mod func(*Pod), app App) []string {
+func lines(t *testing.T, mod func(*poddir.Pod), app poddir.App) []string {
 	t.Helper()
 	p := newPod(t, mod, app)
 	p.expect(p.run(), 0)
@@ -76,7 +77,7 @@ func TestStdinIsDevNull(t *testing.T) {
 func TestInteractive(t *testing.T) {
 	t.Parallel()
 	bothStarts(t, func(t *testing.T, viaExec bool) {
-		p := newPod(t, func(p *Pod) { p.Interactive = true }, sh("app", "read x; echo got $x; echo to-stderr >&2"))
+		p := newPod(t, func(p *poddir.Pod) { p.Interactive = true }, sh("app", "read x; echo got $x; echo to-stderr >&2"))
 		p.viaExec = viaExec
 		r, w, err := os.Pipe()
 		if err != nil {
@@ -98,7 +99,7 @@ func TestInteractive(t *testing.T) {
 
 func TestHostnameAndEtc(t *testing.T) {
 	t.Parallel()
-	got := lines(t, func(p *Pod) {
+	got := lines(t, func(p *poddir.Pod) {
 		p.Hostname = "web-1"
 		p.ResolvConf = "nameserver 192.0.2.53\n"
 		p.Hosts = "127.0.0.1 localhost\n192.0.2.7 web-1\n"
@@ -148,7 +149,7 @@ func TestProcAndPID1(t *testing.T) {
 
 func TestNetNone(t *testing.T) {
 	t.Parallel()
-	got := lines(t, func(p *Pod) { p.Net = "none" }, sh("app", "ls /sys/class/net; cat /sys/class/net/lo/flags; grep -c : /proc/net/dev"))
+	got := lines(t, func(p *poddir.Pod) { p.Net = "none" }, sh("app", "ls /sys/class/net; cat /sys/class/net/lo/flags; grep -c : /proc/net/dev"))
 	if len(got) != 3 || got[0] != "lo" || got[2] != "1" {
 		t.Fatalf("got %q, want only lo", got)
 	}
@@ -167,7 +168,7 @@ func TestNetHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := lines(t, func(p *Pod) { p.Net = "host" }, sh("app", "readlink /proc/self/ns/net"))
+	got := lines(t, func(p *poddir.Pod) { p.Net = "host" }, sh("app", "readlink /proc/self/ns/net"))
 	if len(got) != 1 || got[0] != host {
 		t.Errorf("the pod's network namespace is %q, the host's %q", got, host)
 	}
@@ -222,7 +223,7 @@ func TestBindMounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	app := sh("app", "cat /data/ro/f /etc/single; touch /data/ro/x 2>/dev/null && echo ro-writable; echo hi > /data/rw/out")
-	app.Mounts = []Mount{
+	app.Mounts = []poddir.Mount{
 		{Source: ro, Target: "/data/ro", ReadOnly: true},
 		{Source: rw, Target: "/data/rw"},
 		{Source: file, Target: "/etc/single", ReadOnly: true},
@@ -268,7 +269,7 @@ func TestInteractiveTerminal(t *testing.T) {
 	}
 	slave := os.NewFile(sfd, "pty")
 	defer slave.Close()
-	p := newPod(t, func(p *Pod) { p.Interactive = true }, sh("app",
+	p := newPod(t, func(p *poddir.Pod) { p.Interactive = true }, sh("app",
 		`test -t 0 && echo tty; pg=$(cut -d' ' -f5 /proc/self/stat); fg=$(cut -d' ' -f8 /proc/self/stat); test "$pg" = "$fg" && echo foreground`))
 	done := make(chan []byte)
 	go func() {

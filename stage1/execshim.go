@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/karman-project/karman/isolators"
+	"github.com/karman-project/karman/stage1/poddir"
 )
 
 // The exec shim starts an app whose seccomp filter the init cannot load
@@ -75,7 +76,7 @@ const (
 // has a filter of its own, or any filter on cgroup v2, where the thread
 // that forks it must call clone3 (which every filter refuses) to start it
 // inside its cgroup.
-func needsExecShim(app *App, cgroupV2 bool) bool {
+func needsExecShim(app *poddir.App, cgroupV2 bool) bool {
 	if app.OOMScoreAdj != nil {
 		return true // per process, set before execve
 	}
@@ -93,7 +94,7 @@ type shimStart struct {
 	spec, statusR, statusW int
 }
 
-func newShimStart(app *App, dir string, env []string) (*shimStart, error) {
+func newShimStart(app *poddir.App, dir string, env []string) (*shimStart, error) {
 	spec, err := specFile(app, dir, env)
 	if err != nil {
 		return nil, err
@@ -145,7 +146,7 @@ func (s *shimStart) close() {
 // specFile returns a memfd holding the shim's spec, read from its start
 // (a memfd rather than a pipe: the environment has no size limit that a
 // pipe's buffer would hold before the shim reads it).
-func specFile(app *App, dir string, env []string) (int, error) {
+func specFile(app *poddir.App, dir string, env []string) (int, error) {
 	prog, err := appFilter(app)
 	if err != nil {
 		return -1, err
@@ -177,7 +178,7 @@ func execShimMain(args []string) int {
 	runtime.LockOSThread() // the main goroutine keeps the main thread
 	if len(args) < 2 {
 		fmt.Fprintf(os.Stderr, "karman: usage: %s PATH ARGV...\n", cmdExec)
-		return ExitRuntimeError
+		return poddir.ExitRuntimeError
 	}
 	path, argv := args[0], args[1:]
 	// The status pipe closes when execve succeeds.
@@ -188,7 +189,7 @@ func execShimMain(args []string) int {
 		err = errors.New("execve returned")
 	}
 	if !errors.As(err, &xe) {
-		xe = &execError{Code: ExitRuntimeError, Path: path, Reason: err.Error()}
+		xe = &execError{Code: poddir.ExitRuntimeError, Path: path, Reason: err.Error()}
 	}
 	b, _ := json.Marshal(xe)
 	fdWriter(execShimStatusFD).Write(b)
@@ -237,7 +238,7 @@ func execShim(path string, argv []string) error {
 		}
 	}
 	// Per thread, this one: it is the one that calls execve.
-	if err := dropBounding(&App{Caps: spec.Caps, AllCaps: spec.AllCaps}); err != nil {
+	if err := dropBounding(&poddir.App{Caps: spec.Caps, AllCaps: spec.AllCaps}); err != nil {
 		return err
 	}
 	groups := make([]uint32, len(spec.Groups))
@@ -262,7 +263,7 @@ func execShim(path string, argv []string) error {
 	} {
 		if _, _, errno := syscall.RawSyscall(c.nr, c.a1, c.a2, 0); errno != 0 {
 			if c.what == "chdir" {
-				return &execError{Code: ExitCannotExec, Path: spec.Dir, Reason: "working directory: " + errno.Error()}
+				return &execError{Code: poddir.ExitCannotExec, Path: spec.Dir, Reason: "working directory: " + errno.Error()}
 			}
 			return fmt.Errorf("%s: %w", c.what, errno)
 		}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/karman-project/karman/isolators"
+	"github.com/karman-project/karman/stage1/poddir"
 )
 
 func TestNeedsExecShim(t *testing.T) {
@@ -12,15 +13,15 @@ func TestNeedsExecShim(t *testing.T) {
 	unconfined := &isolators.Seccomp{Mode: isolators.SeccompUnconfined}
 	for _, tc := range []struct {
 		name string
-		app  App
+		app  poddir.App
 		v2   bool
 		want bool
 	}{
-		{"default filter, v1", App{}, false, false},
-		{"default filter, v2", App{}, true, true},
-		{"own filter, v1", App{Seccomp: custom}, false, true},
-		{"--seccomp unconfined, v2", App{Seccomp: unconfined}, true, false},
-		{"--insecure-options=seccomp, v2", App{Unconfined: true}, true, false},
+		{"default filter, v1", poddir.App{}, false, false},
+		{"default filter, v2", poddir.App{}, true, true},
+		{"own filter, v1", poddir.App{Seccomp: custom}, false, true},
+		{"--seccomp unconfined, v2", poddir.App{Seccomp: unconfined}, true, false},
+		{"--insecure-options=seccomp, v2", poddir.App{Unconfined: true}, true, false},
 	} {
 		if got := needsExecShim(&tc.app, tc.v2); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
@@ -29,11 +30,11 @@ func TestNeedsExecShim(t *testing.T) {
 }
 
 func TestCheckShimRoom(t *testing.T) {
-	ok := []App{{Name: "a"}, {Name: "b", Resources: Resources{PidsLimit: 8, MemoryBytes: 16 << 20}}}
-	if err := CheckV2Limits(ok); err != nil {
+	ok := []poddir.App{{Name: "a"}, {Name: "b", Resources: poddir.Resources{PidsLimit: 8, MemoryBytes: 16 << 20}}}
+	if err := poddir.CheckV2Limits(ok); err != nil {
 		t.Fatal(err)
 	}
-	err := CheckV2Limits([]App{{Name: "a", Resources: Resources{PidsLimit: 2}}, {Name: "b", Resources: Resources{MemoryBytes: 8 << 20}}})
+	err := poddir.CheckV2Limits([]poddir.App{{Name: "a", Resources: poddir.Resources{PidsLimit: 2}}, {Name: "b", Resources: poddir.Resources{MemoryBytes: 8 << 20}}})
 	if err == nil || !strings.Contains(err.Error(), "app a: --pids-limit 2") || !strings.Contains(err.Error(), "app b: --memory") {
 		t.Fatalf("checkShimRoom = %v", err)
 	}

@@ -5,21 +5,23 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/karman-project/karman/stage1/poddir"
 )
 
 func TestExitCode(t *testing.T) {
 	t.Parallel()
 	p := newPod(t, nil, sh("app", "exit 7"))
 	p.expect(p.run(), 7)
-	if got := strings.TrimSpace(readFile(t, filepath.Join(p.dir, ExitFile))); got != "7" {
+	if got := strings.TrimSpace(readFile(t, filepath.Join(p.dir, poddir.ExitFile))); got != "7" {
 		t.Errorf("state/exit = %q, want 7", got)
 	}
-	for _, f := range []string{Finished, Started, InitPID, SupervisorPID} {
+	for _, f := range []string{poddir.Finished, poddir.Started, poddir.InitPID, poddir.SupervisorPID} {
 		if _, err := os.Stat(filepath.Join(p.dir, f)); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
-	for _, f := range []string{CtlSocket, NotifySocket} {
+	for _, f := range []string{poddir.CtlSocket, poddir.NotifySocket} {
 		if _, err := os.Lstat(filepath.Join(p.dir, f)); err == nil {
 			t.Errorf("%s left behind", f)
 		}
@@ -38,15 +40,15 @@ func TestExecErrors(t *testing.T) {
 		code int
 		path string
 	}{
-		{"absolute-missing", []string{"/no/such/cmd"}, ExitNotFound, "/no/such/cmd"},
-		{"path-missing", []string{"nosuchcmd", "x"}, ExitNotFound, "nosuchcmd"},
-		{"not-executable", []string{"/etc/passwd"}, ExitCannotExec, "/etc/passwd"},
-		{"directory", []string{"/etc"}, ExitCannotExec, "/etc"},
-		{"relative-missing", []string{"./nope"}, ExitNotFound, "/nope"},
+		{"absolute-missing", []string{"/no/such/cmd"}, poddir.ExitNotFound, "/no/such/cmd"},
+		{"path-missing", []string{"nosuchcmd", "x"}, poddir.ExitNotFound, "nosuchcmd"},
+		{"not-executable", []string{"/etc/passwd"}, poddir.ExitCannotExec, "/etc/passwd"},
+		{"directory", []string{"/etc"}, poddir.ExitCannotExec, "/etc"},
+		{"relative-missing", []string{"./nope"}, poddir.ExitNotFound, "/nope"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			p := newPod(t, nil, App{Name: "web", Args: tc.args})
+			p := newPod(t, nil, poddir.App{Name: "web", Args: tc.args})
 			p.expect(p.run(), tc.code)
 			want := "karman: app web: " + tc.path + ": "
 			lines := strings.Split(strings.TrimSpace(p.stdout()+p.stderr()), "\n")
@@ -85,24 +87,24 @@ func TestMultiApp(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name string
-		apps []App
+		apps []poddir.App
 		want int
 	}{
-		{"all-zero", []App{sh("a", "exit 0"), sh("b", "true")}, 0},
+		{"all-zero", []poddir.App{sh("a", "exit 0"), sh("b", "true")}, 0},
 		// c exits first, b waits for c to be gone, a for b.
-		{"pod-order", []App{
+		{"pod-order", []poddir.App{
 			sh("a", "while [ ! -e /shared/b ]; do sleep 0.01; done; exit 0"),
 			sh("b", "while [ ! -e /shared/c ]; do sleep 0.01; done; touch /shared/b; exit 3"),
 			sh("c", "touch /shared/c; exit 5"),
 		}, 3},
-		{"signal", []App{sh("a", "exit 0"), sh("b", "kill -9 $$"), sh("c", "exit 2")}, 137},
-		{"not-found", []App{sh("a", "exit 0"), {Name: "b", Args: []string{"nosuch"}}}, 127},
+		{"signal", []poddir.App{sh("a", "exit 0"), sh("b", "kill -9 $$"), sh("c", "exit 2")}, 137},
+		{"not-found", []poddir.App{sh("a", "exit 0"), {Name: "b", Args: []string{"nosuch"}}}, 127},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			shared := t.TempDir()
 			for i := range tc.apps {
-				tc.apps[i].Mounts = []Mount{{Source: shared, Target: "/shared"}}
+				tc.apps[i].Mounts = []poddir.Mount{{Source: shared, Target: "/shared"}}
 			}
 			p := newPod(t, nil, tc.apps...)
 			p.expect(p.run(), tc.want)
@@ -123,12 +125,12 @@ func TestExecErrno(t *testing.T) {
 		name, content string
 		code          int
 	}{
-		{"no-interpreter", "#!/no/such/interpreter\n", ExitNotFound},
-		{"not-a-program", "\x7fELF garbage", ExitCannotExec},
+		{"no-interpreter", "#!/no/such/interpreter\n", poddir.ExitNotFound},
+		{"not-a-program", "\x7fELF garbage", poddir.ExitCannotExec},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			p := newPod(t, nil, App{Name: "app", Args: []string{"/script"}})
+			p := newPod(t, nil, poddir.App{Name: "app", Args: []string{"/script"}})
 			if err := os.WriteFile(filepath.Join(p.dir, "apps/app/upper/script"), []byte(tc.content), 0o755); err != nil {
 				t.Fatal(err)
 			}

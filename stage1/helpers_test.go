@@ -25,6 +25,7 @@ import (
 	"github.com/karman-project/karman/image/rootfs"
 	"github.com/karman-project/karman/image/store"
 	"github.com/karman-project/karman/internal/multicall"
+	"github.com/karman-project/karman/stage1/poddir"
 	"github.com/karman-project/karman/tests/testenv"
 	"github.com/karman-project/karman/tests/testimage"
 )
@@ -79,7 +80,7 @@ func launchLikeStage0(dir string, detach bool) int {
 		}
 	}
 	fmt.Fprintln(os.Stderr, "launch test:", err)
-	return ExitRuntimeError
+	return poddir.ExitRuntimeError
 }
 
 // images is the busybox image store shared by the tests of this process.
@@ -135,7 +136,7 @@ func busybox(t *testing.T) (*store.Store, v1.Hash) {
 type testPod struct {
 	t      *testing.T
 	dir    string
-	pod    *Pod
+	pod    *poddir.Pod
 	cmd    *exec.Cmd
 	out    string // the supervisor's stdout and stderr files
 	err    string
@@ -163,13 +164,13 @@ func bothStarts(t *testing.T, f func(t *testing.T, viaExec bool)) {
 }
 
 // sh is an app running a shell command.
-func sh(name, script string) App {
-	return App{Name: name, Args: []string{"sh", "-c", script}}
+func sh(name, script string) poddir.App {
+	return poddir.App{Name: name, Args: []string{"sh", "-c", script}}
 }
 
 // newPod renders a busybox rootfs (deferred overlay) for each app and
 // writes pod.json. mod may change the pod before it is saved.
-func newPod(t *testing.T, mod func(*Pod), apps ...App) *testPod {
+func newPod(t *testing.T, mod func(*poddir.Pod), apps ...poddir.App) *testPod {
 	t.Helper()
 	st, d := busybox(t)
 	dir := filepath.Join(t.TempDir(), "pod")
@@ -195,11 +196,11 @@ func newPod(t *testing.T, mod func(*Pod), apps ...App) *testPod {
 			a.Env = []string{testimage.DefaultPath, "HOME=/root"}
 		}
 	}
-	p := &Pod{UUID: uuid, Name: "test", Hostname: "testpod", Net: "none", StopTimeout: 10 * time.Second, Apps: apps}
+	p := &poddir.Pod{UUID: uuid, Name: "test", Hostname: "testpod", Net: "none", StopTimeout: 10 * time.Second, Apps: apps}
 	if mod != nil {
 		mod(p)
 	}
-	if err := SavePod(dir, p); err != nil {
+	if err := poddir.Save(dir, p); err != nil {
 		t.Fatal(err)
 	}
 	return &testPod{t: t, dir: dir, pod: p}
@@ -351,7 +352,7 @@ func (p *testPod) kill() {
 
 // initPID is the pod init's host PID from state/init.pid, or 0.
 func (p *testPod) initPID() int {
-	b, err := os.ReadFile(filepath.Join(p.dir, InitPID))
+	b, err := os.ReadFile(filepath.Join(p.dir, poddir.InitPID))
 	if err != nil {
 		return 0
 	}
@@ -371,7 +372,7 @@ func readFile(t *testing.T, path string) string {
 func (p *testPod) stdout() string { return readFile(p.t, p.out) }
 func (p *testPod) stderr() string { return readFile(p.t, p.err) }
 func (p *testPod) log(app string) string {
-	return readFile(p.t, filepath.Join(p.dir, LogsDir, app+".log"))
+	return readFile(p.t, filepath.Join(p.dir, poddir.LogsDir, app+".log"))
 }
 
 // waitFor polls until cond holds; a minute is only a safety net.
@@ -398,7 +399,7 @@ func (p *testPod) waitLog(app, s string) {
 func (p *testPod) waitStarted() {
 	p.t.Helper()
 	p.waitFor("the pod to start", func() bool {
-		_, err := os.Stat(filepath.Join(p.dir, Started))
+		_, err := os.Stat(filepath.Join(p.dir, poddir.Started))
 		return err == nil
 	})
 }
@@ -410,7 +411,7 @@ func (p *testPod) signal(sig syscall.Signal) {
 	}
 }
 
-func (p *testPod) appStatus() []AppStatus { return ReadAppStatus(p.dir, p.pod) }
+func (p *testPod) appStatus() []poddir.AppStatus { return poddir.ReadAppStatus(p.dir, p.pod) }
 
 // expect checks the pod's exit status, showing its stderr if it differs.
 func (p *testPod) expect(got, want int) {

@@ -12,13 +12,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/karman-project/karman/stage1/poddir"
 	"golang.org/x/sys/unix"
 )
 
 // podInit is PID 1 of the pod: it sets up the pod's root, starts the
 // apps, reaps every process of the pod and reports to the supervisor.
 type podInit struct {
-	pod    *Pod
+	pod    *poddir.Pod
 	dir    string
 	log    *slog.Logger
 	sup    *net.UnixConn
@@ -56,7 +57,7 @@ type event struct {
 
 // appProc is one app as the init runs it.
 type appProc struct {
-	app            *App
+	app            *poddir.App
 	root           *root  // its root directory, /apps/<name> after the pivot
 	rootPath       string // idem, as a path
 	stdout, stderr int    // the init's copies, closed once started
@@ -107,7 +108,7 @@ func initMain(_ []string) int {
 	code, err := in.run(chld, sigc)
 	if err != nil {
 		sendMsg(sup, &message{T: msgError, Msg: err.Error()}, nil)
-		return ExitRuntimeError
+		return poddir.ExitRuntimeError
 	}
 	return code
 }
@@ -158,7 +159,7 @@ func (in *podInit) begin(m message) error {
 	}
 	in.log = slog.New(&sockHandler{c: in.sup, level: level})
 	in.dir, in.notify = m.PodDir, m.Notify
-	pod, err := LoadPod(in.dir)
+	pod, err := poddir.Load(in.dir)
 	if err != nil {
 		return err
 	}
@@ -202,7 +203,7 @@ func (in *podInit) loop(chld, sigc <-chan os.Signal) int {
 			case ev.gone:
 				// Nobody is left to report to: take the pod down now.
 				unix.Kill(-1, unix.SIGKILL)
-				os.Exit(ExitRuntimeError)
+				os.Exit(poddir.ExitRuntimeError)
 			case ev.stop:
 				in.stop(ev.force)
 			default:
@@ -298,7 +299,7 @@ func (in *podInit) stop(force bool) {
 	in.stopping = true
 	timeout := in.pod.StopTimeout
 	if timeout <= 0 {
-		timeout = DefaultStopTimeout
+		timeout = poddir.DefaultStopTimeout
 	}
 	in.log.Debug("stopping the pod", "timeout", timeout)
 	in.forward(unix.SIGTERM)

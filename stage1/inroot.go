@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/karman-project/karman/stage1/poddir"
 	"golang.org/x/sys/unix"
 )
 
@@ -168,7 +169,7 @@ func (r *root) pathOf(fd int) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	rel, ok := beneath(top, at)
+	rel, ok := poddir.Beneath(top, at)
 	if !ok {
 		return "", fmt.Errorf("%s is not inside the app's root %s", at, top)
 	}
@@ -193,7 +194,7 @@ func (r *root) resolve(p string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		rest, _ := beneath("/"+q, "/"+p)
+		rest, _ := poddir.Beneath("/"+q, "/"+p)
 		return path.Join(at, rest), nil
 	}
 }

@@ -11,12 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/karman-project/karman/stage1/poddir"
 	"golang.org/x/sys/unix"
 )
 
 // trapApp traps sig, says "ready" and waits forever; on sig it runs
 // action.
-func trapApp(name, sig, action string) App {
+func trapApp(name, sig, action string) poddir.App {
 	return sh(name, "trap '"+action+"' "+sig+"; echo ready; while :; do sleep 1000 & wait; done")
 }
 
@@ -41,7 +42,7 @@ func TestStopBySIGTERM(t *testing.T) {
 // timeout, and so is everything else in the pod.
 func TestStopTimeout(t *testing.T) {
 	t.Parallel()
-	p := newPod(t, func(p *Pod) { p.StopTimeout = 2 * time.Second },
+	p := newPod(t, func(p *poddir.Pod) { p.StopTimeout = 2 * time.Second },
 		trapApp("app", "TERM", ""), trapApp("other", "TERM", "exit 0"))
 	p.start()
 	p.waitLog("app", "ready")
@@ -57,7 +58,7 @@ func TestStopTimeout(t *testing.T) {
 // TestSecondSIGINTKills: a second ^C does not wait for the timeout.
 func TestSecondSIGINTKills(t *testing.T) {
 	t.Parallel()
-	p := newPod(t, func(p *Pod) { p.StopTimeout = time.Hour }, trapApp("app", "TERM", "echo term"))
+	p := newPod(t, func(p *poddir.Pod) { p.StopTimeout = time.Hour }, trapApp("app", "TERM", "echo term"))
 	p.start()
 	p.waitLog("app", "ready")
 	p.signal(unix.SIGINT)
@@ -83,14 +84,14 @@ func TestStop(t *testing.T) {
 	})
 	t.Run("force", func(t *testing.T) {
 		t.Parallel()
-		p := newPod(t, func(p *Pod) { p.StopTimeout = time.Hour }, trapApp("app", "TERM", ""))
+		p := newPod(t, func(p *poddir.Pod) { p.StopTimeout = time.Hour }, trapApp("app", "TERM", ""))
 		p.start()
 		p.waitLog("app", "ready")
 		if err := Stop(p.dir, true); err != nil {
 			t.Fatal(err)
 		}
 		p.expect(p.wait(), 137)
-		if got := strings.TrimSpace(readFile(t, filepath.Join(p.dir, ExitFile))); got != "137" {
+		if got := strings.TrimSpace(readFile(t, filepath.Join(p.dir, poddir.ExitFile))); got != "137" {
 			t.Errorf("state/exit = %q", got)
 		}
 	})
@@ -100,7 +101,7 @@ func TestStop(t *testing.T) {
 		p.start()
 		p.waitLog("app", "ready")
 		// Without the control socket, Stop signals the supervisor.
-		if err := os.Remove(filepath.Join(p.dir, CtlSocket)); err != nil {
+		if err := os.Remove(filepath.Join(p.dir, poddir.CtlSocket)); err != nil {
 			t.Fatal(err)
 		}
 		if err := Stop(p.dir, false); err != nil {
@@ -182,7 +183,7 @@ func TestSupervisorKilled(t *testing.T) {
 	}
 	// Killed by its parent-death signal, or exited on seeing the
 	// supervisor's end of the socket close (which happens first).
-	if !(ws.Signaled() && ws.Signal() == unix.SIGKILL) && ws.ExitStatus() != ExitRuntimeError {
+	if !(ws.Signaled() && ws.Signal() == unix.SIGKILL) && ws.ExitStatus() != poddir.ExitRuntimeError {
 		t.Errorf("init ended with %v, want SIGKILL or 254", ws)
 	}
 	for _, pid := range pids {
@@ -200,14 +201,14 @@ func TestSupervisorKilled(t *testing.T) {
 
 func TestAppStatusFiles(t *testing.T) {
 	t.Parallel()
-	p := newPod(t, nil, App{Name: "app", Args: []string{"sleep", "1000"}})
+	p := newPod(t, nil, poddir.App{Name: "app", Args: []string{"sleep", "1000"}})
 	p.start()
 	p.waitStarted()
-	b, err := os.ReadFile(filepath.Join(p.dir, AppsState, "app.json"))
+	b, err := os.ReadFile(filepath.Join(p.dir, poddir.AppsState, "app.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st AppStatus
+	var st poddir.AppStatus
 	if err := json.Unmarshal(b, &st); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/karman-project/karman/stage1/poddir"
 )
 
 // logPipes makes the pipes of the apps' stdout and stderr, in the pod's
@@ -42,7 +44,7 @@ func (s *supervisor) startTees(rs []*os.File) error {
 	}
 	for i := 0; i < len(rs); i += 2 {
 		app := s.pod.Apps[i/2].Name
-		logf, err := os.OpenFile(filepath.Join(s.dir, LogsDir, app+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		logf, err := os.OpenFile(filepath.Join(s.dir, poddir.LogsDir, app+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 		if err != nil {
 			closeFiles(rs[i:])
 			return fmt.Errorf("app %s log: %w", app, err)

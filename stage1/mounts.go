@@ -11,6 +11,7 @@ import (
 
 	"github.com/karman-project/karman/image/overlay"
 	"github.com/karman-project/karman/isolators"
+	"github.com/karman-project/karman/stage1/poddir"
 )
 
 // appsDir holds the apps' roots inside the pod root: /apps/<name>.
@@ -55,7 +56,7 @@ func (in *podInit) setup() error {
 		}
 		side <- in.listenCtl()
 	}()
-	podRoot := filepath.Join(in.dir, PodRoot)
+	podRoot := filepath.Join(in.dir, poddir.PodRoot)
 	err := in.mountApps(podRoot, netns)
 	if serr := <-side; err == nil {
 		err = serr
@@ -105,7 +106,7 @@ func (in *podInit) mountApps(podRoot string, netns bool) error {
 // listenCtl binds the control socket in the pod's state directory while
 // that is still reachable.
 func (in *podInit) listenCtl() error {
-	path := filepath.Join(in.dir, CtlSocket)
+	path := filepath.Join(in.dir, poddir.CtlSocket)
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -121,7 +122,7 @@ func (in *podInit) listenCtl() error {
 }
 
 // mountApp mounts app a's rootfs at target with everything in it.
-func (in *podInit) mountApp(a *App, target string, netns bool) error {
+func (in *podInit) mountApp(a *poddir.App, target string, netns bool) error {
 	dir := filepath.Join(in.dir, a.Dir)
 	if len(a.Layers) > 0 {
 		if err := overlay.Mount(dir, a.Layers); err != nil {
@@ -184,7 +185,7 @@ func (in *podInit) mountApp(a *App, target string, netns bool) error {
 		}
 	}
 	if in.notify {
-		if err := r.mount(filepath.Join(in.dir, NotifySocket), appNotifySocket, "", unix.MS_BIND, "", true); err != nil {
+		if err := r.mount(filepath.Join(in.dir, poddir.NotifySocket), appNotifySocket, "", unix.MS_BIND, "", true); err != nil {
 			return fmt.Errorf("notify socket: %w", err)
 		}
 	}

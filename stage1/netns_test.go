@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/karman-project/karman/stage1/poddir"
 	"github.com/karman-project/karman/tests/testenv"
 )
 
@@ -30,7 +31,7 @@ func testNetNS(t *testing.T) string {
 func TestJoinNetNS(t *testing.T) {
 	testenv.RequireRoot(t, "network namespaces")
 	ns := testNetNS(t)
-	p := newPod(t, func(p *Pod) { p.Net, p.NetNS = "test", ns }, sh("app", "ip link show kdummy0 >/dev/null && echo joined"))
+	p := newPod(t, func(p *poddir.Pod) { p.Net, p.NetNS = "test", ns }, sh("app", "ip link show kdummy0 >/dev/null && echo joined"))
 	p.expect(p.run(), 0)
 	if !strings.Contains(p.log("app"), "joined") {
 		t.Errorf("the app is not in the pod's namespace: %q %q", p.log("app"), p.stderr())
@@ -40,7 +41,7 @@ func TestJoinNetNS(t *testing.T) {
 	}
 
 	ns = testNetNS(t)
-	p = newPod(t, func(p *Pod) {
+	p = newPod(t, func(p *poddir.Pod) {
 		p.Net, p.NetNS = "test", ns
 		p.Teardown = []string{"/bin/sh", "-c", `echo "$0" > "$0/torn-down"`}
 	}, sh("app", "exit 3"))
@@ -50,26 +51,5 @@ func TestJoinNetNS(t *testing.T) {
 	}
 	if _, err := os.Stat(ns); err != nil {
 		t.Errorf("with Teardown set the namespace is the command's to remove: %v", err)
-	}
-}
-
-func TestValidateNet(t *testing.T) {
-	for _, tc := range []struct {
-		net, ns      string
-		ok, runnable bool
-	}{
-		{"none", "", true, true}, {"host", "", true, true}, {"default", "/run/x", true, true},
-		{"default", "", true, false}, {"host", "/run/x", false, false},
-	} {
-		p := &Pod{Net: tc.net, NetNS: tc.ns, Apps: []App{{Name: "a", Args: []string{"x"}, Dir: "apps/a"}}}
-		err := p.Validate()
-		if (err == nil) != tc.ok {
-			t.Errorf("net %q netns %q: %v", tc.net, tc.ns, err)
-		}
-		if err == nil {
-			if err := p.runnable(); (err == nil) != tc.runnable {
-				t.Errorf("net %q netns %q: runnable: %v", tc.net, tc.ns, err)
-			}
-		}
 	}
 }

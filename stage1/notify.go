@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/karman-project/karman/stage1/poddir"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,7 +32,7 @@ func sdNotify(addr, state string) error {
 // main PID, which is the supervisor, and an abstract $NOTIFY_SOCKET cannot
 // be reached from the pod's network namespace at all.
 func (s *supervisor) startRelay() error {
-	path := s.path(NotifySocket)
+	path := s.path(poddir.NotifySocket)
 	err := withSocketPath(path, func(p string) error {
 		c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: p, Net: "unixgram"})
 		s.relay = c

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/karman-project/karman/stage1/poddir"
 	"golang.org/x/sys/unix"
 )
 
@@ -85,7 +86,7 @@ func TestNotifyApp(t *testing.T) {
 		ch := fakeSystemd(t, addr)
 		// busybox's logger writes datagrams to /dev/log: point it at the
 		// notify socket.
-		p := newPod(t, func(p *Pod) { p.NotifyApp = true }, sh("app",
+		p := newPod(t, func(p *poddir.Pod) { p.NotifyApp = true }, sh("app",
 			`echo "$NOTIFY_SOCKET"; test -S "$NOTIFY_SOCKET" && echo socket; ln -s "$NOTIFY_SOCKET" /dev/log && logger -t app READY=1-from-app; exec sleep 1000`))
 		p.viaExec = viaExec
 		p.start("NOTIFY_SOCKET=" + addr)

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/karman-project/karman/isolators"
+	"github.com/karman-project/karman/stage1/poddir"
 )
 
 // spawn runs fork, which starts one process of the pod, on a fresh OS
@@ -21,7 +22,7 @@ import (
 // The goroutine ends locked to the thread, so the Go runtime discards the
 // thread instead of running anything else on it. The init itself keeps
 // its capabilities: the bounding set only limits what an execve grants.
-func spawn(app *App, tasks []int, shim bool, fork func()) error {
+func spawn(app *poddir.App, tasks []int, shim bool, fork func()) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -30,7 +31,7 @@ func spawn(app *App, tasks []int, shim bool, fork func()) error {
 	return <-errc
 }
 
-func restrictedFork(app *App, tasks []int, shim bool, fork func()) error {
+func restrictedFork(app *poddir.App, tasks []int, shim bool, fork func()) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("setting no_new_privs for the apps: %w", err)
 	}
@@ -62,7 +63,7 @@ var defaultSeccomp = sync.OnceValue(isolators.DefaultSeccomp)
 
 // appFilter is the app's seccomp program: the default one, the app's own
 // (--seccomp), or none (nil).
-func appFilter(app *App) ([]unix.SockFilter, error) {
+func appFilter(app *poddir.App) ([]unix.SockFilter, error) {
 	switch {
 	case app.Unconfined:
 		return nil, nil
@@ -73,7 +74,7 @@ func appFilter(app *App) ([]unix.SockFilter, error) {
 }
 
 // installSeccomp loads the app's filter on the calling thread.
-func installSeccomp(app *App) error {
+func installSeccomp(app *poddir.App) error {
 	prog, err := appFilter(app)
 	if err != nil || len(prog) == 0 {
 		return err
@@ -84,7 +85,7 @@ func installSeccomp(app *App) error {
 // dropBounding drops every capability outside the app's set
 // (isolators.DefaultCaps unless the app names its own; none dropped with
 // AllCaps) from the calling thread's bounding set.
-func dropBounding(app *App) error {
+func dropBounding(app *poddir.App) error {
 	if app.AllCaps {
 		return nil
 	}

@@ -53,8 +53,8 @@ type message struct {
 	// boot
 	PodDir string `json:"podDir,omitempty"`
 	Debug  bool   `json:"debug,omitempty"`
-	Notify     bool     `json:"notify,omitempty"` // NotifySocket relay exists
-	Tasks      []int    `json:"tasks,omitempty"`  // cgroups: how many task files each app has
+	Notify bool   `json:"notify,omitempty"` // NotifySocket relay exists
+	Tasks  []int  `json:"tasks,omitempty"`  // cgroups: how many task files each app has
 	// CgroupV2: each app has one descriptor, its cgroup2 directory, to
 	// start it in with clone3 (CLONE_INTO_CGROUP), instead of task files.
 	CgroupV2 bool `json:"cgroupV2,omitempty"`

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/karman-project/karman/stage1/poddir"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,7 +19,7 @@ import (
 func TestLaunch(t *testing.T) {
 	t.Parallel()
 	inEachStage0Mode(t, "echo ready; exec sleep 1000", func(t *testing.T, p *testPod) {
-		pid := strings.TrimSpace(readFile(t, p.dir+"/"+SupervisorPID))
+		pid := strings.TrimSpace(readFile(t, p.dir+"/"+poddir.SupervisorPID))
 		if p.mode != "detached" && pid != itoa(p.cmd.Process.Pid) {
 			t.Errorf("supervisor pid %s, want the launching process %d", pid, p.cmd.Process.Pid)
 		}
@@ -59,7 +60,7 @@ func inEachStage0Mode(t *testing.T, script string, f func(t *testing.T, p *testP
 // pod lock stays in the supervisor.
 func TestNoLeakedDescriptors(t *testing.T) {
 	t.Parallel()
-	got := lines(t, nil, App{Name: "app", Args: []string{"ls", "/proc/self/fd"}})
+	got := lines(t, nil, poddir.App{Name: "app", Args: []string{"ls", "/proc/self/fd"}})
 	if strings.Join(got, " ") != "0 1 2 3" { // 3 is ls's own directory
 		t.Errorf("app descriptors: %q", got)
 	}
@@ -84,46 +85,6 @@ func TestSupervisorArgs(t *testing.T) {
 	}
 }
 
-func TestValidate(t *testing.T) {
-	good := func() *Pod {
-		return &Pod{Net: "none", Apps: []App{{Name: "web", Dir: "apps/web", Args: []string{"sh"}}}}
-	}
-	if err := good().Validate(); err != nil {
-		t.Fatal(err)
-	}
-	for name, mod := range map[string]func(*Pod){
-		"net":       func(p *Pod) { p.Net, p.NetNS = "host", "/run/x" },
-		"no-apps":   func(p *Pod) { p.Apps = nil },
-		"name":      func(p *Pod) { p.Apps[0].Name = "../x" },
-		"duplicate": func(p *Pod) { p.Apps = append(p.Apps, p.Apps[0]) },
-		"no-args":   func(p *Pod) { p.Apps[0].Args = nil },
-		"dir":       func(p *Pod) { p.Apps[0].Dir = "../other" },
-		"abs-dir":   func(p *Pod) { p.Apps[0].Dir = "/etc" },
-		"mount":     func(p *Pod) { p.Apps[0].Mounts = []Mount{{Source: "rel", Target: "/x"}} },
-		"interactive": func(p *Pod) {
-			p.Interactive = true
-			p.Apps = append(p.Apps, App{Name: "b", Dir: "b", Args: []string{"x"}})
-		},
-	} {
-		p := good()
-		mod(p)
-		if err := p.Validate(); err == nil {
-			t.Errorf("%s: accepted", name)
-		}
-	}
-}
-
-func TestAppNames(t *testing.T) {
-	for name, ok := range map[string]bool{
-		"a": true, "web-1": true, "a.b_c": true, "0": true, strings.Repeat("a", 63): true,
-		"": false, "A": false, "-a": false, ".a": false, "a/b": false, "a b": false, strings.Repeat("a", 64): false,
-	} {
-		if validAppName(name) != ok {
-			t.Errorf("validAppName(%q) = %v", name, !ok)
-		}
-	}
-}
-
 func TestPodExitCode(t *testing.T) {
 	for _, tc := range []struct {
 		codes []int
@@ -141,13 +102,13 @@ func TestPodExitCode(t *testing.T) {
 
 func TestSupervisorFailsCleanly(t *testing.T) {
 	t.Parallel()
-	p := newPod(t, func(p *Pod) { p.Apps[0].Mounts = []Mount{{Source: "/no/such/source", Target: "/x"}} }, sh("app", "true"))
-	p.expect(p.run(), ExitRuntimeError)
+	p := newPod(t, func(p *poddir.Pod) { p.Apps[0].Mounts = []poddir.Mount{{Source: "/no/such/source", Target: "/x"}} }, sh("app", "true"))
+	p.expect(p.run(), poddir.ExitRuntimeError)
 	lines := strings.Split(strings.TrimSpace(p.stderr()), "\n")
 	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "karman: ") || !strings.Contains(last, "/no/such/source") {
 		t.Errorf("stderr = %q", p.stderr())
 	}
-	if got := strings.TrimSpace(readFile(t, p.dir+"/"+ExitFile)); got != "254" {
+	if got := strings.TrimSpace(readFile(t, p.dir+"/"+poddir.ExitFile)); got != "254" {
 		t.Errorf("state/exit = %q", got)
 	}
 }
@@ -193,7 +154,7 @@ func TestOutputPipeModes(t *testing.T) {
 				t.Errorf("the app's fd %d is non-blocking (flags %s)", i+1, f)
 			}
 		}
-		sup, _ := strconv.Atoi(strings.TrimSpace(readFile(t, p.dir+"/"+SupervisorPID)))
+		sup, _ := strconv.Atoi(strings.TrimSpace(readFile(t, p.dir+"/"+poddir.SupervisorPID)))
 		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", sup))
 		if err != nil {
 			t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/karman-project/karman/stage1/poddir"
 	"golang.org/x/sys/unix"
 )
 
@@ -60,7 +61,7 @@ func Stop(podDir string, force bool) error {
 		return fmt.Errorf("stop: %w", ErrNotRunning)
 	}
 	// The lock is held, so the supervisor that wrote this PID is alive.
-	b, rerr := os.ReadFile(filepath.Join(podDir, SupervisorPID))
+	b, rerr := os.ReadFile(filepath.Join(podDir, poddir.SupervisorPID))
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	if rerr != nil || pid <= 1 {
 		return fmt.Errorf("stop: the pod is starting and has no supervisor PID yet; try again")

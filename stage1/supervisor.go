@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/karman-project/karman/stage1/poddir"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,19 +27,19 @@ import (
 // records state and turns signals into requests to the init.
 type supervisor struct {
 	dir   string
-	pod   *Pod
+	pod   *poddir.Pod
 	log   *slog.Logger
 	debug bool
 
 	conn       *net.UnixConn // to the init
 	notify     string        // $NOTIFY_SOCKET, "" if unset
 	relay      *net.UnixConn // NotifySocket, when pod.NotifyApp
-	status     map[string]*AppStatus
+	status     map[string]*poddir.AppStatus
 	stopping   bool // a stop was asked for (handleSignals)
 	tees       sync.WaitGroup
-	cgroups    map[string]AppCgroup // by app; nil where pods get no cgroups
-	cgroupV2   bool                 // the host is cgroup v2 only (Cgroups.V2)
-	initCgroup []string             // Cgroups.Init
+	cgroups    map[string]poddir.AppCgroup // by app; nil where pods get no cgroups
+	cgroupV2   bool                        // the host is cgroup v2 only (Cgroups.V2)
+	initCgroup []string                    // Cgroups.Init
 	// finished: the pod's end is recorded (finish).
 	finished bool
 	settled  sync.Once
@@ -59,7 +60,7 @@ func supervisorMain(args []string) int {
 		debug:  f.debug,
 		log:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("pod", filepath.Base(f.podDir)),
 		notify: os.Getenv("NOTIFY_SOCKET"),
-		status: map[string]*AppStatus{},
+		status: map[string]*poddir.AppStatus{},
 	}
 	// The lock stays open for the supervisor's whole life, but neither it
 	// nor anything else the supervisor inherited may leak into the pod.
@@ -195,12 +196,12 @@ func (s *supervisor) path(rel string) string { return filepath.Join(s.dir, rel) 
 // start-up; the boot message then carries the log pipes as SCM_RIGHTS.
 func (s *supervisor) run() (int, error) {
 	start := time.Now()
-	pod, err := LoadPod(s.dir)
+	pod, err := poddir.Load(s.dir)
 	if err != nil {
 		return 0, err
 	}
 	s.pod = pod
-	if err := pod.runnable(); err != nil {
+	if err := pod.Runnable(); err != nil {
 		return 0, err
 	}
 	if err := s.loadCgroups(); err != nil {
@@ -246,7 +247,7 @@ func (s *supervisor) run() (int, error) {
 	proc := initProc{pid: f.pid, wait: waitPID(f.pid)}
 	s.log.Debug("init started", "pid", proc.pid, "elapsed", time.Since(start))
 	if err == nil {
-		err = writeFileAtomic(s.path(InitPID), []byte(strconv.Itoa(proc.pid)+"\n"))
+		err = poddir.WriteFileAtomic(s.path(poddir.InitPID), []byte(strconv.Itoa(proc.pid)+"\n"))
 	}
 	if err == nil {
 		err = s.boot(s.conn, logPipes)
@@ -374,17 +375,17 @@ func closeFiles(fs []*os.File) {
 // removes what a previous run may have left and records the supervisor's
 // PID.
 func prepareDir(dir string) error {
-	for _, d := range []string{AppsState, LogsDir, PodRoot} {
+	for _, d := range []string{poddir.AppsState, poddir.LogsDir, poddir.PodRoot} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return err
 		}
 	}
-	for _, f := range []string{Started, Finished, ExitFile, InitPID, CtlSocket, NotifySocket} {
+	for _, f := range []string{poddir.Started, poddir.Finished, poddir.ExitFile, poddir.InitPID, poddir.CtlSocket, poddir.NotifySocket} {
 		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}
-	return writeFileAtomic(filepath.Join(dir, SupervisorPID), []byte(strconv.Itoa(os.Getpid())+"\n"))
+	return poddir.WriteFileAtomic(filepath.Join(dir, poddir.SupervisorPID), []byte(strconv.Itoa(os.Getpid())+"\n"))
 }
 
 // initCmd is the command of the pod init, in its new namespaces, with the
@@ -398,7 +399,7 @@ func (s *supervisor) initCmd() (initCommand, *os.File, error) {
 		initSock.Close()
 		return initCommand{}, nil, err
 	}
-	return newInitCommand("/proc/self/exe", s.pod.ownNet(), s.cgroupV2, s.pod.Interactive, initSock), initSock, nil
+	return newInitCommand("/proc/self/exe", s.pod.OwnNet(), s.cgroupV2, s.pod.Interactive, initSock), initSock, nil
 }
 
 // initSocket makes the supervisor socket: the supervisor's end, which
@@ -429,7 +430,7 @@ type initCommand struct {
 	sys         *syscall.SysProcAttr
 }
 
-func newInitCommand(exe string, ownNet, cgroupV2, interactive bool, sock *os.File) initCommand {
+func newInitCommand(exe string, OwnNet, cgroupV2, interactive bool, sock *os.File) initCommand {
 	flags := unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC
 	if !cgroupV2 {
 		// On v2 each app gets a cgroup namespace of its own, rooted at
@@ -438,7 +439,7 @@ func newInitCommand(exe string, ownNet, cgroupV2, interactive bool, sock *os.Fil
 		// a cgroup outside the namespace is not).
 		flags |= unix.CLONE_NEWCGROUP
 	}
-	if ownNet {
+	if OwnNet {
 		flags |= unix.CLONE_NEWNET
 	}
 	// No Pdeathsig here: Go's check of the parent PID after
@@ -518,7 +519,7 @@ func (s *supervisor) serve(start time.Time) (code int, gotExit bool, initErr str
 			s.saveStatus(st)
 		case msgReady:
 			s.log.Debug("pod started", "elapsed", time.Since(start))
-			if err := writeFileAtomic(s.path(Started), []byte(time.Now().Format(time.RFC3339Nano)+"\n")); err != nil {
+			if err := poddir.WriteFileAtomic(s.path(poddir.Started), []byte(time.Now().Format(time.RFC3339Nano)+"\n")); err != nil {
 				s.log.Warn("recording start", "err", err)
 			}
 			if !s.pod.NotifyApp && s.notify != "" {
@@ -544,17 +545,17 @@ func (s *supervisor) settle() {
 	s.settled.Do(func() { openExeMaps().settle() })
 }
 
-func (s *supervisor) appStatus(name string) *AppStatus {
+func (s *supervisor) appStatus(name string) *poddir.AppStatus {
 	st := s.status[name]
 	if st == nil {
-		st = &AppStatus{Name: name}
+		st = &poddir.AppStatus{Name: name}
 		s.status[name] = st
 	}
 	return st
 }
 
-func (s *supervisor) saveStatus(st *AppStatus) {
-	if err := writeJSONAtomic(filepath.Join(s.dir, AppsState, st.Name+".json"), st); err != nil {
+func (s *supervisor) saveStatus(st *poddir.AppStatus) {
+	if err := poddir.WriteJSONAtomic(filepath.Join(s.dir, poddir.AppsState, st.Name+".json"), st); err != nil {
 		s.log.Warn("recording app status", "app", st.Name, "err", err)
 	}
 }
@@ -567,15 +568,15 @@ func (s *supervisor) finish(code int) {
 	if s.relay != nil {
 		s.relay.Close()
 	}
-	os.Remove(s.path(CtlSocket))
-	os.Remove(s.path(NotifySocket))
-	if _, err := os.Stat(s.path(StateDir)); err != nil {
+	os.Remove(s.path(poddir.CtlSocket))
+	os.Remove(s.path(poddir.NotifySocket))
+	if _, err := os.Stat(s.path(poddir.StateDir)); err != nil {
 		return // not even prepared
 	}
-	if err := writeFileAtomic(s.path(ExitFile), []byte(strconv.Itoa(code)+"\n")); err != nil {
+	if err := poddir.WriteFileAtomic(s.path(poddir.ExitFile), []byte(strconv.Itoa(code)+"\n")); err != nil {
 		s.log.Warn("recording exit status", "err", err)
 	}
-	if err := writeFileAtomic(s.path(Finished), []byte(time.Now().Format(time.RFC3339Nano)+"\n")); err != nil {
+	if err := poddir.WriteFileAtomic(s.path(poddir.Finished), []byte(time.Now().Format(time.RFC3339Nano)+"\n")); err != nil {
 		s.log.Warn("recording end", "err", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/karman-project/karman/stage1/poddir"
 	"github.com/karman-project/karman/tests/testenv"
 )
 
@@ -20,8 +21,8 @@ func TestCheckMountTarget(t *testing.T) {
 		"/proc/": true, "/data/../proc": true, "//dev//pts": true, "/x/../": true,
 		"/data": false, "/procfs": false, "/sys/fs/cgroup": false, "/device": false, "/etc/hosts": false, "/mnt/proc": false,
 	} {
-		err := CheckMountTarget(target)
-		if owned != errors.Is(err, ErrRuntimePath) {
+		err := poddir.CheckMountTarget(target)
+		if owned != errors.Is(err, poddir.ErrRuntimePath) {
 			t.Errorf("CheckMountTarget(%q) = %v, want refused %v", target, err, owned)
 		}
 		if err != nil && !strings.Contains(err.Error(), target) {
@@ -32,19 +33,19 @@ func TestCheckMountTarget(t *testing.T) {
 
 func TestMountCheck(t *testing.T) {
 	for _, tc := range []struct {
-		m    Mount
+		m    poddir.Mount
 		want string // "" when valid
 	}{
-		{Mount{Source: "/srv/vol/a", Target: "/a"}, ""},
-		{Mount{Source: "/srv/vol/a", Target: "/a", SourceRoot: "/srv/vol"}, ""},
-		{Mount{Source: "/srv/vol", Target: "/a", SourceRoot: "/srv/vol/"}, ""},
-		{Mount{Source: "/srv/x", Target: "/a", SourceRoot: "/"}, ""},
-		{Mount{Source: "rel", Target: "/a"}, "absolute"},
-		{Mount{Source: "/srv/vol/a", Target: "rel"}, "absolute"},
-		{Mount{Source: "/srv/volume", Target: "/a", SourceRoot: "/srv/vol"}, "leads out"},
-		{Mount{Source: "/srv/vol/../etc", Target: "/a", SourceRoot: "/srv/vol"}, "leads out"},
-		{Mount{Source: "/srv/vol/a", Target: "/a", SourceRoot: "srv/vol"}, "absolute"},
-		{Mount{Source: "/srv/vol/a", Target: "/proc/sys"}, "runtime mounts"},
+		{poddir.Mount{Source: "/srv/vol/a", Target: "/a"}, ""},
+		{poddir.Mount{Source: "/srv/vol/a", Target: "/a", SourceRoot: "/srv/vol"}, ""},
+		{poddir.Mount{Source: "/srv/vol", Target: "/a", SourceRoot: "/srv/vol/"}, ""},
+		{poddir.Mount{Source: "/srv/x", Target: "/a", SourceRoot: "/"}, ""},
+		{poddir.Mount{Source: "rel", Target: "/a"}, "absolute"},
+		{poddir.Mount{Source: "/srv/vol/a", Target: "rel"}, "absolute"},
+		{poddir.Mount{Source: "/srv/volume", Target: "/a", SourceRoot: "/srv/vol"}, "leads out"},
+		{poddir.Mount{Source: "/srv/vol/../etc", Target: "/a", SourceRoot: "/srv/vol"}, "leads out"},
+		{poddir.Mount{Source: "/srv/vol/a", Target: "/a", SourceRoot: "srv/vol"}, "absolute"},
+		{poddir.Mount{Source: "/srv/vol/a", Target: "/proc/sys"}, "runtime mounts"},
 	} {
 		err := tc.m.Check()
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
@@ -83,11 +84,11 @@ func TestOpenSourceBeneath(t *testing.T) {
 	dir, outside := volumeDir(t)
 	for rel, want := range map[string]error{
 		".": nil, "ok": nil, "ok/f": nil, "in/f": nil, "ok/../in/f": nil,
-		"abs": ErrOutsideRoot, "abs/etc": ErrOutsideRoot, "up": ErrOutsideRoot, "ok/../up/vol": ErrOutsideRoot,
-		"magic": ErrOutsideRoot, "out/f": ErrOutsideRoot, "missing": unix.ENOENT, "ok/f/x": unix.ENOTDIR,
+		"abs": poddir.ErrOutsideRoot, "abs/etc": poddir.ErrOutsideRoot, "up": poddir.ErrOutsideRoot, "ok/../up/vol": poddir.ErrOutsideRoot,
+		"magic": poddir.ErrOutsideRoot, "out/f": poddir.ErrOutsideRoot, "missing": unix.ENOENT, "ok/f/x": unix.ENOTDIR,
 	} {
 		src := filepath.Join(dir, rel)
-		fd, err := openSource(Mount{Source: src, Target: "/v", SourceRoot: dir})
+		fd, err := openSource(poddir.Mount{Source: src, Target: "/v", SourceRoot: dir})
 		if want == nil && err != nil || want != nil && !errors.Is(err, want) {
 			t.Errorf("%s: %v, want %v", rel, err, want)
 		}
@@ -99,13 +100,13 @@ func TestOpenSourceBeneath(t *testing.T) {
 		}
 		at, _ := os.Readlink(procFD(fd))
 		unix.Close(fd)
-		if _, ok := beneath(dir, at); !ok {
+		if _, ok := poddir.Beneath(dir, at); !ok {
 			t.Errorf("%s resolved to %s, outside %s", rel, at, dir)
 		}
 	}
 	// Without SourceRoot (a volume the host's root gave on the command
 	// line), symlinks are followed as the host does.
-	fd, err := openSource(Mount{Source: filepath.Join(dir, "out/f"), Target: "/v"})
+	fd, err := openSource(poddir.Mount{Source: filepath.Join(dir, "out/f"), Target: "/v"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +166,7 @@ func TestBindMountBeneath(t *testing.T) {
 	swap := func() error {
 		return unix.Renameat2(unix.AT_FDCWD, filepath.Join(dir, "sub"), unix.AT_FDCWD, filepath.Join(dir, "alt"), unix.RENAME_EXCHANGE)
 	}
-	m := Mount{Source: filepath.Join(dir, "sub/data"), Target: "/vol", SourceRoot: dir, ReadOnly: true}
+	m := poddir.Mount{Source: filepath.Join(dir, "sub/data"), Target: "/vol", SourceRoot: dir, ReadOnly: true}
 	inMountNamespace(t, func() {
 		r, err := openRoot(app)
 		if err != nil {
@@ -194,7 +195,7 @@ func TestBindMountBeneath(t *testing.T) {
 			t.Error(err)
 			return
 		}
-		if got, err := mountOnce(); !errors.Is(err, ErrOutsideRoot) {
+		if got, err := mountOnce(); !errors.Is(err, poddir.ErrOutsideRoot) {
 			t.Errorf("volume through a symlink to outside: saw %q, %v; want ErrOutsideRoot", got, err)
 		}
 		// Racing: another thread swaps them as fast as it can.
@@ -224,7 +225,7 @@ func TestBindMountBeneath(t *testing.T) {
 				mounted++
 			case err == nil:
 				t.Errorf("the volume showed %q: it was mounted from outside its root", got)
-			case errors.Is(err, ErrOutsideRoot), errors.Is(err, unix.ENOENT):
+			case errors.Is(err, poddir.ErrOutsideRoot), errors.Is(err, unix.ENOENT):
 				refused++
 			default:
 				t.Errorf("mount: %v", err)
@@ -262,7 +263,7 @@ func TestBindMountTargetInRoot(t *testing.T) {
 		}
 		defer r.close()
 		for target, lands := range map[string]string{"/abs/x": filepath.Join(host, "x"), "/up/" + top: "/" + top} {
-			if err := bindMount(r, Mount{Source: src, Target: target, SourceRoot: dir}); err != nil {
+			if err := bindMount(r, poddir.Mount{Source: src, Target: target, SourceRoot: dir}); err != nil {
 				t.Errorf("%s: %v", target, err)
 				continue
 			}
@@ -276,7 +277,7 @@ func TestBindMountTargetInRoot(t *testing.T) {
 			t.Errorf("a volume target was created on the host, in %s", host)
 		}
 		for _, target := range []string{"/toproc", "/todev/x", "/toproc/sys", "/proc/x", "/"} {
-			if err := bindMount(r, Mount{Source: src, Target: target, SourceRoot: dir}); !errors.Is(err, ErrRuntimePath) || !strings.Contains(err.Error(), target) {
+			if err := bindMount(r, poddir.Mount{Source: src, Target: target, SourceRoot: dir}); !errors.Is(err, poddir.ErrRuntimePath) || !strings.Contains(err.Error(), target) {
 				t.Errorf("%s: %v, want ErrRuntimePath naming it", target, err)
 			}
 		}

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/karman-project/karman/stage1"
+	"github.com/karman-project/karman/stage1/poddir"
 	"github.com/karman-project/karman/tests/pagecache"
 )
 
@@ -16,7 +16,7 @@ func TestPreparedPodIsOnDisk(t *testing.T) {
 	e := newPodEnv(t)
 	pagecache.RequireDiskBacked(t, e.dir)
 	uuid := strings.TrimSpace(mustSucceed(t, karman(t, e.dir, "prepare", e.image, "--exec", "/bin/true")).Stdout)
-	pagecache.RequireSynced(t, filepath.Join(e.dir, "pods", "prepared", uuid, stage1.PodFile))
+	pagecache.RequireSynced(t, filepath.Join(e.dir, "pods", "prepared", uuid, poddir.PodFile))
 	leases, _ := filepath.Glob(filepath.Join(e.dir, "images", "leases", "pod-"+uuid+"-*.json"))
 	if len(leases) != 1 {
 		t.Fatalf("leases of the prepared pod: %v, want one", leases)

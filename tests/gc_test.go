@@ -12,7 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/karman-project/karman/network"
-	"github.com/karman-project/karman/stage1"
+	"github.com/karman-project/karman/stage1/poddir"
 	"github.com/karman-project/karman/tests/leakcheck"
 	"github.com/karman-project/karman/tests/testenv"
 )
@@ -106,7 +106,7 @@ func TestGCMissingStateDir(t *testing.T) {
 	if dirs, _ := filepath.Glob("/sys/fs/cgroup/*/karman/" + uuid); len(dirs) == 0 {
 		t.Fatal("the killed pod left no cgroup: the test proves nothing")
 	}
-	if err := os.RemoveAll(filepath.Join(e.dir, "pods", "run", uuid, stage1.StateDir)); err != nil {
+	if err := os.RemoveAll(filepath.Join(e.dir, "pods", "run", uuid, poddir.StateDir)); err != nil {
 		t.Fatal(err)
 	}
 	r := mustSucceed(t, karman(t, e.dir, "gc", "--grace-period=0"))

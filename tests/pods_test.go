@@ -17,6 +17,7 @@ import (
 
 	"github.com/karman-project/karman/stage0"
 	"github.com/karman-project/karman/stage1"
+	"github.com/karman-project/karman/stage1/poddir"
 	"github.com/karman-project/karman/tests/testenv"
 	"github.com/karman-project/karman/tests/testimage"
 )
@@ -313,7 +314,7 @@ func TestEnter(t *testing.T) {
 func TestSupervisorKilled(t *testing.T) {
 	e := newPodEnv(t)
 	cmd, uuid := e.startPod(t, e.image, "--exec", "/bin/sleep", "--", "1000")
-	initPID, err := os.ReadFile(filepath.Join(e.dir, "pods", "run", uuid, stage1.InitPID))
+	initPID, err := os.ReadFile(filepath.Join(e.dir, "pods", "run", uuid, poddir.InitPID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -641,7 +642,7 @@ func TestPodsRunStage1Supervisor(t *testing.T) {
 			t.Cleanup(func() { karman(t, e.dir, "stop", "--force", uuid) })
 			podDir := filepath.Join(e.dir, "pods", "run", uuid)
 			pids := map[string]string{}
-			for _, f := range []string{stage1.SupervisorPID, stage1.InitPID} {
+			for _, f := range []string{poddir.SupervisorPID, poddir.InitPID} {
 				b, err := os.ReadFile(filepath.Join(podDir, f))
 				if err != nil {
 					t.Fatal(err)
@@ -656,12 +657,12 @@ func TestPodsRunStage1Supervisor(t *testing.T) {
 					t.Errorf("%s: process %s does not run with GOMAXPROCS=1 (%v)", f, pid, err)
 				}
 			}
-			if sup := pids[stage1.SupervisorPID]; runPID != 0 && sup != strconv.Itoa(runPID) {
+			if sup := pids[poddir.SupervisorPID]; runPID != 0 && sup != strconv.Itoa(runPID) {
 				t.Errorf("supervisor PID %s, want the PID of karman run, %d", sup, runPID)
 			}
-			st, _ := os.ReadFile("/proc/" + pids[stage1.InitPID] + "/status")
-			if !strings.Contains(string(st), "\nPPid:\t"+pids[stage1.SupervisorPID]+"\n") {
-				t.Errorf("the init %s is not the supervisor's child:\n%s", pids[stage1.InitPID], st)
+			st, _ := os.ReadFile("/proc/" + pids[poddir.InitPID] + "/status")
+			if !strings.Contains(string(st), "\nPPid:\t"+pids[poddir.SupervisorPID]+"\n") {
+				t.Errorf("the init %s is not the supervisor's child:\n%s", pids[poddir.InitPID], st)
 			}
 			mustSucceed(t, karman(t, e.dir, "stop", uuid))
 		})

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/karman-project/karman/agentapi"
-	"github.com/karman-project/karman/stage1"
+	"github.com/karman-project/karman/stage1/poddir"
 	"github.com/karman-project/karman/tests/pagecache"
 )
 
@@ -141,7 +141,7 @@ func TestPodSpecFromTask(t *testing.T) {
 		Resources: agentapi.TaskResources{CPUMillis: 100, MemoryBytes: 64 << 20, Pids: 10},
 		Volumes:   []agentapi.Volume{{Source: "/srv/vol/a/../b", Target: "/data", ReadOnly: true}}}, []string{"/other", "/srv/vol/"})
 	app := ps.Apps[0]
-	if want := (stage1.Mount{Source: "/srv/vol/b", Target: "/data", ReadOnly: true, SourceRoot: "/srv/vol"}); len(app.Mounts) != 1 || app.Mounts[0] != want {
+	if want := (poddir.Mount{Source: "/srv/vol/b", Target: "/data", ReadOnly: true, SourceRoot: "/srv/vol"}); len(app.Mounts) != 1 || app.Mounts[0] != want {
 		t.Errorf("mounts %+v, want %+v", app.Mounts, want)
 	}
 	if app.Exec != "/bin/sh" || strings.Join(app.Args, "|") != "-c|echo hi" || strings.Join(app.Env, ",") != "A=1,B=2" ||

@@ -17,6 +17,7 @@ import (
 	"github.com/karman-project/karman/network"
 	"github.com/karman-project/karman/stage0"
 	"github.com/karman-project/karman/stage1"
+	"github.com/karman-project/karman/stage1/poddir"
 )
 
 // LabelTask is the pod label that holds the task id.
@@ -157,7 +158,7 @@ func (a *Agent) validateVolume(v agentapi.Volume) []string {
 	if !filepath.IsAbs(v.Source) || !filepath.IsAbs(v.Target) {
 		return []string{fmt.Sprintf("volume %s:%s: both paths must be absolute", v.Source, v.Target)}
 	}
-	if err := (stage1.Mount{Source: v.Source, Target: v.Target}).Check(); err != nil {
+	if err := (poddir.Mount{Source: v.Source, Target: v.Target}).Check(); err != nil {
 		return []string{err.Error()}
 	}
 	if volumeRoot(a.cfg.VolumeDirs, v.Source) != "" {
@@ -204,8 +205,8 @@ func checkVolumes(id string, s agentapi.TaskSpec, dirs []string) error {
 }
 
 // taskResources are the limits of a task's pod.
-func taskResources(r agentapi.TaskResources) stage1.Resources {
-	return stage1.Resources{CPUMillis: r.CPUMillis, MemoryBytes: r.MemoryBytes, PidsLimit: r.Pids}
+func taskResources(r agentapi.TaskResources) poddir.Resources {
+	return poddir.Resources{CPUMillis: r.CPUMillis, MemoryBytes: r.MemoryBytes, PidsLimit: r.Pids}
 }
 
 // podSpec turns a valid task spec into the pod that runs it.
@@ -229,7 +230,7 @@ func podSpec(id string, s agentapi.TaskSpec, dirs []string) stage0.PodSpec {
 		app.Env = append(app.Env, k+"="+s.Env[k])
 	}
 	for _, v := range s.Volumes {
-		app.Mounts = append(app.Mounts, stage1.Mount{Source: filepath.Clean(v.Source), Target: v.Target, ReadOnly: v.ReadOnly,
+		app.Mounts = append(app.Mounts, poddir.Mount{Source: filepath.Clean(v.Source), Target: v.Target, ReadOnly: v.ReadOnly,
 			SourceRoot: volumeRoot(dirs, v.Source)})
 	}
 	labels := map[string]string{LabelTask: id}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/karman-project/karman/network"
 	"github.com/karman-project/karman/stage0"
-	"github.com/karman-project/karman/stage1"
+	"github.com/karman-project/karman/stage1/poddir"
 )
 
 // appFlags are the flags that may be given per app, after its image.
@@ -346,8 +346,8 @@ func newRunPreparedCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-// parseBytes reads a --memory size (stage1.ParseBytes).
-func parseBytes(s string) (int64, error) { return stage1.ParseBytes(s) }
+// parseBytes reads a --memory size (poddir.ParseBytes).
+func parseBytes(s string) (int64, error) { return poddir.ParseBytes(s) }
 
-// parseMillicores reads a --cpu amount (stage1.ParseMillicores).
-func parseMillicores(s string) (int64, error) { return stage1.ParseMillicores(s) }
+// parseMillicores reads a --cpu amount (poddir.ParseMillicores).
+func parseMillicores(s string) (int64, error) { return poddir.ParseMillicores(s) }

@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/karman-project/karman/stage0"
-	"github.com/karman-project/karman/stage1"
+	"github.com/karman-project/karman/stage1/poddir"
 )
 
 func TestParseApps(t *testing.T) {
@@ -22,7 +22,7 @@ func TestParseApps(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []stage0.AppSpec{
-		{Image: "oci:/a", User: "app", Env: []string{"ALL=1"}, Mounts: []stage1.Mount{{Source: "/h", Target: "/c", ReadOnly: true}}, Args: []string{"-c", "--- not a separator here"}},
+		{Image: "oci:/a", User: "app", Env: []string{"ALL=1"}, Mounts: []poddir.Mount{{Source: "/h", Target: "/c", ReadOnly: true}}, Args: []string{"-c", "--- not a separator here"}},
 		{Image: "oci:/b", Exec: "/bin/sh", Env: []string{"ALL=1"}},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -1,10 +1,12 @@
-package stage1
+package poddir
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/karman-project/karman/internal/atomicfile"
@@ -144,9 +146,9 @@ const (
 	AppsState = "state/apps"     // one AppStatus per app
 )
 
-// LoadPod reads dir/pod.json and checks it, once for every reader: its
+// Load reads dir/pod.json and checks it, once for every reader: its
 // interface version, and what stage1 relies on (Validate).
-func LoadPod(dir string) (*Pod, error) {
+func Load(dir string) (*Pod, error) {
 	b, err := os.ReadFile(filepath.Join(dir, PodFile))
 	if err != nil {
 		return nil, fmt.Errorf("pod manifest: %w", err)
@@ -164,16 +166,16 @@ func LoadPod(dir string) (*Pod, error) {
 	return &p, nil
 }
 
-// SavePod writes dir/pod.json atomically, without fsync: a pod that is
+// Save writes dir/pod.json atomically, without fsync: a pod that is
 // run at once does not outlive a reboot, and stage0 makes a prepared
 // pod's pod.json durable when it prepares it (docs/pods.md, "Durability").
-func SavePod(dir string, p *Pod) error {
+func Save(dir string, p *Pod) error {
 	p.Version = InterfaceVersion
 	b, err := json.MarshalIndent(p, "", "  ")
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, PodFile), b)
+	return WriteFileAtomic(filepath.Join(dir, PodFile), b)
 }
 
 // ReadAppStatus reads the recorded status of every app of p in dir.
@@ -188,16 +190,9 @@ func ReadAppStatus(dir string, p *Pod) []AppStatus {
 	return out
 }
 
-// writeFileAtomic replaces path with data, atomically but without
-// fsync: the pod directory's state files describe processes and cgroups
-// that a power loss ends anyway (docs/pods.md, "Durability").
-func writeFileAtomic(path string, data []byte) error {
-	return atomicfile.WriteFileNoSync(path, data, 0o644)
-}
-
-// ownNet says the pod's init gets a network namespace of its own, with
+// OwnNet says the pod's init gets a network namespace of its own, with
 // only loopback (net=none): not the host's, nor one that stage0 made.
-func (p *Pod) ownNet() bool { return p.Net != "host" && p.NetNS == "" }
+func (p *Pod) OwnNet() bool { return p.Net != "host" && p.NetNS == "" }
 
 // Paths stage1 adds inside a pod directory.
 const (
@@ -219,3 +214,101 @@ const (
 
 // DefaultStopTimeout is used when Pod.StopTimeout is not positive.
 const DefaultStopTimeout = 10 * time.Second
+
+// ValidAppName tells whether name may name an app: it names files and
+// directories in the pod. Lower-case letters, digits, '.', '_' and '-',
+// starting with a letter or digit, at most 63 bytes. (No regexp: package
+// initialisation runs in every karman process, the pod init included.)
+func ValidAppName(name string) bool {
+	if name == "" || len(name) > 63 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case i > 0 && (c == '.' || c == '_' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Validate checks what stage1 relies on, for Load: at least one app,
+// app names usable as file names and unique, a command for every app, no
+// network namespace of its own for a pod on the host's network, and a
+// single app for an interactive pod. (A prepared pod's networks are made
+// when it is run: Runnable says whether they are.)
+func (p *Pod) Validate() error {
+	if len(p.Apps) == 0 {
+		return errors.New("pod manifest lists no apps")
+	}
+	if p.Net == "host" && p.NetNS != "" {
+		return errors.New("a pod on the host's network has no network namespace of its own")
+	}
+	if p.Interactive && len(p.Apps) != 1 {
+		return errors.New("an interactive pod has exactly one app")
+	}
+	seen := map[string]bool{}
+	for _, a := range p.Apps {
+		if !ValidAppName(a.Name) {
+			return fmt.Errorf("app name %q: use lower-case letters, digits, '.', '_' and '-'", a.Name)
+		}
+		if seen[a.Name] {
+			return fmt.Errorf("two apps named %q", a.Name)
+		}
+		seen[a.Name] = true
+		if len(a.Args) == 0 || a.Args[0] == "" {
+			return fmt.Errorf("app %s has no command", a.Name)
+		}
+		if a.Dir == "" || strings.HasPrefix(a.Dir, "/") || strings.Contains("/"+a.Dir+"/", "/../") {
+			return fmt.Errorf("app %s: dir %q must be relative to the pod directory", a.Name, a.Dir)
+		}
+		for _, m := range a.Mounts {
+			if err := m.Check(); err != nil {
+				return fmt.Errorf("app %s: %w", a.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Runnable refuses to run a pod whose networks stage0 has not made (a
+// prepared pod not run through stage0): stage1 runs pods with net none,
+// host, or in the network namespace stage0 made (NetNS).
+func (p *Pod) Runnable() error {
+	switch {
+	case p.Net == "", p.Net == "none", p.Net == "host", p.NetNS != "":
+		return nil
+	}
+	return fmt.Errorf("pod %s: network %q is not made: stage1 runs pods with net none, host, or in a network namespace stage0 made; run it with `karman run-prepared`", p.UUID, p.Net)
+}
+
+// WriteFileAtomic replaces path with data, atomically but without
+// fsync: the pod directory's state files describe processes and cgroups
+// that a power loss ends anyway (docs/pods.md, "Durability").
+func WriteFileAtomic(path string, data []byte) error {
+	return atomicfile.WriteFileNoSync(path, data, 0o644)
+}
+
+// WriteJSONAtomic replaces path with v as JSON, as WriteFileAtomic.
+func WriteJSONAtomic(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(path, append(b, '\n'))
+}
+
+// ReadJSON reads the JSON file path into v.
+func ReadJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
