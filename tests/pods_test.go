@@ -665,6 +665,13 @@ func TestPodsRunStage1Supervisor(t *testing.T) {
 				t.Errorf("the init %s is not the supervisor's child:\n%s", pids[poddir.InitPID], st)
 			}
 			mustSucceed(t, karman(t, e.dir, "stop", uuid))
+			// The pod has ended once its supervisor released the lock (a
+			// detached one is no child of the test's to wait for).
+			for end := time.Now().Add(30 * time.Second); e.status(t, uuid).State == stage0.Running; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(end) {
+					t.Fatalf("pod %s still runs 30 s after stop", uuid)
+				}
+			}
 		})
 	}
 }
