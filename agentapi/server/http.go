@@ -16,7 +16,7 @@ import (
 
 	"github.com/karman-project/karman/agentapi"
 	"github.com/karman-project/karman/internal/strictjson"
-	"github.com/karman-project/karman/stage1"
+	"github.com/karman-project/karman/stage1/poddir"
 )
 
 // maxBody bounds request bodies.
@@ -254,9 +254,9 @@ func decode(r *http.Request, v any, optional bool) error {
 // fieldRanges are the valid values of the request fields whose range a
 // type error should repeat (a fraction, or a number too big for 64 bits).
 var fieldRanges = map[string]string{
-	"resources.cpuMillis":   fmt.Sprintf("use %d to %d millicores, or 0 for no limit", stage1.MinCPUMillis, stage1.MaxCPUMillis),
-	"resources.memoryBytes": fmt.Sprintf("use %d to %d bytes, a multiple of the page, or 0 for no limit", stage1.MinMemoryBytes, stage1.MaxMemoryBytes),
-	"resources.pids":        fmt.Sprintf("use 1 to %d, or 0 for no limit", stage1.MaxPidsLimit),
+	"resources.cpuMillis":   fmt.Sprintf("use %d to %d millicores, or 0 for no limit", poddir.MinCPUMillis, poddir.MaxCPUMillis),
+	"resources.memoryBytes": fmt.Sprintf("use %d to %d bytes, a multiple of the page, or 0 for no limit", poddir.MinMemoryBytes, poddir.MaxMemoryBytes),
+	"resources.pids":        fmt.Sprintf("use 1 to %d, or 0 for no limit", poddir.MaxPidsLimit),
 }
 
 // typeProblem says which field of a body has a value of the wrong type,
