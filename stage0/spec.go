@@ -9,7 +9,6 @@ import (
 
 	"github.com/karman-project/karman/isolators"
 	"github.com/karman-project/karman/network"
-	"github.com/karman-project/karman/stage1"
 	"github.com/karman-project/karman/stage1/poddir"
 )
 
@@ -246,14 +245,14 @@ func defaultAppName(img string) string {
 }
 
 // checkVolumes resolves every volume's source as the pod's init will
-// (stage1.CheckSource), so that a missing one, or one that leads out of
+// (poddir.CheckSource), so that a missing one, or one that leads out of
 // its SourceRoot, is refused before anything is made. The init resolves
 // each again when it mounts it.
 func checkVolumes(spec PodSpec) error {
 	var errs []error
 	for _, a := range spec.Apps {
 		for _, m := range a.Mounts {
-			if err := stage1.CheckSource(m); err != nil {
+			if err := poddir.CheckSource(m); err != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -1,7 +1,21 @@
-// Package stage1 is the pod supervisor and the pod's init: namespaces,
-// root filesystem, mounts, starting the apps, reaping, exit status and
-// teardown. Both run from karman-stage1 (cmd/karman-stage1), whose main
-// dispatches the entrypoints below from its multicall table.
+// Package stage1 is how stage0 hands a pod to its supervisor and talks to
+// it while it runs: Binary finds karman-stage1, Launch starts the
+// supervisor on a prepared pod directory, Stop and Enter use the running
+// pod's control socket. The programs are its subpackages, run from
+// karman-stage1 (cmd/karman-stage1), whose main dispatches them from its
+// multicall table:
+//
+//   - poddir: the contract with stage0, types, paths and checks only
+//     (pod.json, the state files, the interface version, the command
+//     lines);
+//   - supervisor: the pod supervisor (__stage1-run);
+//   - podinit: the pod's init (__stage1-init) and the exec shim
+//     (__stage1-exec);
+//   - internal/wire: what those three say to each other; internal/trim:
+//     the memory trim of the two long-lived processes.
+//
+// This overview is the whole of stage1: namespaces, root filesystem,
+// mounts, starting the apps, reaping, exit status and teardown.
 //
 // # Interface (version 2, poddir.InterfaceVersion)
 //
@@ -10,11 +24,11 @@
 // namespace when it has networks), opens the directory, takes
 // flock(LOCK_EX) on it, makes the pod's cgroups (recording their path in
 // state/cgroup first, and what stage1 needs of them in state/cgroups.json,
-// see Cgroups) and calls Launch, which starts
+// see poddir.Cgroups) and calls Launch, which starts
 //
 //	karman-stage1 __stage1-run [--debug] [--lock-fd=N] PODDIR
 //
-// (BinaryName, found by Binary beside the karman binary or through
+// (poddir.BinaryName, found by Binary beside the karman binary or through
 // $KARMAN_STAGE1; a missing one is an error, ErrNoBinary, before any of
 // the pod is made). In the foreground Launch execs it in the calling
 // process: the PID a shell or systemd started is the supervisor, and the
@@ -48,9 +62,9 @@
 // directory appended, or, without one, unmounts and removes Pod.NetNS
 // itself. stage1 imports no network code.
 //
-// The hidden entrypoints are "__stage1-run" (CmdRun, the supervisor),
-// "__stage1-init" (CmdInit, the pod init, which takes no arguments) and
-// "__stage1-exec" (CmdExec, the exec shim, execshim.go: apps with a
+// The hidden entrypoints are "__stage1-run" (poddir.CmdRun, the supervisor),
+// "__stage1-init" (poddir.CmdInit, the pod init, which takes no arguments) and
+// "__stage1-exec" (poddir.CmdExec, the exec shim: apps with a
 // seccomp filter of their own, and every confined app on cgroup v2, start
 // through it). No package init() of stage1 changes the process: the main
 // of karman-stage1 locks its main goroutine to the main thread, which the
@@ -68,8 +82,8 @@
 //	    ├── orphans of the apps      re-parented to the init, reaped by it
 //	    └── enter sessions           spawned by the init on request
 //
-// The supervisor reads pod.json and forks the init at once (forkInit, the
-// one place that does): from a goroutine locked to its thread, which
+// The supervisor reads pod.json and forks the init at once (forkInit in
+// package supervisor, the one place that does): from a goroutine locked to its thread, which
 // joins the pod's own v1 cpu cgroups (Cgroups.Init) and Pod.NetNS with
 // setns, forks /proc/self/exe with SysProcAttr.Cloneflags (no
 // CLONE_NEWNET then) and returns to the host's network namespace. The
@@ -85,7 +99,7 @@
 // directly).
 //
 // The two talk over a SOCK_SEQPACKET socket pair, the init's fd 3, one
-// JSON message per packet (protocol.go): the boot message (pod directory,
+// JSON message per packet (package internal/wire): the boot message (pod directory,
 // debug flag, and the write ends of each app's stdout and stderr pipes as
 // SCM_RIGHTS) and the apps' cgroup files go down (descriptors beyond the
 // 253 a packet carries follow in "fds" packets, so a pod may have any
@@ -115,7 +129,7 @@
 // /dev/shm; /dev/mqueue; the /proc/self/fd links), a read-only sysfs (the
 // host's /sys bound read-only if a pod in the host's network namespace may
 // not mount one), /etc/hostname, /etc/hosts and /etc/resolv.conf, and the
-// app's volumes (volume.go: the source resolved beneath Mount.SourceRoot
+// app's volumes (podinit/volume.go: the source resolved beneath Mount.SourceRoot
 // when set, the target refused when it is the runtime's, the two joined by
 // descriptor with open_tree and move_mount, read-only before attaching
 // when asked). Every path inside an app is resolved with
@@ -209,6 +223,6 @@
 //
 // After the start the supervisor and the init give back the pages of the
 // binary's read-only mappings that start-up touched and free heap pages
-// (trimMemory). Both run without allocation sampling, and their
+// (package internal/trim). Both run without allocation sampling, and their
 // long-lived buffers are small (maxPacket, teeBuffer). See docs/pods.md for what a pod costs.
 package stage1

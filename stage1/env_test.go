@@ -138,7 +138,7 @@ func TestEtcSymlinkStaysInside(t *testing.T) {
 func TestProcAndPID1(t *testing.T) {
 	t.Parallel()
 	got := lines(t, nil, sh("app", "tr '\\0' ' ' < /proc/1/cmdline; echo; grep -c . /proc/self/status >/dev/null && echo proc-ok; ls /proc | grep -c '^[0-9]'"))
-	if len(got) != 3 || !strings.Contains(got[0], CmdInit) || got[1] != "proc-ok" {
+	if len(got) != 3 || !strings.Contains(got[0], poddir.CmdInit) || got[1] != "proc-ok" {
 		t.Errorf("got %q", got)
 	}
 	// Only the init, the shell and ls (and grep) in the pod's PID namespace.

@@ -26,6 +26,8 @@ import (
 	"github.com/karman-project/karman/image/store"
 	"github.com/karman-project/karman/internal/multicall"
 	"github.com/karman-project/karman/stage1/poddir"
+	"github.com/karman-project/karman/stage1/podinit"
+	"github.com/karman-project/karman/stage1/supervisor"
 	"github.com/karman-project/karman/tests/testenv"
 	"github.com/karman-project/karman/tests/testimage"
 )
@@ -42,9 +44,9 @@ const (
 func TestMain(m *testing.M) {
 	// The test binary doubles as karman-stage1 (its re-executions of
 	// /proc/self/exe land here) and, like it, keeps its main goroutine on
-	// the main thread (see SupervisorMain).
+	// the main thread (see cmd/karman-stage1).
 	runtime.LockOSThread()
-	multicall.Table{CmdRun: SupervisorMain, CmdInit: InitMain, CmdExec: ExecShimMain}.Dispatch(os.Args)
+	multicall.Table{poddir.CmdRun: supervisor.Main, poddir.CmdInit: podinit.Main, poddir.CmdExec: podinit.ExecShimMain}.Dispatch(os.Args)
 	if dir := os.Getenv(launchTestEnv); dir != "" {
 		os.Exit(launchLikeStage0(dir, os.Getenv(launchModeEnv) == "detached"))
 	}
@@ -248,8 +250,8 @@ func (p *testPod) startWith(stdin *os.File, env ...string) {
 		p.cmd = exec.Command("/proc/self/exe")
 		env = append(env, launchTestEnv+"="+p.dir)
 	} else {
-		p.cmd = exec.Command("/proc/self/exe", supervisorArgs(p.dir, 3, true)[1:]...)
-		p.cmd.Args[0] = BinaryName
+		p.cmd = exec.Command("/proc/self/exe", poddir.SupervisorArgs(p.dir, 3, true)[1:]...)
+		p.cmd.Args[0] = poddir.BinaryName
 		p.cmd.ExtraFiles = []*os.File{lock}
 	}
 	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = stdin, stdout, stderr

@@ -6,47 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/karman-project/karman/internal/exe"
-	"github.com/karman-project/karman/internal/multicall"
+	"github.com/karman-project/karman/stage1/poddir"
 )
-
-// The hidden entrypoints of karman-stage1, for the multicall table of its
-// main. Their command lines are part of the stage0 -> stage1 interface
-// (InterfaceVersion).
-const (
-	// CmdRun is the supervisor: karman-stage1 __stage1-run [--debug]
-	// [--lock-fd=N] PODDIR.
-	CmdRun = "__stage1-run"
-	// CmdInit is the pod's init, forked by the supervisor in new
-	// namespaces. It takes no arguments: its bootstrap data arrives on
-	// fd 3.
-	CmdInit = "__stage1-init"
-	// CmdExec is the exec shim (execshim.go), exec'd by the init for the
-	// apps that need it.
-	CmdExec = cmdExec
-)
-
-// SupervisorMain, InitMain and ExecShimMain are the entrypoints CmdRun,
-// CmdInit and CmdExec. Their process must keep its main goroutine on the
-// main thread (runtime.LockOSThread first in main): the supervisor forks
-// the init, and the init each app, from goroutines that change their
-// thread's namespaces or cgroup and may end locked to it, which the Go
-// runtime can do with any thread but the main one.
-var (
-	SupervisorMain multicall.Entrypoint = supervisorMain
-	InitMain       multicall.Entrypoint = initMain
-	ExecShimMain   multicall.Entrypoint = execShimMain
-)
-
-// BinaryName is the stage1 binary's file name: the supervisor and the pod
-// init, without the CLI, the image store or the cgroup library.
-const BinaryName = "karman-stage1"
 
 // ErrNoBinary is the error class of a stage1 binary that is not there.
 var ErrNoBinary = errors.New("no stage1 binary")
@@ -59,13 +26,13 @@ func Binary() (string, error) {
 	p := os.Getenv("KARMAN_STAGE1")
 	if p == "" {
 		var ok bool
-		if p, ok = exe.Beside(BinaryName); !ok {
-			return "", fmt.Errorf("%w: %s is not there (nor is $KARMAN_STAGE1 set): install karman, karman-full and %s side by side (`make install`), or set KARMAN_STAGE1 to the %s built with karman", ErrNoBinary, p, BinaryName, BinaryName)
+		if p, ok = exe.Beside(poddir.BinaryName); !ok {
+			return "", fmt.Errorf("%w: %s is not there (nor is $KARMAN_STAGE1 set): install karman, karman-full and %s side by side (`make install`), or set KARMAN_STAGE1 to the %s built with karman", ErrNoBinary, p, poddir.BinaryName, poddir.BinaryName)
 		}
 	}
 	abs, err := exe.Trusted(p)
 	if err != nil {
-		return "", fmt.Errorf("stage1 binary: %w: refusing to run pods with it (set KARMAN_STAGE1 to the %s built beside karman)", err, BinaryName)
+		return "", fmt.Errorf("stage1 binary: %w: refusing to run pods with it (set KARMAN_STAGE1 to the %s built beside karman)", err, poddir.BinaryName)
 	}
 	return abs, nil
 }
@@ -111,7 +78,7 @@ func Launch(podDir string, lock *os.File, o LaunchOptions) (*exec.Cmd, error) {
 	if o.Detach {
 		cmd := &exec.Cmd{
 			Path:        o.Binary,
-			Args:        supervisorArgs(abs, 3, o.Debug),
+			Args:        poddir.SupervisorArgs(abs, 3, o.Debug),
 			Env:         stage1Env(),
 			ExtraFiles:  []*os.File{lock},
 			SysProcAttr: &syscall.SysProcAttr{Setsid: true},
@@ -125,54 +92,9 @@ func Launch(podDir string, lock *os.File, o LaunchOptions) (*exec.Cmd, error) {
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
 		return nil, fmt.Errorf("stage1: pass the pod lock: %w", err)
 	}
-	err = syscall.Exec(o.Binary, supervisorArgs(abs, fd, o.Debug), stage1Env())
+	err = syscall.Exec(o.Binary, poddir.SupervisorArgs(abs, fd, o.Debug), stage1Env())
 	unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
 	return nil, fmt.Errorf("stage1: exec the supervisor %s: %w", o.Binary, err)
-}
-
-// supervisorArgs is the supervisor's command line.
-func supervisorArgs(podDir string, lockFD int, debug bool) []string {
-	args := []string{BinaryName, CmdRun}
-	if debug {
-		args = append(args, "--debug")
-	}
-	if lockFD != 3 {
-		args = append(args, "--lock-fd="+strconv.Itoa(lockFD))
-	}
-	return append(args, podDir)
-}
-
-// supervisorFlags are the supervisor's arguments (after CmdRun).
-type supervisorFlags struct {
-	podDir string
-	lockFD int
-	debug  bool
-}
-
-func parseSupervisorArgs(args []string) (supervisorFlags, error) {
-	f := supervisorFlags{lockFD: 3}
-	for _, a := range args {
-		switch {
-		case a == "--debug":
-			f.debug = true
-		case strings.HasPrefix(a, "--lock-fd="):
-			n, err := strconv.Atoi(strings.TrimPrefix(a, "--lock-fd="))
-			if err != nil || n < 3 {
-				return f, fmt.Errorf("bad %s", a)
-			}
-			f.lockFD = n
-		case strings.HasPrefix(a, "-"):
-			return f, fmt.Errorf("unknown flag %s", a)
-		case f.podDir != "":
-			return f, fmt.Errorf("unexpected argument %q", a)
-		default:
-			f.podDir = a
-		}
-	}
-	if f.podDir == "" {
-		return f, fmt.Errorf("usage: %s %s [--debug] [--lock-fd=N] PODDIR", BinaryName, CmdRun)
-	}
-	return f, nil
 }
 
 // stage1Env is the environment of the supervisor and, but for
@@ -190,6 +112,3 @@ func stage1Env() []string {
 	}
 	return append(env, "GOMAXPROCS=1")
 }
-
-// fail prints the one-line runtime error and returns its status.
-func fail(err error) int { return multicall.Fail(os.Stderr, err) }

@@ -95,7 +95,7 @@ func TestNotifyApp(t *testing.T) {
 		p.signal(unix.SIGTERM)
 		seen = append(seen, expectNotify(t, ch, "STOPPING=1")...)
 		p.expect(p.wait(), 143)
-		if got := strings.Split(p.log("app"), "\n")[0]; got != appNotifySocket {
+		if got := strings.Split(p.log("app"), "\n")[0]; got != poddir.AppNotifySocket {
 			t.Errorf("NOTIFY_SOCKET in the app = %q", got)
 		}
 		for _, m := range seen {

@@ -3,7 +3,6 @@ package stage1
 import (
 	"fmt"
 	"os"
-	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -63,40 +62,6 @@ func TestNoLeakedDescriptors(t *testing.T) {
 	got := lines(t, nil, poddir.App{Name: "app", Args: []string{"ls", "/proc/self/fd"}})
 	if strings.Join(got, " ") != "0 1 2 3" { // 3 is ls's own directory
 		t.Errorf("app descriptors: %q", got)
-	}
-}
-
-func TestSupervisorArgs(t *testing.T) {
-	for _, tc := range []struct {
-		debug bool
-		fd    int
-	}{{false, 3}, {true, 7}} {
-		args := supervisorArgs("/pods/x", tc.fd, tc.debug)
-		f, err := parseSupervisorArgs(args[2:])
-		if err != nil || !reflect.DeepEqual(f, supervisorFlags{podDir: "/pods/x", lockFD: tc.fd, debug: tc.debug}) {
-			t.Errorf("%q parsed as %+v, %v", args, f, err)
-		}
-	}
-	for _, bad := range [][]string{{}, {"--lock-fd=x", "/p"}, {"--lock-fd=1", "/p"}, {"--nope", "/p"}, {"/p", "/q"},
-		{"--init=42,9", "/p"}, {"--resumed", "/p"}} {
-		if _, err := parseSupervisorArgs(bad); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}
-
-func TestPodExitCode(t *testing.T) {
-	for _, tc := range []struct {
-		codes []int
-		want  int
-	}{{[]int{0}, 0}, {[]int{7}, 7}, {[]int{0, 0, 0}, 0}, {[]int{0, 3, 5}, 3}, {[]int{137, 0}, 137}} {
-		var apps []*appProc
-		for _, c := range tc.codes {
-			apps = append(apps, &appProc{code: c, exited: true})
-		}
-		if got := podExitCode(apps); got != tc.want {
-			t.Errorf("%v: %d, want %d", tc.codes, got, tc.want)
-		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/karman-project/karman/stage1/internal/wire"
 	"github.com/karman-project/karman/stage1/poddir"
 	"golang.org/x/sys/unix"
 )
@@ -29,7 +30,7 @@ func Stop(podDir string, force bool) error {
 	if err == nil {
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(30 * time.Second))
-		req, _ := json.Marshal(&ctlRequest{Op: "stop", Force: force})
+		req, _ := json.Marshal(&wire.CtlRequest{Op: "stop", Force: force})
 		if _, err := c.Write(req); err != nil {
 			return fmt.Errorf("stop: %w", err)
 		}
@@ -41,7 +42,7 @@ func Stop(podDir string, force bool) error {
 		if err != nil {
 			return fmt.Errorf("stop: %w", err)
 		}
-		var r ctlReply
+		var r wire.CtlReply
 		if err := json.Unmarshal(buf[:n], &r); err != nil {
 			return fmt.Errorf("stop: bad reply: %w", err)
 		}

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/karman-project/karman/stage0"
-	"github.com/karman-project/karman/stage1"
 	"github.com/karman-project/karman/stage1/poddir"
 	"github.com/karman-project/karman/tests/testenv"
 	"github.com/karman-project/karman/tests/testimage"
@@ -603,7 +602,7 @@ cat /proc/sys/kernel/hostname >/dev/null && echo sysctl=readable`))
 // of a pod carries the CLI, the image store or the cgroup library.
 func TestPodsRunStage1Supervisor(t *testing.T) {
 	e := newPodEnv(t)
-	want := filepath.Join(filepath.Dir(testenv.Binary(t)), stage1.BinaryName)
+	want := filepath.Join(filepath.Dir(testenv.Binary(t)), poddir.BinaryName)
 	sock := filepath.Join(t.TempDir(), "notify.sock")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
@@ -698,9 +697,9 @@ func TestMissingStage1Binary(t *testing.T) {
 	cmd.Run()
 	msg := strings.TrimSpace(stderr.String())
 	if code := cmd.ProcessState.ExitCode(); code != 254 || strings.Contains(msg, "\n") || stdout.Len() > 0 {
-		t.Fatalf("run without %s: exit %d, stdout %q, stderr %q; want 254 and one line", stage1.BinaryName, code, stdout.String(), msg)
+		t.Fatalf("run without %s: exit %d, stdout %q, stderr %q; want 254 and one line", poddir.BinaryName, code, stdout.String(), msg)
 	}
-	for _, want := range []string{"karman: ", filepath.Join(dir, stage1.BinaryName), "make install", "KARMAN_STAGE1"} {
+	for _, want := range []string{"karman: ", filepath.Join(dir, poddir.BinaryName), "make install", "KARMAN_STAGE1"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("the error %q does not say %q", msg, want)
 		}
@@ -718,7 +717,7 @@ func TestMissingStage1Binary(t *testing.T) {
 func TestBadStage1Binary(t *testing.T) {
 	e := newPodEnv(t)
 	writable := filepath.Join(t.TempDir(), "stage1")
-	b, err := os.ReadFile(filepath.Join(filepath.Dir(testenv.Binary(t)), stage1.BinaryName))
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(testenv.Binary(t)), poddir.BinaryName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -740,10 +739,10 @@ func TestBadStage1Binary(t *testing.T) {
 	}
 }
 
-// TestInitSetupFailureIsReported: the init mounts the pod while the
-// supervisor starts (stage0 hands it the pod directory first); when that
-// fails, here because a volume's source vanished between prepare and
-// run-prepared, karman says why, exits 254 and leaves no mount behind.
+// TestInitSetupFailureIsReported: when the init fails to mount the pod,
+// here because a volume's source vanished between prepare and
+// run-prepared, karman says why (the init's report, through the
+// supervisor), exits 254 and leaves no mount behind.
 func TestInitSetupFailureIsReported(t *testing.T) {
 	e := newPodEnv(t)
 	vol := filepath.Join(t.TempDir(), "vol")
@@ -777,7 +776,7 @@ func TestLeanKarmanWithoutFull(t *testing.T) {
 		testenv.Missing(t, "a lean karman under test with karman-full beside it ("+bin+" has none)", "make build; KARMAN_BINARY=$PWD/bin/karman, as make test sets")
 	}
 	dir := t.TempDir()
-	for _, name := range []string{"karman", stage1.BinaryName} {
+	for _, name := range []string{"karman", poddir.BinaryName} {
 		b, err := os.ReadFile(filepath.Join(filepath.Dir(bin), name))
 		if err != nil {
 			t.Fatal(err)

@@ -16,7 +16,6 @@ import (
 	"github.com/karman-project/karman/agentapi"
 	"github.com/karman-project/karman/network"
 	"github.com/karman-project/karman/stage0"
-	"github.com/karman-project/karman/stage1"
 	"github.com/karman-project/karman/stage1/poddir"
 )
 
@@ -186,7 +185,7 @@ func volumeRoot(dirs []string, src string) string {
 }
 
 // checkVolumes resolves every volume's source beneath its volume
-// directory, as the pod's init will (stage1.CheckSource): a source that is
+// directory, as the pod's init will (poddir.CheckSource): a source that is
 // missing, or that a symlink or ".." leads out of its directory, is
 // refused before a pod is made (ErrLaunch: 422). The init resolves it
 // again, by descriptor, so a change after this check cannot lead out
@@ -194,7 +193,7 @@ func volumeRoot(dirs []string, src string) string {
 func checkVolumes(id string, s agentapi.TaskSpec, dirs []string) error {
 	var errs []error
 	for _, m := range podSpec(id, s, dirs).Apps[0].Mounts {
-		if err := stage1.CheckSource(m); err != nil {
+		if err := poddir.CheckSource(m); err != nil {
 			errs = append(errs, err)
 		}
 	}

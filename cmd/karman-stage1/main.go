@@ -13,7 +13,9 @@ import (
 	"runtime"
 
 	"github.com/karman-project/karman/internal/multicall"
-	"github.com/karman-project/karman/stage1"
+	"github.com/karman-project/karman/stage1/poddir"
+	"github.com/karman-project/karman/stage1/podinit"
+	"github.com/karman-project/karman/stage1/supervisor"
 )
 
 func main() {
@@ -26,9 +28,9 @@ func main() {
 	// No allocation sampling: its hash table costs pages in every pod.
 	runtime.MemProfileRate = 0
 	multicall.Table{
-		stage1.CmdRun:  stage1.SupervisorMain,
-		stage1.CmdInit: stage1.InitMain,
-		stage1.CmdExec: stage1.ExecShimMain,
+		poddir.CmdRun:  supervisor.Main,
+		poddir.CmdInit: podinit.Main,
+		poddir.CmdExec: podinit.ExecShimMain,
 	}.Dispatch(os.Args)
 	fmt.Fprintln(os.Stderr, "karman-stage1: this is karman's pod supervisor, started by `karman run`; run karman instead")
 	os.Exit(multicall.ExitRuntimeError)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"path"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // What a volume may be (Mount) is checked here, on its face, by every
@@ -94,4 +96,53 @@ func Beneath(root, p string) (string, bool) {
 		return p[len(root)+1:], true
 	}
 	return "", false
+}
+
+// CheckSource resolves m's source as the init will and reports why it
+// cannot be mounted: missing, or leading out of SourceRoot (ErrOutsideRoot).
+func CheckSource(m Mount) error {
+	fd, err := OpenSource(m)
+	if err != nil {
+		return err
+	}
+	unix.Close(fd)
+	return nil
+}
+
+// OpenSource returns an O_PATH descriptor of m's source: below
+// SourceRoot, without following anything out of it, when that is set; as
+// the host resolves it otherwise (a volume given on karman's command line
+// by the host's root).
+func OpenSource(m Mount) (int, error) {
+	if m.SourceRoot == "" {
+		fd, err := unix.Open(m.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return -1, fmt.Errorf("volume source %s: %w", m.Source, err)
+		}
+		return fd, nil
+	}
+	rel, ok := Beneath(m.SourceRoot, m.Source)
+	if !ok {
+		return -1, fmt.Errorf("volume source %s: %w %s", m.Source, ErrOutsideRoot, m.SourceRoot)
+	}
+	dir, err := unix.Open(m.SourceRoot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("volume directory %s: %w", m.SourceRoot, err)
+	}
+	defer unix.Close(dir)
+	how := &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS}
+	for range 16 {
+		fd, err := unix.Openat2(dir, rel, how)
+		switch {
+		case err == nil:
+			return fd, nil
+		case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR):
+			continue // a concurrent rename; try again
+		case errors.Is(err, unix.EXDEV):
+			return -1, fmt.Errorf("volume source %s: %w %s (a symlink or '..' in it points outside)", m.Source, ErrOutsideRoot, m.SourceRoot)
+		default:
+			return -1, fmt.Errorf("volume source %s: %w", m.Source, err)
+		}
+	}
+	return -1, fmt.Errorf("volume source %s: %w", m.Source, unix.EAGAIN)
 }

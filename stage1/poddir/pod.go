@@ -199,6 +199,9 @@ const (
 	SupervisorPID = "state/supervisor.pid" // the supervisor, host PID namespace
 	CtlSocket     = "state/ctl.sock"       // the init's control socket: enter and stop
 	NotifySocket  = "state/notify.sock"    // relay to $NOTIFY_SOCKET when NotifyApp
+	// AppNotifySocket is where an app finds that relay, inside its root
+	// ($NOTIFY_SOCKET in its environment).
+	AppNotifySocket = "/run/notify.sock"
 	// PodRoot is an empty directory on the host. Inside the pod's mount
 	// namespace the init mounts the pod's root tmpfs on it, mounts each
 	// app's rootfs at apps/<name> below it and pivots into it.

@@ -1,4 +1,4 @@
-package stage1
+package podinit
 
 import (
 	"errors"
@@ -11,14 +11,12 @@ import (
 
 	"github.com/karman-project/karman/image/overlay"
 	"github.com/karman-project/karman/isolators"
+	"github.com/karman-project/karman/stage1/internal/wire"
 	"github.com/karman-project/karman/stage1/poddir"
 )
 
 // appsDir holds the apps' roots inside the pod root: /apps/<name>.
 const appsDir = "/apps"
-
-// appNotifySocket is where an app finds the notify relay (NotifyApp).
-const appNotifySocket = "/run/notify.sock"
 
 // setup builds the pod's world, in the init's new mount namespace:
 // private mounts, host name, loopback, the control socket, a tmpfs root
@@ -110,7 +108,7 @@ func (in *podInit) listenCtl() error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	return withSocketPath(path, func(p string) error {
+	return wire.WithSocketPath(path, func(p string) error {
 		l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: p, Net: "unixpacket"})
 		if err != nil {
 			return fmt.Errorf("control socket: %w", err)
@@ -185,7 +183,7 @@ func (in *podInit) mountApp(a *poddir.App, target string, netns bool) error {
 		}
 	}
 	if in.notify {
-		if err := r.mount(filepath.Join(in.dir, poddir.NotifySocket), appNotifySocket, "", unix.MS_BIND, "", true); err != nil {
+		if err := r.mount(filepath.Join(in.dir, poddir.NotifySocket), poddir.AppNotifySocket, "", unix.MS_BIND, "", true); err != nil {
 			return fmt.Errorf("notify socket: %w", err)
 		}
 	}
@@ -293,10 +291,4 @@ func loopbackUp() error {
 		return fmt.Errorf("loopback up: %w", err)
 	}
 	return nil
-}
-
-// isTerminal tells whether fd is a terminal.
-func isTerminal(fd int) bool {
-	_, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-	return err == nil
 }

@@ -1,4 +1,4 @@
-package stage1
+package trim
 
 import (
 	"bufio"
@@ -13,20 +13,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// trimDelay is how long a pod runs before its supervisor and init trim
+// Delay is how long a pod runs before its supervisor and init trim
 // their memory: short-lived pods never pay for it (a garbage collection and
 // a walk of smaps), and it stays off the start path.
-const trimDelay = 200 * time.Millisecond
+const Delay = 200 * time.Millisecond
 
-// exeMaps locates the karman binary's mappings for trimMemory: the inode
+// Maps locates the karman binary's mappings for trimMemory: the inode
 // of the executable and /proc/self/smaps, opened while /proc is reachable
 // (the init pivots away from it).
-type exeMaps struct {
+type Maps struct {
 	smaps *os.File
 	ino   string
 }
 
-func openExeMaps() *exeMaps {
+func Open() *Maps {
 	var st unix.Stat_t
 	if err := unix.Stat("/proc/self/exe", &st); err != nil {
 		return nil
@@ -35,14 +35,14 @@ func openExeMaps() *exeMaps {
 	if err != nil {
 		return nil
 	}
-	return &exeMaps{smaps: f, ino: strconv.FormatUint(st.Ino, 10)}
+	return &Maps{smaps: f, ino: strconv.FormatUint(st.Ino, 10)}
 }
 
 // gcHeadroom is how much a settled supervisor or init may allocate before
 // a garbage collection runs (see settle).
 const gcHeadroom = 4 << 20
 
-// settle trims the memory of a supervisor or init once the pod has
+// Settle trims the memory of a supervisor or init once the pod has
 // started (trimMemory) and keeps it there while the pod is idle: the
 // garbage collector's periodic cycle (one every two minutes at least,
 // which walks the stacks, the binary's tables and the heap, and so maps
@@ -50,7 +50,7 @@ const gcHeadroom = 4 << 20
 // collection runs only when the process has allocated gcHeadroom more than
 // it holds now (a memory limit). A pod's processes allocate little once
 // their apps run: a message per app event, a status file per change.
-func (m *exeMaps) settle() {
+func (m *Maps) Settle() {
 	debug.FreeOSMemory()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -66,7 +66,7 @@ func (m *exeMaps) settle() {
 // is writable, or holds any private (anonymous) page, such as relocated
 // read-only data of a position-independent binary, is left alone:
 // dropping it would lose what was written there.
-func (m *exeMaps) trimMemory() {
+func (m *Maps) trimMemory() {
 	if m == nil {
 		return
 	}

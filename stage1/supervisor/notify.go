@@ -1,20 +1,18 @@
-package stage1
+package supervisor
 
 import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
-	"strings"
 
+	"github.com/karman-project/karman/stage1/internal/wire"
 	"github.com/karman-project/karman/stage1/poddir"
-	"golang.org/x/sys/unix"
 )
 
 // sdNotify sends one sd_notify datagram (e.g. "READY=1") to addr, the
 // value of $NOTIFY_SOCKET: a path or, with a leading '@', an abstract name.
 func sdNotify(addr, state string) error {
-	return withSocketPath(addr, func(p string) error {
+	return wire.WithSocketPath(addr, func(p string) error {
 		c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: p, Net: "unixgram"})
 		if err != nil {
 			return err
@@ -33,7 +31,7 @@ func sdNotify(addr, state string) error {
 // be reached from the pod's network namespace at all.
 func (s *supervisor) startRelay() error {
 	path := s.path(poddir.NotifySocket)
-	err := withSocketPath(path, func(p string) error {
+	err := wire.WithSocketPath(path, func(p string) error {
 		c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: p, Net: "unixgram"})
 		s.relay = c
 		return err
@@ -59,19 +57,4 @@ func (s *supervisor) startRelay() error {
 		}
 	}()
 	return nil
-}
-
-// withSocketPath calls f with a name for the unix socket path that fits
-// in sun_path (108 bytes): long paths are reached through
-// /proc/self/fd/N of their directory. Abstract names are passed as they are.
-func withSocketPath(path string, f func(string) error) error {
-	if len(path) < 100 || strings.HasPrefix(path, "@") {
-		return f(path)
-	}
-	dfd, err := unix.Open(filepath.Dir(path), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(dfd)
-	return f(fmt.Sprintf("/proc/self/fd/%d/%s", dfd, filepath.Base(path)))
 }

@@ -1,4 +1,4 @@
-package stage1
+package supervisor
 
 import (
 	"context"
@@ -17,6 +17,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/karman-project/karman/internal/multicall"
+	"github.com/karman-project/karman/stage1/internal/trim"
+	"github.com/karman-project/karman/stage1/internal/wire"
 	"github.com/karman-project/karman/stage1/poddir"
 	"golang.org/x/sys/unix"
 )
@@ -46,26 +49,26 @@ type supervisor struct {
 }
 
 // supervisorMain is the CmdRun entrypoint.
-func supervisorMain(args []string) int {
-	f, err := parseSupervisorArgs(args)
+func Main(args []string) int {
+	f, err := poddir.ParseSupervisorArgs(args)
 	if err != nil {
 		return fail(err)
 	}
 	level := slog.LevelWarn
-	if f.debug {
+	if f.Debug {
 		level = slog.LevelDebug
 	}
 	s := &supervisor{
-		dir:    f.podDir,
-		debug:  f.debug,
-		log:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("pod", filepath.Base(f.podDir)),
+		dir:    f.PodDir,
+		debug:  f.Debug,
+		log:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("pod", filepath.Base(f.PodDir)),
 		notify: os.Getenv("NOTIFY_SOCKET"),
 		status: map[string]*poddir.AppStatus{},
 	}
 	// The lock stays open for the supervisor's whole life, but neither it
 	// nor anything else the supervisor inherited may leak into the pod.
-	if _, err := unix.FcntlInt(uintptr(f.lockFD), unix.F_GETFD, 0); err != nil {
-		return fail(fmt.Errorf("no pod lock on fd %d: %w", f.lockFD, err))
+	if _, err := unix.FcntlInt(uintptr(f.LockFD), unix.F_GETFD, 0); err != nil {
+		return fail(fmt.Errorf("no pod lock on fd %d: %w", f.LockFD, err))
 	}
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return fail(fmt.Errorf("close-on-exec: %w", err))
@@ -296,16 +299,16 @@ func (s *supervisor) run() (int, error) {
 // initError returns the error an init that has already ended reported,
 // if any: what its socket still holds.
 func (s *supervisor) initError() string {
-	buf := make([]byte, maxPacket)
+	buf := make([]byte, wire.MaxPacket)
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred)+unix.CmsgSpace(4*4))
 	s.conn.SetReadDeadline(time.Now().Add(time.Second))
 	for {
-		m, _, fds, err := recvMsg(s.conn, buf, oob)
-		closeAll(fds)
+		m, _, fds, err := wire.Recv(s.conn, buf, oob)
+		wire.CloseAll(fds)
 		if err != nil {
 			return ""
 		}
-		if m.T == msgError {
+		if m.T == wire.MsgError {
 			return m.Msg
 		}
 	}
@@ -334,17 +337,17 @@ func (s *supervisor) prepare() ([]*os.File, error) {
 }
 
 // boot sends the init, over c, its bootstrap data and the apps' log pipes.
-func (s *supervisor) boot(c packetWriter, logPipes []*os.File) error {
+func (s *supervisor) boot(c wire.PacketWriter, logPipes []*os.File) error {
 	fds := make([]int, len(logPipes))
 	for i, f := range logPipes {
 		fds[i] = int(f.Fd())
 	}
-	return sendWithFDs(c, &message{T: msgBoot, PodDir: s.dir, Debug: s.debug, Notify: s.relay != nil}, fds)
+	return wire.SendWithFDs(c, &wire.Message{T: wire.MsgBoot, PodDir: s.dir, Debug: s.debug, Notify: s.relay != nil}, fds)
 }
 
 // sendCgroups sends the init, over c, each app's cgroup task files (Tasks
 // says how many per app; none where pods get no cgroups).
-func (s *supervisor) sendCgroups(c packetWriter) error {
+func (s *supervisor) sendCgroups(c wire.PacketWriter) error {
 	tasks, err := s.openTasks()
 	defer func() {
 		for _, t := range tasks {
@@ -362,7 +365,7 @@ func (s *supervisor) sendCgroups(c packetWriter) error {
 			fds = append(fds, int(f.Fd()))
 		}
 	}
-	return sendWithFDs(c, &message{T: msgCgroups, Tasks: counts, CgroupV2: s.cgroupV2}, fds)
+	return wire.SendWithFDs(c, &wire.Message{T: wire.MsgCgroups, Tasks: counts, CgroupV2: s.cgroupV2}, fds)
 }
 
 func closeFiles(fs []*os.File) {
@@ -395,7 +398,7 @@ func (s *supervisor) initCmd() (initCommand, *os.File, error) {
 	if err != nil {
 		return initCommand{}, nil, err
 	}
-	if s.conn, err = fileConn(os.NewFile(uintptr(mine), "stage1-sock")); err != nil {
+	if s.conn, err = wire.FileConn(os.NewFile(uintptr(mine), "stage1-sock")); err != nil {
 		initSock.Close()
 		return initCommand{}, nil, err
 	}
@@ -463,7 +466,7 @@ func (c initCommand) start() (int, error) {
 		defer unix.Close(null)
 		stdin = null
 	}
-	pid, err := syscall.ForkExec(c.exe, []string{BinaryName, CmdInit}, &syscall.ProcAttr{
+	pid, err := syscall.ForkExec(c.exe, []string{poddir.BinaryName, poddir.CmdInit}, &syscall.ProcAttr{
 		Env:   initEnv(),
 		Files: []uintptr{uintptr(stdin), os.Stdout.Fd(), os.Stderr.Fd(), c.sock.Fd()},
 		Sys:   c.sys,
@@ -477,7 +480,7 @@ func (c initCommand) start() (int, error) {
 // initEnv is the init's environment: the supervisor's (stage1Env) without
 // NOTIFY_SOCKET, which only the supervisor (or its relay) uses.
 func initEnv() []string {
-	env := stage1Env()
+	env := os.Environ() // GOMAXPROCS=1 included (stage1.Launch)
 	out := env[:0:0]
 	for _, e := range env {
 		if !strings.HasPrefix(e, "NOTIFY_SOCKET=") {
@@ -489,35 +492,35 @@ func initEnv() []string {
 
 // serve handles the init's messages until it closes the socket.
 func (s *supervisor) serve(start time.Time) (code int, gotExit bool, initErr string) {
-	buf := make([]byte, maxPacket)
+	buf := make([]byte, wire.MaxPacket)
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred)+unix.CmsgSpace(4*4))
 	ctx := context.Background()
 	for {
-		m, hostPID, fds, err := recvMsg(s.conn, buf, oob)
-		closeAll(fds) // none expected
+		m, hostPID, fds, err := wire.Recv(s.conn, buf, oob)
+		wire.CloseAll(fds) // none expected
 		if err != nil {
-			if !isClosed(err) {
+			if !wire.IsClosed(err) {
 				s.log.Warn("reading from pod init", "err", err)
 			}
 			return code, gotExit, initErr
 		}
 		switch m.T {
-		case msgLog:
-			s.log.Log(ctx, m.Level, m.Msg, append(attrsAny(m.Attrs), "src", "init")...)
-		case msgError:
+		case wire.MsgLog:
+			s.log.Log(ctx, m.Level, m.Msg, append(wire.AttrsAny(m.Attrs), "src", "init")...)
+		case wire.MsgError:
 			initErr = m.Msg
-		case msgStarted:
+		case wire.MsgStarted:
 			st := s.appStatus(m.App)
 			st.PID, st.Started = hostPID, m.Time
 			s.saveStatus(st)
-		case msgExited:
+		case wire.MsgExited:
 			st := s.appStatus(m.App)
 			st.Finished, st.Exited, st.ExitCode, st.Signal, st.Reason = m.Time, true, m.Code, m.Signal, m.Reason
 			if m.Code == 128+int(unix.SIGKILL) && s.oomKilled(m.App) {
 				st.Reason = "oom-killed"
 			}
 			s.saveStatus(st)
-		case msgReady:
+		case wire.MsgReady:
 			s.log.Debug("pod started", "elapsed", time.Since(start))
 			if err := poddir.WriteFileAtomic(s.path(poddir.Started), []byte(time.Now().Format(time.RFC3339Nano)+"\n")); err != nil {
 				s.log.Warn("recording start", "err", err)
@@ -527,8 +530,8 @@ func (s *supervisor) serve(start time.Time) (code int, gotExit bool, initErr str
 					s.log.Warn("sd_notify", "err", err)
 				}
 			}
-			time.AfterFunc(trimDelay, s.settle)
-		case msgExit:
+			time.AfterFunc(trim.Delay, s.settle)
+		case wire.MsgExit:
 			code, gotExit = m.Code, true
 			// Recorded at once, while the init exits and the kernel
 			// tears down its namespaces; the pod counts as ended only
@@ -540,9 +543,9 @@ func (s *supervisor) serve(start time.Time) (code int, gotExit bool, initErr str
 	}
 }
 
-// settle trims the supervisor's memory, once (exeMaps.settle).
+// settle trims the supervisor's memory, once (trim.Maps.Settle).
 func (s *supervisor) settle() {
-	s.settled.Do(func() { openExeMaps().settle() })
+	s.settled.Do(func() { trim.Open().Settle() })
 }
 
 func (s *supervisor) appStatus(name string) *poddir.AppStatus {
@@ -601,3 +604,6 @@ func waitPID(pid int) func() (unix.WaitStatus, error) {
 		}
 	}
 }
+
+// fail prints the one-line runtime error and returns its status.
+func fail(err error) int { return multicall.Fail(os.Stderr, err) }

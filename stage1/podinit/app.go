@@ -1,4 +1,4 @@
-package stage1
+package podinit
 
 import (
 	"errors"
@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/karman-project/karman/stage1/internal/wire"
 	"github.com/karman-project/karman/stage1/poddir"
 	"golang.org/x/sys/unix"
 )
@@ -58,13 +59,13 @@ func (in *podInit) startApp(a *appProc) {
 	}
 	env := a.app.Env
 	if in.notify {
-		env = setEnv(env, "NOTIFY_SOCKET", appNotifySocket)
+		env = setEnv(env, "NOTIFY_SOCKET", poddir.AppNotifySocket)
 	}
 	p := &proc{
 		app: a.app, root: a.root, rootPath: a.rootPath, args: a.app.Args, env: env,
 		files: []int{stdin, stdout, stderr},
 		setup: func(sys *syscall.SysProcAttr) {
-			if in.pod.Interactive && isTerminal(0) {
+			if in.pod.Interactive && wire.IsTerminal(0) {
 				// The app's own process group gets the terminal, so
 				// ^C and ^Z reach it and not the supervisor.
 				sys.Foreground, sys.Ctty = true, 0
@@ -78,7 +79,7 @@ func (in *podInit) startApp(a *appProc) {
 		a.pid, a.started = pid, true
 		// The kernel translates this PID into the supervisor's namespace.
 		creds := unix.UnixCredentials(&unix.Ucred{Pid: int32(pid), Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid())})
-		if err := sendMsg(in.sup, &message{T: msgStarted, App: a.app.Name, PID: pid, Time: time.Now()}, creds); err != nil {
+		if err := wire.Send(in.sup, &wire.Message{T: wire.MsgStarted, App: a.app.Name, PID: pid, Time: time.Now()}, creds); err != nil {
 			in.log.Warn("reporting app start", "app", a.app.Name, "err", err)
 		}
 	}, func(ws unix.WaitStatus) { in.appExited(a, ws) })
@@ -90,7 +91,7 @@ func (in *podInit) startApp(a *appProc) {
 		fmt.Fprintf(fdWriter(stderr), "karman: app %s: %s: %s\n", a.app.Name, xe.Path, xe.Reason)
 		a.exited, a.code = true, xe.Code
 		in.running--
-		if err := sendMsg(in.sup, &message{T: msgExited, App: a.app.Name, Time: time.Now(), Code: xe.Code, Reason: xe.Reason}, nil); err != nil {
+		if err := wire.Send(in.sup, &wire.Message{T: wire.MsgExited, App: a.app.Name, Time: time.Now(), Code: xe.Code, Reason: xe.Reason}, nil); err != nil {
 			in.log.Warn("reporting app exit", "app", a.app.Name, "err", err)
 		}
 	}

@@ -1,4 +1,4 @@
-package stage1
+package podinit
 
 import (
 	"errors"
@@ -24,60 +24,11 @@ import (
 // and the mount changes nothing. A read-only volume is made read-only,
 // submounts included, before it is attached.
 
-// CheckSource resolves m's source as the init will and reports why it
-// cannot be mounted: missing, or leading out of SourceRoot (ErrOutsideRoot).
-func CheckSource(m poddir.Mount) error {
-	fd, err := openSource(m)
-	if err != nil {
-		return err
-	}
-	unix.Close(fd)
-	return nil
-}
-
-// openSource returns an O_PATH descriptor of m's source: below
-// SourceRoot, without following anything out of it, when that is set; as
-// the host resolves it otherwise (a volume given on karman's command line
-// by the host's root).
-func openSource(m poddir.Mount) (int, error) {
-	if m.SourceRoot == "" {
-		fd, err := unix.Open(m.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return -1, fmt.Errorf("volume source %s: %w", m.Source, err)
-		}
-		return fd, nil
-	}
-	rel, ok := poddir.Beneath(m.SourceRoot, m.Source)
-	if !ok {
-		return -1, fmt.Errorf("volume source %s: %w %s", m.Source, poddir.ErrOutsideRoot, m.SourceRoot)
-	}
-	dir, err := unix.Open(m.SourceRoot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, fmt.Errorf("volume directory %s: %w", m.SourceRoot, err)
-	}
-	defer unix.Close(dir)
-	how := &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS}
-	for range 16 {
-		fd, err := unix.Openat2(dir, rel, how)
-		switch {
-		case err == nil:
-			return fd, nil
-		case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR):
-			continue // a concurrent rename; try again
-		case errors.Is(err, unix.EXDEV):
-			return -1, fmt.Errorf("volume source %s: %w %s (a symlink or '..' in it points outside)", m.Source, poddir.ErrOutsideRoot, m.SourceRoot)
-		default:
-			return -1, fmt.Errorf("volume source %s: %w", m.Source, err)
-		}
-	}
-	return -1, fmt.Errorf("volume source %s: %w", m.Source, unix.EAGAIN)
-}
-
 // bindMount mounts m's source on its target in the app rooted at r,
 // read-only (submounts too) if asked. The target is created (a directory
 // or an empty file, like the source).
 func bindMount(r *root, m poddir.Mount) error {
-	src, err := openSource(m)
+	src, err := poddir.OpenSource(m)
 	if err != nil {
 		return err
 	}

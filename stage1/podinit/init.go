@@ -1,4 +1,4 @@
-package stage1
+package podinit
 
 import (
 	"errors"
@@ -12,6 +12,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/karman-project/karman/internal/multicall"
+	"github.com/karman-project/karman/stage1/internal/trim"
+	"github.com/karman-project/karman/stage1/internal/wire"
 	"github.com/karman-project/karman/stage1/poddir"
 	"golang.org/x/sys/unix"
 )
@@ -41,7 +44,7 @@ type podInit struct {
 	done     chan struct{} // closed when the main loop has ended
 	sigReady chan struct{} // closed when the signal handlers are installed
 	logFDs   []int         // from the boot message: stdout, stderr of each app
-	exe      *exeMaps
+	exe      *trim.Maps
 	tasks    [][]int // from the boot message: each app's cgroup task files
 	cgroupV2 bool    // tasks holds each app's cgroup2 directory instead
 	empty    string  // the pod root's empty read-only directory
@@ -68,7 +71,7 @@ type appProc struct {
 }
 
 // initMain is the CmdInit entrypoint.
-func initMain(_ []string) int {
+func Main(_ []string) int {
 	// CVE-2019-5736: nothing in the pod may open /proc/1/exe (the karman
 	// binary) or our memory. This comes before any app exists.
 	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
@@ -94,7 +97,7 @@ func initMain(_ []string) int {
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return fail(fmt.Errorf("pod init: %w", err))
 	}
-	sup, err := fileConn(os.NewFile(initSockFD, "stage1-sock"))
+	sup, err := wire.FileConn(os.NewFile(wire.InitSockFD, "stage1-sock"))
 	if err != nil {
 		return fail(fmt.Errorf("pod init: %w", err))
 	}
@@ -107,18 +110,18 @@ func initMain(_ []string) int {
 	}
 	code, err := in.run(chld, sigc)
 	if err != nil {
-		sendMsg(sup, &message{T: msgError, Msg: err.Error()}, nil)
+		wire.Send(sup, &wire.Message{T: wire.MsgError, Msg: err.Error()}, nil)
 		return poddir.ExitRuntimeError
 	}
 	return code
 }
 
 func (in *podInit) run(chld, sigc <-chan os.Signal) (int, error) {
-	buf := make([]byte, maxPacket)
-	oob := make([]byte, unix.CmsgSpace(maxFDs*4))
-	boot, _, fds, err := recvMsg(in.sup, buf, oob)
-	if err != nil || boot.T != msgBoot {
-		closeAll(fds)
+	buf := make([]byte, wire.MaxPacket)
+	oob := make([]byte, unix.CmsgSpace(wire.MaxFDs*4))
+	boot, _, fds, err := wire.Recv(in.sup, buf, oob)
+	if err != nil || boot.T != wire.MsgBoot {
+		wire.CloseAll(fds)
 		return 0, fmt.Errorf("pod init: no bootstrap data (%v)", err)
 	}
 	in.logFDs = fds
@@ -126,7 +129,7 @@ func (in *podInit) run(chld, sigc <-chan os.Signal) (int, error) {
 		return 0, err
 	}
 	if !in.pod.Interactive {
-		if in.logFDs, err = recvMoreFDs(in.sup, in.logFDs, 2*len(in.pod.Apps)); err != nil {
+		if in.logFDs, err = wire.RecvMoreFDs(in.sup, in.logFDs, 2*len(in.pod.Apps)); err != nil {
 			return 0, fmt.Errorf("pod init: the apps' output pipes: %w", err)
 		}
 	}
@@ -143,28 +146,28 @@ func (in *podInit) run(chld, sigc <-chan os.Signal) (int, error) {
 	for _, a := range in.apps {
 		in.startApp(a)
 	}
-	if err := sendMsg(in.sup, &message{T: msgReady}, nil); err != nil {
+	if err := wire.Send(in.sup, &wire.Message{T: wire.MsgReady}, nil); err != nil {
 		return 0, err
 	}
 	go in.serveCtl()
-	time.AfterFunc(trimDelay, in.exe.settle)
+	time.AfterFunc(trim.Delay, in.exe.Settle)
 	return in.loop(chld, sigc), nil
 }
 
 // begin reads the pod that the boot message m names and mounts it.
-func (in *podInit) begin(m message) error {
+func (in *podInit) begin(m wire.Message) error {
 	level := slog.LevelInfo
 	if m.Debug {
 		level = slog.LevelDebug
 	}
-	in.log = slog.New(&sockHandler{c: in.sup, level: level})
+	in.log = slog.New(wire.NewSockHandler(in.sup, level))
 	in.dir, in.notify = m.PodDir, m.Notify
 	pod, err := poddir.Load(in.dir)
 	if err != nil {
 		return err
 	}
 	in.pod = pod
-	in.exe = openExeMaps() // while /proc is reachable
+	in.exe = trim.Open() // while /proc is reachable
 	return in.setup()
 }
 
@@ -216,7 +219,7 @@ func (in *podInit) loop(chld, sigc <-chan os.Signal) int {
 		}
 	}
 	code := podExitCode(in.apps)
-	if err := sendMsg(in.sup, &message{T: msgExit, Code: code}, nil); err != nil {
+	if err := wire.Send(in.sup, &wire.Message{T: wire.MsgExit, Code: code}, nil); err != nil {
 		in.log.Warn("reporting exit status", "err", err)
 	}
 	return code
@@ -266,12 +269,12 @@ func (in *podInit) appExited(a *appProc, ws unix.WaitStatus) {
 	code, sig := waitCode(ws)
 	a.exited, a.code = true, code
 	in.running--
-	m := &message{T: msgExited, App: a.app.Name, Time: time.Now(), Code: code}
+	m := &wire.Message{T: wire.MsgExited, App: a.app.Name, Time: time.Now(), Code: code}
 	if sig != 0 {
 		m.Signal, m.Reason = unix.SignalName(sig), "killed by "+unix.SignalName(sig)
 	}
 	in.log.Debug("app exited", "app", a.app.Name, "code", code, "signal", m.Signal)
-	if err := sendMsg(in.sup, m, nil); err != nil {
+	if err := wire.Send(in.sup, m, nil); err != nil {
 		in.log.Warn("reporting app exit", "app", a.app.Name, "err", err)
 	}
 }
@@ -319,21 +322,21 @@ func (in *podInit) forward(sig syscall.Signal) {
 
 // readSupervisor turns the supervisor's requests into events.
 func (in *podInit) readSupervisor() {
-	buf := make([]byte, maxPacket)
+	buf := make([]byte, wire.MaxPacket)
 	for {
-		m, _, fds, err := recvMsg(in.sup, buf, nil)
-		closeAll(fds) // none expected
+		m, _, fds, err := wire.Recv(in.sup, buf, nil)
+		wire.CloseAll(fds) // none expected
 		var ev event
 		switch {
 		case err != nil:
-			if !isClosed(err) {
+			if !wire.IsClosed(err) {
 				in.log.Warn("reading from supervisor", "err", err)
 				continue
 			}
 			ev.gone = true
-		case m.T == msgStop:
+		case m.T == wire.MsgStop:
 			ev.stop, ev.force = true, m.Force
-		case m.T == msgSignal:
+		case m.T == wire.MsgSignal:
 			ev.sig = syscall.Signal(m.Sig)
 		default:
 			in.log.Warn("unknown message from supervisor", "type", m.T)
@@ -371,21 +374,21 @@ func (in *podInit) hostname() string {
 // recvCgroups receives each app's cgroup task files, which the
 // supervisor sends once it has made the cgroups.
 func (in *podInit) recvCgroups(buf []byte) error {
-	m, _, fds, err := recvMsg(in.sup, buf, make([]byte, unix.CmsgSpace(maxFDs*4)))
-	if err != nil || m.T != msgCgroups {
-		closeAll(fds)
+	m, _, fds, err := wire.Recv(in.sup, buf, make([]byte, unix.CmsgSpace(wire.MaxFDs*4)))
+	if err != nil || m.T != wire.MsgCgroups {
+		wire.CloseAll(fds)
 		return fmt.Errorf("pod init: no cgroups from the supervisor (%v)", err)
 	}
-	if fds, err = recvMoreFDs(in.sup, fds, sum(m.Tasks)); err != nil {
+	if fds, err = wire.RecvMoreFDs(in.sup, fds, sum(m.Tasks)); err != nil {
 		return fmt.Errorf("pod init: cgroup descriptors: %w", err)
 	}
 	if sum(m.Tasks) != len(fds) || len(m.Tasks) > 0 && len(m.Tasks) != len(in.pod.Apps) {
-		closeAll(fds)
+		wire.CloseAll(fds)
 		return fmt.Errorf("pod init: %d cgroup descriptors for %v task files", len(fds), m.Tasks)
 	}
 	for _, n := range m.Tasks {
 		if m.CgroupV2 && n != 1 {
-			closeAll(fds)
+			wire.CloseAll(fds)
 			return fmt.Errorf("pod init: %v cgroup2 directories, want one per app", m.Tasks)
 		}
 		in.tasks = append(in.tasks, fds[:n])
@@ -402,3 +405,6 @@ func sum(ns []int) int {
 	}
 	return t
 }
+
+// fail prints the one-line runtime error and returns its status.
+func fail(err error) int { return multicall.Fail(os.Stderr, err) }

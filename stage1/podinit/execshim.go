@@ -1,4 +1,4 @@
-package stage1
+package podinit
 
 import (
 	"encoding/json"
@@ -63,7 +63,6 @@ type shimSpec struct {
 }
 
 const (
-	cmdExec = "__stage1-exec"
 	// execShimPath is the karman binary as the app's root sees it.
 	execShimPath = "/proc/self/exe"
 	// execShimFD carries the shimSpec to the shim.
@@ -113,7 +112,7 @@ func newShimStart(app *poddir.App, dir string, env []string) (*shimStart, error)
 func (s *shimStart) prepare(attr *syscall.ProcAttr, path string, args []string) (string, []string) {
 	attr.Files = append(attr.Files, uintptr(s.spec), uintptr(s.statusW))
 	attr.Sys.Credential, attr.Dir, attr.Env = nil, "", []string{}
-	return execShimPath, append([]string{"karman", cmdExec, path}, args...)
+	return execShimPath, append([]string{"karman", poddir.CmdExec, path}, args...)
 }
 
 // wait waits until the shim has exec'd the app, or returns why it could
@@ -174,10 +173,10 @@ func specFile(app *poddir.App, dir string, env []string) (int, error) {
 }
 
 // execShimMain is the shim: args are PATH ARGV...
-func execShimMain(args []string) int {
+func ExecShimMain(args []string) int {
 	runtime.LockOSThread() // the main goroutine keeps the main thread
 	if len(args) < 2 {
-		fmt.Fprintf(os.Stderr, "karman: usage: %s PATH ARGV...\n", cmdExec)
+		fmt.Fprintf(os.Stderr, "karman: usage: %s PATH ARGV...\n", poddir.CmdExec)
 		return poddir.ExitRuntimeError
 	}
 	path, argv := args[0], args[1:]

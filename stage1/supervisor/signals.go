@@ -1,10 +1,11 @@
-package stage1
+package supervisor
 
 import (
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/karman-project/karman/stage1/internal/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,21 +16,21 @@ import (
 func (s *supervisor) handleSignals(sigc <-chan os.Signal) {
 	for sig := range sigc {
 		ss := sig.(syscall.Signal)
-		var m *message
+		var m *wire.Message
 		switch ss {
 		case unix.SIGPIPE:
 			continue
 		case unix.SIGTERM, unix.SIGINT:
-			m = &message{T: msgStop, Force: s.stopping}
+			m = &wire.Message{T: wire.MsgStop, Force: s.stopping}
 			if !s.stopping && s.notify != "" {
 				sdNotify(s.notify, "STOPPING=1")
 			}
 			s.stopping = true
 		default:
-			m = &message{T: msgSignal, Sig: int(ss)}
+			m = &wire.Message{T: wire.MsgSignal, Sig: int(ss)}
 		}
 		s.log.Debug("signal", "signal", unix.SignalName(ss), "request", m.T, "force", m.Force)
-		if err := sendMsg(s.conn, m, nil); err != nil && !isClosed(err) {
+		if err := wire.Send(s.conn, m, nil); err != nil && !wire.IsClosed(err) {
 			s.log.Warn("forwarding signal", "signal", unix.SignalName(ss), "err", err)
 		}
 	}
@@ -38,7 +39,7 @@ func (s *supervisor) handleSignals(sigc <-chan os.Signal) {
 // takeTerminalBack makes the supervisor's process group the foreground of
 // its terminal again, after an interactive app had it (see startApp).
 func (s *supervisor) takeTerminalBack() {
-	if !isTerminal(0) {
+	if !wire.IsTerminal(0) {
 		return
 	}
 	// Asking from the background raises SIGTTOU, which would stop us;

@@ -1,4 +1,4 @@
-package stage1
+package wire
 
 import (
 	"testing"
@@ -11,28 +11,28 @@ import (
 // supervisor was booting it) makes the kernel report ECONNRESET first;
 // the message it sent is still read.
 func TestRecvAfterPeerClosedUnread(t *testing.T) {
-	c, peer, err := socketPair()
+	c, peer, err := SocketPair()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := sendMsg(c, &message{T: msgBoot, PodDir: "/p"}, nil); err != nil { // never read
+	if err := Send(c, &Message{T: MsgBoot, PodDir: "/p"}, nil); err != nil { // never read
 		t.Fatal(err)
 	}
-	pc, err := fileConn(peer)
+	pc, err := FileConn(peer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sendMsg(pc, &message{T: msgError, Msg: "volume source /v: no such file or directory"}, nil); err != nil {
+	if err := Send(pc, &Message{T: MsgError, Msg: "volume source /v: no such file or directory"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	pc.Close()
-	buf, oob := make([]byte, maxPacket), make([]byte, unix.CmsgSpace(unix.SizeofUcred))
-	m, _, _, err := recvMsg(c, buf, oob)
-	if err != nil || m.T != msgError || m.Msg != "volume source /v: no such file or directory" {
+	buf, oob := make([]byte, MaxPacket), make([]byte, unix.CmsgSpace(unix.SizeofUcred))
+	m, _, _, err := Recv(c, buf, oob)
+	if err != nil || m.T != MsgError || m.Msg != "volume source /v: no such file or directory" {
 		t.Fatalf("got %+v, %v; want the peer's error message", m, err)
 	}
-	if _, _, _, err := recvMsg(c, buf, oob); !isClosed(err) {
+	if _, _, _, err := Recv(c, buf, oob); !IsClosed(err) {
 		t.Errorf("after the last message: %v, want the end", err)
 	}
 }

@@ -1,4 +1,4 @@
-package stage1
+package podinit
 
 import (
 	"errors"
@@ -88,7 +88,7 @@ func TestOpenSourceBeneath(t *testing.T) {
 		"magic": poddir.ErrOutsideRoot, "out/f": poddir.ErrOutsideRoot, "missing": unix.ENOENT, "ok/f/x": unix.ENOTDIR,
 	} {
 		src := filepath.Join(dir, rel)
-		fd, err := openSource(poddir.Mount{Source: src, Target: "/v", SourceRoot: dir})
+		fd, err := poddir.OpenSource(poddir.Mount{Source: src, Target: "/v", SourceRoot: dir})
 		if want == nil && err != nil || want != nil && !errors.Is(err, want) {
 			t.Errorf("%s: %v, want %v", rel, err, want)
 		}
@@ -106,7 +106,7 @@ func TestOpenSourceBeneath(t *testing.T) {
 	}
 	// Without SourceRoot (a volume the host's root gave on the command
 	// line), symlinks are followed as the host does.
-	fd, err := openSource(poddir.Mount{Source: filepath.Join(dir, "out/f"), Target: "/v"})
+	fd, err := poddir.OpenSource(poddir.Mount{Source: filepath.Join(dir, "out/f"), Target: "/v"})
 	if err != nil {
 		t.Fatal(err)
 	}
