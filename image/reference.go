@@ -3,6 +3,7 @@ package image
 import (
 	"fmt"
 	"strings"
+	"unicode"
 
 	"github.com/google/go-containerregistry/pkg/name"
 )
@@ -58,7 +59,7 @@ func ParseReference(s string) (Reference, error) {
 	// Karman has no default registry: the first component must be a host.
 	host, _, found := strings.Cut(s, "/")
 	if !found || !(strings.ContainsAny(host, ".:") || host == "localhost") {
-		return Reference{}, fmt.Errorf("image %q names no registry host; write it in full, as in 127.0.0.1:5000/%s, or use oci:DIR or docker-archive:FILE: %w", s, s, ErrInvalidReference)
+		return Reference{}, fmt.Errorf("image %q names no registry host; write it in full, as in %s, or use oci:DIR or docker-archive:FILE: %w", s, withHost(s), ErrInvalidReference)
 	}
 	ref, err := name.ParseReference(s, name.StrictValidation)
 	if err != nil {
@@ -85,4 +86,14 @@ func (r Reference) String() string {
 		return "docker-archive:" + r.Name
 	}
 	return r.Name
+}
+
+// withHost is the example of a name in full that an error suggests for s:
+// s behind a registry host, or a placeholder when s holds characters
+// (newlines, controls, quotes) that would garble a one-line message.
+func withHost(s string) string {
+	if s == "" || strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) || r == '"' }) {
+		return "127.0.0.1:5000/REPO"
+	}
+	return "127.0.0.1:5000/" + s
 }

@@ -16,7 +16,7 @@ func FuzzParseReference(f *testing.F) {
 		"reg.example/a@sha256:" + sixtyFour, "reg.example/a:t@sha256:" + sixtyFour,
 		"oci:/srv/layout", "oci:/srv/layout:v1", "oci:rel/dir:v1", "oci:/a:b/c", "oci::tag", "oci:/x:", "oci:x::", "oci:a:b:",
 		"docker-archive:/tmp/x.tar", "docker-archive:a:b", "busybox", "library/busybox:1", "",
-		"oci:", "docker-archive:", "reg.example/UPPER:tag", "[::1]:5000/a", "docker://", "a.b/c:" + strings.Repeat("t", 130),
+		"oci:", "docker-archive:", "reg.example/UPPER:tag", "[::1]:5000/a", "docker://", "a\nb/c", "docker://x\n", "a.b/c:" + strings.Repeat("t", 130),
 	} {
 		f.Add(s)
 	}
@@ -25,6 +25,9 @@ func FuzzParseReference(f *testing.F) {
 		if err != nil {
 			if !errors.Is(err, ErrInvalidReference) {
 				t.Fatalf("ParseReference(%q): %v does not wrap ErrInvalidReference", s, err)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("ParseReference(%q): the error is not one line: %q", s, err)
 			}
 			return
 		}

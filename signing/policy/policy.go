@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"unicode"
 
 	"github.com/google/go-containerregistry/pkg/name"
 )
@@ -223,7 +224,7 @@ func NormalizeScope(s string) (string, error) {
 	}
 	host, repo, hasRepo := strings.Cut(s, "/")
 	if !strings.ContainsAny(host, ".:") && host != "localhost" {
-		return "", fmt.Errorf("scope %q names no registry host; write it in full, as in 127.0.0.1:5000/%s, or use oci:/DIR or docker-archive:/FILE: %w", s, s, ErrInvalid)
+		return "", fmt.Errorf("scope %q names no registry host; write it in full, as in %s, or use oci:/DIR or docker-archive:/FILE: %w", s, withHost(s), ErrInvalid)
 	}
 	reg, err := name.NewRegistry(host, name.StrictValidation)
 	if err != nil {
@@ -285,4 +286,14 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// withHost is the example of a name in full that an error suggests for s:
+// s behind a registry host, or a placeholder when s holds characters
+// (newlines, controls, quotes) that would garble a one-line message.
+func withHost(s string) string {
+	if s == "" || strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) || r == '"' }) {
+		return "127.0.0.1:5000/REPO"
+	}
+	return "127.0.0.1:5000/" + s
 }
