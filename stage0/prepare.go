@@ -117,6 +117,7 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool) (_ pod, lo
 	pd := &poddir.Pod{
 		UUID: uuid, Name: spec.Name, Hostname: hostname, Net: spec.Net,
 		StopTimeout: spec.StopTimeout, Interactive: spec.Interactive, NotifyApp: spec.NotifyApp, Sysctls: spec.Sysctls,
+		KeepAlive: spec.KeepAlive,
 	}
 	req, err := prepareNetwork(p, spec, pd, !run)
 	if err != nil {

@@ -53,6 +53,10 @@ type PodSpec struct {
 	StopTimeout time.Duration
 	Interactive bool
 	NotifyApp   bool
+	// KeepAlive keeps the pod running until it is stopped, not until its
+	// last app has ended. A pod of no apps needs it (karman run
+	// --no-apps): apps are added to it later (AddApp).
+	KeepAlive bool
 	// Insecure options: "http", "tls" for fetching; "image" skips
 	// signature verification.
 	InsecureHTTP, InsecureTLS, InsecureImage bool
@@ -84,8 +88,11 @@ func validAppName(n string) bool {
 // Validate checks a spec and fills its defaults, reporting every problem.
 func (s *PodSpec) Validate() error {
 	var errs []string
-	if len(s.Apps) == 0 {
+	if len(s.Apps) == 0 && !s.KeepAlive {
 		errs = append(errs, "no image given")
+	}
+	if len(s.Apps) == 0 && s.Interactive {
+		errs = append(errs, "--interactive needs a pod of exactly one app")
 	}
 	if s.Net == "" {
 		s.Net = network.Default

@@ -192,6 +192,7 @@ type podFlags struct {
 	stopTimeout time.Duration
 	interactive bool
 	notifyApp   bool
+	keepAlive   bool
 	sysctls     []string
 	ports       []string
 	dns         []string
@@ -215,6 +216,7 @@ func (f *podFlags) register(cmd *cobra.Command) {
 	fs.BoolVar(&f.interactive, "interactive", false, "give the (single) app this terminal")
 	fs.StringArrayVar(&f.sysctls, "sysctl", nil, "set a namespaced sysctl in the pod, KEY=VALUE (repeatable; the pod's apps share it)")
 	fs.BoolVar(&f.notifyApp, "notify-app", false, "pass $NOTIFY_SOCKET to the app, which sends READY=1 itself (default: karman sends it once the apps started)")
+	fs.BoolVar(&f.keepAlive, "keep-alive", false, "keep the pod running until it is stopped, not until its last app ends (apps can be added: `karman app add`)")
 }
 
 func (f *podFlags) spec(args []string) (stage0.PodSpec, error) {
@@ -257,7 +259,7 @@ func (f *podFlags) spec(args []string) (stage0.PodSpec, error) {
 		Ports: ports, DNS: network.DNS{Servers: f.dns, Search: f.dnsSearch},
 		Sysctls: sysctls,
 		Apps:    apps, Name: f.name, Hostname: f.hostname, Net: f.net, PullPolicy: f.pull,
-		NoOverlay: f.noOverlay, StopTimeout: f.stopTimeout, Interactive: f.interactive, NotifyApp: f.notifyApp,
+		NoOverlay: f.noOverlay, StopTimeout: f.stopTimeout, Interactive: f.interactive, NotifyApp: f.notifyApp, KeepAlive: f.keepAlive,
 		InsecureHTTP: ins["http"], InsecureTLS: ins["tls"], InsecureImage: ins["image"],
 		InsecureCaps: ins["capabilities"], InsecurePaths: ins["paths"], InsecureSeccomp: ins["seccomp"],
 	}, nil
@@ -271,17 +273,34 @@ func newRunCommand(g *globals) *cobra.Command {
 supervisor: it exits with the pod's status (see docs/pods.md), so a shell or
 a systemd unit supervises the pod directly. App flags (--exec, --env, --user,
 --workdir, --volume) before the first IMAGE apply to every app; after an
-IMAGE they apply to that app only.`,
-		Args: cobra.MinimumNArgs(1),
+IMAGE they apply to that app only.
+
+With --no-apps (and no IMAGE) the pod has only its namespaces, network and
+init: it runs in the background, like --detach, until it is stopped, and
+apps are added to it with ` + "`karman app add`" + `. --keep-alive keeps a pod
+of apps running after its last app ended, until it is stopped.`,
 	}
 	var f podFlags
 	f.register(cmd)
 	uuidFile := cmd.Flags().String("uuid-file-save", "", "write the pod's UUID to this file")
 	detach := cmd.Flags().Bool("detach", false, "run the pod in the background, print its UUID and return (see `karman logs`)")
+	noApps := cmd.Flags().Bool("no-apps", false, "start a pod of no apps (only its namespaces, network and init), in the background; add apps with `karman app add`")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		switch {
+		case *noApps && len(args) > 0:
+			return fmt.Errorf("--no-apps starts a pod without apps, yet images were given (%s): leave them out, and add them with `karman app add`", args[0])
+		case !*noApps && len(args) == 0:
+			return fmt.Errorf("no image given: name the image to run, or start an empty pod with --no-apps")
+		}
 		spec, err := f.spec(args)
 		if err != nil {
 			return err
+		}
+		if *noApps {
+			if spec.Interactive {
+				return fmt.Errorf("--no-apps and --interactive exclude each other: an empty pod has no app to give the terminal to")
+			}
+			spec.KeepAlive, *detach = true, true
 		}
 		if *detach && spec.Interactive {
 			return fmt.Errorf("--detach and --interactive exclude each other")

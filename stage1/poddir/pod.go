@@ -17,8 +17,10 @@ import (
 // pod.json schema, the pod directory layout and the stage1 command line.
 // stage1 refuses a pod written for another version. Version 2: one
 // supervisor command line (no --init, --booted or --resumed), the init
-// always forked by the supervisor (no setup message).
-const InterfaceVersion = 2
+// always forked by the supervisor (no setup message). Version 3: mutable
+// pods (Pod.KeepAlive, a pod of no apps, the app requests on the control
+// socket and the log pipes the init asks the supervisor for).
+const InterfaceVersion = 3
 
 // Pod is pod.json: everything stage1 needs to run a pod, written by stage0
 // into the pod directory before stage1 starts.
@@ -55,7 +57,10 @@ type Pod struct {
 	Sysctls map[string]string `json:"sysctls,omitempty"`
 	// NotifyApp hands NOTIFY_SOCKET to the app instead of karman sending
 	// READY=1 itself once the apps have started.
-	NotifyApp bool  `json:"notifyApp,omitempty"`
+	NotifyApp bool `json:"notifyApp,omitempty"`
+	// KeepAlive keeps the pod running until it is stopped, not until its
+	// last app has ended; a pod of no apps (karman run --no-apps) has it.
+	KeepAlive bool  `json:"keepAlive,omitempty"`
 	Apps      []App `json:"apps"`
 }
 
@@ -238,14 +243,15 @@ func ValidAppName(name string) bool {
 	return true
 }
 
-// Validate checks what stage1 relies on, for Load: at least one app,
+// Validate checks what stage1 relies on, for Load: at least one app
+// (unless KeepAlive),
 // app names usable as file names and unique, a command for every app, no
 // network namespace of its own for a pod on the host's network, and a
 // single app for an interactive pod. (A prepared pod's networks are made
 // when it is run: Runnable says whether they are.)
 func (p *Pod) Validate() error {
-	if len(p.Apps) == 0 {
-		return errors.New("pod manifest lists no apps")
+	if len(p.Apps) == 0 && !p.KeepAlive {
+		return errors.New("pod manifest lists no apps, and the pod is not kept alive without them")
 	}
 	if p.Net == "host" && p.NetNS != "" {
 		return errors.New("a pod on the host's network has no network namespace of its own")

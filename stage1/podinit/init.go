@@ -186,10 +186,12 @@ func (in *podInit) attachLogs() error {
 	return nil
 }
 
-// loop runs until every app has exited and returns the pod's status.
+// loop runs until every app has exited (with Pod.KeepAlive: until the pod
+// was asked to stop and every app has exited) and returns the pod's
+// status.
 func (in *podInit) loop(chld, sigc <-chan os.Signal) int {
 	defer close(in.done)
-	for in.running > 0 {
+	for in.running > 0 || in.pod.KeepAlive && !in.stopping {
 		select {
 		case <-chld:
 			in.reap()
@@ -292,6 +294,7 @@ func waitCode(ws unix.WaitStatus) (int, syscall.Signal) {
 // the stop timeout. force kills at once.
 func (in *podInit) stop(force bool) {
 	if force {
+		in.stopping = true
 		in.log.Debug("killing the pod")
 		unix.Kill(-1, unix.SIGKILL)
 		return
