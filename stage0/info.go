@@ -16,15 +16,21 @@ import (
 
 // AppInfo is what list and status report about an app.
 type AppInfo struct {
-	Name        string    `json:"name"`
-	Image       string    `json:"image"`
-	ImageDigest string    `json:"imageDigest"`
-	PID         int       `json:"pid,omitempty"`
-	Started     time.Time `json:"started,omitzero"`
-	Finished    time.Time `json:"finished,omitzero"`
-	ExitCode    *int      `json:"exitCode,omitempty"`
-	Signal      string    `json:"signal,omitempty"`
-	Reason      string    `json:"reason,omitempty"`
+	Name        string `json:"name"`
+	Image       string `json:"image"`
+	ImageDigest string `json:"imageDigest"`
+	// State is AppCreated, AppRunning or AppExited (an app of a pod that
+	// ended is exited).
+	State    string    `json:"state"`
+	PID      int       `json:"pid,omitempty"`
+	Started  time.Time `json:"started,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
+	ExitCode *int      `json:"exitCode,omitempty"`
+	Signal   string    `json:"signal,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	// Restarts is how many times the app was started again after it had
+	// exited (StartApp).
+	Restarts int `json:"restarts"`
 }
 
 // NetworkInfo is one network of a pod (filled by the network layer).
@@ -90,7 +96,15 @@ func (r *Runtime) readInfo(p pod, usage bool) PodInfo {
 	}
 	for i, st := range poddir.ReadAppStatus(p.path, pd) {
 		a := pd.Apps[i]
-		ai := AppInfo{Name: a.Name, Image: a.Image, ImageDigest: a.ImageDigest, Started: st.Started, Finished: st.Finished, Signal: st.Signal, Reason: st.Reason}
+		ai := AppInfo{Name: a.Name, Image: a.Image, ImageDigest: a.ImageDigest, Started: st.Started, Finished: st.Finished, Signal: st.Signal, Reason: st.Reason, Restarts: st.Restarts}
+		switch {
+		case st.Exited || !running && !st.Started.IsZero():
+			ai.State = AppExited
+		case st.Started.IsZero():
+			ai.State = AppCreated
+		default:
+			ai.State = AppRunning
+		}
 		if running && !st.Exited {
 			ai.PID = st.PID
 		}

@@ -1,6 +1,10 @@
 package tests
 
 import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,6 +12,7 @@ import (
 	"time"
 
 	"github.com/karman-project/karman/stage0"
+	"github.com/karman-project/karman/tests/testenv"
 )
 
 // waitState polls the pod's status until f accepts it.
@@ -38,7 +43,10 @@ func TestRunNoApps(t *testing.T) {
 	if err != nil || strings.TrimSpace(string(b)) != uuid || uuid == "" {
 		t.Fatalf("printed UUID %q, saved %q (%v)", uuid, b, err)
 	}
-	t.Cleanup(func() { karman(t, e.dir, "stop", "--force", uuid) })
+	t.Cleanup(func() {
+		karman(t, e.dir, "stop", "--force", uuid)
+		karman(t, e.dir, "status", "--wait=30s", uuid)
+	})
 	pi := e.waitState(t, uuid, "started", func(pi stage0.PodInfo) bool { return !pi.Started.IsZero() })
 	if pi.State != stage0.Running || len(pi.Apps) != 0 {
 		t.Fatalf("empty pod: state %s, %d apps", pi.State, len(pi.Apps))
@@ -60,7 +68,10 @@ func TestRunKeepAlive(t *testing.T) {
 	e := newPodEnv(t)
 	r := mustSucceed(t, e.run(t, "--net=none", "--keep-alive", "--detach", e.image, "--exec", "/bin/sh", "--", "-c", "exit 3"))
 	uuid := strings.TrimSpace(r.Stdout)
-	t.Cleanup(func() { karman(t, e.dir, "stop", "--force", uuid) })
+	t.Cleanup(func() {
+		karman(t, e.dir, "stop", "--force", uuid)
+		karman(t, e.dir, "status", "--wait=30s", uuid)
+	})
 	pi := e.waitState(t, uuid, "app exited", func(pi stage0.PodInfo) bool {
 		return len(pi.Apps) == 1 && pi.Apps[0].ExitCode != nil
 	})
@@ -76,4 +87,187 @@ func TestRunKeepAlive(t *testing.T) {
 	if r := e.run(t, "--net=none", e.image, "--exec", "/bin/sh", "--", "-c", "exit 4"); r.Code != 4 {
 		t.Errorf("run without --keep-alive: exit %d, want 4\n%s", r.Code, r)
 	}
+}
+
+// appList is `app list --format json`.
+func (e *podEnv) appList(t *testing.T, uuid string) map[string]stage0.AppInfo {
+	t.Helper()
+	r := mustSucceed(t, karman(t, e.dir, "app", "list", "--format", "json", uuid))
+	var apps []stage0.AppInfo
+	if err := json.Unmarshal([]byte(r.Stdout), &apps); err != nil {
+		t.Fatalf("app list json: %v\n%s", err, r.Stdout)
+	}
+	out := map[string]stage0.AppInfo{}
+	for _, a := range apps {
+		out[a.Name] = a
+	}
+	return out
+}
+
+// waitApp polls app list until app is in state.
+func (e *podEnv) waitApp(t *testing.T, uuid, app, state string) stage0.AppInfo {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		a, ok := e.appList(t, uuid)[app]
+		if ok && a.State == state {
+			return a
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("app %s of pod %s never %s: %+v", app, uuid, state, a)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// serving checks that addr answers with want (the web app's greeting),
+// retrying while the server starts or re-listens.
+func serving(t *testing.T, addr, want string) {
+	t.Helper()
+	var last string
+	for range 200 {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err == nil {
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			b, _ := io.ReadAll(c)
+			c.Close()
+			if strings.Contains(string(b), want) {
+				return
+			}
+			last = fmt.Sprintf("read %q", b)
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s does not serve %q: %s", addr, want, last)
+}
+
+// waitAppLog waits until app's log holds s n times.
+func (e *podEnv) waitAppLog(t *testing.T, uuid, app, s string, n int) {
+	t.Helper()
+	var logs string
+	for range 600 {
+		logs = karman(t, e.dir, "logs", "--app", app, uuid).Stdout
+		if strings.Count(logs, s) >= n {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("app %s of pod %s never logged %q %d times:\n%s", app, uuid, s, n, logs)
+}
+
+// appCgroups lists the app's cgroup directories in every hierarchy.
+func appCgroups(uuid, app string) []string {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/karman/" + uuid + "/" + app)
+	more, _ := filepath.Glob("/sys/fs/cgroup/karman/" + uuid + "/" + app)
+	return append(dirs, more...)
+}
+
+// TestAppsMutablePod: a pod started with --no-apps on the default
+// network gets an app that serves on the pod's address; a second app is
+// added, started, stopped, started again (restart count 1) and removed
+// while the first keeps serving, checked after each step; its log keeps
+// both runs in order; what is refused says so in one line; and once the
+// pod is stopped gc leaves nothing (the podEnv leak check).
+func TestAppsMutablePod(t *testing.T) {
+	ne := newNetEnv(t, 24)
+	uuid := strings.TrimSpace(mustSucceed(t, ne.run(t, "--net=default", "--no-apps")).Stdout)
+	t.Cleanup(func() {
+		karman(t, ne.dir, "stop", "--force", uuid)
+		karman(t, ne.dir, "status", "--wait=30s", uuid)
+	})
+	ne.waitState(t, uuid, "started", func(pi stage0.PodInfo) bool { return !pi.Started.IsZero() })
+	addr := ne.podIP(t, uuid, "default") + ":5000"
+	app := func(args ...string) testenv.Result {
+		t.Helper()
+		return karman(t, ne.dir, append([]string{"app"}, args...)...)
+	}
+
+	r := mustSucceed(t, app("add", uuid, ne.image, "--name", "web", "--exec", "/bin/sh", "--", "-c",
+		"while true; do echo hello-from-web | nc -l -p 5000; done"))
+	if strings.TrimSpace(r.Stdout) != "web" {
+		t.Errorf("app add printed %q, want the app's name", r.Stdout)
+	}
+	if a := ne.appList(t, uuid)["web"]; a.State != stage0.AppCreated || a.PID != 0 {
+		t.Errorf("added app: %+v, want created", a)
+	}
+	mustSucceed(t, app("start", uuid, "--app", "web"))
+	serving(t, addr, "hello-from-web")
+
+	// A second app: added, started, stopped, started again, removed.
+	mustSucceed(t, app("add", uuid, ne.image, "--name", "worker", "--exec", "/bin/sh", "--", "-c",
+		`echo run-start; echo to-stderr >&2; trap 'echo got-term; exit 5' TERM; while true; do sleep 0.1; done`))
+	serving(t, addr, "hello-from-web")
+	mustSucceed(t, app("start", uuid, "--app", "worker"))
+	w := ne.waitApp(t, uuid, "worker", stage0.AppRunning)
+	if w.PID == 0 || w.Restarts != 0 || w.Started.IsZero() {
+		t.Errorf("started worker: %+v", w)
+	}
+	ne.waitAppLog(t, uuid, "worker", "run-start", 1)
+	serving(t, addr, "hello-from-web")
+	assertOneLine254(t, app("start", uuid, "--app", "worker"), "worker", "is running", "app stop")
+
+	mustSucceed(t, app("stop", uuid, "--app", "worker", "--timeout", "10s"))
+	w = ne.appList(t, uuid)["worker"]
+	if w.State != stage0.AppExited || w.ExitCode == nil || *w.ExitCode != 5 || w.Finished.IsZero() {
+		t.Errorf("stopped worker: %+v, want exited 5", w)
+	}
+	serving(t, addr, "hello-from-web")
+	assertOneLine254(t, app("stop", uuid, "--app", "worker"), "worker", "not running")
+
+	mustSucceed(t, app("start", uuid, "--app", "worker"))
+	w = ne.waitApp(t, uuid, "worker", stage0.AppRunning)
+	if w.Restarts != 1 || w.ExitCode != nil {
+		t.Errorf("restarted worker: %+v, want restart count 1 and no exit code", w)
+	}
+	serving(t, addr, "hello-from-web")
+	ne.waitAppLog(t, uuid, "worker", "run-start", 2)
+	mustSucceed(t, app("stop", uuid, "--app", "worker", "--timeout", "10s"))
+	logs := mustSucceed(t, karman(t, ne.dir, "logs", "--app", "worker", uuid)).Stdout
+	if i, j, k := strings.Index(logs, "run-start"), strings.Index(logs, "got-term"), strings.LastIndex(logs, "run-start"); i < 0 || j < i || k < j {
+		t.Errorf("worker's log does not keep both runs in order:\n%s", logs)
+	}
+
+	assertOneLine254(t, app("rm", uuid, "--app", "web"), "web", "is running", "--force")
+	mustSucceed(t, app("rm", uuid, "--app", "worker"))
+	if apps := ne.appList(t, uuid); len(apps) != 1 || apps["web"].State != stage0.AppRunning {
+		t.Errorf("after app rm worker: %+v", apps)
+	}
+	if dirs := appCgroups(uuid, "worker"); len(dirs) != 0 {
+		t.Errorf("removed app's cgroups left: %v", dirs)
+	}
+	podDir := filepath.Join(ne.dir, "pods", "run", uuid)
+	for _, p := range []string{"apps/worker", "logs/worker.log", "state/apps/worker.json"} {
+		if _, err := os.Lstat(filepath.Join(podDir, p)); err == nil {
+			t.Errorf("removed app's %s left", p)
+		}
+	}
+	if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), "/worker/") {
+		t.Errorf("removed app's mounts left in the host")
+	}
+	serving(t, addr, "hello-from-web")
+
+	// Refusals, each leaving the pod as it was.
+	assertOneLine254(t, app("add", uuid, ne.image, "--name", "web", "--exec", "/bin/true"), "web", "already")
+	assertOneLine254(t, app("add", uuid, "oci:/no/such/layout:latest", "--name", "ghost"), "ghost")
+	assertOneLine254(t, app("start", uuid, "--app", "nosuch"), "no app", "app list")
+	assertOneLine254(t, app("add", uuid, ne.image, "--name", "bad", "--volume", "/no/such/dir:/mnt"), "/no/such/dir")
+	for _, name := range []string{"ghost", "bad"} {
+		if _, err := os.Lstat(filepath.Join(podDir, "apps", name)); err == nil {
+			t.Errorf("refused app %s left its directory", name)
+		}
+		if dirs := appCgroups(uuid, name); len(dirs) != 0 {
+			t.Errorf("refused app %s left cgroups: %v", name, dirs)
+		}
+	}
+	if apps := ne.appList(t, uuid); len(apps) != 1 {
+		t.Errorf("after refusals: %+v", apps)
+	}
+	serving(t, addr, "hello-from-web")
+
+	// The pod lives until stopped; then apps are refused.
+	mustSucceed(t, karman(t, ne.dir, "stop", uuid))
+	ne.waitState(t, uuid, "exited", func(pi stage0.PodInfo) bool { return pi.State == stage0.Exited })
+	assertOneLine254(t, app("add", uuid, ne.image, "--name", "late"), "not running", "--no-apps")
 }

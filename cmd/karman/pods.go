@@ -182,6 +182,10 @@ func writeStatus(out io.Writer, info stage0.PodInfo) {
 	}
 	for _, a := range info.Apps {
 		fmt.Fprintf(out, "app-%s-image=%s@%s\n", a.Name, a.Image, a.ImageDigest)
+		fmt.Fprintf(out, "app-%s-state=%s\n", a.Name, a.State)
+		if a.Restarts > 0 {
+			fmt.Fprintf(out, "app-%s-restarts=%d\n", a.Name, a.Restarts)
+		}
 		if a.PID != 0 {
 			fmt.Fprintf(out, "app-%s-pid=%d\n", a.Name, a.PID)
 		}

@@ -69,6 +69,7 @@ func newRootCommand() *cobra.Command {
 		newGCCommand(g),
 		newEnterCommand(g),
 		newLogsCommand(g),
+		newAppCommand(g),
 	)
 	root.AddCommand(fullOnlyCommands(g)...)
 	return root

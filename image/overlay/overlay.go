@@ -90,3 +90,58 @@ func mountOverlayFsconfig(target string, lower []string, upper, work string) err
 	defer unix.Close(mfd)
 	return unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH)
 }
+
+// Detached makes the overlay of layers (bottom first) with dir/upper and
+// dir/work, as Mount does, but attaches it nowhere: it returns the
+// descriptor of a detached mount (fsmount), which a process in another
+// mount namespace can attach with move_mount (an app added to a running
+// pod). The caller closes it.
+func Detached(dir string, layers []string) (int, error) {
+	upper, work := filepath.Join(dir, "upper"), filepath.Join(dir, "work")
+	lower := make([]string, len(layers))
+	for i, l := range layers {
+		lower[len(layers)-1-i] = l
+	}
+	if len(lower) == 0 {
+		lower = []string{filepath.Join(dir, "empty")}
+	}
+	fsfd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer unix.Close(fsfd)
+	set := func(k, v string) error {
+		if err := unix.FsconfigSetString(fsfd, k, v); err != nil {
+			return fmt.Errorf("overlay %s=%s: %w", k, v, err)
+		}
+		return nil
+	}
+	if len(strings.Join(lower, ":")) < unix.Getpagesize()/2 && !slices.ContainsFunc(lower, hasSeparator) {
+		err = set("lowerdir", strings.Join(lower, ":"))
+	} else {
+		for _, l := range lower {
+			if err = set("lowerdir+", l); err != nil {
+				break
+			}
+		}
+	}
+	if err == nil {
+		err = set("upperdir", upper)
+	}
+	if err == nil {
+		err = set("workdir", work)
+	}
+	if err == nil {
+		if err = unix.FsconfigCreate(fsfd); err != nil {
+			err = fmt.Errorf("create the overlay: %w", err)
+		}
+	}
+	if err != nil {
+		return -1, err
+	}
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("mount the overlay: %w", err)
+	}
+	return mfd, nil
+}

@@ -137,6 +137,9 @@ type AppStatus struct {
 	ExitCode int       `json:"exitCode"`
 	Signal   string    `json:"signal,omitempty"`
 	Reason   string    `json:"reason,omitempty"` // e.g. "not found", "oom-killed"
+	// Restarts is how many times the app was started again after it had
+	// exited (karman app start).
+	Restarts int `json:"restarts,omitempty"`
 }
 
 // Paths inside a pod directory.

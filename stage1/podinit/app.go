@@ -42,7 +42,7 @@ func (e *execError) Error() string { return e.Path + ": " + e.Reason }
 
 // startApp starts app a; a command that cannot be started ends the app
 // with 127 or 126 and one line on its stderr.
-func (in *podInit) startApp(a *appProc) {
+func (in *podInit) startApp(a *appProc) (startErr error) {
 	stdin, stdout, stderr := -1, a.stdout, a.stderr
 	if in.pod.Interactive {
 		stdin, stdout, stderr = 0, 1, 2
@@ -75,11 +75,13 @@ func (in *podInit) startApp(a *appProc) {
 		},
 	}
 	in.running++
+	a.runs++
+	a.exitedC = make(chan struct{})
 	_, err := in.launch(p, func(pid int) {
 		a.pid, a.started = pid, true
 		// The kernel translates this PID into the supervisor's namespace.
 		creds := unix.UnixCredentials(&unix.Ucred{Pid: int32(pid), Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid())})
-		if err := wire.Send(in.sup, &wire.Message{T: wire.MsgStarted, App: a.app.Name, PID: pid, Time: time.Now()}, creds); err != nil {
+		if err := wire.Send(in.sup, &wire.Message{T: wire.MsgStarted, App: a.app.Name, PID: pid, Time: time.Now(), Restarts: a.restarts}, creds); err != nil {
 			in.log.Warn("reporting app start", "app", a.app.Name, "err", err)
 		}
 	}, func(ws unix.WaitStatus) { in.appExited(a, ws) })
@@ -89,8 +91,11 @@ func (in *podInit) startApp(a *appProc) {
 			xe = &execError{Code: poddir.ExitRuntimeError, Path: a.app.Args[0], Reason: err.Error()}
 		}
 		fmt.Fprintf(fdWriter(stderr), "karman: app %s: %s: %s\n", a.app.Name, xe.Path, xe.Reason)
-		a.exited, a.code = true, xe.Code
+		a.started, a.exited, a.code = true, true, xe.Code
 		in.running--
+		close(a.exitedC)
+		a.exitedC = nil
+		startErr = xe
 		if err := wire.Send(in.sup, &wire.Message{T: wire.MsgExited, App: a.app.Name, Time: time.Now(), Code: xe.Code, Reason: xe.Reason}, nil); err != nil {
 			in.log.Warn("reporting app exit", "app", a.app.Name, "err", err)
 		}
@@ -103,6 +108,7 @@ func (in *podInit) startApp(a *appProc) {
 		}
 	}
 	a.stdout, a.stderr = -1, -1
+	return startErr
 }
 
 // launch starts p in its app's root with the app's user, group and
@@ -307,13 +313,24 @@ func (w fdWriter) Write(b []byte) (int, error) {
 // appCgroup returns what starts the named app inside its cgroup: its
 // task files (v1), or its cgroup2 directory (v2, cgroupFD >= 0).
 func (in *podInit) appCgroup(name string) (tasks []int, cgroupFD int) {
-	for i, a := range in.pod.Apps {
-		if a.Name == name && i < len(in.tasks) {
-			if in.cgroupV2 {
-				return nil, in.tasks[i][0]
-			}
-			return in.tasks[i], -1
+	a := in.findApp(name)
+	switch {
+	case a == nil || len(a.tasks) == 0:
+		return nil, -1
+	case in.cgroupV2:
+		return nil, a.tasks[0]
+	}
+	return a.tasks, -1
+}
+
+// findApp returns the pod's app named name, or nil.
+func (in *podInit) findApp(name string) *appProc {
+	in.appsMu.RLock()
+	defer in.appsMu.RUnlock()
+	for _, a := range in.apps {
+		if a.app.Name == name {
+			return a
 		}
 	}
-	return nil, -1
+	return nil
 }

@@ -31,7 +31,7 @@ func (in *podInit) serveCtl() {
 func (in *podInit) handleCtl(c *net.UnixConn) {
 	defer c.Close()
 	buf := make([]byte, wire.MaxPacket)
-	oob := make([]byte, unix.CmsgSpace(3*4))
+	oob := make([]byte, unix.CmsgSpace(wire.MaxFDs*4))
 	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
 	if err != nil {
 		return
@@ -58,6 +58,47 @@ func (in *podInit) handleCtl(c *net.UnixConn) {
 		in.post(event{stop: true, force: req.Force})
 	case "enter":
 		in.enter(c, &req, &fds, reply)
+	case "app-add":
+		// The descriptors: the app's root, its volumes, its cgroup files.
+		nvol := 0
+		if req.Spec != nil {
+			nvol = len(req.Spec.Mounts)
+		}
+		if req.Spec == nil || len(fds) != 1+nvol+req.Tasks || req.CgroupV2 != in.cgroupV2 && req.Tasks > 0 {
+			reply(wire.CtlReply{Error: fmt.Sprintf("bad app-add request: %d descriptors", len(fds))})
+			return
+		}
+		all := fds
+		fds = nil // addApp takes them over
+		if err := in.addApp(req.Spec, all[0], all[1:1+nvol], all[1+nvol:]); err != nil {
+			reply(wire.CtlReply{Error: err.Error()})
+			return
+		}
+		reply(wire.CtlReply{Done: true})
+	case "app-start":
+		pid, err := in.ctlStartApp(req.App)
+		var xe *execError
+		switch {
+		case errors.As(err, &xe):
+			reply(wire.CtlReply{Done: true, Code: xe.Code, Error: err.Error()})
+		case err != nil:
+			reply(wire.CtlReply{Error: err.Error()})
+		default:
+			reply(wire.CtlReply{Done: true, PID: pid})
+		}
+	case "app-stop":
+		code, err := in.ctlStopApp(req.App, req.Timeout, req.Force)
+		if err != nil {
+			reply(wire.CtlReply{Error: err.Error()})
+			return
+		}
+		reply(wire.CtlReply{Done: true, Code: code})
+	case "app-rm":
+		if err := in.ctlRemoveApp(req.App, req.Force); err != nil {
+			reply(wire.CtlReply{Error: err.Error()})
+			return
+		}
+		reply(wire.CtlReply{Done: true})
 	default:
 		reply(wire.CtlReply{Error: "unknown request " + req.Op})
 	}
@@ -65,12 +106,7 @@ func (in *podInit) handleCtl(c *net.UnixConn) {
 
 // enter runs an enter request's command and reports its status.
 func (in *podInit) enter(c *net.UnixConn, req *wire.CtlRequest, pfds *[]int, reply func(wire.CtlReply, ...int)) {
-	var a *appProc
-	for _, x := range in.apps {
-		if x.app.Name == req.App {
-			a = x
-		}
-	}
+	a := in.findApp(req.App)
 	switch {
 	case a == nil:
 		reply(wire.CtlReply{Error: fmt.Sprintf("no app %q in the pod", req.App)})

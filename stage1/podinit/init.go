@@ -28,8 +28,18 @@ type podInit struct {
 	sup    *net.UnixConn
 	notify bool // bind the supervisor's notify relay into the apps
 
-	ctl  *net.UnixListener
-	apps []*appProc
+	ctl *net.UnixListener
+	// apps are the pod's apps; the main loop changes the slice (app add
+	// and rm), under appsMu, which others read it under.
+	apps   []*appProc
+	appsMu sync.RWMutex
+	// addMu serializes the mounting and unmounting of apps in the
+	// running pod (addApp, removeApp): the pod root is writable meanwhile.
+	addMu sync.Mutex
+	// pipesMu serializes requests for log pipes (MsgPipes), whose replies
+	// arrive on pipesC.
+	pipesMu sync.Mutex
+	pipesC  chan []int
 
 	// mu makes fork + registration atomic with respect to wait4, so that
 	// the reaper never reaps a child it does not know yet.
@@ -55,7 +65,8 @@ type podInit struct {
 type event struct {
 	stop, force bool
 	sig         syscall.Signal
-	gone        bool // the supervisor is gone
+	gone        bool   // the supervisor is gone
+	do          func() // an app request, run on the main loop
 }
 
 // appProc is one app as the init runs it.
@@ -64,10 +75,14 @@ type appProc struct {
 	root           *root  // its root directory, /apps/<name> after the pivot
 	rootPath       string // idem, as a path
 	stdout, stderr int    // the init's copies, closed once started
+	tasks          []int  // its cgroup task files, or (v2) its cgroup2 directory
 	pid            int
 	started        bool
 	exited         bool
 	code           int
+	restarts       int           // starts after the first
+	runs           int           // starts so far
+	exitedC        chan struct{} // closed when the current run has ended
 }
 
 // initMain is the CmdInit entrypoint.
@@ -107,6 +122,7 @@ func Main(_ []string) int {
 		events:   make(chan event, 16),
 		done:     make(chan struct{}),
 		sigReady: sigReady,
+		pipesC:   make(chan []int, 1),
 	}
 	code, err := in.run(chld, sigc)
 	if err != nil {
@@ -209,6 +225,8 @@ func (in *podInit) loop(chld, sigc <-chan os.Signal) int {
 				// Nobody is left to report to: take the pod down now.
 				unix.Kill(-1, unix.SIGKILL)
 				os.Exit(poddir.ExitRuntimeError)
+			case ev.do != nil:
+				ev.do()
 			case ev.stop:
 				in.stop(ev.force)
 			default:
@@ -271,6 +289,10 @@ func (in *podInit) appExited(a *appProc, ws unix.WaitStatus) {
 	code, sig := waitCode(ws)
 	a.exited, a.code = true, code
 	in.running--
+	if a.exitedC != nil {
+		close(a.exitedC)
+		a.exitedC = nil
+	}
 	m := &wire.Message{T: wire.MsgExited, App: a.app.Name, Time: time.Now(), Code: code}
 	if sig != 0 {
 		m.Signal, m.Reason = unix.SignalName(sig), "killed by "+unix.SignalName(sig)
@@ -326,8 +348,13 @@ func (in *podInit) forward(sig syscall.Signal) {
 // readSupervisor turns the supervisor's requests into events.
 func (in *podInit) readSupervisor() {
 	buf := make([]byte, wire.MaxPacket)
+	oob := make([]byte, unix.CmsgSpace(2*4))
 	for {
-		m, _, fds, err := wire.Recv(in.sup, buf, nil)
+		m, _, fds, err := wire.Recv(in.sup, buf, oob)
+		if err == nil && m.T == wire.MsgPipes {
+			in.pipesC <- fds
+			continue
+		}
 		wire.CloseAll(fds) // none expected
 		var ev event
 		switch {
@@ -396,6 +423,11 @@ func (in *podInit) recvCgroups(buf []byte) error {
 		}
 		in.tasks = append(in.tasks, fds[:n])
 		fds = fds[n:]
+	}
+	for i, a := range in.apps {
+		if i < len(in.tasks) {
+			a.tasks = in.tasks[i]
+		}
 	}
 	in.cgroupV2 = m.CgroupV2
 	return nil

@@ -65,6 +65,7 @@ func (in *podInit) setup() error {
 	if err := pivot(podRoot); err != nil {
 		return err
 	}
+	in.empty = filepath.Join("/", emptyDir) // for apps added later
 	for _, a := range in.apps {
 		a.rootPath = filepath.Join(appsDir, a.app.Name)
 		if a.root, err = openRoot(a.rootPath); err != nil {
@@ -133,6 +134,14 @@ func (in *podInit) mountApp(a *poddir.App, target string, netns bool) error {
 	if err := unix.Mount(filepath.Join(dir, "rootfs"), target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind rootfs: %w", err)
 	}
+	return in.fillApp(a, target, netns, nil)
+}
+
+// fillApp mounts in app a's root, mounted at target, its /proc, /dev,
+// /sys, /etc files and volumes. vols, for an app added to the running pod
+// (addApp), are the detached clones of its volumes' sources, one per
+// Mount, which stage0 made; nil at boot, where the init opens them itself.
+func (in *podInit) fillApp(a *poddir.App, target string, netns bool, vols []int) error {
 	r, err := openRoot(target)
 	if err != nil {
 		return err
@@ -177,12 +186,18 @@ func (in *podInit) mountApp(a *poddir.App, target string, netns bool) error {
 			return err
 		}
 	}
-	for _, m := range a.Mounts {
-		if err := bindMount(r, m); err != nil {
+	for i, m := range a.Mounts {
+		var err error
+		if vols != nil {
+			err = attachVolume(r, m, vols[i])
+		} else {
+			err = bindMount(r, m)
+		}
+		if err != nil {
 			return err
 		}
 	}
-	if in.notify {
+	if in.notify && vols == nil {
 		if err := r.mount(filepath.Join(in.dir, poddir.NotifySocket), poddir.AppNotifySocket, "", unix.MS_BIND, "", true); err != nil {
 			return fmt.Errorf("notify socket: %w", err)
 		}
@@ -218,6 +233,11 @@ func setupDev(r *root) error {
 	for _, d := range devices {
 		// The umask is 0 during the setup.
 		err := unix.Mknodat(dev, d.name, unix.S_IFCHR|0o666, int(unix.Mkdev(d.major, d.minor)))
+		if err == nil {
+			// An app added to a running pod is mounted under the
+			// apps' umask (022).
+			err = unix.Fchmodat(dev, d.name, 0o666, 0)
+		}
 		if errors.Is(err, unix.EPERM) {
 			// No mknod here (a user namespace): bind the host's node.
 			err = r.mount("/dev/"+d.name, "/dev/"+d.name, "", unix.MS_BIND, "", true)

@@ -33,8 +33,21 @@ func bindMount(r *root, m poddir.Mount) error {
 		return err
 	}
 	defer unix.Close(src)
+	tree, err := unix.OpenTree(src, "", unix.OPEN_TREE_CLONE|unix.O_CLOEXEC|unix.AT_EMPTY_PATH|unix.AT_RECURSIVE)
+	if err != nil {
+		return fmt.Errorf("volume %s: clone the mount: %w", m.Source, err)
+	}
+	defer unix.Close(tree)
+	return attachVolume(r, m, tree)
+}
+
+// attachVolume attaches tree, a detached clone of m's source (open_tree
+// with OPEN_TREE_CLONE, made by the init at boot or by stage0 for an app
+// added to a running pod, whose host paths the init no longer sees), on
+// m's target in the app rooted at r.
+func attachVolume(r *root, m poddir.Mount, tree int) error {
 	var st unix.Stat_t
-	if err := unix.Fstat(src, &st); err != nil {
+	if err := unix.Fstat(tree, &st); err != nil {
 		return fmt.Errorf("volume source %s: %w", m.Source, err)
 	}
 	// The image's symlinks may lead the target elsewhere in the root:
@@ -65,11 +78,6 @@ func bindMount(r *root, m poddir.Mount) error {
 	if err := poddir.CheckResolvedTarget(m.Target, at); err != nil {
 		return err
 	}
-	tree, err := unix.OpenTree(src, "", unix.OPEN_TREE_CLONE|unix.O_CLOEXEC|unix.AT_EMPTY_PATH|unix.AT_RECURSIVE)
-	if err != nil {
-		return fmt.Errorf("volume %s: clone the mount: %w", m.Source, err)
-	}
-	defer unix.Close(tree)
 	if m.ReadOnly {
 		attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
 		if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {

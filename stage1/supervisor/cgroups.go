@@ -92,6 +92,14 @@ func openPlain(name string, flags int) (*os.File, error) {
 
 // oomKilled tells whether the OOM killer ended a process of app.
 func (s *supervisor) oomKilled(app string) bool {
+	if _, ok := s.cgroups[app]; !ok && s.cgroups != nil {
+		// An app added to the running pod: stage0 recorded its cgroup
+		// since the start.
+		var cg poddir.Cgroups
+		if poddir.ReadJSON(s.path(poddir.CgroupsFile), &cg) == nil {
+			s.cgroups = cg.Apps
+		}
+	}
 	name := s.cgroups[app].OOM
 	if name == "" {
 		return false

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/karman-project/karman/stage1/internal/wire"
 	"github.com/karman-project/karman/stage1/poddir"
 )
 
@@ -42,8 +43,45 @@ func (s *supervisor) startTees(rs []*os.File) error {
 		closeFiles(rs)
 		return fmt.Errorf("%d output pipes for %d apps", len(rs), len(s.pod.Apps))
 	}
+	names := make([]string, len(s.pod.Apps))
+	for i, a := range s.pod.Apps {
+		names[i] = a.Name
+	}
+	return s.startTeesOf(names, rs)
+}
+
+// sendPipes makes app's output pipes and their copies to its log, and
+// sends the init their write ends (MsgPipes): the app is starting again,
+// or for the first time after it was added to the running pod. Its log
+// is appended to.
+func (s *supervisor) sendPipes(app string) error {
+	if !poddir.ValidAppName(app) {
+		s.conn.Close() // only a broken init asks for this
+		return fmt.Errorf("bad app name %q", app)
+	}
+	var rs, ws []*os.File
+	for range 2 {
+		r, w, err := os.Pipe()
+		if err != nil {
+			closeFiles(rs)
+			closeFiles(ws)
+			wire.Send(s.conn, &wire.Message{T: wire.MsgPipes, App: app}, nil)
+			return err
+		}
+		rs, ws = append(rs, r), append(ws, w)
+	}
+	defer closeFiles(ws)
+	if err := s.startTeesOf([]string{app}, rs); err != nil {
+		wire.Send(s.conn, &wire.Message{T: wire.MsgPipes, App: app}, nil)
+		return err
+	}
+	return wire.SendWithFDs(s.conn, &wire.Message{T: wire.MsgPipes, App: app}, []int{int(ws[0].Fd()), int(ws[1].Fd())})
+}
+
+// startTeesOf is startTees for the apps names, in that order.
+func (s *supervisor) startTeesOf(names []string, rs []*os.File) error {
 	for i := 0; i < len(rs); i += 2 {
-		app := s.pod.Apps[i/2].Name
+		app := names[i/2]
 		logf, err := os.OpenFile(filepath.Join(s.dir, poddir.LogsDir, app+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 		if err != nil {
 			closeFiles(rs[i:])

@@ -511,8 +511,18 @@ func (s *supervisor) serve(start time.Time) (code int, gotExit bool, initErr str
 			initErr = m.Msg
 		case wire.MsgStarted:
 			st := s.appStatus(m.App)
-			st.PID, st.Started = hostPID, m.Time
+			// A start after an exit begins a new run.
+			*st = poddir.AppStatus{Name: st.Name, PID: hostPID, Started: m.Time, Restarts: m.Restarts}
 			s.saveStatus(st)
+		case wire.MsgPipes:
+			if err := s.sendPipes(m.App); err != nil {
+				s.log.Warn("output pipes of an app", "app", m.App, "err", err)
+			}
+		case wire.MsgRemoved:
+			delete(s.status, m.App)
+			if err := os.Remove(filepath.Join(s.dir, poddir.AppsState, m.App+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+				s.log.Warn("removing app status", "app", m.App, "err", err)
+			}
 		case wire.MsgExited:
 			st := s.appStatus(m.App)
 			st.Finished, st.Exited, st.ExitCode, st.Signal, st.Reason = m.Time, true, m.Code, m.Signal, m.Reason

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/karman-project/karman/stage1/poddir"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,6 +36,12 @@ const (
 	MsgExited  = "exited"  // init -> supervisor: app App ended
 	MsgReady   = "ready"   // init -> supervisor: every app was started
 	MsgExit    = "exit"    // init -> supervisor: the pod's exit status Code
+	// MsgPipes, init -> supervisor: App is about to start again, or for
+	// the first time after it was added to the running pod: make its
+	// output pipes and their copies to its log. The supervisor replies
+	// with MsgPipes carrying the write ends of its stdout and stderr.
+	MsgPipes   = "pipes"
+	MsgRemoved = "removed" // init -> supervisor: app App was removed from the pod
 )
 
 // initSockFD is the init's end of the supervisor socket. The boot
@@ -67,12 +74,14 @@ type Message struct {
 	Attrs []string   `json:"attrs,omitempty"` // key, value, key, value...
 
 	// started, exited, exit
-	App    string    `json:"app,omitempty"`
-	PID    int       `json:"pid,omitempty"` // in the pod's PID namespace
-	Time   time.Time `json:"time,omitzero"`
-	Code   int       `json:"code,omitempty"`
-	Signal string    `json:"signal,omitempty"`
-	Reason string    `json:"reason,omitempty"`
+	App  string    `json:"app,omitempty"`
+	PID  int       `json:"pid,omitempty"` // in the pod's PID namespace
+	Time time.Time `json:"time,omitzero"`
+	Code int       `json:"code,omitempty"`
+	// Restarts (started): how many times the app was started before.
+	Restarts int    `json:"restarts,omitempty"`
+	Signal   string `json:"signal,omitempty"`
+	Reason   string `json:"reason,omitempty"`
 
 	// stop, signal
 	Force bool `json:"force,omitempty"`
@@ -302,7 +311,11 @@ func AttrsAny(kv []string) []any {
 
 // CtlRequest is a request on the control socket.
 type CtlRequest struct {
-	Op    string   `json:"op"` // "enter" or "stop"
+	// Op is "enter", "stop", or one of the app requests: "app-add" (Spec,
+	// with the descriptors: the app's root as a detached mount, then one
+	// detached clone per volume, then its Tasks cgroup files),
+	// "app-start", "app-stop" (Timeout, Force), "app-rm" (Force).
+	Op    string   `json:"op"`
 	App   string   `json:"app,omitempty"`
 	Args  []string `json:"args,omitempty"`
 	Env   []string `json:"env,omitempty"` // nil: the app's
@@ -310,6 +323,11 @@ type CtlRequest struct {
 	Rows  uint16   `json:"rows,omitempty"` // the pty's window size
 	Cols  uint16   `json:"cols,omitempty"`
 	Force bool     `json:"force,omitempty"`
+
+	Spec     *poddir.App   `json:"spec,omitempty"`
+	Tasks    int           `json:"tasks,omitempty"`
+	CgroupV2 bool          `json:"cgroupV2,omitempty"`
+	Timeout  time.Duration `json:"timeout,omitempty"`
 }
 
 // CtlReply is a reply on the control socket.
