@@ -325,9 +325,15 @@ func (r *Runtime) RemoveApp(ctx context.Context, uuid, app string, force bool) e
 	}
 	defer lock.Unlock()
 	if _, err := appByName(p, pd, app, what); err != nil {
-		return err
-	}
-	if err := stage1.RemoveApp(ctx, p.path, app, force); err != nil {
+		// With force, what an app add killed half-way left (its
+		// rendering, cgroup, maybe its mount in the pod) goes too.
+		if _, serr := os.Lstat(filepath.Join(p.path, "apps", app)); !force || !validAppName(app) || serr != nil {
+			return err
+		}
+		if err := stage1.RemoveApp(ctx, p.path, app, true); err != nil && !errors.Is(err, stage1.ErrRefused) {
+			return fmt.Errorf("%s: pod %s: %w", what, p.uuid, err)
+		}
+	} else if err := stage1.RemoveApp(ctx, p.path, app, force); err != nil {
 		return fmt.Errorf("%s: pod %s: %w", what, p.uuid, err)
 	}
 	pd.Apps = slices.DeleteFunc(pd.Apps, func(a poddir.App) bool { return a.Name == app })

@@ -17,7 +17,7 @@
 // This overview is the whole of stage1: namespaces, root filesystem,
 // mounts, starting the apps, reaping, exit status and teardown.
 //
-// # Interface (version 2, poddir.InterfaceVersion)
+// # Interface (version 3, poddir.InterfaceVersion)
 //
 // stage0 prepares a pod directory (pod.json, one rendering per app under
 // App.Dir, a deferred overlay when App.Layers is set, the pod's network
@@ -218,6 +218,36 @@
 // command's controlling terminal and sends the master back; Enter relays
 // it to the caller's stdio, in raw mode. Closing the connection (a
 // cancelled context) kills the command.
+//
+// # Mutable pods
+//
+// A pod with Pod.KeepAlive (karman run --keep-alive, or --no-apps, a pod
+// of no apps) runs until it is stopped, not until its last app ended.
+// The apps of any running pod change through the app requests of the
+// control socket, which stage0 sends one at a time per pod (its app lock)
+// and the init checks again on its main loop, which owns the apps' run
+// state (AddApp, StartApp, StopApp, RemoveApp in this package):
+//
+//   - "app-add" carries the app (a poddir.App) and, as SCM_RIGHTS, what
+//     only the host's mount namespace has: a detached mount of the app's
+//     root (its overlay made with fsopen and fsmount, or an open_tree clone
+//     of a copied root), a detached clone of each volume's source, and
+//     the app's cgroup files, which stage0 made. The init makes the pod
+//     root writable and mounts a /proc of the pod at its root, attaches
+//     the root at /apps/<name> with move_mount and mounts the rest as at
+//     boot (fillApp), then makes the root read-only again without /proc.
+//     Any failure unmounts what was attached; the app is then created,
+//     not started, and stage0 records it in pod.json.
+//   - "app-start" starts a created or exited app: the init asks the
+//     supervisor for its output pipes (MsgPipes), whose copies append to
+//     logs/<app>.log, and starts it as at boot; MsgStarted carries its
+//     restart count, and the supervisor begins a new AppStatus.
+//   - "app-stop" sends SIGTERM, SIGKILL to the app's process group after
+//     the timeout, and replies with its status once it has exited.
+//   - "app-rm" refuses a running app unless forced (killed first), then
+//     unmounts /apps/<name> with all below it and tells the supervisor
+//     (MsgRemoved), which drops its status; stage0 removes its cgroup,
+//     rendering, lease, log and pod.json entry.
 //
 // # Resources
 //
