@@ -1,6 +1,7 @@
 package stage0
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -51,21 +52,23 @@ func (r *Runtime) Logs(ctx context.Context, uuid, app string, follow bool, w io.
 	} else {
 		defer f.Close()
 	}
+	var lr logReader
 	for {
 		if f != nil {
-			if _, err := io.Copy(w, f); err != nil {
+			if err := lr.copy(w, f); err != nil {
 				return err
 			}
 		}
 		if !follow {
-			return nil
+			return lr.flush(w)
 		}
 		if s := p.state(); s != Running && s != Prepared && s != Preparing {
 			if f != nil {
-				_, err := io.Copy(w, f) // what was written before it ended
-				return err
+				if err := lr.copy(w, f); err != nil { // what was written before it ended
+					return err
+				}
 			}
-			return nil
+			return lr.flush(w)
 		}
 		select {
 		case <-ctx.Done():
@@ -83,4 +86,73 @@ func (r *Runtime) Logs(ctx context.Context, uuid, app string, follow bool, w io.
 			p = np
 		}
 	}
+}
+
+// logReader turns an app's log, one record per line
+// (poddir.AppendLogRecord), back into the app's output, both streams in
+// the order the supervisor read them: each record's text, with a newline
+// unless it was part of a line. A line that is not a record (a log of an
+// older karman, raw output) is shown as it is. A last line without its
+// newline yet (being written) waits for the next copy.
+type logReader struct {
+	buf  []byte
+	rest []byte
+}
+
+func (lr *logReader) copy(w io.Writer, f *os.File) error {
+	if lr.buf == nil {
+		lr.buf = make([]byte, 32<<10)
+	}
+	var out []byte
+	for {
+		n, err := f.Read(lr.buf)
+		data := append(lr.rest, lr.buf[:n]...)
+		out = out[:0]
+		for {
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 {
+				break
+			}
+			out = appendRecordText(out, data[:i])
+			data = data[i+1:]
+		}
+		lr.rest = append(lr.rest[:0], data...)
+		if len(out) > 0 {
+			if _, werr := w.Write(out); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF || n == 0 {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// flush shows a last line that never got its newline.
+func (lr *logReader) flush(w io.Writer) error {
+	if len(lr.rest) == 0 {
+		return nil
+	}
+	out := lr.rest
+	if _, ok := poddir.ParseLogRecord(lr.rest); ok {
+		out = appendRecordText(nil, lr.rest)
+	}
+	_, err := w.Write(out)
+	lr.rest = nil
+	return err
+}
+
+func appendRecordText(out, line []byte) []byte {
+	r, ok := poddir.ParseLogRecord(line)
+	if !ok {
+		return append(append(out, line...), '\n')
+	}
+	out = append(out, r.Text...)
+	if !r.Partial {
+		out = append(out, '\n')
+	}
+	return out
 }

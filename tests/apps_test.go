@@ -157,6 +157,47 @@ func (e *podEnv) waitAppLog(t *testing.T, uuid, app, s string, n int) {
 	t.Fatalf("app %s of pod %s never logged %q %d times:\n%s", app, uuid, s, n, logs)
 }
 
+// checkAppLog checks an app's log file: one CRI record per line (time,
+// stream, F, text), times in order within a stream, the records want
+// (stream and text) among them in this order, and other n times (the two
+// streams are two pipes: their records interleave as they were read).
+func checkAppLog(t *testing.T, file string, want []string, other string, n int) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := map[string]time.Time{}
+	var got []string
+	for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		f := strings.SplitN(line, " ", 4)
+		if len(f) != 4 || (f[1] != "stdout" && f[1] != "stderr") || f[2] != "F" {
+			t.Fatalf("log line %q is not a CRI record (TIME STREAM F TEXT)", line)
+		}
+		at, err := time.Parse("2006-01-02T15:04:05.999999999Z07:00", f[0])
+		if err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if at.Before(last[f[1]]) {
+			t.Errorf("log line %q is older than the one before on its stream", line)
+		}
+		last[f[1]] = at
+		got = append(got, f[1]+" "+f[3])
+	}
+	i := 0
+	for _, g := range got {
+		if i < len(want) && g == want[i] {
+			i++
+		}
+	}
+	if i != len(want) {
+		t.Errorf("log %s: records %q do not hold %q in order", file, got, want)
+	}
+	if c := strings.Count(strings.Join(got, "\n")+"\n", other+"\n"); c != n {
+		t.Errorf("log %s: %d records %q, want %d: %q", file, c, other, n, got)
+	}
+}
+
 // appCgroups lists the app's cgroup directories in every hierarchy.
 func appCgroups(uuid, app string) []string {
 	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/karman/" + uuid + "/" + app)
@@ -225,9 +266,11 @@ func TestAppsMutablePod(t *testing.T) {
 	ne.waitAppLog(t, uuid, "worker", "run-start", 2)
 	mustSucceed(t, app("stop", uuid, "--app", "worker", "--timeout", "10s"))
 	logs := mustSucceed(t, karman(t, ne.dir, "logs", "--app", "worker", uuid)).Stdout
-	if i, j, k := strings.Index(logs, "run-start"), strings.Index(logs, "got-term"), strings.LastIndex(logs, "run-start"); i < 0 || j < i || k < j {
+	if i, j, k := strings.Index(logs, "run-start\n"), strings.Index(logs, "got-term\n"), strings.LastIndex(logs, "run-start\n"); i < 0 || j < i || k < j {
 		t.Errorf("worker's log does not keep both runs in order:\n%s", logs)
 	}
+	checkAppLog(t, filepath.Join(ne.dir, "pods", "run", uuid, "logs", "worker.log"),
+		[]string{"stdout run-start", "stdout got-term", "stdout run-start", "stdout got-term"}, "stderr to-stderr", 2)
 
 	assertOneLine254(t, app("rm", uuid, "--app", "web"), "web", "is running", "--force")
 	mustSucceed(t, app("rm", uuid, "--app", "worker"))

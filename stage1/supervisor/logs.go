@@ -1,10 +1,12 @@
 package supervisor
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/karman-project/karman/stage1/internal/wire"
 	"github.com/karman-project/karman/stage1/poddir"
@@ -88,14 +90,19 @@ func (s *supervisor) startTeesOf(names []string, rs []*os.File) error {
 			return fmt.Errorf("app %s log: %w", app, err)
 		}
 		var done sync.WaitGroup
+		lw := &logWriter{f: logf}
 		for j, out := range []*os.File{os.Stdout, os.Stderr} {
 			r := rs[i+j]
+			stream := poddir.LogStdout
+			if j == 1 {
+				stream = poddir.LogStderr
+			}
 			s.tees.Add(1)
 			done.Add(1)
 			go func() {
 				defer s.tees.Done()
 				defer done.Done()
-				tee(r, out, logf)
+				tee(r, out, lw, stream)
 			}()
 		}
 		// The log file closes when both copies are done.
@@ -107,11 +114,32 @@ func (s *supervisor) startTeesOf(names []string, rs []*os.File) error {
 	return nil
 }
 
-// tee copies src to out and logf until src ends, and closes it. A
-// failing out (a closed stdout, say) is dropped; the log keeps
+// logWriter appends records to an app's log (poddir.AppendLogRecord),
+// one write each, for both of its streams.
+type logWriter struct {
+	mu  sync.Mutex
+	f   *os.File
+	rec []byte
+}
+
+func (l *logWriter) write(stream string, partial bool, text []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.rec = poddir.AppendLogRecord(l.rec[:0], time.Now(), stream, partial, text)
+	l.f.Write(l.rec)
+	if cap(l.rec) > 2*teeBuffer {
+		l.rec = nil // a long line's buffer is not kept
+	}
+}
+
+// tee copies src to out as it comes, and to the app's log one record per
+// line (a line longer than poddir.MaxLogLine in parts, and what is left
+// without a newline at the end as a part), until src ends, and closes it.
+// A failing out (a closed stdout, say) is dropped; the log keeps
 // everything.
-func tee(src, out, logf *os.File) {
+func tee(src, out *os.File, lw *logWriter, stream string) {
 	buf := make([]byte, teeBuffer)
+	var line []byte // a line begun in an earlier read
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
@@ -120,9 +148,34 @@ func tee(src, out, logf *os.File) {
 					out = nil
 				}
 			}
-			logf.Write(buf[:n])
+			data := buf[:n]
+			for {
+				i := bytes.IndexByte(data, '\n')
+				if i < 0 {
+					break
+				}
+				if len(line) > 0 {
+					line = append(line, data[:i]...)
+					lw.write(stream, false, line)
+					line = line[:0]
+				} else {
+					lw.write(stream, false, data[:i])
+				}
+				data = data[i+1:]
+			}
+			line = append(line, data...)
+			for len(line) >= poddir.MaxLogLine {
+				lw.write(stream, true, line[:poddir.MaxLogLine])
+				line = append(line[:0], line[poddir.MaxLogLine:]...)
+			}
+			if len(line) == 0 && cap(line) > teeBuffer {
+				line = nil
+			}
 		}
 		if err != nil {
+			if len(line) > 0 {
+				lw.write(stream, true, line)
+			}
 			src.Close()
 			return
 		}
