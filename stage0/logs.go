@@ -145,14 +145,4 @@ func (lr *logReader) flush(w io.Writer) error {
 	return err
 }
 
-func appendRecordText(out, line []byte) []byte {
-	r, ok := poddir.ParseLogRecord(line)
-	if !ok {
-		return append(append(out, line...), '\n')
-	}
-	out = append(out, r.Text...)
-	if !r.Partial {
-		out = append(out, '\n')
-	}
-	return out
-}
+func appendRecordText(out, line []byte) []byte { return poddir.AppendLogText(out, line) }

@@ -163,7 +163,8 @@
 //
 // Stdin is the app's /dev/null. Stdout and stderr are pipes that the
 // supervisor copies, chunk by chunk and so in order within each stream, to
-// its own stdout and stderr (journald under systemd) and to
+// its own stdout and stderr (journald under systemd) and, one record per
+// line in the CRI's log format (poddir.AppendLogRecord), to
 // logs/<app>.log. With Pod.Interactive the single app gets the
 // supervisor's stdin, stdout and stderr directly, no pty in between, and
 // nothing is logged; if stdin is a terminal the app's process group is

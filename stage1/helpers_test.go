@@ -374,7 +374,7 @@ func readFile(t *testing.T, path string) string {
 func (p *testPod) stdout() string { return readFile(p.t, p.out) }
 func (p *testPod) stderr() string { return readFile(p.t, p.err) }
 func (p *testPod) log(app string) string {
-	return readFile(p.t, filepath.Join(p.dir, poddir.LogsDir, app+".log"))
+	return string(poddir.LogText([]byte(readFile(p.t, filepath.Join(p.dir, poddir.LogsDir, app+".log")))))
 }
 
 // waitFor polls until cond holds; a minute is only a safety net.

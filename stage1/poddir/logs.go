@@ -71,3 +71,35 @@ func ParseLogRecord(line []byte) (r LogRecord, ok bool) {
 	}
 	return LogRecord{Time: t, Stream: string(stream), Partial: string(tag) == "P", Text: text}, true
 }
+
+// AppendLogText appends what the app wrote that line, a record without
+// its newline, holds: its text, with a newline unless it is a part. A
+// line that is not a record (a log of an older karman) is appended as it
+// is, with its newline.
+func AppendLogText(out, line []byte) []byte {
+	r, ok := ParseLogRecord(line)
+	if !ok {
+		return append(append(out, line...), '\n')
+	}
+	out = append(out, r.Text...)
+	if !r.Partial {
+		out = append(out, '\n')
+	}
+	return out
+}
+
+// LogText is what the app wrote, as a whole log file holds it.
+func LogText(log []byte) []byte {
+	var out []byte
+	for len(log) > 0 {
+		line, rest, found := bytes.Cut(log, []byte{'\n'})
+		if !found {
+			if _, ok := ParseLogRecord(line); !ok {
+				return append(out, line...) // raw output without a newline
+			}
+		}
+		out = AppendLogText(out, line)
+		log = rest
+	}
+	return out
+}

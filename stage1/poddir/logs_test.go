@@ -36,3 +36,18 @@ func TestLogRecordRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestLogText(t *testing.T) {
+	at := time.Now()
+	var log []byte
+	log = AppendLogRecord(log, at, LogStdout, true, []byte("ab"))
+	log = AppendLogRecord(log, at, LogStdout, false, []byte("c"))
+	log = AppendLogRecord(log, at, LogStderr, false, []byte(""))
+	log = AppendLogRecord(log, at, LogStdout, true, []byte("no newline"))
+	if got, want := string(LogText(log)), "abc\n\nno newline"; got != want {
+		t.Errorf("LogText = %q, want %q", got, want)
+	}
+	if got := string(LogText([]byte("raw\nold output"))); got != "raw\nold output" {
+		t.Errorf("LogText of a raw log = %q", got)
+	}
+}
