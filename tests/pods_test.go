@@ -286,7 +286,15 @@ func TestStopGracefulAndForced(t *testing.T) {
 
 func TestSignalForwarding(t *testing.T) {
 	e := newPodEnv(t)
-	cmd, uuid := e.startPod(t, e.image, "--exec", "/bin/sh", "--", "-c", "trap 'echo got-hup; exit 5' HUP; while true; do sleep 0.05; done")
+	cmd, uuid := e.startPod(t, e.image, "--exec", "/bin/sh", "--", "-c", "trap 'echo got-hup; exit 5' HUP; echo trapped; while true; do sleep 0.05; done")
+	// The app counts as started at its execve; its shell sets the trap
+	// a moment later.
+	for i := 0; !strings.Contains(karman(t, e.dir, "logs", uuid).Stdout, "trapped"); i++ {
+		if i == 200 {
+			t.Fatal("the app did not set its trap within 10 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	cmd.Process.Signal(syscall.SIGHUP)
 	cmd.Wait()
 	if code := cmd.ProcessState.ExitCode(); code != 5 {
