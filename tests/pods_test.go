@@ -260,10 +260,24 @@ func (e *podEnv) startPodEnv(t *testing.T, env []string, args ...string) (*exec.
 	return nil, ""
 }
 
+// waitLog waits until the pod's log holds want: an app counts as started
+// at its execve, and a shell sets its traps a moment later, so tests that
+// signal a trap wait for the app to say it is set.
+func (e *podEnv) waitLog(t *testing.T, uuid, want string) {
+	t.Helper()
+	for i := 0; !strings.Contains(karman(t, e.dir, "logs", uuid).Stdout, want); i++ {
+		if i == 200 {
+			t.Fatalf("pod %s did not log %q within 10 s", uuid, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func TestStopGracefulAndForced(t *testing.T) {
 	e := newPodEnv(t)
 	// The app traps TERM and exits 0: a graceful stop.
-	cmd, uuid := e.startPod(t, e.image, "--exec", "/bin/sh", "--", "-c", "trap 'exit 0' TERM; while true; do sleep 0.05; done")
+	cmd, uuid := e.startPod(t, e.image, "--exec", "/bin/sh", "--", "-c", "trap 'exit 0' TERM; echo trapped; while true; do sleep 0.05; done")
+	e.waitLog(t, uuid, "trapped")
 	mustSucceed(t, karman(t, e.dir, "stop", uuid))
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("gracefully stopped pod: %v", err)
@@ -272,7 +286,8 @@ func TestStopGracefulAndForced(t *testing.T) {
 		t.Errorf("after stop: %+v", pi)
 	}
 	// The app ignores TERM: SIGKILL after the stop timeout.
-	cmd, uuid = e.startPod(t, "--stop-timeout", "300ms", e.image, "--exec", "/bin/sh", "--", "-c", "trap '' TERM; while true; do sleep 0.05; done")
+	cmd, uuid = e.startPod(t, "--stop-timeout", "300ms", e.image, "--exec", "/bin/sh", "--", "-c", "trap '' TERM; echo trapped; while true; do sleep 0.05; done")
+	e.waitLog(t, uuid, "trapped")
 	mustSucceed(t, karman(t, e.dir, "stop", uuid))
 	cmd.Wait()
 	if code := cmd.ProcessState.ExitCode(); code != 137 {
@@ -287,14 +302,7 @@ func TestStopGracefulAndForced(t *testing.T) {
 func TestSignalForwarding(t *testing.T) {
 	e := newPodEnv(t)
 	cmd, uuid := e.startPod(t, e.image, "--exec", "/bin/sh", "--", "-c", "trap 'echo got-hup; exit 5' HUP; echo trapped; while true; do sleep 0.05; done")
-	// The app counts as started at its execve; its shell sets the trap
-	// a moment later.
-	for i := 0; !strings.Contains(karman(t, e.dir, "logs", uuid).Stdout, "trapped"); i++ {
-		if i == 200 {
-			t.Fatal("the app did not set its trap within 10 s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	e.waitLog(t, uuid, "trapped")
 	cmd.Process.Signal(syscall.SIGHUP)
 	cmd.Wait()
 	if code := cmd.ProcessState.ExitCode(); code != 5 {
