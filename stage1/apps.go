@@ -52,6 +52,11 @@ func StartApp(ctx context.Context, podDir, app string) (int, error) {
 // once it has ended.
 func StopApp(ctx context.Context, podDir, app string, timeout time.Duration, force bool) (int, error) {
 	r, err := ctlCall(ctx, podDir, &wire.CtlRequest{Op: "app-stop", App: app, Timeout: timeout, Force: force}, nil)
+	if errors.Is(err, errEnded) {
+		// The app was the last of a pod that is not kept alive: the pod
+		// ended with it, before the init could reply.
+		return 0, nil
+	}
 	return r.Code, err
 }
 
@@ -70,6 +75,9 @@ type StartError struct {
 }
 
 func (e *StartError) Error() string { return e.Msg }
+
+// errEnded is a pod that ended before it replied to a request it had.
+var errEnded = fmt.Errorf("%w: the pod ended while handling the request", ErrNotRunning)
 
 // ErrRefused wraps what the init refused.
 var ErrRefused = errors.New("refused by the pod")
@@ -104,13 +112,13 @@ func ctlCall(ctx context.Context, podDir string, req *wire.CtlRequest, fds []int
 		if ctx.Err() != nil {
 			return r, ctx.Err()
 		}
-		if n == 0 {
-			return r, fmt.Errorf("%w: the pod ended while handling the request", ErrNotRunning)
+		if n == 0 || wire.IsClosed(err) {
+			return r, errEnded
 		}
 		return r, fmt.Errorf("pod control socket: %w", err)
 	}
 	if n == 0 {
-		return r, fmt.Errorf("%w: the pod ended while handling the request", ErrNotRunning)
+		return r, errEnded
 	}
 	if err := json.Unmarshal(buf[:n], &r); err != nil {
 		return r, fmt.Errorf("pod control socket: bad reply: %w", err)

@@ -6,13 +6,18 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/karman-project/karman/stage0"
 	"github.com/karman-project/karman/tests/testenv"
+	"github.com/karman-project/karman/tests/testimage"
 )
 
 // waitState polls the pod's status until f accepts it.
@@ -246,6 +251,19 @@ func TestAppsMutablePod(t *testing.T) {
 		t.Errorf("started worker: %+v", w)
 	}
 	ne.waitAppLog(t, uuid, "worker", "run-start", 1)
+	// The two apps share the pod's network, IPC and UTS namespaces.
+	web := ne.appList(t, uuid)["web"]
+	for _, ns := range []string{"net", "ipc", "uts"} {
+		a, aerr := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", web.PID, ns))
+		b, berr := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", w.PID, ns))
+		if aerr != nil || berr != nil || a != b {
+			t.Errorf("%s namespace of web %q (%v), of worker %q (%v): want one", ns, a, aerr, b, berr)
+		}
+		host, _ := os.Readlink("/proc/self/ns/" + ns)
+		if a == host {
+			t.Errorf("the apps are in the host's %s namespace", ns)
+		}
+	}
 	serving(t, addr, "hello-from-web")
 	assertOneLine254(t, app("start", uuid, "--app", "worker"), "worker", "is running", "app stop")
 
@@ -313,4 +331,178 @@ func TestAppsMutablePod(t *testing.T) {
 	mustSucceed(t, karman(t, ne.dir, "stop", uuid))
 	ne.waitState(t, uuid, "exited", func(pi stage0.PodInfo) bool { return pi.State == stage0.Exited })
 	assertOneLine254(t, app("add", uuid, ne.image, "--name", "late"), "not running", "--no-apps")
+}
+
+// TestAppsRaceAndKill: app commands racing on one pod resolve one at a
+// time (one add of a name wins, one start of an app wins, a start racing
+// an rm --force leaves the app gone); an `app add` killed with SIGKILL
+// while it fetches its image frees the pod for the next one; the
+// supervisor killed with SIGKILL while an app is being added fails the
+// add, which leaves nothing of the app; and gc of the pod leaves nothing
+// at all (leakcheck).
+func TestAppsRaceAndKill(t *testing.T) {
+	e := newGCEnv(t)
+	uuid := strings.TrimSpace(mustSucceed(t, e.run(t, "--net=default", "--no-apps")).Stdout)
+	e.leaks.Track(uuid)
+	e.uuids = append(e.uuids, uuid)
+	t.Cleanup(func() {
+		karman(t, e.dir, "stop", "--force", uuid)
+		karman(t, e.dir, "status", "--wait=30s", uuid)
+	})
+	e.waitState(t, uuid, "started", func(pi stage0.PodInfo) bool { return !pi.Started.IsZero() })
+	podDir := filepath.Join(e.dir, "pods", "run", uuid)
+
+	// parallel runs the commands at once and returns their results.
+	parallel := func(cmds ...[]string) []testenv.Result {
+		out := make([]testenv.Result, len(cmds))
+		var wg sync.WaitGroup
+		for i, c := range cmds {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				out[i] = karman(t, e.dir, append([]string{"app"}, c...)...)
+			}()
+		}
+		wg.Wait()
+		return out
+	}
+	wins := func(what string, rs []testenv.Result, refusal string) {
+		t.Helper()
+		n := 0
+		for _, r := range rs {
+			switch {
+			case r.Code == 0:
+				n++
+			default:
+				assertOneLine254(t, r, refusal)
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s: %d of %d won, want one", what, n, len(rs))
+		}
+	}
+	add := []string{"add", uuid, e.image, "--name", "same", "--exec", "/bin/sleep", "--", "1000"}
+	wins("adds of one name", parallel(add, add, add, add), "already")
+	start := []string{"start", uuid, "--app", "same"}
+	wins("starts of one app", parallel(start, start, start), "is running")
+	var adds [][]string
+	for i := range 3 {
+		adds = append(adds, []string{"add", uuid, e.image, "--name", fmt.Sprintf("a%d", i), "--exec", "/bin/sleep", "--", "1000"})
+	}
+	for _, r := range parallel(adds...) {
+		mustSucceed(t, r)
+	}
+	var startRm [][]string
+	for i := range 3 {
+		name := fmt.Sprintf("a%d", i)
+		startRm = append(startRm, []string{"start", uuid, "--app", name}, []string{"rm", uuid, "--app", name, "--force"})
+	}
+	for i, r := range parallel(startRm...) {
+		if i%2 == 1 {
+			mustSucceed(t, r) // rm --force wins whatever the order
+		} else if r.Code != 0 {
+			assertOneLine254(t, r, "no app")
+		}
+	}
+	if apps := e.appList(t, uuid); len(apps) != 1 || apps["same"].State != stage0.AppRunning {
+		t.Errorf("after the races: %+v, want only app same, running", apps)
+	}
+	for i := range 3 {
+		name := fmt.Sprintf("a%d", i)
+		if _, err := os.Lstat(filepath.Join(podDir, "apps", name)); err == nil || len(appCgroups(uuid, name)) != 0 {
+			t.Errorf("removed app %s left its directory or cgroups", name)
+		}
+	}
+
+	// An image the registry holds back: the add waits in its fetch, with
+	// the pod's app lock held.
+	reg := newStallingRegistry(t)
+	// stalledAdd starts an app add of that image and returns once it
+	// waits for a blob, with the file its stderr goes to (a file: the
+	// fetch is a child of its own, which a SIGKILL of app add leaves to
+	// end by itself).
+	stalledAdd := func(name string) (*exec.Cmd, string) {
+		t.Helper()
+		// A repository of its own, to tell its requests from those of
+		// an earlier add's fetch that may still run.
+		ref := reg.host + "/stall-" + name + "/busybox:1"
+		pushed(t, ref, testimage.Options{Env: []string{"KARMAN_TEST=app-add-" + name}}, testimage.Busybox)
+		reg.stall()
+		stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stderr.Close()
+		cmd := exec.Command(testenv.Binary(t), "--dir", e.dir, "--config-dir", filepath.Join(e.dir, "etc"),
+			"app", "add", uuid, ref, "--name", name, "--exec", "/bin/sleep", "--", "1000")
+		cmd.Stderr = stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		timeout := time.After(time.Minute)
+		for {
+			select {
+			case p := <-reg.stalled:
+				if strings.Contains(p, "/stall-"+name+"/") {
+					return cmd, stderr.Name()
+				}
+			case <-timeout:
+				t.Fatal("app add never asked the registry for a blob")
+			}
+		}
+	}
+	cmd, _ := stalledAdd("killed")
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	reg.release() // its fetch, a child of its own, ends by itself
+	// The killed add's lock went with it.
+	mustSucceed(t, karman(t, e.dir, "app", "add", uuid, e.image, "--name", "after", "--exec", "/bin/true"))
+
+	cmd, stderr := stalledAdd("orphan")
+	b, err := os.ReadFile(filepath.Join(podDir, "state", "supervisor.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill the supervisor %d: %v", pid, err)
+	}
+	karman(t, e.dir, "status", "--wait=30s", uuid)
+	reg.release()
+	if err := cmd.Wait(); err == nil {
+		t.Fatalf("app add into a pod whose supervisor was killed succeeded")
+	}
+	errText, _ := os.ReadFile(stderr)
+	if msg := strings.TrimSpace(string(errText)); strings.Count(msg, "\n") != 0 || !strings.Contains(msg, "orphan") {
+		t.Errorf("app add's error is not one line naming the app: %q", msg)
+	}
+	if _, err := os.Lstat(filepath.Join(podDir, "apps", "orphan")); err == nil {
+		t.Errorf("the failed add left apps/orphan")
+	}
+	if dirs := appCgroups(uuid, "orphan"); len(dirs) != 0 {
+		t.Errorf("the failed add left cgroups: %v", dirs)
+	}
+	if pd, err := os.ReadFile(filepath.Join(podDir, "pod.json")); err != nil || strings.Contains(string(pd), `"orphan"`) {
+		t.Errorf("pod.json names the failed app (%v)", err)
+	}
+	mustSucceed(t, karman(t, e.dir, "gc", "--all")) // the pods, then the network they made
+	e.leaks.Check()
+}
+
+// TestAppStopLastApp: app stop of the only app of a pod that is not kept
+// alive succeeds, and the pod ends with it, as with its last app's exit.
+func TestAppStopLastApp(t *testing.T) {
+	e := newPodEnv(t)
+	uuid := strings.TrimSpace(mustSucceed(t, e.run(t, "--net=none", "--detach", e.image, "--exec", "/bin/sleep", "--", "1000")).Stdout)
+	t.Cleanup(func() {
+		karman(t, e.dir, "stop", "--force", uuid)
+		karman(t, e.dir, "status", "--wait=30s", uuid)
+	})
+	pi := e.waitState(t, uuid, "app running", func(pi stage0.PodInfo) bool { return len(pi.Apps) == 1 && pi.Apps[0].PID != 0 })
+	mustSucceed(t, karman(t, e.dir, "app", "stop", uuid, "--app", pi.Apps[0].Name, "--timeout", "10s"))
+	pi = e.waitState(t, uuid, "exited", func(pi stage0.PodInfo) bool { return pi.State == stage0.Exited })
+	if pi.ExitCode == nil || *pi.ExitCode != 143 || pi.Apps[0].State != stage0.AppExited {
+		t.Errorf("pod after app stop of its last app: exit %v, app %+v; want 143 (SIGTERM), exited", pi.ExitCode, pi.Apps[0])
+	}
 }

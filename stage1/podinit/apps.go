@@ -252,9 +252,9 @@ func (in *podInit) ctlStopApp(name string, timeout time.Duration, force bool) (i
 	case <-in.done:
 		return 0, errEnding
 	}
-	var code int
-	in.onLoop(func() { code = a.code })
-	return code, nil
+	// The main loop set a.code before it closed exited; the app lock of
+	// stage0 keeps it from starting again meanwhile.
+	return a.code, nil
 }
 
 // ctlRemoveApp handles app-rm: it refuses a running app unless force,
