@@ -309,6 +309,23 @@ func TestAppsMutablePod(t *testing.T) {
 	}
 	serving(t, addr, "hello-from-web")
 
+	// An added app gets its volumes, read-only when asked.
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "f"), []byte("from-the-host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustSucceed(t, app("add", uuid, ne.image, "--name", "vol", "--volume", host+":/data:ro", "--exec", "/bin/sh", "--", "-c",
+		"cat /data/f; touch /data/g 2>/dev/null && echo writable || echo read-only"))
+	mustSucceed(t, app("start", uuid, "--app", "vol"))
+	if v := ne.waitApp(t, uuid, "vol", stage0.AppExited); v.ExitCode == nil || *v.ExitCode != 0 {
+		t.Errorf("app with a volume: %+v", v)
+	}
+	if l := mustSucceed(t, karman(t, ne.dir, "logs", "--app", "vol", uuid)).Stdout; l != "from-the-host\nread-only\n" {
+		t.Errorf("app with a read-only volume logged %q", l)
+	}
+	mustSucceed(t, app("rm", uuid, "--app", "vol"))
+	serving(t, addr, "hello-from-web")
+
 	// Refusals, each leaving the pod as it was.
 	assertOneLine254(t, app("add", uuid, ne.image, "--name", "web", "--exec", "/bin/true"), "web", "already")
 	assertOneLine254(t, app("add", uuid, "oci:/no/such/layout:latest", "--name", "ghost"), "ghost")
