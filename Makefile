@@ -54,6 +54,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./image/... ./signing/...
 	./tests/bench/fetch.sh
 	./tests/bench/run.sh
+	./tests/bench/apps.sh
 	./tests/bench/net.sh
 	./tests/bench/agent.sh
 

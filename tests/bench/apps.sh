@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Mutable pod benchmark: `karman app add` + `karman app start` of an app
+# running /bin/true in a pod already running (started with --no-apps, so
+# its namespaces, network and init exist), beside `runc run` of a bundle of
+# the same rootfs; in rounds, one of each per round in turn, so that drift
+# on a shared machine does not skew the ratio (the median of the per-round
+# ratios). Each round removes the app again (`app rm`, not timed).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+runs=${BENCH_RUNS:-30}
+work=/var/tmp/karman-bench-apps-$$
+mkdir -p "$work"
+uuid=
+cleanup() {
+	if [ -n "$uuid" ]; then
+		bin/karman --dir "$work/k" stop --force "$uuid" >/dev/null 2>&1 || true
+		bin/karman --dir "$work/k" status --wait=30s "$uuid" >/dev/null 2>&1 || true
+	fi
+	bin/karman --dir "$work/k" gc --grace-period=0 >/dev/null 2>&1 || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+k() { bin/karman --dir "$work/k" --config-dir "$work/etc" "$@"; }
+
+bin/karman-testimage --kind busybox --layout "$work/layout" --tag latest >/dev/null
+img="oci:$work/layout:latest"
+k trust add --type insecure-accept-anything --scope "oci:$work/layout" >/dev/null
+k fetch "$img" >/dev/null
+mkdir -p "$work/bundle/rootfs"
+cp -a "$work"/k/images/layers/sha256/*/. "$work/bundle/rootfs/"
+(cd "$work/bundle" && runc spec)
+python3 - "$work/bundle/config.json" <<'PY'
+import json, sys
+p = sys.argv[1]; c = json.load(open(p))
+c["process"]["args"] = ["/bin/true"]; c["process"]["terminal"] = False
+c["process"]["rlimits"] = []
+json.dump(c, open(p, "w"))
+PY
+uuid=$(k run --net=none --no-apps)
+
+python3 - "$work" "$img" "$uuid" "$runs" <<'PY'
+import statistics, subprocess, sys, time
+work, img, uuid, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+k = f"bin/karman --dir {work}/k --config-dir {work}/etc".split()
+def run(cmd):
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr}")
+add, start, both, runc = [], [], [], []
+for i in range(rounds + 3):
+    t0 = time.perf_counter()
+    run(k + ["app", "add", uuid, img, "--name", "b", "--exec", "/bin/true"])
+    t1 = time.perf_counter()
+    run(k + ["app", "start", uuid, "--app", "b"])
+    t2 = time.perf_counter()
+    run(k + ["app", "rm", uuid, "--app", "b", "--force"])
+    t3 = time.perf_counter()
+    run(["runc", "run", "-b", f"{work}/bundle", "karman-bench-apps"])
+    t4 = time.perf_counter()
+    if i < 3:
+        continue  # warm-up
+    add.append((t1 - t0) * 1000); start.append((t2 - t1) * 1000)
+    both.append((t2 - t0) * 1000); runc.append((t4 - t3) * 1000)
+m = statistics.median
+print(f"app add            median {m(add):6.1f} ms")
+print(f"app start          median {m(start):6.1f} ms")
+print(f"app add + start    median {m(both):6.1f} ms")
+print(f"runc run           median {m(runc):6.1f} ms")
+print(f"(add + start) / runc run, median of the per-round ratios: {m([b / r for b, r in zip(both, runc)]):.2f} (target: under 0.5)")
+PY
