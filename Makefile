@@ -41,6 +41,7 @@ setup-tests:
 # every skip and why (README.md, "Testing"). With $CI=true or
 # $KARMAN_TEST_STRICT=1 a missing prerequisite fails its test.
 test: setup-tests build
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed: $$out" >&2; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags lean ./cmd/karman
 	CGO_ENABLED=0 $(GO) build -o bin/karman-testreport ./tests/cmd/karman-testreport
