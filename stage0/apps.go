@@ -185,8 +185,8 @@ func (r *Runtime) addAppCgroup(p pod, pd *poddir.Pod, app *poddir.App, cleanup *
 		}
 	}
 	podCg := strings.TrimSpace(string(b))
-	appCg, err := cgroups.OpenPod(podCg).AddApp(app.Name, cgroups.Resources(app.Resources))
-	*cleanup = append(*cleanup, func() error { return cgroups.OpenPod(path.Join(podCg, app.Name)).Delete() })
+	appCg, err := cgroups.OpenPod(podHierarchy(cg), podCg).AddApp(app.Name, cgroups.Resources(app.Resources))
+	*cleanup = append(*cleanup, func() error { return cgroups.OpenPod(cgroups.Auto, path.Join(podCg, app.Name)).Delete() })
 	if err != nil {
 		return files, closeAll, err
 	}
@@ -339,7 +339,7 @@ func (r *Runtime) RemoveApp(ctx context.Context, uuid, app string, force bool) e
 	pd.Apps = slices.DeleteFunc(pd.Apps, func(a poddir.App) bool { return a.Name == app })
 	errs := []error{poddir.Save(p.path, pd), forgetAppCgroup(p.path, app)}
 	if b, err := os.ReadFile(filepath.Join(p.path, poddir.CgroupFile)); err == nil {
-		errs = append(errs, cgroups.OpenPod(path.Join(strings.TrimSpace(string(b)), app)).Delete())
+		errs = append(errs, cgroups.OpenPod(cgroups.Auto, path.Join(strings.TrimSpace(string(b)), app)).Delete())
 	}
 	errs = append(errs,
 		rootfs.Remove(r.images, filepath.Join(p.path, "apps", app), leaseID(p.uuid, app)),

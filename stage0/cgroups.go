@@ -23,7 +23,10 @@ import (
 // files it recorded for stage1. pd is the pod's pod.json.
 func (r *Runtime) makeCgroups(p pod, pd *poddir.Pod) (*poddir.Cgroups, error) {
 	start := time.Now()
-	v2 := cgroups.Mode() == "v2"
+	v2, err := r.CgroupHierarchy.V2()
+	if err != nil {
+		return nil, err
+	}
 	if v2 {
 		if err := poddir.CheckV2Limits(pd.Apps); err != nil {
 			return nil, err
@@ -36,7 +39,7 @@ func (r *Runtime) makeCgroups(p pod, pd *poddir.Pod) (*poddir.Cgroups, error) {
 	if err := poddir.RecordCgroup(p.path, path.Join(parent, pd.UUID)); err != nil {
 		return nil, err
 	}
-	cg, err := cgroups.NewPod(parent, pd.UUID)
+	cg, err := cgroups.NewPod(r.CgroupHierarchy, parent, pd.UUID)
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +87,7 @@ func removeCgroups(podDir, uuid string) error {
 		}
 	}
 	for _, p := range paths {
-		if err := cgroups.OpenPod(p).Delete(); err != nil {
+		if err := cgroups.OpenPod(cgroups.Auto, p).Delete(); err != nil {
 			return err
 		}
 	}
@@ -100,9 +103,13 @@ func appUsage(podDir string, p *poddir.Pod) map[string]cgroups.Stats {
 	if err != nil {
 		return nil
 	}
+	var cg poddir.Cgroups
+	if err := poddir.ReadJSON(filepath.Join(podDir, poddir.CgroupsFile), &cg); err != nil {
+		return nil
+	}
 	out := map[string]cgroups.Stats{}
 	for _, a := range p.Apps {
-		app, err := cgroups.OpenApp(strings.TrimSpace(string(b)), a.Name)
+		app, err := cgroups.OpenApp(podHierarchy(cg), strings.TrimSpace(string(b)), a.Name)
 		if err != nil {
 			continue
 		}
@@ -111,4 +118,13 @@ func appUsage(podDir string, p *poddir.Pod) map[string]cgroups.Stats {
 		}
 	}
 	return out
+}
+
+// podHierarchy is the hierarchy a pod was made in, from its CgroupsFile:
+// cgroup v2 (on a hybrid host its cgroup2 hierarchy) or v1.
+func podHierarchy(cg poddir.Cgroups) cgroups.Hierarchy {
+	if cg.V2 {
+		return cgroups.Unified
+	}
+	return cgroups.V1
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/karman-project/karman/image/store"
 	"github.com/karman-project/karman/internal/lockfile"
+	"github.com/karman-project/karman/isolators/cgroups"
 	"github.com/karman-project/karman/stage1/poddir"
 )
 
@@ -66,6 +67,10 @@ type Runtime struct {
 	// Pod.Teardown): the karman binary and TeardownEntrypoint. Unset, a
 	// pod's network is undone by gc (or rm).
 	TeardownCmd []string
+	// CgroupHierarchy is the cgroup hierarchy new pods are made in
+	// (--cgroup-hierarchy; "" is cgroups.Auto). A pod records what it
+	// got (poddir.Cgroups.V2): later commands on it follow that record.
+	CgroupHierarchy cgroups.Hierarchy
 }
 
 // New opens (creating as needed) the runtime under dir.

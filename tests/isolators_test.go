@@ -433,12 +433,13 @@ func TestSeccompFlag(t *testing.T) {
 
 // TestCgroupV2Pods runs pods on cgroup v2: on a v2 host as it is, on a
 // hybrid host (this machine) through its cgroup2 hierarchy
-// (/sys/fs/cgroup/unified, cgroups.EnvUnified), which has no resource
-// controllers but is real cgroup v2 otherwise. Each app starts inside its
-// own v2 cgroup (forked there with clone3, then its filter loaded by the
-// exec shim), in a cgroup namespace rooted there, behind the eBPF device
-// allowlist and with its seccomp filter, default or its own; enter joins
-// it too; gc removes the cgroups.
+// (/sys/fs/cgroup/unified, `run --cgroup-hierarchy=unified`), which has no
+// resource controllers but is real cgroup v2 otherwise. Each app starts
+// inside its own v2 cgroup (forked there with clone3, then its filter
+// loaded by the exec shim), in a cgroup namespace rooted there, behind the
+// eBPF device allowlist and with its seccomp filter, default or its own;
+// enter joins it too; gc removes the cgroups. Only run is given the
+// option: status, enter, stop and gc follow what the pod recorded.
 func TestCgroupV2Pods(t *testing.T) {
 	testenv.RequireRoot(t, "pods need namespaces, mounts and cgroups")
 	isCgroup2 := func(dir string) bool {
@@ -446,11 +447,12 @@ func TestCgroupV2Pods(t *testing.T) {
 		return syscall.Statfs(dir, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
 	}
 	mount := "/sys/fs/cgroup"
+	var hier []string // run's option
 	switch {
 	case isCgroup2(mount):
 	case isCgroup2("/sys/fs/cgroup/unified"):
 		mount = "/sys/fs/cgroup/unified"
-		t.Setenv(cgroups.EnvUnified, "1") // before newPodEnv: its gc must see it too
+		hier = []string{"--cgroup-hierarchy=unified"}
 	default:
 		testenv.SkipAllowed(t, testenv.CgroupLayout, "no cgroup2 hierarchy on this host")
 	}
@@ -469,7 +471,7 @@ func TestCgroupV2Pods(t *testing.T) {
 		{"unconfined", []string{"--seccomp", "unconfined"}, []string{"0::/\n", "disk=refused", "Seccomp:\t0", "getppid=0\n"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			args := append(append([]string{probe}, tc.args...), "--exec", "/bin/sh", "--", "-c", inside)
+			args := append(append(append(slices.Clip(hier), probe), tc.args...), "--exec", "/bin/sh", "--", "-c", inside)
 			r := mustSucceed(t, e.run(t, args...))
 			for _, w := range tc.want {
 				if !strings.Contains(r.Stdout, w) {
@@ -480,13 +482,13 @@ func TestCgroupV2Pods(t *testing.T) {
 	}
 
 	// Limits that leave the exec shim no room are refused with the reason.
-	if r := e.run(t, e.image, "--pids-limit", "2", "--exec", "/bin/true"); r.Code != 254 || !strings.Contains(r.Stderr, "--pids-limit 2 is too low on cgroup v2") {
+	if r := e.run(t, append(slices.Clip(hier), e.image, "--pids-limit", "2", "--exec", "/bin/true")...); r.Code != 254 || !strings.Contains(r.Stderr, "--pids-limit 2 is too low on cgroup v2") {
 		t.Errorf("--pids-limit 2 on v2: %s", r)
 	}
 
 	// A running pod of two apps: each app's process is in its own cgroup
 	// (seen from the host), and so is what enter starts.
-	_, uuid := e.startPod(t, e.image, "--exec", "/bin/sleep", "--", "1000", "---", e.image, "--exec", "/bin/sleep", "--", "1000")
+	_, uuid := e.startPod(t, append(slices.Clip(hier), e.image, "--exec", "/bin/sleep", "--", "1000", "---", e.image, "--exec", "/bin/sleep", "--", "1000")...)
 	pi := e.status(t, uuid)
 	if len(pi.Apps) != 2 {
 		t.Fatalf("status: %+v", pi)
@@ -525,6 +527,42 @@ func TestCgroupV2Pods(t *testing.T) {
 	mustSucceed(t, karman(t, e.dir, "gc", "--grace-period=0"))
 	if _, err := os.Stat(filepath.Join(mount, "karman", uuid)); !os.IsNotExist(err) {
 		t.Errorf("pod cgroup after gc: %v", err)
+	}
+}
+
+// TestCgroupHierarchyOption: a bad --cgroup-hierarchy is refused (254)
+// before anything is done; on a hybrid host, whose cgroup2 hierarchy has
+// no resource controller, run --cgroup-hierarchy=unified refuses limits
+// in one line saying which, why and what to do, and leaves nothing
+// behind, while --cgroup-hierarchy=v1 runs the pod as auto does.
+func TestCgroupHierarchyOption(t *testing.T) {
+	e := newPodEnv(t)
+	for _, args := range [][]string{{"--cgroup-hierarchy=v2", "list"}, {"run", "--cgroup-hierarchy", "hybrid", e.image, "--exec", "/bin/true"}} {
+		if r := karman(t, e.dir, args...); r.Code != 254 || !strings.Contains(r.Stderr, "use auto, v1 or unified") || strings.Count(strings.TrimSpace(r.Stderr), "\n") != 0 {
+			t.Errorf("%v: %s", args, r)
+		}
+	}
+	if cgroups.Mode() != "hybrid" {
+		testenv.SkipAllowed(t, testenv.CgroupLayout, "the limits refusal needs a hybrid host, this one is "+cgroups.Mode())
+	}
+	if b, _ := os.ReadFile("/sys/fs/cgroup/unified/cgroup.controllers"); strings.Contains(string(b), "memory") {
+		testenv.SkipAllowed(t, testenv.CgroupLayout, "this hybrid host's cgroup2 hierarchy has the memory controller")
+	}
+	r := e.run(t, "--cgroup-hierarchy=unified", e.image, "--memory", "64M", "--exec", "/bin/true")
+	if r.Code != 254 || strings.Count(strings.TrimSpace(r.Stderr), "\n") != 0 {
+		t.Errorf("--memory on the controllerless cgroup2 hierarchy: %s", r)
+	}
+	for _, want := range []string{"--memory refused", "cgroup2 hierarchy lacks the controller (memory)", "/sys/fs/cgroup/unified", "--cgroup-hierarchy=auto"} {
+		if !strings.Contains(r.Stderr, want) {
+			t.Errorf("%q lacks %q", r.Stderr, want)
+		}
+	}
+	mustSucceed(t, e.run(t, "--cgroup-hierarchy=v1", e.image, "--memory", "64M", "--exec", "/bin/true"))
+	mustSucceed(t, karman(t, e.dir, "gc", "--grace-period=0"))
+	for _, sd := range []string{"embryo", "prepared", "run"} {
+		if ents, _ := os.ReadDir(filepath.Join(e.dir, "pods", sd)); len(ents) != 0 {
+			t.Errorf("pods/%s holds %d pods after gc", sd, len(ents))
+		}
 	}
 }
 

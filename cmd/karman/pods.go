@@ -22,6 +22,7 @@ func (g *globals) runtime() (*stage0.Runtime, error) {
 		return nil, err
 	}
 	rt.Warn = g.warn
+	rt.CgroupHierarchy = g.hierarchy
 	rt.Fetcher = g.fetcher(rt)
 	if exe, err := os.Executable(); err == nil {
 		rt.TeardownCmd = []string{exe, stage0.TeardownEntrypoint}

@@ -12,12 +12,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/karman-project/karman/image/store"
+	"github.com/karman-project/karman/isolators/cgroups"
 )
 
 // globals are the flags every command shares.
 type globals struct {
 	dir       string
 	configDir string
+	cgroupH   string // --cgroup-hierarchy
+	hierarchy cgroups.Hierarchy
 	debug     bool
 	log       *slog.Logger
 }
@@ -43,6 +46,9 @@ func newRootCommand() *cobra.Command {
 			}
 			g.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			var err error
+			if g.hierarchy, err = cgroups.ParseHierarchy(g.cgroupH); err != nil {
+				return err
+			}
 			if g.dir, err = filepath.Abs(g.dir); err != nil {
 				return err
 			}
@@ -52,6 +58,7 @@ func newRootCommand() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.dir, "dir", envOr("KARMAN_DIR", "/var/lib/karman"), "data directory: images and pods ($KARMAN_DIR)")
 	root.PersistentFlags().StringVar(&g.configDir, "config-dir", envOr("KARMAN_CONFIG_DIR", "/etc/karman"), "configuration directory: policy, networks ($KARMAN_CONFIG_DIR)")
+	root.PersistentFlags().StringVar(&g.cgroupH, "cgroup-hierarchy", string(cgroups.Auto), "cgroup hierarchy new pods are made in: auto (v2 on a unified host, else v1), v1, or unified (the cgroup2 hierarchy, also on a hybrid host)")
 	root.PersistentFlags().BoolVar(&g.debug, "debug", false, "log debug records to stderr")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return fmt.Errorf("%w (see `%s --help`)", err, cmd.CommandPath())

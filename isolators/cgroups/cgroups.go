@@ -37,27 +37,44 @@ var ErrMainThread = errors.New("cgroups: refusing to move the main thread into a
 var ErrUnavailable = errors.New("cgroups: no cgroup file system mounted at /sys/fs/cgroup")
 
 // Mode reports "v1", "hybrid" or "v2" (unified) for this host ("unavailable" when no cgroup
-// file system is mounted). Hybrid hosts are driven as v1, unless EnvUnified is set: then "v2".
-func Mode() string {
-	m := cgroups.Mode()
-	if m == cgroups.Hybrid && unifiedOnHybrid() {
-		return "v2"
+// file system is mounted).
+func Mode() string { return modeString(cgroups.Mode()) }
+
+// Hierarchy is the cgroup hierarchy karman drives pods through (--cgroup-hierarchy):
+//   - Auto ("auto", or ""): cgroup v2 on a unified host, v1 on legacy and hybrid hosts;
+//   - V1 ("v1"): the v1 hierarchies, refused on a unified host (which has none);
+//   - Unified ("unified"): the cgroup2 hierarchy, also on a hybrid host
+//     (/sys/fs/cgroup/unified), as a systemd host that delegates there may want. There it
+//     usually holds no resource controller (they are bound to the v1 hierarchies): AddApp
+//     refuses limits whose controller it lacks (ErrNoController).
+type Hierarchy string
+
+const (
+	Auto    Hierarchy = "auto"
+	V1      Hierarchy = "v1"
+	Unified Hierarchy = "unified"
+)
+
+// ParseHierarchy reads a --cgroup-hierarchy value.
+func ParseHierarchy(s string) (Hierarchy, error) {
+	switch h := Hierarchy(s); h {
+	case Auto, V1, Unified:
+		return h, nil
 	}
-	return modeString(m)
+	return "", fmt.Errorf("--cgroup-hierarchy %q: use auto, v1 or unified", s)
 }
 
-// EnvUnified, set to 1 on a hybrid host, makes karman drive its pods through the host's
-// cgroup2 hierarchy (/sys/fs/cgroup/unified) as it does on a v2-only host. There that
-// hierarchy holds no resource controller (they are bound to the v1 hierarchies), so resource
-// limits fail with an error naming the missing file; everything else of the v2 path runs on
-// the real kernel: pod and app cgroups, apps started inside theirs with clone3, the eBPF
-// device program, removal through cgroup.kill. The end-to-end tests use it; it is no mode to
-// run production pods in.
-const EnvUnified = "KARMAN_CGROUP_UNIFIED"
+// V2 reports whether h drives pods through cgroup v2 on this host, or why h cannot be used here.
+func (h Hierarchy) V2() (bool, error) {
+	hh, err := hostFor(h)
+	return hh.v2, err
+}
+
+// ErrNoController is returned (wrapped) by AddApp for a limit whose controller the cgroup2
+// hierarchy lacks.
+var ErrNoController = errors.New("the cgroup2 hierarchy lacks the controller")
 
 const hybridUnifiedMount = "/sys/fs/cgroup/unified"
-
-func unifiedOnHybrid() bool { return os.Getenv(EnvUnified) == "1" }
 
 func modeString(m cgroups.CGMode) string {
 	switch m {
@@ -84,22 +101,32 @@ type host struct {
 // hostOverride lets tests drive the v2 code with a fake tree in a temporary directory.
 var hostOverride *host
 
-func currentHost() (host, error) {
+// hostFor is the backend for hierarchy h on this host.
+func hostFor(h Hierarchy) (host, error) {
 	if hostOverride != nil {
 		return *hostOverride, nil
 	}
-	switch cgroups.Mode() {
-	case cgroups.Hybrid:
-		if unifiedOnHybrid() {
-			return host{v2: true, v2Mount: hybridUnifiedMount, devices: attachDeviceFilter}, nil
-		}
-		return host{}, nil
-	case cgroups.Legacy:
-		return host{}, nil
-	case cgroups.Unified:
-		return host{v2: true, v2Mount: v2DefaultMount, devices: attachDeviceFilter}, nil
-	default:
+	return hostForMode(cgroups.Mode(), h)
+}
+
+// hostForMode is hostFor on a host of mode m.
+func hostForMode(m cgroups.CGMode, h Hierarchy) (host, error) {
+	if _, err := ParseHierarchy(string(h)); err != nil && h != "" {
+		return host{}, fmt.Errorf("cgroups: %w", err)
+	}
+	switch {
+	case m == cgroups.Unavailable:
 		return host{}, ErrUnavailable
+	case m == cgroups.Unified && h == V1:
+		return host{}, errors.New("cgroups: --cgroup-hierarchy=v1 refused: this host has only the cgroup2 hierarchy (unified); use --cgroup-hierarchy=auto or unified")
+	case m == cgroups.Legacy && h == Unified:
+		return host{}, errors.New("cgroups: --cgroup-hierarchy=unified refused: this host has no cgroup2 hierarchy (cgroup v1 only); use --cgroup-hierarchy=auto or v1")
+	case m == cgroups.Unified:
+		return host{v2: true, v2Mount: v2DefaultMount, devices: attachDeviceFilter}, nil
+	case m == cgroups.Hybrid && h == Unified:
+		return host{v2: true, v2Mount: hybridUnifiedMount, devices: attachDeviceFilter}, nil
+	default:
+		return host{}, nil
 	}
 }
 
@@ -128,8 +155,8 @@ func parentFromFiles(procSelfCgroup, systemdDir string) (string, error) {
 // moves itself into "<unit>/karman-self" (see NewPod). So a caller that starts other
 // processes in its own cgroup (the pod init) calls PrepareParent before. On v1 it does
 // nothing: NewPod makes what is missing.
-func PrepareParent(parent string) error {
-	h, err := currentHost()
+func PrepareParent(hier Hierarchy, parent string) error {
+	h, err := hostFor(hier)
 	if err != nil || !h.v2 {
 		return err
 	}
@@ -138,26 +165,28 @@ func PrepareParent(parent string) error {
 
 // Pod is a pod's cgroup: <parent>/<uuid>, with one child per app.
 type Pod struct {
-	Path string // e.g. /karman/<uuid>
+	Path      string    // e.g. /karman/<uuid>
+	Hierarchy Hierarchy // the one it was made in (AddApp); Delete looks in every one
 }
 
-// OpenPod returns the pod at path (it may or may not exist; Delete is idempotent).
-func OpenPod(p string) *Pod {
-	return &Pod{Path: cleanCgroupPath(p)}
+// OpenPod returns the pod at path in hierarchy h (it may or may not exist; Delete is
+// idempotent).
+func OpenPod(h Hierarchy, p string) *Pod {
+	return &Pod{Path: cleanCgroupPath(p), Hierarchy: h}
 }
 
 // NewPod creates the pod's cgroup <parent>/<uuid>: in every v1 controller hierarchy that
 // exists, or the v2 group with cpu, memory and pids (those the host has) enabled in
 // cgroup.subtree_control from the root down to the pod itself. Creating an existing one is fine.
-func NewPod(parent, uuid string) (*Pod, error) {
+func NewPod(hier Hierarchy, parent, uuid string) (*Pod, error) {
 	if err := validName("pod", uuid); err != nil {
 		return nil, err
 	}
-	h, err := currentHost()
+	h, err := hostFor(hier)
 	if err != nil {
 		return nil, err
 	}
-	p := &Pod{Path: path.Join(cleanCgroupPath(parent), uuid)}
+	p := &Pod{Path: path.Join(cleanCgroupPath(parent), uuid), Hierarchy: hier}
 	if h.v2 {
 		err = makeV2(h.v2Mount, p.Path)
 	} else {
@@ -183,7 +212,7 @@ func (p *Pod) AddApp(name string, r Resources) (*App, error) {
 	if err := validName("app", name); err != nil {
 		return nil, err
 	}
-	h, err := currentHost()
+	h, err := hostFor(p.Hierarchy)
 	if err != nil {
 		return nil, err
 	}
@@ -195,12 +224,12 @@ func (p *Pod) AddApp(name string, r Resources) (*App, error) {
 }
 
 // OpenApp reopens an existing app cgroup by pod path and name (for `karman status` in another
-// process).
-func OpenApp(podPath, name string) (*App, error) {
+// process), in hierarchy hier.
+func OpenApp(hier Hierarchy, podPath, name string) (*App, error) {
 	if err := validName("app", name); err != nil {
 		return nil, err
 	}
-	h, err := currentHost()
+	h, err := hostFor(hier)
 	if err != nil {
 		return nil, err
 	}
@@ -261,8 +290,10 @@ func (a *App) Stats() (Stats, error) {
 // inside are killed with SIGKILL first (v2: cgroup.kill; v1: the PIDs in cgroup.procs, each
 // checked to be a member through a pidfd before it is signalled, retried briefly), then the
 // directories are removed. Deleting a missing pod is fine. The parent ("/karman") is kept.
+// Whatever p.Hierarchy says, a hybrid host's pod is looked for in its v1 hierarchies and in
+// its cgroup2 one, so gc removes a pod made under another --cgroup-hierarchy.
 func (p *Pod) Delete() error {
-	h, err := currentHost()
+	h, err := hostFor(Auto)
 	if err != nil {
 		return err
 	}
@@ -275,8 +306,7 @@ func (p *Pod) Delete() error {
 	}
 	err = deletePodV1(podPath)
 	if cgroups.Mode() == cgroups.Hybrid {
-		// A pod made with EnvUnified set lives in the cgroup2 hierarchy:
-		// removed whatever the environment of the caller (gc) says.
+		// A pod made with --cgroup-hierarchy=unified lives in the cgroup2 hierarchy.
 		err = errors.Join(err, deletePodV2(hybridUnifiedMount, podPath))
 	}
 	return err

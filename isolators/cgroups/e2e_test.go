@@ -102,7 +102,7 @@ func hostDirs(t *testing.T, p string) []string {
 func newTestPod(t *testing.T) *Pod {
 	t.Helper()
 	parent := testParent(t)
-	pod, err := NewPod(parent, "pod-"+randHex(t))
+	pod, err := NewPod(Auto, parent, "pod-"+randHex(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestEndToEndPodApp(t *testing.T) {
 	pod := newTestPod(t)
 
 	// Creating an existing pod is fine.
-	if _, err := NewPod(filepath.Dir(pod.Path), filepath.Base(pod.Path)); err != nil {
+	if _, err := NewPod(Auto, filepath.Dir(pod.Path), filepath.Base(pod.Path)); err != nil {
 		t.Fatalf("NewPod again: %v", err)
 	}
 	for _, d := range hostDirs(t, pod.Path) {
@@ -260,7 +260,7 @@ func TestEndToEndPodApp(t *testing.T) {
 	}
 
 	// Another process (karman status) reopens it by pod path and name.
-	again, err := OpenApp(pod.Path, "app")
+	again, err := OpenApp(Auto, pod.Path, "app")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +282,7 @@ func TestEndToEndPodApp(t *testing.T) {
 			t.Errorf("%s left after Delete (%v)", d, err)
 		}
 	}
-	if _, err := OpenApp(pod.Path, "app"); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := OpenApp(Auto, pod.Path, "app"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("OpenApp after Delete = %v, want ErrNotExist", err)
 	}
 	// Idempotent.
@@ -370,7 +370,7 @@ func TestEndToEndSeveralApps(t *testing.T) {
 	}
 	// Wait until every shell has its child.
 	for _, name := range []string{"a", "b", "c"} {
-		app, err := OpenApp(pod.Path, name)
+		app, err := OpenApp(Auto, pod.Path, name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -405,10 +405,10 @@ func TestEndToEndSeveralApps(t *testing.T) {
 func TestEndToEndDeleteMissing(t *testing.T) {
 	needRoot(t)
 	parent := testParent(t)
-	if err := OpenPod(parent + "/never-created").Delete(); err != nil {
+	if err := OpenPod(Auto, parent+"/never-created").Delete(); err != nil {
 		t.Fatalf("Delete of a missing pod: %v", err)
 	}
-	if _, err := OpenApp(parent+"/never-created", "app"); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := OpenApp(Auto, parent+"/never-created", "app"); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("OpenApp of a missing app = %v", err)
 	}
 }
@@ -416,7 +416,7 @@ func TestEndToEndDeleteMissing(t *testing.T) {
 func TestEndToEndAddAppCreatesMissingPod(t *testing.T) {
 	needRoot(t)
 	parent := testParent(t)
-	pod := OpenPod(parent + "/pod-" + randHex(t))
+	pod := OpenPod(Auto, parent+"/pod-"+randHex(t))
 	t.Cleanup(func() {
 		if err := pod.Delete(); err != nil {
 			t.Error(err)

@@ -2,6 +2,7 @@ package cgroups
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/containerd/cgroups/v3"
@@ -305,5 +306,50 @@ func TestModeString(t *testing.T) {
 	}
 	if m := Mode(); m == "" {
 		t.Fatal("empty mode")
+	}
+}
+
+// TestHierarchy: --cgroup-hierarchy values, and what each gives on each
+// kind of host (the refusals say what to use instead).
+func TestHierarchy(t *testing.T) {
+	for _, ok := range []string{"auto", "v1", "unified"} {
+		if h, err := ParseHierarchy(ok); err != nil || string(h) != ok {
+			t.Errorf("ParseHierarchy(%q) = %q, %v", ok, h, err)
+		}
+	}
+	for _, bad := range []string{"", "v2", "Unified", "hybrid"} {
+		if _, err := ParseHierarchy(bad); err == nil || !strings.Contains(err.Error(), "use auto, v1 or unified") {
+			t.Errorf("ParseHierarchy(%q) = %v", bad, err)
+		}
+	}
+	for _, tc := range []struct {
+		m     cgroups.CGMode
+		h     Hierarchy
+		mount string // "" for v1
+		err   string
+	}{
+		{cgroups.Legacy, Auto, "", ""},
+		{cgroups.Legacy, "", "", ""},
+		{cgroups.Legacy, V1, "", ""},
+		{cgroups.Legacy, Unified, "", "--cgroup-hierarchy=unified refused: this host has no cgroup2 hierarchy"},
+		{cgroups.Hybrid, Auto, "", ""},
+		{cgroups.Hybrid, V1, "", ""},
+		{cgroups.Hybrid, Unified, hybridUnifiedMount, ""},
+		{cgroups.Unified, Auto, v2DefaultMount, ""},
+		{cgroups.Unified, Unified, v2DefaultMount, ""},
+		{cgroups.Unified, V1, "", "--cgroup-hierarchy=v1 refused: this host has only the cgroup2 hierarchy"},
+		{cgroups.Unavailable, Auto, "", "no cgroup file system"},
+		{cgroups.Hybrid, "v2", "", "use auto, v1 or unified"},
+	} {
+		h, err := hostForMode(tc.m, tc.h)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%v %q: err %v, want %q", tc.m, tc.h, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || h.v2 != (tc.mount != "") || h.v2Mount != tc.mount {
+			t.Errorf("%v %q: %+v, %v; want mount %q", tc.m, tc.h, h, err, tc.mount)
+		}
 	}
 }

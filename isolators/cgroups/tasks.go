@@ -60,7 +60,7 @@ func (a *App) Dir() string { return a.v2Dir }
 // there: karman starts the pod's init so, which puts the init's work
 // under the pod's CPU weight and accounting. On v2 it returns nil.
 func (p *Pod) CPUTaskFiles() ([]string, error) {
-	h, err := currentHost()
+	h, err := hostFor(p.Hierarchy)
 	if err != nil || h.v2 {
 		return nil, err
 	}

@@ -31,7 +31,7 @@ func unifiedMount(t *testing.T) string {
 	return ""
 }
 
-// TestV2OnUnifiedHierarchy runs the v2 code on the host's real cgroup2
+// TestV2OnUnifiedHierarchy runs the v2 code (Unified) on the host's real cgroup2
 // hierarchy (on this hybrid machine the almost empty
 // /sys/fs/cgroup/unified), in cgroups of its own under karman-test-<pid>-*:
 // pod and app creation, the eBPF device allowlist, a process started
@@ -41,16 +41,13 @@ func unifiedMount(t *testing.T) string {
 func TestV2OnUnifiedHierarchy(t *testing.T) {
 	needRoot(t)
 	mount := unifiedMount(t)
-	hostOverride = &host{v2: true, v2Mount: mount, devices: attachDeviceFilter}
-	t.Cleanup(func() { hostOverride = nil })
-
 	parent := "/" + testPrefix + randHex(t)
 	t.Cleanup(func() {
 		if err := unix.Rmdir(filepath.Join(mount, parent)); err != nil && !errors.Is(err, unix.ENOENT) {
 			t.Errorf("remove parent: %v", err)
 		}
 	})
-	pod, err := NewPod(parent, "pod")
+	pod, err := NewPod(Unified, parent, "pod")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,8 +108,8 @@ func TestV2OnUnifiedHierarchy(t *testing.T) {
 }
 
 // TestDeleteFindsUnifiedPods: on a hybrid host, Delete removes a pod made
-// in the cgroup2 hierarchy (EnvUnified) even when the caller drives the
-// host as v1, so a gc run without the variable leaves nothing behind.
+// in the cgroup2 hierarchy (Unified) even when opened as a v1 pod, so a
+// gc run under another --cgroup-hierarchy leaves nothing behind.
 func TestDeleteFindsUnifiedPods(t *testing.T) {
 	needRoot(t)
 	if Mode() != "hybrid" {
@@ -125,19 +122,62 @@ func TestDeleteFindsUnifiedPods(t *testing.T) {
 			t.Errorf("remove parent: %v", err)
 		}
 	})
-	hostOverride = &host{v2: true, v2Mount: mount, devices: attachDeviceFilter}
-	pod, err := NewPod(parent, "pod")
+	pod, err := NewPod(Unified, parent, "pod")
 	if err == nil {
 		_, err = pod.AddApp("app", Resources{})
 	}
-	hostOverride = nil
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := OpenPod(pod.Path).Delete(); err != nil {
+	if err := OpenPod(V1, pod.Path).Delete(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(mount, pod.Path)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("unified pod after a v1 Delete: %v", err)
+	}
+}
+
+// TestUnifiedRefusesMissingControllers: on a hybrid host the cgroup2
+// hierarchy has no memory or pids controller; AddApp in it refuses those
+// limits before making the app's cgroup, in one line naming the flags, the
+// missing controllers and what to do.
+func TestUnifiedRefusesMissingControllers(t *testing.T) {
+	needRoot(t)
+	if Mode() != "hybrid" {
+		testenv.SkipAllowed(t, testenv.CgroupLayout, "needs a hybrid host, this one is "+Mode())
+	}
+	mount := unifiedMount(t)
+	if b, _ := os.ReadFile(filepath.Join(mount, "cgroup.controllers")); strings.Contains(string(b), "memory") || strings.Contains(string(b), "pids") {
+		testenv.SkipAllowed(t, testenv.CgroupLayout, "this hybrid host's cgroup2 hierarchy has controllers: "+string(b))
+	}
+	parent := "/" + testPrefix + randHex(t)
+	t.Cleanup(func() {
+		if err := unix.Rmdir(filepath.Join(mount, parent)); err != nil && !errors.Is(err, unix.ENOENT) {
+			t.Errorf("remove parent: %v", err)
+		}
+	})
+	pod, err := NewPod(Unified, parent, "pod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := pod.Delete(); err != nil {
+			t.Errorf("cleanup Delete: %v", err)
+		}
+	})
+	_, err = pod.AddApp("app", Resources{MemoryBytes: 64 << 20, PidsLimit: 100})
+	if !errors.Is(err, ErrNoController) {
+		t.Fatalf("AddApp with limits = %v, want ErrNoController", err)
+	}
+	for _, want := range []string{"--memory, --pids-limit refused", "(memory, pids)", mount, "--cgroup-hierarchy=auto"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q lacks %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "\n") {
+		t.Errorf("not one line: %q", err)
+	}
+	if _, serr := os.Stat(filepath.Join(mount, pod.Path, "app")); !errors.Is(serr, os.ErrNotExist) {
+		t.Errorf("app cgroup made despite the refusal: %v", serr)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -120,6 +121,9 @@ func shouldMoveSelf(lvl, own string, procs []int, self int) bool {
 
 func addAppV2(h host, podPath, name string, r Resources) (*App, error) {
 	mount := h.v2Mount
+	if err := checkV2Controllers(mount, r); err != nil {
+		return nil, err
+	}
 	res, err := v2Resources(r)
 	if err != nil {
 		return nil, err
@@ -144,6 +148,39 @@ func addAppV2(h host, podPath, name string, r Resources) (*App, error) {
 		}
 	}
 	return &App{path: appPath, v2: m, v2Dir: dir}, nil
+}
+
+// checkV2Controllers refuses the limits of r whose controller the hierarchy at mount lacks
+// (the cgroup2 hierarchy of a hybrid host, whose controllers are bound to v1), before any
+// file is written: containerd would fail on the first missing limit file, naming only it.
+func checkV2Controllers(mount string, r Resources) error {
+	b, err := os.ReadFile(filepath.Join(mount, "cgroup.controllers"))
+	if err != nil {
+		return fmt.Errorf("cgroups: %w", err)
+	}
+	have := strings.Fields(string(b))
+	var refused, missing []string
+	for _, l := range []struct {
+		set        bool
+		flag, ctrl string
+	}{
+		{r.MemoryBytes != 0, "--memory", "memory"},
+		{r.CPUMillis != 0, "--cpu", "cpu"},
+		{r.CPUShares != 0, "--cpu-shares", "cpu"},
+		{r.PidsLimit != 0, "--pids-limit", "pids"},
+	} {
+		if l.set && !slices.Contains(have, l.ctrl) {
+			refused = append(refused, l.flag)
+			if !slices.Contains(missing, l.ctrl) {
+				missing = append(missing, l.ctrl)
+			}
+		}
+	}
+	if len(refused) == 0 {
+		return nil
+	}
+	return fmt.Errorf("cgroups: %s refused: %w (%s) at %s, which has %q (on a hybrid host the controllers are bound to the v1 hierarchies): drop the limit or use --cgroup-hierarchy=auto",
+		strings.Join(refused, ", "), ErrNoController, strings.Join(missing, ", "), mount, strings.TrimSpace(string(b)))
 }
 
 func openAppV2(mount, podPath, name string) (*App, error) {

@@ -67,7 +67,7 @@ func readFile(t *testing.T, name string) string {
 func TestV2FakeTree(t *testing.T) {
 	mount := fakeV2(t, "/", "/karman", "/karman/pod1")
 
-	pod, err := NewPod("/karman", "pod1")
+	pod, err := NewPod(Auto, "/karman", "pod1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestV2FakeTree(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "cpu.stat"), "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 20\nnr_throttled 5\nthrottled_usec 750\nnr_bursts 0\nburst_usec 0\n")
 	writeFile(t, filepath.Join(dir, "pids.current"), "3\n")
 
-	reopened, err := OpenApp("/karman/pod1", "web")
+	reopened, err := OpenApp(Auto, "/karman/pod1", "web")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func TestV2FakeTree(t *testing.T) {
 			t.Fatalf("Stats = %+v, want %+v", s, want)
 		}
 	}
-	if _, err := OpenApp("/karman/pod1", "nope"); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := OpenApp(Auto, "/karman/pod1", "nope"); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("OpenApp of a missing app = %v", err)
 	}
 
@@ -160,7 +160,7 @@ func TestV2FakeTree(t *testing.T) {
 	}
 
 	// Delete removes the pod with its apps and keeps the parent; deleting again is fine.
-	if err := OpenPod("/karman/pod1").Delete(); err != nil {
+	if err := OpenPod(Auto, "/karman/pod1").Delete(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(mount, "karman/pod1")); !errors.Is(err, fs.ErrNotExist) {
@@ -177,7 +177,7 @@ func TestV2FakeTree(t *testing.T) {
 func TestV2FakeMemoryEventsMissing(t *testing.T) {
 	// Without memory.events (memory controller not enabled) Stats still works, OOMKills = 0.
 	mount := fakeV2(t, "/", "/k", "/k/p")
-	pod, err := NewPod("/k", "p")
+	pod, err := NewPod(Auto, "/k", "p")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestV2FakeControllerMissing(t *testing.T) {
 	// A host whose root lacks "pids": only cpu and memory are enabled, no error.
 	mount := fakeV2(t, "/", "/k", "/k/p")
 	writeFile(t, filepath.Join(mount, "cgroup.controllers"), "cpu memory\n")
-	if _, err := NewPod("/k", "p"); err != nil {
+	if _, err := NewPod(Auto, "/k", "p"); err != nil {
 		t.Fatal(err)
 	}
 	if got := readFile(t, filepath.Join(mount, "cgroup.subtree_control")); got != "+cpu +memory" {
@@ -210,14 +210,14 @@ func TestV2FakeControllerMissing(t *testing.T) {
 func TestNewPodRejectsBadNames(t *testing.T) {
 	fakeV2(t, "/")
 	for _, bad := range []string{"", "..", "a/b"} {
-		if _, err := NewPod("/karman", bad); err == nil {
-			t.Errorf("NewPod(%q) accepted", bad)
+		if _, err := NewPod(Auto, "/karman", bad); err == nil {
+			t.Errorf("NewPod(Auto, %q) accepted", bad)
 		}
 	}
-	if _, err := OpenPod("/karman/x").AddApp("../y", Resources{}); err == nil {
+	if _, err := OpenPod(Auto, "/karman/x").AddApp("../y", Resources{}); err == nil {
 		t.Error("AddApp(../y) accepted")
 	}
-	if err := OpenPod("/").Delete(); err == nil {
+	if err := OpenPod(Auto, "/").Delete(); err == nil {
 		t.Error("Delete of / accepted")
 	}
 }
@@ -279,13 +279,13 @@ func TestSystemdDelegatedPlacement(t *testing.T) {
 	}
 	// PrepareParent (before the supervisor starts the init) already hands
 	// the controllers down to karman-pods.
-	if err := PrepareParent(parent); err != nil {
+	if err := PrepareParent(Auto, parent); err != nil {
 		t.Fatal(err)
 	}
 	if got := readFile(t, filepath.Join(mount, parent, "cgroup.subtree_control")); got != "+cpu +memory +pids" {
 		t.Errorf("%s subtree_control after PrepareParent = %q", parent, got)
 	}
-	pod, err := NewPod(parent, "uuid1")
+	pod, err := NewPod(Auto, parent, "uuid1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,5 +322,27 @@ func TestSystemdDelegatedPlacement(t *testing.T) {
 	// Not the caller's own cgroup: never moved.
 	if moved, err := moveSelfOut(filepath.Join(mount, "system.slice"), "/system.slice", proc); err != nil || moved {
 		t.Errorf("moveSelfOut of another cgroup = %v, %v", moved, err)
+	}
+}
+
+// TestV2FakeLimitWithoutController: a limit whose controller the hierarchy
+// lacks is refused, naming the flag and the controller, before the app's
+// cgroup is made; a limit whose controller is there is applied.
+func TestV2FakeLimitWithoutController(t *testing.T) {
+	mount := fakeV2(t, "/", "/k", "/k/p")
+	writeFile(t, filepath.Join(mount, "cgroup.controllers"), "cpu\n")
+	pod, err := NewPod(Unified, "/k", "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = pod.AddApp("a", Resources{CPUMillis: 500, PidsLimit: 10})
+	if !errors.Is(err, ErrNoController) || !strings.Contains(err.Error(), "--pids-limit refused") || strings.Contains(err.Error(), "--cpu") || !strings.Contains(err.Error(), "(pids)") {
+		t.Fatalf("AddApp = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(mount, "k/p/a")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("app made despite the refusal: %v", err)
+	}
+	if _, err := pod.AddApp("a", Resources{CPUMillis: 500}); err != nil {
+		t.Fatal(err)
 	}
 }
