@@ -61,7 +61,7 @@ func ParseHierarchy(s string) (Hierarchy, error) {
 	case Auto, V1, Unified:
 		return h, nil
 	}
-	return "", fmt.Errorf("--cgroup-hierarchy %q: use auto, v1 or unified", s)
+	return "", fmt.Errorf("--cgroup-hierarchy %q refused: no such hierarchy; use auto, v1 or unified", s)
 }
 
 // V2 reports whether h drives pods through cgroup v2 on this host, or why h cannot be used here.

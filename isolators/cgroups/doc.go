@@ -45,11 +45,16 @@
 // that starts other processes in its own cgroup (the supervisor, its pod init) calls
 // PrepareParent first, which does this for the pods' parent.
 //
-// EnvUnified (KARMAN_CGROUP_UNIFIED=1) makes a hybrid host use its cgroup2 hierarchy,
-// /sys/fs/cgroup/unified, as a v2 host: for the end-to-end tests of the v2 path on hybrid
-// machines (that hierarchy has no resource controller there, so limits fail). Delete on a
-// hybrid host looks in that hierarchy too, so a pod made with the variable set is removed by
-// a gc run without it.
+// # Hierarchy
+//
+// Every call that makes or opens cgroups takes a Hierarchy (--cgroup-hierarchy): Auto (v2 on
+// a unified host, v1 on legacy and hybrid ones), V1 (refused on a unified host), Unified (the
+// cgroup2 hierarchy, on a hybrid host /sys/fs/cgroup/unified, driven as a v2 host; refused on
+// a v1-only host). A hybrid host's cgroup2 hierarchy usually holds no resource controller
+// (hugetlb at most), so AddApp refuses, before writing anything, the limits whose controller
+// the hierarchy's cgroup.controllers lacks (ErrNoController, naming the flags and what to do).
+// Delete on a hybrid host looks in both, whatever the Hierarchy, so a pod made with one is
+// removed by a gc run with another. stage0 keeps the pod's (poddir.Cgroups.V2).
 //
 // # Deletion
 //
@@ -70,12 +75,13 @@
 // take the v2 paths (limit files, FD and clone3) on a v2 host, but have not been run on one.
 // Without root they skip.
 //
-// The v2 code runs on the real kernel in unified_test.go, on the host's cgroup2 hierarchy (on
-// the hybrid test machines the almost empty /sys/fs/cgroup/unified), in cgroups of its own
+// The v2 code runs on the real kernel in unified_test.go, on the host's cgroup2 hierarchy
+// (Unified; on the hybrid test machines the almost empty /sys/fs/cgroup/unified), in cgroups of its own
 // under karman-test-<pid>-*: NewPod, AddApp with the eBPF device program (a process started
 // inside with clone3 opens /dev/null and /dev/zero but not /dev/kmsg, which it opens outside),
 // its membership in /proc/<pid>/cgroup and cgroup.procs, and Delete killing it through
-// cgroup.kill and removing the cgroups. What that hierarchy cannot show (it has no cpu, memory
+// cgroup.kill and removing the cgroups, limits refused for want of a controller
+// (TestUnifiedRefusesMissingControllers). What that hierarchy cannot show (it has no cpu, memory
 // or pids controller on a hybrid host) is unit tested: v2fake_test.go runs NewPod, AddApp,
 // OpenApp, FD, JoinThread, Stats and Delete against a fake cgroup2 tree of plain files (the
 // files containerd writes and the counters the kernel would fill, memory.events included),

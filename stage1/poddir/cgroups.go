@@ -19,8 +19,10 @@ const CgroupsFile = "state/cgroups.json"
 
 // Cgroups is CgroupsFile: each app's cgroup files, by app name.
 type Cgroups struct {
-	// V2 says the host is cgroup v2 only: apps are forked into their
-	// cgroup with clone3 (AppCgroup.Dir) instead of joining it by thread.
+	// V2 says the pod's cgroups are in a cgroup2 hierarchy (a v2 host's,
+	// or a hybrid host's with --cgroup-hierarchy=unified): apps are forked
+	// into their cgroup with clone3 (AppCgroup.Dir) instead of joining it
+	// by thread. Later commands on the pod follow it, not their option.
 	V2   bool                 `json:"v2,omitempty"`
 	Apps map[string]AppCgroup `json:"apps"`
 	// Init are the "tasks" files of the pod's own cgroup in the v1 cpu
