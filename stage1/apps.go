@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/karman-project/karman/stage1/internal/wire"
@@ -42,7 +44,11 @@ func AddApp(ctx context.Context, podDir string, app *poddir.App, f AddAppFiles) 
 // added or again after it exited, and returns its PID in the pod's PID
 // namespace. A command that cannot be started is an error, *StartError.
 func StartApp(ctx context.Context, podDir, app string) (int, error) {
+	since := time.Now()
 	r, err := ctlCall(ctx, podDir, &wire.CtlRequest{Op: "app-start", App: app}, nil)
+	if err == nil {
+		awaitStatus(ctx, podDir, app, func(st poddir.AppStatus) bool { return !st.Started.Before(since) })
+	}
 	return r.PID, err
 }
 
@@ -51,7 +57,11 @@ func StartApp(ctx context.Context, podDir, app string) (int, error) {
 // positive), SIGKILL at once with force. It returns the app's exit status
 // once it has ended.
 func StopApp(ctx context.Context, podDir, app string, timeout time.Duration, force bool) (int, error) {
+	since := time.Now()
 	r, err := ctlCall(ctx, podDir, &wire.CtlRequest{Op: "app-stop", App: app, Timeout: timeout, Force: force}, nil)
+	if err == nil {
+		awaitStatus(ctx, podDir, app, func(st poddir.AppStatus) bool { return st.Exited && !st.Finished.Before(since) })
+	}
 	if errors.Is(err, errEnded) {
 		// The app was the last of a pod that is not kept alive: the pod
 		// ended with it, before the init could reply.
@@ -65,6 +75,24 @@ func StopApp(ctx context.Context, podDir, app string, timeout time.Duration, for
 func RemoveApp(ctx context.Context, podDir, app string, force bool) error {
 	_, err := ctlCall(ctx, podDir, &wire.CtlRequest{Op: "app-rm", App: app, Force: force}, nil)
 	return err
+}
+
+// awaitStatus waits, for a short while at most, until the supervisor has
+// recorded what the init just did to app: the init replies once the app
+// started or ended, and tells the supervisor, which writes the app's
+// status, at the same time. So a status read after StartApp or StopApp
+// returns shows the new run or its end. A supervisor that does not
+// record it in time (it is gone, say) leaves the status as it is.
+func awaitStatus(ctx context.Context, podDir, app string, done func(poddir.AppStatus) bool) {
+	file := filepath.Join(podDir, poddir.AppsState, app+".json")
+	deadline := time.Now().Add(5 * time.Second)
+	for wait := 100 * time.Microsecond; time.Now().Before(deadline) && ctx.Err() == nil; wait = min(2*wait, 20*time.Millisecond) {
+		var st poddir.AppStatus
+		if b, err := os.ReadFile(file); err == nil && json.Unmarshal(b, &st) == nil && done(st) {
+			return
+		}
+		time.Sleep(wait)
+	}
 }
 
 // StartError is an app whose command could not be started: Code is 127
