@@ -217,7 +217,8 @@ func (r *Runtime) prepareApp(ctx context.Context, p pod, spec PodSpec, as AppSpe
 	return poddir.App{
 		Caps: caps, AllCaps: spec.InsecureCaps, Unconfined: spec.InsecureSeccomp, NoMasks: spec.InsecurePaths,
 		ReadonlyRootfs: as.ReadonlyRootfs, OOMScoreAdj: as.OOMScoreAdj, Seccomp: seccomp,
-		Name: as.Name, Image: as.Image, ImageDigest: d.String(),
+		OwnPIDNamespace: as.PIDNamespace == PIDApp,
+		Name:            as.Name, Image: as.Image, ImageDigest: d.String(),
 		Dir: rel, Layers: rf.Layers,
 		Args: argv, Env: mergeEnv(c.Env, as.Env), WorkingDir: wd,
 		UID: uid, GID: gid, GIDs: gids, Mounts: as.Mounts, Resources: as.Resources,

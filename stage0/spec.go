@@ -31,6 +31,9 @@ type AppSpec struct {
 	CapsRetain, CapsRemove []string
 	ReadonlyRootfs         bool
 	OOMScoreAdj            *int
+	// PIDNamespace is PIDPod (or empty: the pod's, shared by its apps) or
+	// PIDApp (a PID namespace of the app's own, whose PID 1 it is).
+	PIDNamespace string
 	// Seccomp is the --seccomp value (isolators.ParseSeccomp); empty
 	// means the default filter.
 	Seccomp string
@@ -178,6 +181,9 @@ func (s *PodSpec) Validate() error {
 		for _, err := range unjoin(a.Resources.Validate()) {
 			errs = append(errs, fmt.Sprintf("app %s: %v", a.Name, err))
 		}
+		if err := CheckPIDNamespace(a.PIDNamespace); err != nil {
+			errs = append(errs, fmt.Sprintf("app %s: %v", a.Name, err))
+		}
 		if a.OOMScoreAdj != nil {
 			if err := poddir.CheckOOMScoreAdj(*a.OOMScoreAdj); err != nil {
 				errs = append(errs, fmt.Sprintf("app %s: %v", a.Name, err))
@@ -265,4 +271,19 @@ func checkVolumes(spec PodSpec) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// The values of AppSpec.PIDNamespace (--pid).
+const (
+	PIDPod = "pod"
+	PIDApp = "app"
+)
+
+// CheckPIDNamespace checks an AppSpec.PIDNamespace.
+func CheckPIDNamespace(v string) error {
+	switch v {
+	case "", PIDPod, PIDApp:
+		return nil
+	}
+	return fmt.Errorf("--pid %q: use pod (the PID namespace of the pod, shared by its apps) or app (one of the app's own)", v)
 }

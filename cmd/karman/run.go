@@ -31,6 +31,7 @@ type appFlags struct {
 	readonly  bool
 	oomAdj    string
 	seccomp   string
+	pid       string
 	// fs is where the flags were registered, to tell a flag given empty
 	// from one not given.
 	fs *pflag.FlagSet
@@ -51,12 +52,13 @@ func (f *appFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.capsDrop, "caps-remove", nil, "capabilities to drop from the default set")
 	fs.BoolVar(&f.readonly, "readonly-rootfs", false, "mount the app's root filesystem read-only")
 	fs.StringVar(&f.oomAdj, "oom-score-adj", "", "the app's oom_score_adj (-1000..1000)")
+	fs.StringVar(&f.pid, "pid", "", "the app's PID namespace: pod (shared with the pod's other apps, the default) or app (its own, with the app as PID 1)")
 	fs.StringVar(&f.seccomp, "seccomp", "", "the app's seccomp filter: mode=remove|retain[,errno=NAME],SYSCALL[,SYSCALL...] or unconfined (see docs/pods.md)")
 }
 
 func (f *appFlags) apply(a *stage0.AppSpec) error {
 	// A flag given empty is refused rather than read as not given.
-	for _, name := range []string{"exec", "user", "workdir", "memory", "cpu", "seccomp", "oom-score-adj"} {
+	for _, name := range []string{"exec", "user", "workdir", "memory", "cpu", "seccomp", "oom-score-adj", "pid"} {
 		if f.fs == nil {
 			break
 		}
@@ -116,6 +118,12 @@ func (f *appFlags) apply(a *stage0.AppSpec) error {
 			return fmt.Errorf("--oom-score-adj %q: use a number from -1000 to 1000", f.oomAdj)
 		}
 		a.OOMScoreAdj = &v
+	}
+	if f.pid != "" {
+		if err := stage0.CheckPIDNamespace(f.pid); err != nil {
+			return err
+		}
+		a.PIDNamespace = f.pid
 	}
 	for _, v := range f.volumes {
 		m, err := stage0.ParseVolume(v)

@@ -19,8 +19,9 @@ import (
 // supervisor command line (no --init, --booted or --resumed), the init
 // always forked by the supervisor (no setup message). Version 3: mutable
 // pods (Pod.KeepAlive, a pod of no apps, the app requests on the control
-// socket and the log pipes the init asks the supervisor for).
-const InterfaceVersion = 3
+// socket and the log pipes the init asks the supervisor for). Version 4:
+// App.OwnPIDNamespace.
+const InterfaceVersion = 4
 
 // Pod is pod.json: everything stage1 needs to run a pod, written by stage0
 // into the pod directory before stage1 starts.
@@ -103,6 +104,10 @@ type App struct {
 	ReadonlyRootfs bool `json:"readonlyRootfs,omitempty"`
 	// OOMScoreAdj, when set, is written for the app's process.
 	OOMScoreAdj *int `json:"oomScoreAdj,omitempty"`
+	// OwnPIDNamespace starts the app in a PID namespace of its own, whose
+	// PID 1 it is, with a /proc of that namespace (--pid=app; CRI's
+	// NamespaceMode CONTAINER); false shares the pod's (--pid=pod).
+	OwnPIDNamespace bool `json:"ownPidNamespace,omitempty"`
 }
 
 // Resources are an app's cgroup limits.

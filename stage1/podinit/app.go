@@ -28,6 +28,14 @@ type proc struct {
 	env      []string
 	files    []int // stdin, stdout, stderr
 	setup    func(*syscall.SysProcAttr)
+	// newPIDNS starts the process as PID 1 of a PID namespace of its own
+	// (an app with OwnPIDNamespace), in a mount namespace of its own
+	// whose /proc the exec shim mounts for that PID namespace.
+	newPIDNS bool
+	// join, when set, is the running app whose PID and mount namespaces
+	// the process joins (an enter session in an app with
+	// OwnPIDNamespace).
+	join *appProc
 }
 
 // execError is a command that could not be started: Code is 127 (not
@@ -63,7 +71,8 @@ func (in *podInit) startApp(a *appProc) (startErr error) {
 	}
 	p := &proc{
 		app: a.app, root: a.root, rootPath: a.rootPath, args: a.app.Args, env: env,
-		files: []int{stdin, stdout, stderr},
+		files:    []int{stdin, stdout, stderr},
+		newPIDNS: a.app.OwnPIDNamespace,
 		setup: func(sys *syscall.SysProcAttr) {
 			if in.pod.Interactive && wire.IsTerminal(0) {
 				// The app's own process group gets the terminal, so
@@ -136,8 +145,8 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 	}
 	tasks, cgroupFD := in.appCgroup(p.app.Name)
 	var shim *shimStart
-	if needsExecShim(p.app, cgroupFD >= 0) {
-		if shim, err = newShimStart(p.app, wd, p.env); err != nil {
+	if p.newPIDNS || needsExecShim(p.app, cgroupFD >= 0) {
+		if shim, err = newShimStart(p.app, wd, p.env, p.newPIDNS); err != nil {
 			return 0, &execError{Code: poddir.ExitRuntimeError, Path: path, Reason: err.Error()}
 		}
 		defer shim.close()
@@ -157,6 +166,14 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 		sys.UseCgroupFD, sys.CgroupFD = true, cgroupFD
 		sys.Unshareflags |= unix.CLONE_NEWCGROUP
 	}
+	if p.newPIDNS {
+		// The app is PID 1 of its namespace, as runc starts a container
+		// with a PID namespace of its own: no reaper of ours in between.
+		// Its mount namespace, a private copy of the pod's, holds the
+		// /proc of that namespace, which only a process inside it can
+		// mount (the shim does), and goes with the app's last process.
+		sys.Cloneflags |= unix.CLONE_NEWPID | unix.CLONE_NEWNS
+	}
 	attr := &syscall.ProcAttr{Dir: wd, Env: p.env, Files: files, Sys: sys}
 	execPath, argv := path, p.args
 	if shim != nil {
@@ -164,9 +181,20 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	var join []int
+	if p.join != nil {
+		if join, err = in.appNamespaces(p.join); err != nil {
+			return 0, &execError{Code: poddir.ExitRuntimeError, Path: path, Reason: err.Error()}
+		}
+		defer func() {
+			for _, fd := range join {
+				unix.Close(fd)
+			}
+		}()
+	}
 	var pid int
 	var forkErr error
-	err = spawn(p.app, tasks, shim != nil, func() {
+	err = spawn(p.app, tasks, shim != nil, join, func() {
 		pid, forkErr = syscall.ForkExec(execPath, argv, attr)
 	})
 	if err != nil {
@@ -189,6 +217,20 @@ func (in *podInit) launch(p *proc, started func(pid int), onExit func(unix.WaitS
 		started(pid)
 	}
 	return pid, nil
+}
+
+// appNamespaces returns a pidfd of running app a, whose mount and PID
+// namespaces spawn joins. The caller holds in.mu: a child not yet reaped
+// keeps its pid.
+func (in *podInit) appNamespaces(a *appProc) ([]int, error) {
+	if a.pid <= 0 || in.children[a.pid] == nil {
+		return nil, fmt.Errorf("app %s has a PID namespace of its own and is not running: start it first (karman app start)", a.app.Name)
+	}
+	fd, err := unix.PidfdOpen(a.pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("app %s: its namespaces: %w", a.app.Name, err)
+	}
+	return []int{fd}, nil
 }
 
 // lookPath finds name the way a shell would, inside the root: a name with

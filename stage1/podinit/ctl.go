@@ -133,8 +133,13 @@ func (in *podInit) enter(c *net.UnixConn, req *wire.CtlRequest, pfds *[]int, rep
 		env = a.app.Env
 	}
 	exited := make(chan unix.WaitStatus, 1)
+	var join *appProc
+	if a.app.OwnPIDNamespace {
+		join = a // its PID namespace, and its /proc
+	}
 	p := &proc{
-		app: a.app, root: a.root, rootPath: a.rootPath, args: req.Args, env: env, files: fds,
+		join: join,
+		app:  a.app, root: a.root, rootPath: a.rootPath, args: req.Args, env: env, files: fds,
 		setup: func(sys *syscall.SysProcAttr) {
 			sys.Setsid = true
 			if req.TTY {

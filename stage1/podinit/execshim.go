@@ -60,6 +60,11 @@ type shimSpec struct {
 	// OOMScoreAdj, when set, is written to /proc/self/oom_score_adj
 	// before execve, so the app never runs with the init's value.
 	OOMScoreAdj *int `json:"oomScoreAdj,omitempty"`
+	// MountProc: the shim is PID 1 of the app's own PID namespace, in a
+	// mount namespace of its own, and mounts the /proc of that namespace
+	// over the pod's, masked like every app's unless NoMasks.
+	MountProc bool `json:"mountProc,omitempty"`
+	NoMasks   bool `json:"noMasks,omitempty"`
 }
 
 const (
@@ -74,7 +79,8 @@ const (
 // needsExecShim tells whether app starts through the exec shim: when it
 // has a filter of its own, or any filter on cgroup v2, where the thread
 // that forks it must call clone3 (which every filter refuses) to start it
-// inside its cgroup.
+// inside its cgroup. An app with a PID namespace of its own always starts
+// through it (see launch).
 func needsExecShim(app *poddir.App, cgroupV2 bool) bool {
 	if app.OOMScoreAdj != nil {
 		return true // per process, set before execve
@@ -93,8 +99,10 @@ type shimStart struct {
 	spec, statusR, statusW int
 }
 
-func newShimStart(app *poddir.App, dir string, env []string) (*shimStart, error) {
-	spec, err := specFile(app, dir, env)
+// newShimStart prepares a start through the shim; with mountProc the shim
+// mounts the app's /proc (shimSpec.MountProc).
+func newShimStart(app *poddir.App, dir string, env []string, mountProc bool) (*shimStart, error) {
+	spec, err := specFile(app, dir, env, mountProc)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +153,7 @@ func (s *shimStart) close() {
 // specFile returns a memfd holding the shim's spec, read from its start
 // (a memfd rather than a pipe: the environment has no size limit that a
 // pipe's buffer would hold before the shim reads it).
-func specFile(app *poddir.App, dir string, env []string) (int, error) {
+func specFile(app *poddir.App, dir string, env []string, mountProc bool) (int, error) {
 	prog, err := appFilter(app)
 	if err != nil {
 		return -1, err
@@ -153,6 +161,7 @@ func specFile(app *poddir.App, dir string, env []string) (int, error) {
 	b, err := json.Marshal(shimSpec{
 		UID: app.UID, GID: app.GID, Groups: app.GIDs, Caps: app.Caps, AllCaps: app.AllCaps,
 		Dir: dir, Env: env, Filter: isolators.EncodeSeccomp(prog), OOMScoreAdj: app.OOMScoreAdj,
+		MountProc: mountProc, NoMasks: app.NoMasks,
 	})
 	if err != nil {
 		return -1, err
@@ -228,6 +237,11 @@ func execShim(path string, argv []string) error {
 	if err != nil {
 		return err
 	}
+	if spec.MountProc {
+		if err := mountAppProc(spec.NoMasks); err != nil {
+			return err
+		}
+	}
 	if spec.OOMScoreAdj != nil {
 		// While the shim still has every capability: a value below the
 		// current one needs CAP_SYS_RESOURCE.
@@ -276,6 +290,33 @@ func execShim(path string, argv []string) error {
 	_, _, errno := syscall.RawSyscall(unix.SYS_EXECVE, uintptr(unsafe.Pointer(argv0)),
 		uintptr(unsafe.Pointer(&argvp[0])), uintptr(unsafe.Pointer(&envp[0])))
 	return execErrno(path, errno)
+}
+
+// mountAppProc mounts, on the /proc of the shim's root, a proc of the
+// shim's PID namespace, with the masks and read-only paths every app has
+// (maskPaths, the init's own). The shim is in the app's own mount
+// namespace, whose mounts are private copies of the pod's, so none of
+// this reaches the pod and all of it goes with the app.
+func mountAppProc(noMasks bool) error {
+	r, err := openRoot("/")
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	const nsx = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	if err := r.mount("proc", "/proc", "proc", nsx, "", false); err != nil {
+		return fmt.Errorf("the app's /proc: %w", err)
+	}
+	if noMasks {
+		return nil
+	}
+	// The pod's empty directory is a mount of the pod's namespace, which
+	// cannot be bound here: the directories are masked with empty
+	// read-only tmpfs mounts of their own.
+	if err := maskPaths(r, "/", ""); err != nil {
+		return fmt.Errorf("the app's /proc: %w", err)
+	}
+	return nil
 }
 
 // readAll reads fd to its end.

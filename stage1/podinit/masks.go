@@ -22,7 +22,8 @@ const emptyDir = ".empty"
 // maskPaths applies maskedFiles (the app's /dev/null bound over them),
 // maskedDirs (empty, the read-only directory empty bound over them) and
 // readOnly (bound onto themselves read-only) in the app rooted at r, whose
-// /dev is ready. Paths this kernel does not have are skipped.
+// /dev is ready. Paths this kernel does not have are skipped. With empty
+// "", each directory gets an empty read-only tmpfs of its own.
 func maskPaths(r *root, target, empty string) error {
 	devNull := filepath.Join(target, "dev/null")
 	for _, p := range maskedFiles {
@@ -34,6 +35,9 @@ func maskPaths(r *root, target, empty string) error {
 	}
 	for _, p := range maskedDirs {
 		if err := onExisting(r, p, func(fd int) error {
+			if empty == "" {
+				return unix.Mount("tmpfs", procFD(fd), "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=0,mode=555")
+			}
 			return unix.Mount(empty, procFD(fd), "", unix.MS_BIND, "")
 		}); err != nil {
 			return fmt.Errorf("mask %s: %w", p, err)

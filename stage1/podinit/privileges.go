@@ -18,20 +18,33 @@ import (
 // filter itself), and, when tasks are given, membership of the app's
 // cgroups ("0", this thread, written to each cgroup's "tasks" file). All
 // are attributes of the thread that a child inherits, so the process
-// starts restricted and inside its cgroup.
+// starts restricted and inside its cgroup. join, when given, holds a
+// pidfd of an app (appNamespaces) whose mount and PID namespaces the
+// thread enters first, so that the process starts in them.
 // The goroutine ends locked to the thread, so the Go runtime discards the
 // thread instead of running anything else on it. The init itself keeps
 // its capabilities: the bounding set only limits what an execve grants.
-func spawn(app *poddir.App, tasks []int, shim bool, fork func()) error {
+func spawn(app *poddir.App, tasks []int, shim bool, join []int, fork func()) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		errc <- restrictedFork(app, tasks, shim, fork)
+		errc <- restrictedFork(app, tasks, shim, join, fork)
 	}()
 	return <-errc
 }
 
-func restrictedFork(app *poddir.App, tasks []int, shim bool, fork func()) error {
+func restrictedFork(app *poddir.App, tasks []int, shim bool, join []int, fork func()) error {
+	if len(join) > 0 {
+		// A thread shares its root and working directory with the
+		// others until it unshares them, and may not change its mount
+		// namespace before. The PID namespace is the children's.
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			return fmt.Errorf("unshare the thread's root: %w", err)
+		}
+		if err := unix.Setns(join[0], unix.CLONE_NEWNS|unix.CLONE_NEWPID); err != nil {
+			return fmt.Errorf("joining the app's namespaces: %w", err)
+		}
+	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("setting no_new_privs for the apps: %w", err)
 	}
