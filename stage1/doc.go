@@ -147,6 +147,18 @@
 // by breaking out of its chroot (with CAP_SYS_CHROOT, until the isolators
 // drop it) is the pod root, which holds only the pod's own apps.
 //
+// The exception is an app with a PID namespace of its own
+// (App.OwnPIDNamespace, --pid=app): its /proc must be a proc of that
+// namespace, which only a process inside it can mount, so it pays for the
+// re-exec. The init forks it with CLONE_NEWPID and CLONE_NEWNS through the
+// exec shim (podinit/execshim.go), which, PID 1 of the new namespace and
+// in a private copy of the pod's mounts, mounts that /proc over the
+// pod's, masks it as every app's, and execs the app, which so is PID 1
+// itself, as runc starts such a container; no reaper of karman's sits in
+// between. The mount namespace goes with the app's last process. An enter
+// session into such an app is forked from a thread that has joined the
+// app's mount and PID namespaces (setns on a pidfd).
+//
 // # Apps
 //
 // Args[0] is looked up in the PATH of the app's environment inside its
