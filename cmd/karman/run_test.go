@@ -76,6 +76,8 @@ func TestFlagsRefuseWhatWouldVanish(t *testing.T) {
 		"--memory=-1":          {"--memory", "1048576G"},
 		"--cpu-shares=-1":      {"--cpu-shares", "2 to 262144"},
 		"--oom-score-adj=high": {"-1000 to 1000"},
+		"--pid=":               {"--pid is empty"},
+		"--pid=host":           {"--pid", "pod", "app"},
 	} {
 		_, err := parseApps(strings.Fields("oci:/a "+args), &appFlags{})
 		if err == nil {
