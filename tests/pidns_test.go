@@ -4,9 +4,13 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/karman-project/karman/stage0"
+	"github.com/karman-project/karman/tests/testenv"
 )
 
 // procList is a busybox shell loop printing "PID CMDLINE" for every
@@ -34,9 +38,24 @@ func (e *podEnv) procLines(t *testing.T, uuid, app string) map[string]string {
 // PID 1 that traps it, and SIGKILL to one that does not, with their exit
 // codes; the app starts again in a new namespace; `run --pid=app` gives
 // its app's exit code; gc leaves nothing.
+//
+// It runs on the host's default cgroup hierarchy and, where there is one
+// beside it, on cgroup2 (where the app is forked with clone3 into its
+// cgroup).
 func TestAppPIDNamespace(t *testing.T) {
+	testenv.RequireRoot(t, "pods need namespaces, mounts and cgroups")
+	t.Run("default", func(t *testing.T) { testAppPIDNamespace(t, nil) })
+	var st syscall.Statfs_t
+	if syscall.Statfs("/sys/fs/cgroup", &st) != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+		if syscall.Statfs("/sys/fs/cgroup/unified", &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+			t.Run("unified", func(t *testing.T) { testAppPIDNamespace(t, []string{"--cgroup-hierarchy=unified"}) })
+		}
+	}
+}
+
+func testAppPIDNamespace(t *testing.T, hier []string) {
 	e := newGCEnv(t)
-	uuid := strings.TrimSpace(mustSucceed(t, e.run(t, "--net=none", "--no-apps")).Stdout)
+	uuid := strings.TrimSpace(mustSucceed(t, e.run(t, append(hier, "--net=none", "--no-apps")...)).Stdout)
 	e.leaks.Track(uuid)
 	e.uuids = append(e.uuids, uuid)
 	t.Cleanup(func() {
@@ -64,6 +83,13 @@ func TestAppPIDNamespace(t *testing.T) {
 	// The pid reported is the host's: that process is the app.
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", own.PID)); err != nil || !strings.Contains(string(b), "got-term") {
 		t.Errorf("reported pid %d of own: cmdline %q (%v), want the app's", own.PID, b, err)
+	}
+	if hier != nil {
+		// Forked straight into its own cgroup2 cgroup, with clone3.
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", own.PID))
+		if !strings.Contains(string(b), "0::/") || !strings.Contains(string(b), uuid) {
+			t.Errorf("own's cgroups on cgroup2:\n%s", b)
+		}
 	}
 	sharedNS, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", shared.PID))
 	for _, ns := range []string{"pid", "net", "ipc", "uts"} {
@@ -169,7 +195,7 @@ func TestAppPIDNamespace(t *testing.T) {
 	karman(t, e.dir, "status", "--wait=30s", uuid)
 
 	// karman run: the app's exit code, as PID 1 of its namespace.
-	if r := e.run(t, "--net=none", e.image, "--pid=app", "--exec", "/bin/sh", "--", "-c", `test $$ = 1 && exit 9`); r.Code != 9 {
+	if r := e.run(t, append(hier, "--net=none", e.image, "--pid=app", "--exec", "/bin/sh", "--", "-c", `test $$ = 1 && exit 9`)...); r.Code != 9 {
 		t.Errorf("run --pid=app: exit %d, want 9\n%s", r.Code, r)
 	}
 	if r := e.run(t, "--net=none", e.image, "--exec", "/bin/sh", "--", "-c", `test $$ = 1 || exit 9`); r.Code != 9 {
