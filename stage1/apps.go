@@ -86,7 +86,7 @@ func RemoveApp(ctx context.Context, podDir, app string, force bool) error {
 func awaitStatus(ctx context.Context, podDir, app string, done func(poddir.AppStatus) bool) {
 	file := filepath.Join(podDir, poddir.AppsState, app+".json")
 	deadline := time.Now().Add(5 * time.Second)
-	for wait := 100 * time.Microsecond; time.Now().Before(deadline) && ctx.Err() == nil; wait = min(2*wait, 20*time.Millisecond) {
+	for wait := 50 * time.Microsecond; time.Now().Before(deadline) && ctx.Err() == nil; wait = min(2*wait, time.Millisecond) {
 		var st poddir.AppStatus
 		if b, err := os.ReadFile(file); err == nil && json.Unmarshal(b, &st) == nil && done(st) {
 			return

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -239,6 +240,8 @@ func (e *podEnv) startPodEnv(t *testing.T, env []string, args ...string) (*exec.
 	if env != nil {
 		cmd.Env = append(os.Environ(), env...)
 	}
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -247,17 +250,36 @@ func (e *podEnv) startPodEnv(t *testing.T, env []string, args ...string) (*exec.
 		cmd.Wait()
 	})
 	deadline := time.Now().Add(30 * time.Second)
+	var last stage0.PodInfo
 	for time.Now().Before(deadline) {
 		if b, err := os.ReadFile(uuidFile); err == nil && len(b) > 0 {
 			uuid := strings.TrimSpace(string(b))
-			if pi := e.status(t, uuid); pi.State == stage0.Running && !pi.Started.IsZero() {
+			if last = e.status(t, uuid); last.State == stage0.Running && !last.Started.IsZero() {
 				return cmd, uuid
 			}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("pod did not start")
+	t.Fatalf("pod did not start within 30 s (last status %+v); karman run said:\n%s", last, stderr)
 	return nil, ""
+}
+
+// syncBuffer is a bytes.Buffer that a command writes while a test reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // waitLog waits until the pod's log holds want: an app counts as started
