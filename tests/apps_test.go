@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/karman-project/karman/stage0"
+	"github.com/karman-project/karman/stage1/poddir"
 	"github.com/karman-project/karman/tests/testenv"
 	"github.com/karman-project/karman/tests/testimage"
 )
@@ -52,6 +53,10 @@ func TestRunNoApps(t *testing.T) {
 		karman(t, e.dir, "stop", "--force", uuid)
 		karman(t, e.dir, "status", "--wait=30s", uuid)
 	})
+	// run --no-apps returns once the pod is up: the next command finds it.
+	if _, err := os.Stat(filepath.Join(e.dir, "pods", "run", uuid, poddir.Started)); err != nil {
+		t.Errorf("run --no-apps returned before the pod had started: %v", err)
+	}
 	pi := e.waitState(t, uuid, "started", func(pi stage0.PodInfo) bool { return !pi.Started.IsZero() })
 	if pi.State != stage0.Running || len(pi.Apps) != 0 {
 		t.Fatalf("empty pod: state %s, %d apps", pi.State, len(pi.Apps))

@@ -24,7 +24,7 @@ import (
 // acceptAnything puts a policy accepting every image: the tests that are
 // not about signatures fetch unsigned images (signing_test.go has its own
 // configuration directories).
-func karman(t *testing.T, dir string, args ...string) testenv.Result {
+func karman(t testing.TB, dir string, args ...string) testenv.Result {
 	t.Helper()
 	acceptAnything(t, filepath.Join(dir, "etc"))
 	return testenv.Run(t, nil, append([]string{"--dir", dir, "--config-dir", filepath.Join(dir, "etc")}, noNet(args)...)...)
@@ -55,7 +55,7 @@ func noNet(args []string) []string {
 
 // acceptAnything writes configDir/policy.json accepting every image
 // unless there is one already.
-func acceptAnything(t *testing.T, configDir string) {
+func acceptAnything(t testing.TB, configDir string) {
 	t.Helper()
 	p := filepath.Join(configDir, "policy.json")
 	if _, err := os.Stat(p); err == nil {
@@ -69,7 +69,7 @@ func acceptAnything(t *testing.T, configDir string) {
 	}
 }
 
-func mustSucceed(t *testing.T, r testenv.Result) testenv.Result {
+func mustSucceed(t testing.TB, r testenv.Result) testenv.Result {
 	t.Helper()
 	if r.Code != 0 {
 		t.Fatalf("karman failed:\n%s", r)

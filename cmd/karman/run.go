@@ -322,6 +322,11 @@ of apps running after its last app ended, until it is stopped.`,
 			return err
 		}
 		if *detach {
+			// Back once the pod runs, so that the next command (app add,
+			// enter, stop) finds it up.
+			if _, err := rt.WaitStarted(cmd.Context(), uuid); err != nil {
+				return err
+			}
 			fmt.Fprintln(cmd.OutOrStdout(), uuid)
 		}
 		return exitCode(code)

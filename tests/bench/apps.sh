@@ -4,9 +4,12 @@
 # its namespaces, network and init exist), beside `runc run` of a bundle of
 # the same rootfs; in rounds, one of each per round in turn, so that drift
 # on a shared machine does not skew the ratio (the median of the per-round
-# ratios). Each round removes the app again (`app rm`, not timed).
+# ratios). Each round removes the app again (`app rm`, not timed). Then the
+# same through the stage0 library (BenchmarkAppAddStart), beside the same
+# runc median.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+export PATH="$PATH:/usr/local/go/bin"
 runs=${BENCH_RUNS:-30}
 work=/var/tmp/karman-bench-apps-$$
 mkdir -p "$work"
@@ -67,4 +70,17 @@ print(f"app start          median {m(start):6.1f} ms")
 print(f"app add + start    median {m(both):6.1f} ms")
 print(f"runc run           median {m(runc):6.1f} ms")
 print(f"(add + start) / runc run, median of the per-round ratios: {m([b / r for b, r in zip(both, runc)]):.2f} (target: under 0.5)")
+open(f"{work}/runc-median", "w").write(f"{m(runc)}\n")
+PY
+
+# The same through the stage0 library, as the agent and a CRI server call
+# it (no karman process to start per command): BenchmarkAppAddStart.
+lib=$(CGO_ENABLED=0 KARMAN_BINARY=$PWD/bin/karman go test -run '^$' -bench '^BenchmarkAppAddStart$' \
+	-benchtime "${runs}x" -count 5 ./tests | awk '/^BenchmarkAppAddStart/ {print $3}')
+python3 - "$work/runc-median" $lib <<'PY'
+import statistics, sys
+runc = float(open(sys.argv[1]).read())
+lib = statistics.median(float(ns) / 1e6 for ns in sys.argv[2:])
+print(f"library add + start median {lib:6.1f} ms (stage0.AddApp + StartApp, median of 5 benchmark runs)")
+print(f"library (add + start) / runc run median: {lib / runc:.2f} (target: under 0.5)")
 PY
