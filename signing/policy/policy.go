@@ -228,7 +228,9 @@ func NormalizeScope(s string) (string, error) {
 	}
 	reg, err := name.NewRegistry(host, name.StrictValidation)
 	if err != nil {
-		return "", fmt.Errorf("scope %q: %v: %w", s, err, ErrInvalid)
+		// The library's message holds the host as written, newlines
+		// and all: quoted, the error stays one line.
+		return "", fmt.Errorf("scope %q: %q is not a registry host (HOST or HOST:PORT, RFC 3986): %w", s, host, ErrInvalid)
 	}
 	if !hasRepo {
 		return reg.Name(), nil
@@ -239,7 +241,7 @@ func NormalizeScope(s string) (string, error) {
 	// Check the path's syntax; keep it as written (a prefix, so Docker
 	// Hub's implicit library/ is not added).
 	if _, err := name.NewRepository(s); err != nil {
-		return "", fmt.Errorf("scope %q: %v: %w", s, err, ErrInvalid)
+		return "", fmt.Errorf("scope %q: %q is not a repository path (lower-case letters, digits, and . _ - / between them): %w", s, repo, ErrInvalid)
 	}
 	return reg.Name() + "/" + repo, nil
 }
