@@ -2,6 +2,7 @@ package image
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode"
 
@@ -65,7 +66,13 @@ func ParseReference(s string) (Reference, error) {
 	if err != nil {
 		// Tags are optional: retry leniently so "host/repo" means ":latest".
 		if ref, err = name.ParseReference(s); err != nil {
-			return Reference{}, fmt.Errorf("image %q: %v: %w", s, err, ErrInvalidReference)
+			// The library's message holds the name as written: quoted
+			// when that would break the error's one line.
+			msg := err.Error()
+			if strings.ContainsFunc(msg, func(r rune) bool { return !unicode.IsPrint(r) }) {
+				msg = strconv.Quote(msg)
+			}
+			return Reference{}, fmt.Errorf("image %q: %s: %w", s, msg, ErrInvalidReference)
 		}
 	}
 	return Reference{Transport: Registry, Name: ref.Name()}, nil
