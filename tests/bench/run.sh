@@ -18,23 +18,7 @@ cleanup() {
 trap cleanup EXIT
 k() { bin/karman --dir "$work/k" --config-dir "$work/etc" "$@"; }
 
-bin/karman-testimage --kind busybox --layout "$work/layout" --tag latest >/dev/null
-img="oci:$work/layout:latest"
-# The layout was built here, unsigned: accept it by its own scope only.
-k trust add --type insecure-accept-anything --scope "oci:$work/layout" >/dev/null
-k fetch "$img" >/dev/null
-
-# A runc bundle of the same rootfs.
-mkdir -p "$work/bundle/rootfs"
-cp -a "$work"/k/images/layers/sha256/*/. "$work/bundle/rootfs/"
-(cd "$work/bundle" && runc spec)
-python3 - "$work/bundle/config.json" <<'PY'
-import json, sys
-p = sys.argv[1]; c = json.load(open(p))
-c["process"]["args"] = ["/bin/true"]; c["process"]["terminal"] = False
-c["process"]["rlimits"] = []
-json.dump(c, open(p, "w"))
-PY
+. tests/bench/image.sh
 
 cmds=(-n "karman run" --prepare "bin/karman --dir $work/k gc --grace-period=0" "bin/karman --dir $work/k --config-dir $work/etc run --net=none $img --exec /bin/true"
 	-n "karman run, isolators off" "bin/karman --dir $work/k --config-dir $work/etc run --net=none --insecure-options=capabilities,paths,seccomp $img --exec /bin/true"
