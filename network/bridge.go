@@ -14,6 +14,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/karman-project/karman/internal/nldump"
 )
 
 // The default network: a host bridge whose address is the pods' gateway,
@@ -138,7 +140,7 @@ func ensureBridge(d *DefaultConfig, gw netip.Addr) (netlink.Link, error) {
 // or falls in (the host's LAN, another bridge): giving it to a new bridge
 // would cut the host off from those addresses.
 func checkSubnetFree(d *DefaultConfig) error {
-	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	routes, err := nldump.Retry(func() ([]netlink.Route, error) { return netlink.RouteList(nil, netlink.FAMILY_V4) })
 	if err != nil {
 		return fmt.Errorf("routes: %w", err)
 	}

@@ -12,6 +12,8 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/karman-project/karman/internal/nldump"
 )
 
 // TeardownByUUID undoes a pod's networks without its record, for a pod
@@ -125,7 +127,7 @@ func Prune(configDir string) (removed, kept []string, err error) {
 // destroys it with the namespace, asynchronously, and busyPorts deletes
 // it rather than wait.
 func busyPorts(br netlink.Link, netnsDir string) ([]string, error) {
-	links, err := netlink.LinkList()
+	links, err := nldump.Retry(netlink.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("links: %w", err)
 	}

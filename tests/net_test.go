@@ -22,6 +22,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/karman-project/karman/internal/nldump"
 	"github.com/karman-project/karman/network"
 	"github.com/karman-project/karman/stage0"
 	"github.com/karman-project/karman/tests/testenv"
@@ -94,7 +95,7 @@ func newNetEnv(t *testing.T, bits int) *netEnv {
 // the host's overlaps: another test run on the machine may hold one.
 func freeTestSubnet(t *testing.T) int {
 	t.Helper()
-	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	routes, err := nldump.Retry(func() ([]netlink.Route, error) { return netlink.RouteList(nil, netlink.FAMILY_V4) })
 	if err != nil {
 		t.Fatalf("list the host's routes: %v", err)
 	}
@@ -166,7 +167,7 @@ func (ne *netEnv) bridgePorts(t *testing.T) []string {
 	if err != nil {
 		return nil
 	}
-	links, err := netlink.LinkList()
+	links, err := nldump.Retry(netlink.LinkList)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -587,7 +588,10 @@ func (ne *netEnv) cniNet(t *testing.T, extra string) (string, string) {
 		// After the pods are collected (registered later, run earlier):
 		// nothing of them may be left on the bridge or in host-local.
 		if l, err := netlink.LinkByName(bridge); err == nil {
-			links, _ := netlink.LinkList()
+			links, err := nldump.Retry(netlink.LinkList)
+			if err != nil {
+				t.Errorf("list links: %v", err)
+			}
 			for _, o := range links {
 				if o.Attrs().MasterIndex == l.Attrs().Index {
 					t.Errorf("veth %s left on CNI bridge %s", o.Attrs().Name, bridge)

@@ -14,6 +14,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 
+	"github.com/karman-project/karman/internal/nldump"
 	"github.com/karman-project/karman/isolators/cgroups"
 )
 
@@ -177,7 +178,7 @@ func vethName(uuid string) string {
 
 func links(t testing.TB, bridge string, uuids []string) []string {
 	t.Helper()
-	ls, err := netlink.LinkList()
+	ls, err := nldump.Retry(netlink.LinkList)
 	if err != nil {
 		t.Fatalf("leakcheck: links: %v", err)
 	}
