@@ -132,6 +132,9 @@ func ctlCall(ctx context.Context, podDir string, req *wire.CtlRequest, fds []int
 		rights = unix.UnixRights(fds...)
 	}
 	if _, _, err := c.WriteMsgUnix(b, rights, nil); err != nil {
+		if wire.IsClosed(err) {
+			return r, errEnded // the pod ended between dial and send
+		}
 		return r, fmt.Errorf("pod control socket: %w", err)
 	}
 	buf := make([]byte, wire.MaxPacket)

@@ -528,3 +528,95 @@ func TestAppStopLastApp(t *testing.T) {
 		t.Errorf("pod after app stop of its last app: exit %v, app %+v; want 143 (SIGTERM), exited", pi.ExitCode, pi.Apps[0])
 	}
 }
+
+// TestAppAddSupervisorKilledAnyStage: the supervisor of a pod is killed
+// with SIGKILL at a spread of moments while `app add` runs, so that some
+// kills land before the add reaches the pod, some while the pod's init
+// handles it (mounts the app's root and volumes), some after. Each add
+// either succeeded, and the pod's record names the app, or failed with
+// one line and left nothing of the app; gc then leaves nothing at all
+// (leakcheck).
+func TestAppAddSupervisorKilledAnyStage(t *testing.T) {
+	e := newGCEnv(t)
+	vol := t.TempDir()
+	// pod starts a pod of no apps and returns its UUID, directory and
+	// supervisor's PID.
+	pod := func() (string, string, int) {
+		t.Helper()
+		uuid := strings.TrimSpace(mustSucceed(t, e.run(t, "--net=none", "--no-apps")).Stdout)
+		e.leaks.Track(uuid)
+		e.uuids = append(e.uuids, uuid)
+		t.Cleanup(func() {
+			karman(t, e.dir, "stop", "--force", uuid)
+			karman(t, e.dir, "status", "--wait=30s", uuid)
+		})
+		e.waitState(t, uuid, "started", func(pi stage0.PodInfo) bool { return !pi.Started.IsZero() })
+		podDir := filepath.Join(e.dir, "pods", "run", uuid)
+		b, err := os.ReadFile(filepath.Join(podDir, "state", "supervisor.pid"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return uuid, podDir, pid
+	}
+	add := func(uuid string) *exec.Cmd {
+		return exec.Command(testenv.Binary(t), "--dir", e.dir, "--config-dir", filepath.Join(e.dir, "etc"),
+			"app", "add", uuid, e.image, "--name", "late", "--volume", vol+":/data", "--exec", "/bin/sleep", "--", "1000")
+	}
+	// How long an add takes here: the kills spread over 0 to 1.5 times it.
+	uuid, _, _ := pod()
+	t0 := time.Now()
+	if out, err := add(uuid).CombinedOutput(); err != nil {
+		t.Fatalf("app add: %v: %s", err, out)
+	}
+	took := time.Since(t0)
+	mustSucceed(t, karman(t, e.dir, "stop", "--force", uuid))
+	mustSucceed(t, karman(t, e.dir, "status", "--wait=30s", uuid))
+	const rounds = 24
+	failed, added, inPod := 0, 0, 0
+	for i := range rounds {
+		uuid, podDir, pid := pod()
+		var stderr strings.Builder
+		cmd := add(uuid)
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		delay := took * time.Duration(i) * 3 / (2 * rounds)
+		time.Sleep(delay)
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill the supervisor %d: %v", pid, err)
+		}
+		err := cmd.Wait()
+		karman(t, e.dir, "status", "--wait=30s", uuid)
+		pd, _ := os.ReadFile(filepath.Join(podDir, "pod.json"))
+		named := strings.Contains(string(pd), `"late"`)
+		if err == nil {
+			added++
+			if !named {
+				t.Errorf("kill after %v: app add succeeded but pod.json does not name the app", delay)
+			}
+			continue
+		}
+		failed++
+		msg := strings.TrimSpace(stderr.String())
+		if msg == "" || strings.Count(msg, "\n") != 0 {
+			t.Errorf("kill after %v: app add's error is not one line: %q", delay, msg)
+		}
+		if strings.Contains(msg, "while handling the request") {
+			inPod++
+		}
+		if named {
+			t.Errorf("kill after %v: the failed add left the app in pod.json", delay)
+		}
+		if _, err := os.Lstat(filepath.Join(podDir, "apps", "late")); err == nil {
+			t.Errorf("kill after %v: the failed add left apps/late", delay)
+		}
+	}
+	t.Logf("an add took %v; of %d kills, %d failed the add (%d while the pod handled it), %d came after it", took, rounds, failed, inPod, added)
+	if failed == 0 {
+		t.Errorf("no add was cut short by the kill: the test proves nothing")
+	}
+	mustSucceed(t, karman(t, e.dir, "gc", "--all"))
+	e.leaks.Check()
+}
