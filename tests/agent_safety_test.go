@@ -20,7 +20,7 @@ func agentRefusal(t *testing.T, dir string, args ...string) (int, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	full := append([]string{"--dir", dir, "--config-dir", filepath.Join(dir, "etc"), "agent"}, args...)
+	full := append([]string{"--dir", dir, "--config-dir", filepath.Join(dir, "etc"), "agent", "--cri-socket="}, args...)
 	cmd := exec.CommandContext(ctx, testenv.Binary(t), full...)
 	cmd.Dir = t.TempDir() // where a relative socket would land
 	out, err := cmd.CombinedOutput()

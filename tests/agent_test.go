@@ -79,7 +79,7 @@ func newAgentEnvOn(t *testing.T, pe *podEnv) *agentEnv {
 // start starts the agent with extra flags and waits until it answers.
 func (e *agentEnv) start(t *testing.T, flags ...string) {
 	t.Helper()
-	args := append([]string{"--dir", e.dir, "--config-dir", filepath.Join(e.dir, "etc"), "agent", "--listen", "unix://" + e.sock}, flags...)
+	args := append([]string{"--dir", e.dir, "--config-dir", filepath.Join(e.dir, "etc"), "agent", "--cri-socket=", "--listen", "unix://" + e.sock}, flags...)
 	e.startArgs(t, args, func(ctx context.Context) error { _, err := e.c.Health(ctx); return err })
 }
 
@@ -563,7 +563,7 @@ func TestAgentSignaturePolicy(t *testing.T) {
 	dir := t.TempDir()
 	e.dir = dir
 	os.MkdirAll(filepath.Join(dir, "etc"), 0o755)
-	args := []string{"--dir", dir, "--config-dir", filepath.Join(dir, "etc"), "agent", "--listen", "unix://" + e.sock}
+	args := []string{"--dir", dir, "--config-dir", filepath.Join(dir, "etc"), "agent", "--cri-socket=", "--listen", "unix://" + e.sock}
 	e.startArgs(t, args, func(ctx context.Context) error { _, err := e.c.Health(ctx); return err })
 	_, err := e.c.Launch(ctxT(t, time.Minute), "unsigned", e.spec("true"))
 	if agentapi.StatusOf(err) != http.StatusUnprocessableEntity || !strings.Contains(err.Error(), "polic") {

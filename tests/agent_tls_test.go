@@ -85,7 +85,7 @@ func tlsAgent(t *testing.T, e *agentEnv, ca *testCA, flags ...string) string {
 	t.Helper()
 	certFile, keyFile := writePEM(t, t.TempDir(), ca.issue(t, "agent", true))
 	addr := fmt.Sprintf("tcp://127.0.0.1:%d", freeTCPPort(t))
-	args := append([]string{"--dir", e.dir, "--config-dir", filepath.Join(e.dir, "etc"), "agent",
+	args := append([]string{"--dir", e.dir, "--config-dir", filepath.Join(e.dir, "etc"), "agent", "--cri-socket=",
 		"--listen", addr, "--tls-cert", certFile, "--tls-key", keyFile}, flags...)
 	e.startArgs(t, args, func(ctx context.Context) error {
 		c, err := net.DialTimeout("tcp", strings.TrimPrefix(addr, "tcp://"), time.Second)
@@ -200,7 +200,7 @@ func TestAgentRefusesUnauthenticatedTCP(t *testing.T) {
 		{"--listen", "tcp://127.0.0.1:0"},
 		{"--listen", "tcp://127.0.0.1:0", "--client-ca", "/nonexistent"},
 	} {
-		r := karman(t, dir, append([]string{"agent"}, flags...)...)
+		r := karman(t, dir, append([]string{"agent", "--cri-socket="}, flags...)...)
 		if r.Code == 0 || !strings.Contains(r.Stderr, "refusing to serve TCP without TLS and client authentication") {
 			t.Errorf("agent %v: %s; want a refusal", flags, r)
 		}

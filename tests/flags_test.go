@@ -189,7 +189,7 @@ func TestAgentParallelStartsRefused(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, testenv.Binary(t), "--dir", dir, "agent", "--parallel-starts=-1", "--listen", "unix://"+filepath.Join(dir, "agent.sock"))
+	cmd := exec.CommandContext(ctx, testenv.Binary(t), "--dir", dir, "agent", "--cri-socket=", "--parallel-starts=-1", "--listen", "unix://"+filepath.Join(dir, "agent.sock"))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	err := cmd.Run()

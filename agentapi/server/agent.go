@@ -53,6 +53,14 @@ type Config struct {
 	ParallelStarts int
 }
 
+// Accounting is what another user of the node reports to the agent.
+type Accounting interface {
+	// Allocated is the resources its workloads asked for.
+	Allocated() agentapi.Resources
+	// Pods are the UUIDs of its running pods.
+	Pods() []string
+}
+
 // Error classes of the agent, mapped to HTTP statuses by the handlers.
 var (
 	ErrNotFound = errors.New("no such task")
@@ -112,6 +120,8 @@ type Agent struct {
 	sample    agentapi.Usage
 	networks  []string // the networks tasks may ask for, read with the usage
 	conds     []agentapi.Condition
+
+	others Accounting // ShareWith
 
 	nudge  chan struct{}
 	starts chan struct{} // a slot per pod start in progress
@@ -222,7 +232,7 @@ func (a *Agent) Node() agentapi.Node {
 	defer a.nodeMu.Unlock()
 	n := agentapi.Node{
 		Identity: a.ident, Capacity: a.capacity, Reserved: a.reserved,
-		Allocatable: allocatable(a.capacity, a.reserved), Allocated: a.allocated,
+		Allocatable: allocatable(a.capacity, a.reserved), Allocated: a.allocatedAll(),
 		Usage: a.sample, Conditions: a.conds, Labels: a.cfg.Labels, Networks: a.networks,
 		Attributes: map[string]string{
 			"cpu.numcores": fmt.Sprint(a.capacity.CPUCores), "cpu.frequency": fmt.Sprint(a.capacity.CPUMHz),
@@ -242,6 +252,24 @@ func (a *Agent) Node() agentapi.Node {
 		}
 	}
 	return n
+}
+
+// ShareWith makes o's workloads count in the node's accounting: what o
+// has allocated counts in the node document and in admission, and its
+// running pods' usage in the node's usage. The CRI server (package
+// agentapi/cri) is one. Call it before Run and Serve.
+func (a *Agent) ShareWith(o Accounting) { a.others = o }
+
+// allocatedAll is what the tasks and the others (ShareWith) have
+// allocated; nodeMu or mu is held.
+func (a *Agent) allocatedAll() agentapi.Resources {
+	r := a.allocated
+	if a.others != nil {
+		o := a.others.Allocated()
+		r.CPUMillis += o.CPUMillis
+		r.MemoryBytes += o.MemoryBytes
+	}
+	return r
 }
 
 // Tasks returns every task, by creation time.

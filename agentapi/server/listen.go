@@ -61,8 +61,18 @@ func Listen(o ListenOptions) (net.Listener, func(*http.Request) error, error) {
 }
 
 func listenUnix(path string) (net.Listener, func(*http.Request) error, error) {
-	if err := prepareSocketPath(path); err != nil {
-		return nil, nil, err
+	l, err := ListenUnix(path, "agent socket", "--listen unix://")
+	return l, nil, err
+}
+
+// ListenUnix listens on the unix socket path, owner-only (0600) in an
+// owner-only directory, as the agent's --listen does (see
+// prepareSocketPath); the agent's other sockets (the CRI's) use it too.
+// what names the socket in errors ("agent socket") and flag the option
+// that sets its path ("--listen unix://").
+func ListenUnix(path, what, flag string) (net.Listener, error) {
+	if err := prepareSocketPath(path, what, flag); err != nil {
+		return nil, err
 	}
 	// Created owner-only, not chmod'ed after: no moment where others may
 	// connect. (The umask is process-wide; this runs before anything else.)
@@ -70,13 +80,13 @@ func listenUnix(path string) (net.Listener, func(*http.Request) error, error) {
 	l, err := net.Listen("unix", path)
 	unix.Umask(old)
 	if err != nil {
-		return nil, nil, fmt.Errorf("agent socket %s: %w", path, err)
+		return nil, fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		l.Close()
-		return nil, nil, fmt.Errorf("agent socket %s: %w", path, err)
+		return nil, fmt.Errorf("%s %s: %w", what, path, err)
 	}
-	return l, nil, nil
+	return l, nil
 }
 
 // prepareSocketPath makes path ready to listen on, or says why it is not.
@@ -86,47 +96,47 @@ func listenUnix(path string) (net.Listener, func(*http.Request) error, error) {
 // the socket). What is at path may only be a stale socket, one that no
 // process answers on, which is removed; a live socket (another agent), a
 // regular file, a directory or anything else is refused, never deleted.
-func prepareSocketPath(path string) error {
+func prepareSocketPath(path, what, flag string) error {
 	if !filepath.IsAbs(path) {
-		return fmt.Errorf("--listen unix://%s: the socket path must be absolute, as unix:///run/karman/agent.sock", path)
+		return fmt.Errorf("%s%s: the socket path must be absolute, as %s%s/NAME.sock", flag, path, flag, filepath.Dir(DefaultSocket))
 	}
 	path = filepath.Clean(path)
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("agent socket %s: creating its directory: %w", path, err)
+		return fmt.Errorf("%s %s: creating its directory: %w", what, path, err)
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(dir, &st); err != nil {
-		return fmt.Errorf("agent socket %s: %w", path, err)
+		return fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	switch euid := uint32(os.Geteuid()); {
 	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
-		return fmt.Errorf("agent socket %s: %s is not a directory", path, dir)
+		return fmt.Errorf("%s %s: %s is not a directory", what, path, dir)
 	case st.Uid != 0 && st.Uid != euid:
-		return fmt.Errorf("agent socket %s: its directory %s belongs to uid %d, who could replace the socket; use a directory owned by root or by this user (uid %d)", path, dir, st.Uid, euid)
+		return fmt.Errorf("%s %s: its directory %s belongs to uid %d, who could replace the socket; use a directory owned by root or by this user (uid %d)", what, path, dir, st.Uid, euid)
 	case st.Mode&0o022 != 0:
-		return fmt.Errorf("agent socket %s: its directory %s is writable by group or others (mode %04o), who could replace the socket; use an owner-only directory (chmod go-w %s, or a path such as %s)", path, dir, st.Mode&0o7777, dir, DefaultSocket)
+		return fmt.Errorf("%s %s: its directory %s is writable by group or others (mode %04o), who could replace the socket; use an owner-only directory (chmod go-w %s, or a path under %s)", what, path, dir, st.Mode&0o7777, dir, filepath.Dir(DefaultSocket))
 	}
 	fi, err := os.Lstat(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return nil
 	case err != nil:
-		return fmt.Errorf("agent socket %s: %w", path, err)
+		return fmt.Errorf("%s %s: %w", what, path, err)
 	case fi.Mode().Type() != os.ModeSocket:
-		return fmt.Errorf("agent socket %s: %s is there, not a socket; it is left alone: remove it or choose another --listen path", path, describeMode(fi.Mode()))
+		return fmt.Errorf("%s %s: %s is there, not a socket; it is left alone: remove it or choose another %s path", what, path, describeMode(fi.Mode()), strings.TrimSuffix(flag, " unix://"))
 	}
 	c, err := net.DialTimeout("unix", path, time.Second)
 	if err == nil {
 		c.Close()
-		return fmt.Errorf("agent socket %s: another agent is serving it; stop that agent or choose another --listen path", path)
+		return fmt.Errorf("%s %s: another agent is serving it; stop that agent or choose another %s path", what, path, strings.TrimSuffix(flag, " unix://"))
 	}
 	if !errors.Is(err, unix.ECONNREFUSED) {
-		return fmt.Errorf("agent socket %s: cannot tell whether another agent serves it (%w); remove it if none does", path, err)
+		return fmt.Errorf("%s %s: cannot tell whether another agent serves it (%w); remove it if none does", what, path, err)
 	}
 	// Stale: left by an agent that died. Replaced.
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("agent socket %s: removing the stale socket: %w", path, err)
+		return fmt.Errorf("%s %s: removing the stale socket: %w", what, path, err)
 	}
 	return nil
 }

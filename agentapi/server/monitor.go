@@ -170,6 +170,9 @@ func (a *Agent) sampleNow(ctx context.Context) {
 		}
 	}
 	a.mu.Unlock()
+	if a.others != nil {
+		uuids = append(uuids, a.others.Pods()...)
+	}
 	u := agentapi.Usage{Sampled: time.Now().UTC()}
 	for _, id := range uuids {
 		runtime.Gosched() // a long sweep must not hold up API requests

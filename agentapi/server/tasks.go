@@ -184,12 +184,13 @@ func (a *Agent) finish(t *task, pi stage0.PodInfo) {
 // is held.
 func (a *Agent) admit(id string, s agentapi.TaskSpec) error {
 	alloc := allocatable(a.capacity, a.reserved)
+	used := a.allocatedAll()
 	var reasons []string
-	if r := s.Resources.CPUMillis; r > 0 && a.allocated.CPUMillis+r > alloc.CPUMillis {
-		reasons = append(reasons, fmt.Sprintf("cpu: asks %dm, %dm of %dm allocatable are free", r, alloc.CPUMillis-a.allocated.CPUMillis, alloc.CPUMillis))
+	if r := s.Resources.CPUMillis; r > 0 && used.CPUMillis+r > alloc.CPUMillis {
+		reasons = append(reasons, fmt.Sprintf("cpu: asks %dm, %dm of %dm allocatable are free", r, alloc.CPUMillis-used.CPUMillis, alloc.CPUMillis))
 	}
-	if r := s.Resources.MemoryBytes; r > 0 && a.allocated.MemoryBytes+r > alloc.MemoryBytes {
-		reasons = append(reasons, fmt.Sprintf("memory: asks %d MiB, %d MiB of %d MiB allocatable are free", r>>20, (alloc.MemoryBytes-a.allocated.MemoryBytes)>>20, alloc.MemoryBytes>>20))
+	if r := s.Resources.MemoryBytes; r > 0 && used.MemoryBytes+r > alloc.MemoryBytes {
+		reasons = append(reasons, fmt.Sprintf("memory: asks %d MiB, %d MiB of %d MiB allocatable are free", r>>20, (alloc.MemoryBytes-used.MemoryBytes)>>20, alloc.MemoryBytes>>20))
 	}
 	for _, p := range s.Ports {
 		k := portKey(p)

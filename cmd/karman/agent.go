@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -12,7 +13,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/karman-project/karman/agentapi"
+	"github.com/karman-project/karman/agentapi/cri"
 	"github.com/karman-project/karman/agentapi/server"
+	"github.com/karman-project/karman/stage0/pull"
 )
 
 func newAgentCommand(g *globals) *cobra.Command {
@@ -20,8 +23,10 @@ func newAgentCommand(g *globals) *cobra.Command {
 		Use:   "agent",
 		Short: fullOnly["agent"],
 		Long: `The node agent serves the API of docs/agent.md on a unix socket (owner-only,
-by default ` + server.DefaultSocket + `) or on TCP with TLS and client authentication.
-Its tasks are ordinary pods: they keep running when the agent stops.`,
+by default ` + server.DefaultSocket + `) or on TCP with TLS and client authentication,
+and the Kubernetes CRI on --cri-socket (owner-only, by default ` + cri.DefaultSocket + `;
+empty: not served) for a kubelet. Its tasks, sandboxes and containers are
+ordinary pods: they keep running when the agent stops.`,
 		Args: cobra.NoArgs,
 	}
 	var lo server.ListenOptions
@@ -31,6 +36,7 @@ Its tasks are ordinary pods: they keep running when the agent stops.`,
 	f.StringVar(&lo.KeyFile, "tls-key", "", "the agent's TLS key (PEM)")
 	f.StringVar(&lo.ClientCAFile, "client-ca", "", "CA certificate (PEM) that signs the client certificates to accept")
 	f.StringVar(&lo.TokenFile, "token-file", "", "file holding a bearer token clients may present")
+	criSocket := f.String("cri-socket", cri.DefaultSocket, "the unix socket the Kubernetes CRI is served on (empty: not served)")
 	master := f.String("master", "", "URL of a master to register with and heartbeat to")
 	endpoint := f.String("endpoint", "", "the address sent to the master (default: --listen when it is TCP)")
 	stateDir := f.String("state-dir", "", "the agent's records and events (default DIR/agent)")
@@ -82,6 +88,13 @@ Its tasks are ordinary pods: they keep running when the agent stops.`,
 			return err
 		}
 		defer l.Close()
+		var criL net.Listener
+		if *criSocket != "" {
+			if criL, err = server.ListenUnix(*criSocket, "CRI socket", "--cri-socket "); err != nil {
+				return err
+			}
+			defer criL.Close()
+		}
 		if cfg.Runtime, err = g.runtime(); err != nil {
 			return err
 		}
@@ -92,9 +105,22 @@ Its tasks are ordinary pods: they keep running when the agent stops.`,
 			return err
 		}
 		defer a.Close()
+		errc := make(chan error, 1)
+		if criL != nil {
+			loc := pull.Local{Store: cfg.Runtime.Images(), ConfigDir: g.configDir, Log: g.log, Warn: g.warn}
+			cs, err := cri.New(ctx, cri.Config{Runtime: cfg.Runtime, StateDir: filepath.Join(cfg.StateDir, "cri"),
+				Version: version, Logger: g.log, Pull: cri.LocalPull(loc)})
+			if err != nil {
+				return err
+			}
+			a.ShareWith(cs)
+			go func() { errc <- cs.Serve(ctx, criL) }()
+			g.log.Info("agent serving the CRI", "socket", *criSocket)
+		}
 		go a.Run(ctx)
 		g.log.Info("agent serving", "listen", lo.Addr, "state", cfg.StateDir)
-		return a.Serve(ctx, l, auth)
+		go func() { errc <- a.Serve(ctx, l, auth) }()
+		return <-errc
 	}
 	return cmd
 }

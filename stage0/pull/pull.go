@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/karman-project/karman/image"
@@ -25,6 +26,9 @@ type Local struct {
 	// Warn, if set, receives the warnings meant for the user (an image
 	// fetched without verification).
 	Warn func(msg string)
+	// Keychain supplies registry credentials; nil: the Docker config's
+	// (fetch.Options.Keychain).
+	Keychain authn.Keychain
 }
 
 // Fetch fetches ref (see stage0.Fetcher).
@@ -35,7 +39,7 @@ func (l Local) Fetch(ctx context.Context, ref string, o stage0.FetchOptions) (v1
 	}
 	iv := VerifyImages(l.ConfigDir, o.InsecureImage, l.Warn)
 	img, err := fetch.Fetch(ctx, r, fetch.Options{
-		Store: l.Store, InsecureHTTP: o.InsecureHTTP, InsecureTLS: o.InsecureTLS, Logger: l.Log,
+		Store: l.Store, InsecureHTTP: o.InsecureHTTP, InsecureTLS: o.InsecureTLS, Logger: l.Log, Keychain: l.Keychain,
 		Verify: iv.Verify, Warm: iv.Warm,
 	})
 	if err != nil {

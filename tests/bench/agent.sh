@@ -32,7 +32,7 @@ k trust add --type insecure-accept-anything --scope "oci:$work/layout" >/dev/nul
 k fetch "$img" >/dev/null
 
 # Not through k(): $! must be the agent's own PID.
-bin/karman --dir "$work/k" --config-dir "$work/etc" agent --listen "unix://$work/agent.sock" ${BENCH_AGENT_FLAGS:-} >"$work/agent.log" 2>&1 &
+bin/karman --dir "$work/k" --config-dir "$work/etc" agent --cri-socket= --listen "unix://$work/agent.sock" ${BENCH_AGENT_FLAGS:-} >"$work/agent.log" 2>&1 &
 agent_pid=$!
 for _ in $(seq 200); do [ -S "$work/agent.sock" ] && break; sleep 0.05; done
 bin/karman-agentbench --agent "unix://$work/agent.sock" --image "$img" --n "$n" --concurrency "$conc" >"$work/agent.json"

@@ -1,0 +1,46 @@
+package cri
+
+import (
+	"os"
+	"testing"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/karman-project/karman/tests/testenv"
+)
+
+// TestVersionStatusConfig: the server answers on its socket, which is
+// owner-only, with its name, ready conditions and cgroup driver.
+func TestVersionStatusConfig(t *testing.T) {
+	testenv.RequireRoot(t, "the runtime's store is root's")
+	e := newCRIEnv(t, "")
+	ctx := ctxT(t)
+	v, err := e.rs.Version(ctx, &runtimeapi.VersionRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.RuntimeName != "karman" || v.RuntimeVersion != "test" || v.RuntimeApiVersion != "v1" {
+		t.Errorf("Version = %v", v)
+	}
+	st, err := e.rs.Status(ctx, &runtimeapi.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := map[string]bool{}
+	for _, c := range st.Status.Conditions {
+		ready[c.Type] = c.Status
+	}
+	if !ready[runtimeapi.RuntimeReady] || !ready[runtimeapi.NetworkReady] {
+		t.Errorf("Status conditions %v, want RuntimeReady and NetworkReady", st.Status.Conditions)
+	}
+	rc, err := e.rs.RuntimeConfig(ctx, &runtimeapi.RuntimeConfigRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.Linux.CgroupDriver != runtimeapi.CgroupDriver_CGROUPFS {
+		t.Errorf("cgroup driver %v, want cgroupfs", rc.Linux.CgroupDriver)
+	}
+	if fi, err := os.Stat(e.sock); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket %s: %v, %v; want owner-only", e.sock, fi.Mode(), err)
+	}
+}
