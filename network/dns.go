@@ -16,6 +16,9 @@ type DNS struct {
 	// Empty: the networks' choice (see ResolvConf).
 	Servers []string
 	Search  []string
+	// Options are resolv.conf options (ndots:5, ...), from the CRI's DNS
+	// config.
+	Options []string `json:",omitempty"`
 }
 
 // Check refuses malformed --dns values.
@@ -35,6 +38,11 @@ func (d DNS) Check() error {
 	for _, s := range d.Search {
 		if s == "" || strings.ContainsAny(s, " \t\n") {
 			return fmt.Errorf("--dns-search %q: use a domain name", s)
+		}
+	}
+	for _, o := range d.Options {
+		if o == "" || strings.ContainsAny(o, " \t\n") {
+			return fmt.Errorf("DNS option %q: use one resolv.conf option, as ndots:5", o)
 		}
 	}
 	if len(d.Search) > 0 && len(d.Servers) == 1 && d.Servers[0] == "none" {
@@ -99,6 +107,9 @@ func ResolvConf(d DNS, netName string, rec *Record) (string, bool) {
 	}
 	for _, s := range servers {
 		fmt.Fprintf(&b, "nameserver %s\n", s)
+	}
+	if len(d.Options) > 0 {
+		fmt.Fprintf(&b, "options %s\n", strings.Join(d.Options, " "))
 	}
 	return b.String(), true
 }

@@ -367,3 +367,51 @@ func (r *Runtime) ListApps(_ context.Context, uuid string) ([]AppInfo, error) {
 	}
 	return r.readInfo(p, false).Apps, nil
 }
+
+// UpdateApp applies new cgroup limits to an app of a running pod and
+// records them in pod.json; zero values are left as they are (a limit is
+// changed, not removed).
+func (r *Runtime) UpdateApp(ctx context.Context, uuid, app string, res poddir.Resources) error {
+	const what = "app update"
+	p, pd, lock, err := r.runningPod(ctx, uuid, what)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	a, err := appByName(p, pd, app, what)
+	if err != nil {
+		return err
+	}
+	if err := res.Validate(); err != nil {
+		return fmt.Errorf("%s: app %s: %w: %w", what, app, ErrInvalid, err)
+	}
+	b, err := os.ReadFile(filepath.Join(p.path, poddir.CgroupFile))
+	if err != nil {
+		return fmt.Errorf("%s: pod %s has no cgroup: %w", what, p.uuid, err)
+	}
+	var cg poddir.Cgroups
+	if err := poddir.ReadJSON(filepath.Join(p.path, poddir.CgroupsFile), &cg); err != nil {
+		return fmt.Errorf("%s: the pod's cgroups: %w", what, err)
+	}
+	if cg.V2 {
+		if err := poddir.CheckV2Limits([]poddir.App{{Name: app, Resources: res}}); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	if _, err := cgroups.OpenPod(podHierarchy(cg), strings.TrimSpace(string(b))).AddApp(app, cgroups.Resources(res)); err != nil {
+		return fmt.Errorf("%s: app %s: %w", what, app, err)
+	}
+	if res.MemoryBytes != 0 {
+		a.Resources.MemoryBytes = res.MemoryBytes
+	}
+	if res.CPUMillis != 0 {
+		a.Resources.CPUMillis = res.CPUMillis
+	}
+	if res.CPUShares != 0 {
+		a.Resources.CPUShares = res.CPUShares
+	}
+	if res.PidsLimit != 0 {
+		a.Resources.PidsLimit = res.PidsLimit
+	}
+	return poddir.Save(p.path, pd)
+}

@@ -8,6 +8,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/karman-project/karman/stage1/poddir"
@@ -146,3 +149,26 @@ func (lr *logReader) flush(w io.Writer) error {
 }
 
 func appendRecordText(out, line []byte) []byte { return poddir.AppendLogText(out, line) }
+
+// ReopenLogs has a running pod's supervisor open each running app's log
+// path again (poddir.ReopenLogsSignal): after a log was renamed away, the
+// app's output goes on in a new file at its path. The supervisor does it
+// soon after ReopenLogs returns, not before.
+func (r *Runtime) ReopenLogs(_ context.Context, uuid string) error {
+	p, err := r.find(uuid)
+	if err != nil {
+		return err
+	}
+	if s := p.state(); s != Running {
+		return fmt.Errorf("pod %s is %s, not running: %w", p.uuid, s, ErrState)
+	}
+	b, err := os.ReadFile(filepath.Join(p.path, poddir.SupervisorPID))
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return fmt.Errorf("pod %s is starting and has no supervisor PID yet; try again: %w", p.uuid, ErrState)
+	}
+	if err := syscall.Kill(pid, poddir.ReopenLogsSignal); err != nil {
+		return fmt.Errorf("pod %s: reopening its logs (signal to its supervisor, pid %d): %w", p.uuid, pid, err)
+	}
+	return nil
+}

@@ -90,6 +90,16 @@ func New(dir, configDir string, log *slog.Logger) (*Runtime, error) {
 	return &Runtime{dir: dir, configDir: configDir, log: log, images: st}, nil
 }
 
+// PodDir returns the directory of the pod uuid (a whole UUID or a unique
+// prefix), where it is now: its logs/APP.log and apps/APP are there.
+func (r *Runtime) PodDir(uuid string) (string, error) {
+	p, err := r.find(uuid)
+	if err != nil {
+		return "", err
+	}
+	return p.path, nil
+}
+
 // Images returns the image store.
 func (r *Runtime) Images() *store.Store { return r.images }
 

@@ -72,7 +72,12 @@ type Server struct {
 	// stream is the streaming side (exec.go).
 	stream streamer
 
-	oomOnce sync.Once
+	// cpu turns CPU times into rates for the stats.
+	cpu cpuSampler
+	// oomOnce: the clamping of oom_score_adj is logged once.
+	oomOnce   sync.Once
+	oomLogged sync.Once
+	oomMin    int // the lowest oom_score_adj this process may set
 }
 
 var (

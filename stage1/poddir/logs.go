@@ -2,6 +2,7 @@ package poddir
 
 import (
 	"bytes"
+	"syscall"
 	"time"
 )
 
@@ -22,6 +23,12 @@ const (
 	// split into P records.
 	MaxLogLine = 16 << 10
 )
+
+// ReopenLogsSignal, sent to a pod's supervisor, makes it open each
+// running app's log path again (O_APPEND, created if missing), so that a
+// log renamed away (rotated) is followed by a new file at the path.
+// Older supervisors ignore it.
+const ReopenLogsSignal = syscall.Signal(35) // SIGRTMIN+1 of the kernel
 
 // AppendLogRecord appends the record of text, read from stream at t, to
 // buf.

@@ -90,7 +90,13 @@ func (s *supervisor) startTeesOf(names []string, rs []*os.File) error {
 			return fmt.Errorf("app %s log: %w", app, err)
 		}
 		var done sync.WaitGroup
-		lw := &logWriter{f: logf}
+		lw := &logWriter{f: logf, path: filepath.Join(s.dir, poddir.LogsDir, app+".log")}
+		s.logsMu.Lock()
+		if s.logs == nil {
+			s.logs = map[string]*logWriter{}
+		}
+		s.logs[app] = lw
+		s.logsMu.Unlock()
 		for j, out := range []*os.File{os.Stdout, os.Stderr} {
 			r := rs[i+j]
 			stream := poddir.LogStdout
@@ -108,7 +114,12 @@ func (s *supervisor) startTeesOf(names []string, rs []*os.File) error {
 		// The log file closes when both copies are done.
 		go func() {
 			done.Wait()
-			logf.Close()
+			s.logsMu.Lock()
+			if s.logs[app] == lw {
+				delete(s.logs, app)
+			}
+			s.logsMu.Unlock()
+			lw.close()
 		}()
 	}
 	return nil
@@ -117,9 +128,42 @@ func (s *supervisor) startTeesOf(names []string, rs []*os.File) error {
 // logWriter appends records to an app's log (poddir.AppendLogRecord),
 // one write each, for both of its streams.
 type logWriter struct {
-	mu  sync.Mutex
-	f   *os.File
-	rec []byte
+	mu   sync.Mutex
+	f    *os.File
+	path string
+	rec  []byte
+}
+
+func (l *logWriter) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.f.Close()
+}
+
+// reopen opens the log's path again, so that what follows lands in the
+// file there now (a log rotated away, poddir.ReopenLogsSignal). On
+// failure the log goes on in the file it had.
+func (l *logWriter) reopen() error {
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.f.Close()
+	l.f = f
+	return nil
+}
+
+// reopenLogs reopens every running app's log.
+func (s *supervisor) reopenLogs() {
+	s.logsMu.Lock()
+	defer s.logsMu.Unlock()
+	for app, lw := range s.logs {
+		if err := lw.reopen(); err != nil {
+			s.log.Warn("reopening an app's log", "app", app, "err", err)
+		}
+	}
 }
 
 func (l *logWriter) write(stream string, partial bool, text []byte) {

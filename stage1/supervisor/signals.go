@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"github.com/karman-project/karman/stage1/internal/wire"
+	"github.com/karman-project/karman/stage1/poddir"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,6 +20,9 @@ func (s *supervisor) handleSignals(sigc <-chan os.Signal) {
 		var m *wire.Message
 		switch ss {
 		case unix.SIGPIPE:
+			continue
+		case poddir.ReopenLogsSignal:
+			s.reopenLogs()
 			continue
 		case unix.SIGTERM, unix.SIGINT:
 			m = &wire.Message{T: wire.MsgStop, Force: s.stopping}

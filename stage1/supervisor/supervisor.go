@@ -40,6 +40,8 @@ type supervisor struct {
 	status     map[string]*poddir.AppStatus
 	stopping   bool // a stop was asked for (handleSignals)
 	tees       sync.WaitGroup
+	logsMu     sync.Mutex
+	logs       map[string]*logWriter       // the running apps' logs, by app
 	cgroups    map[string]poddir.AppCgroup // by app; nil where pods get no cgroups
 	cgroupV2   bool                        // the host is cgroup v2 only (Cgroups.V2)
 	initCgroup []string                    // Cgroups.Init
@@ -218,7 +220,7 @@ func (s *supervisor) run() (int, error) {
 	sigReady := make(chan struct{})
 	go func() {
 		signal.Notify(sigc, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2,
-			unix.SIGWINCH, unix.SIGQUIT, unix.SIGPIPE)
+			unix.SIGWINCH, unix.SIGQUIT, unix.SIGPIPE, poddir.ReopenLogsSignal)
 		close(sigReady)
 	}()
 	defer func() {

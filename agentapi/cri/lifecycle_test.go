@@ -1,0 +1,258 @@
+package cri
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/testing/protocmp"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/karman-project/karman/tests/testenv"
+	"github.com/karman-project/karman/tests/testimage"
+	"github.com/karman-project/karman/tests/testregistry"
+)
+
+// pushBusybox pushes the busybox test image to an in-process registry on
+// loopback and returns its reference.
+func pushBusybox(t *testing.T) string {
+	t.Helper()
+	img := testimage.Must(t)(testimage.Busybox(testimage.Options{}))
+	ref := testregistry.InProcess(t) + "/e2e/busybox:1"
+	if _, err := testregistry.Push(context.Background(), ref, img); err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+func sandboxConfig(name, logDir string) *runtimeapi.PodSandboxConfig {
+	return &runtimeapi.PodSandboxConfig{
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "test", Uid: "uid-" + name, Attempt: 1},
+		Hostname:     "sb-" + name,
+		LogDirectory: logDir,
+		Labels:       map[string]string{"app": name},
+		Annotations:  map[string]string{"note": "kept"},
+		Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+			NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE}}},
+	}
+}
+
+func (e *criEnv) waitContainer(t *testing.T, id string, state runtimeapi.ContainerState) *runtimeapi.ContainerStatus {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := e.rs.ContainerStatus(ctxT(t), &runtimeapi.ContainerStatusRequest{ContainerId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Status.State == state {
+			return st.Status
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s never %s: %v", id, state, st.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func waitFile(t *testing.T, path, want string) string {
+	t.Helper()
+	var b []byte
+	for range 500 {
+		b, _ = os.ReadFile(path)
+		if strings.Contains(string(b), want) {
+			return string(b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s never held %q:\n%s", path, want, b)
+	return ""
+}
+
+// TestSandboxContainerLifecycle drives a sandbox and its containers
+// through the CRI over its socket, restarts the server in the middle
+// (a container ends while it is down), and checks that everything is
+// reported as before and that nothing is left.
+func TestSandboxContainerLifecycle(t *testing.T) {
+	testenv.RequireRoot(t, "pods need namespaces, mounts and cgroups")
+	ref := pushBusybox(t)
+	dir := t.TempDir()
+	e := newCRIEnv(t, dir)
+	ctx := ctxT(t)
+
+	pulled, err := e.is.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, err := e.is.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+	if err != nil || is.Image == nil {
+		t.Fatalf("ImageStatus %s: %v, %v", ref, is, err)
+	}
+	if is.Image.Id != pulled.ImageRef || !cmp.Equal(is.Image.RepoTags, []string{ref}) || len(is.Image.RepoDigests) != 1 || is.Image.Size == 0 {
+		t.Errorf("ImageStatus %s = %v, pulled %s", ref, is.Image, pulled.ImageRef)
+	}
+
+	logDir := filepath.Join(t.TempDir(), "pods", "test_one")
+	sbc := sandboxConfig("one", logDir)
+	sb, err := e.rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: sbc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sbID := sb.PodSandboxId
+	t.Cleanup(func() {
+		e.rt.Stop(context.Background(), sbID, true)
+		e.rt.Wait(context.Background(), sbID)
+		e.rt.Remove(context.Background(), sbID)
+	})
+	pss, err := e.rs.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: sbID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pss.Status.State != runtimeapi.PodSandboxState_SANDBOX_READY || pss.Status.Metadata.Name != "one" || pss.Status.Annotations["note"] != "kept" {
+		t.Errorf("PodSandboxStatus = %v", pss.Status)
+	}
+
+	mk := func(name string, cmd ...string) string {
+		t.Helper()
+		r, err := e.rs.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: sbID, SandboxConfig: sbc, Config: &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: name}, Image: &runtimeapi.ImageSpec{Image: pulled.ImageRef},
+			Command: cmd, LogPath: name + "/0.log", Labels: map[string]string{"c": name},
+			Envs:  []*runtimeapi.KeyValue{{Key: "GREETING", Value: []byte("hello")}},
+			Linux: &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, OomScoreAdj: -997}},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.ContainerId
+	}
+	ticker := mk("ticker", "/bin/sh", "-c", `echo $GREETING; echo oops >&2; while true; do echo tick; sleep 0.1; done`)
+	ender := mk("ender", "/bin/sh", "-c", `sleep 2; exit 3`)
+	if st := e.waitContainer(t, ticker, runtimeapi.ContainerState_CONTAINER_CREATED); st.LogPath != filepath.Join(logDir, "ticker/0.log") {
+		t.Errorf("log path %q", st.LogPath)
+	}
+	for _, id := range []string{ticker, ender} {
+		if _, err := e.rs.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.waitContainer(t, ticker, runtimeapi.ContainerState_CONTAINER_RUNNING)
+	logFile := filepath.Join(logDir, "ticker/0.log")
+	log := waitFile(t, logFile, "stdout F tick")
+	if !strings.Contains(log, " stdout F hello\n") || !strings.Contains(log, " stderr F oops\n") {
+		t.Errorf("log %s is not the container's output in the CRI format:\n%s", logFile, log)
+	}
+	stats, err := e.rs.ContainerStats(ctx, &runtimeapi.ContainerStatsRequest{ContainerId: ticker})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Stats.Memory.WorkingSetBytes.GetValue() == 0 || stats.Stats.Cpu.UsageCoreNanoSeconds.GetValue() == 0 || stats.Stats.WritableLayer == nil {
+		t.Errorf("ContainerStats = %v", stats.Stats)
+	}
+
+	// Rotation: the log renamed away, reopened, goes on in a new file.
+	if err := os.Rename(logFile, logFile+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rs.ReopenContainerLog(ctx, &runtimeapi.ReopenContainerLogRequest{ContainerId: ticker}); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, logFile, "stdout F tick")
+
+	list := func() ([]*runtimeapi.PodSandbox, map[string]*runtimeapi.ContainerStatus) {
+		t.Helper()
+		sbs, err := e.rs.ListPodSandbox(ctxT(t), &runtimeapi.ListPodSandboxRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]*runtimeapi.ContainerStatus{}
+		for _, id := range []string{ticker, ender} {
+			st, err := e.rs.ContainerStatus(ctxT(t), &runtimeapi.ContainerStatusRequest{ContainerId: id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.Status.FinishedAt = 0 // may change as ender ends
+			out[id] = st.Status
+		}
+		return sbs.Items, out
+	}
+	sbsBefore, before := list()
+	// The server goes away; ender ends meanwhile.
+	e.stop()
+	time.Sleep(2500 * time.Millisecond)
+	e = newCRIEnv(t, dir)
+	ctx = ctxT(t)
+	ended := e.waitContainer(t, ender, runtimeapi.ContainerState_CONTAINER_EXITED)
+	if ended.ExitCode != 3 || ended.Reason != "Error" || ended.FinishedAt == 0 {
+		t.Errorf("ender after the restart: exit %d, reason %q, finished %d", ended.ExitCode, ended.Reason, ended.FinishedAt)
+	}
+	sbsAfter, after := list()
+	before[ender].State, before[ender].ExitCode, before[ender].Reason, before[ender].Message = after[ender].State, after[ender].ExitCode, after[ender].Reason, after[ender].Message
+	if diff := cmp.Diff(before, after, protocmp.Transform()); diff != "" {
+		t.Errorf("containers after a restart (-before +after):\n%s", diff)
+	}
+	if diff := cmp.Diff(sbsBefore, sbsAfter, protocmp.Transform()); diff != "" {
+		t.Errorf("sandboxes after a restart (-before +after):\n%s", diff)
+	}
+
+	cl, err := e.rs.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{
+		State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}, LabelSelector: map[string]string{"c": "ticker"}}})
+	if err != nil || len(cl.Containers) != 1 || cl.Containers[0].Id != ticker {
+		t.Errorf("ListContainers running c=ticker: %v, %v", cl, err)
+	}
+
+	// Stop, remove, and the idempotence rules.
+	if _, err := e.rs.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: ticker, Timeout: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.waitContainer(t, ticker, runtimeapi.ContainerState_CONTAINER_EXITED); st.FinishedAt < st.StartedAt || st.StartedAt == 0 {
+		t.Errorf("stopped ticker: %v", st)
+	}
+	for range 2 {
+		if _, err := e.rs.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: ticker}); err != nil {
+			t.Errorf("StopContainer of a stopped container: %v", err)
+		}
+		if _, err := e.rs.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: ticker}); err != nil {
+			t.Errorf("RemoveContainer: %v", err)
+		}
+	}
+	if _, err := e.rs.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ticker}); status.Code(err) != codes.NotFound {
+		t.Errorf("ContainerStatus of a removed container: %v, want NotFound", err)
+	}
+	for range 2 {
+		if _, err := e.rs.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sbID}); err != nil {
+			t.Errorf("StopPodSandbox: %v", err)
+		}
+	}
+	if pss, err := e.rs.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: sbID}); err != nil || pss.Status.State != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+		t.Errorf("a stopped sandbox: %v, %v", pss, err)
+	}
+	for range 2 {
+		if _, err := e.rs.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sbID}); err != nil {
+			t.Errorf("RemovePodSandbox: %v", err)
+		}
+	}
+	if _, err := e.rs.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: sbID}); status.Code(err) != codes.NotFound {
+		t.Errorf("PodSandboxStatus of a removed sandbox: %v, want NotFound", err)
+	}
+	pods, _ := e.rt.List(ctx)
+	if len(pods) != 0 {
+		t.Errorf("pods left: %v", pods)
+	}
+	for _, d := range []string{"sandboxes", "containers"} {
+		if ents, _ := os.ReadDir(filepath.Join(e.stateDir, d)); len(ents) != 0 {
+			t.Errorf("records left in %s: %v", d, ents)
+		}
+	}
+	if _, err := e.is.RemoveImage(ctx, &runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}}); err != nil {
+		t.Fatal(err)
+	}
+	if is, err := e.is.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: ref}}); err != nil || is.Image != nil {
+		t.Errorf("ImageStatus of a removed image: %v, %v", is, err)
+	}
+}

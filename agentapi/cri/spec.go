@@ -1,0 +1,223 @@
+package cri
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/karman-project/karman/isolators"
+	"github.com/karman-project/karman/network"
+	"github.com/karman-project/karman/stage0"
+	"github.com/karman-project/karman/stage1/poddir"
+)
+
+// The translation of the CRI's configs into stage0's specs: one function
+// per level, sandboxSpec for a PodSandboxConfig and appSpec for a
+// ContainerConfig. What stage0 cannot do is refused with InvalidArgument
+// (never silently dropped), except where the CRI itself allows a
+// runtime to ignore a field (noted below).
+
+// sandboxSpec is the pod of a sandbox: kept alive, no apps.
+func (s *Server) sandboxSpec(c *runtimeapi.PodSandboxConfig) (stage0.PodSpec, error) {
+	md := c.GetMetadata()
+	spec := stage0.PodSpec{
+		KeepAlive: true,
+		Hostname:  c.GetHostname(),
+		Labels:    map[string]string{LabelSandbox: md.GetNamespace() + "/" + md.GetName()},
+		Net:       network.Default,
+	}
+	if n := podName(md); stage0.CheckName(n) == nil {
+		spec.Name = n
+	}
+	sc := c.GetLinux().GetSecurityContext()
+	ns := sc.GetNamespaceOptions()
+	hostNet := ns.GetNetwork() == runtimeapi.NamespaceMode_NODE
+	if hostNet {
+		spec.Net = network.Host
+	}
+	var errs []string
+	if !hostNet {
+		// With the host's network the ports are the host's already.
+		for _, pm := range c.GetPortMappings() {
+			if pm.GetHostPort() == 0 {
+				continue // a declared port, not forwarded
+			}
+			proto := strings.ToLower(pm.GetProtocol().String())
+			if proto != "tcp" && proto != "udp" {
+				errs = append(errs, fmt.Sprintf("port mapping %d: protocol %s: karman forwards tcp and udp", pm.GetHostPort(), pm.GetProtocol()))
+				continue
+			}
+			if pm.GetHostPort() < 0 || pm.GetHostPort() > 65535 || pm.GetContainerPort() <= 0 || pm.GetContainerPort() > 65535 {
+				errs = append(errs, fmt.Sprintf("port mapping %d:%d: ports are 1 to 65535", pm.GetHostPort(), pm.GetContainerPort()))
+				continue
+			}
+			spec.Ports = append(spec.Ports, network.PortMapping{HostPort: uint16(pm.GetHostPort()), PodPort: uint16(pm.GetContainerPort()), Protocol: proto})
+		}
+	}
+	if d := c.GetDnsConfig(); d != nil {
+		spec.DNS = network.DNS{Servers: d.GetServers(), Search: d.GetSearches(), Options: d.GetOptions()}
+	}
+	if len(c.GetLinux().GetSysctls()) > 0 {
+		spec.Sysctls = c.GetLinux().GetSysctls()
+	}
+	if len(errs) > 0 {
+		return spec, invalid("sandbox %s: %s", podName(md), strings.Join(errs, "; "))
+	}
+	return spec, nil
+}
+
+// podName is the namespace and name of a sandbox, as karman names its
+// pod.
+func podName(md *runtimeapi.PodSandboxMetadata) string {
+	if md.GetNamespace() == "" {
+		return md.GetName()
+	}
+	return md.GetNamespace() + "_" + md.GetName()
+}
+
+// appSpec is the app of a container in the sandbox sb; image is the
+// stored image's digest.
+func (s *Server) appSpec(sb *sandboxRecord, c *runtimeapi.ContainerConfig, app, image string) (stage0.AppSpec, error) {
+	as := stage0.AppSpec{Image: image, Name: app, WorkingDir: c.GetWorkingDir()}
+	var errs []string
+	if cmd := c.GetCommand(); len(cmd) > 0 {
+		as.Exec = cmd[0]
+		as.Args = append(slices.Clone(cmd[1:]), c.GetArgs()...)
+		if as.Args == nil {
+			as.Args = []string{} // the image's cmd is dropped with its entrypoint
+		}
+	} else {
+		as.Args = c.GetArgs()
+	}
+	for _, kv := range c.GetEnvs() {
+		as.Env = append(as.Env, kv.GetKey()+"="+string(kv.GetValue()))
+	}
+	for _, m := range c.GetMounts() {
+		if m.GetImage().GetImage() != "" {
+			errs = append(errs, fmt.Sprintf("mount %s: image volumes are not supported", m.GetContainerPath()))
+			continue
+		}
+		if len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0 {
+			errs = append(errs, fmt.Sprintf("mount %s: id-mapped mounts are not supported", m.GetContainerPath()))
+			continue
+		}
+		src := m.GetHostPath()
+		if src != "" {
+			if _, err := os.Stat(src); os.IsNotExist(err) {
+				// What kubelet names and does not exist is made, as the
+				// other runtimes do (a hostPath of type "").
+				os.MkdirAll(src, 0o755)
+			}
+			if r, err := filepath.EvalSymlinks(src); err == nil {
+				src = r
+			}
+		}
+		as.Mounts = append(as.Mounts, poddir.Mount{Source: src, Target: m.GetContainerPath(), ReadOnly: m.GetReadonly()})
+	}
+	lc := c.GetLinux()
+	as.Resources = appResources(lc.GetResources())
+	if adj := lc.GetResources().GetOomScoreAdj(); adj != 0 {
+		v := s.clampOOMScoreAdj(int(adj))
+		as.OOMScoreAdj = &v
+	}
+	sc := lc.GetSecurityContext()
+	switch {
+	case sc.GetRunAsUsername() != "":
+		as.User = sc.GetRunAsUsername()
+		if sc.GetRunAsGroup() != nil {
+			errs = append(errs, "run_as_group with run_as_username: give run_as_user as a number")
+		}
+	case sc.GetRunAsUser() != nil:
+		as.User = strconv.FormatInt(sc.GetRunAsUser().GetValue(), 10)
+		if g := sc.GetRunAsGroup(); g != nil {
+			as.User += ":" + strconv.FormatInt(g.GetValue(), 10)
+		}
+	case sc.GetRunAsGroup() != nil:
+		errs = append(errs, "run_as_group without run_as_user")
+	}
+	as.ReadonlyRootfs = sc.GetReadonlyRootfs()
+	hostNet := sb.config.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE
+	if caps := sc.GetCapabilities(); caps != nil && (len(caps.GetAddCapabilities()) > 0 || len(caps.GetDropCapabilities()) > 0) {
+		set, err := capSet(caps.GetAddCapabilities(), caps.GetDropCapabilities(), hostNet)
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+		if len(set) == 0 {
+			as.CapsRemove = isolators.AllCaps()
+		} else {
+			as.CapsRetain = set
+		}
+	}
+	switch p := sc.GetSeccomp(); p.GetProfileType() {
+	case runtimeapi.SecurityProfile_RuntimeDefault:
+	case runtimeapi.SecurityProfile_Unconfined:
+		as.Seccomp = isolators.SeccompUnconfined
+	default:
+		errs = append(errs, fmt.Sprintf("seccomp profile %s %q: not supported yet", p.GetProfileType(), p.GetLocalhostRef()))
+	}
+	switch ns := sc.GetNamespaceOptions(); ns.GetPid() {
+	case runtimeapi.NamespaceMode_POD:
+		as.PIDNamespace = stage0.PIDPod
+	case runtimeapi.NamespaceMode_CONTAINER:
+		as.PIDNamespace = stage0.PIDApp
+	default:
+		errs = append(errs, fmt.Sprintf("PID namespace %s: not supported yet", ns.GetPid()))
+	}
+	if len(errs) > 0 {
+		return as, invalid("container %s: %s", c.GetMetadata().GetName(), strings.Join(errs, "; "))
+	}
+	return as, nil
+}
+
+// capSet is the capability set of a container: the default set (less
+// what a pod on the host's network loses), with add added and drop
+// dropped; ALL in drop starts from none, ALL in add gives every one.
+func capSet(add, drop []string, hostNet bool) ([]string, error) {
+	set, err := isolators.AppCaps(nil, nil, hostNet)
+	if err != nil {
+		return nil, err
+	}
+	norm := func(list []string) ([]string, bool, error) {
+		var out []string
+		all := false
+		for _, c := range list {
+			if strings.EqualFold(strings.TrimPrefix(strings.ToUpper(c), "CAP_"), "ALL") {
+				all = true
+				continue
+			}
+			n, err := isolators.AppCaps([]string{c}, nil, false)
+			if err != nil {
+				return nil, false, err
+			}
+			out = append(out, n...)
+		}
+		return out, all, nil
+	}
+	a, addAll, err := norm(add)
+	if err != nil {
+		return nil, err
+	}
+	d, dropAll, err := norm(drop)
+	if err != nil {
+		return nil, err
+	}
+	if dropAll {
+		set = nil
+	}
+	set = slices.DeleteFunc(set, func(c string) bool { return slices.Contains(d, c) })
+	if addAll {
+		set = isolators.AllCaps()
+	}
+	for _, c := range a {
+		if !slices.Contains(set, c) {
+			set = append(set, c)
+		}
+	}
+	slices.Sort(set)
+	return set, nil
+}
