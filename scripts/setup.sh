@@ -5,6 +5,10 @@
 #   scripts/setup.sh           what `make demo` needs
 #   scripts/setup.sh --tests   and what the tests need: the real cosign
 #   scripts/setup.sh --bench   and the peers the benchmarks run beside karman
+#
+# --tests and --bench also build critest and crictl (scripts/cri-tools.sh)
+# and unpack Debian's dynamic busybox for the CRI look-alike images; both are
+# kept in /var/cache/karman.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +26,7 @@ esac
 # commands the network tests run (ip, iptables-save).
 packages=(busybox-static docker-registry containernetworking-plugins iproute2 iptables)
 if [ "$mode" = --bench ]; then
-	packages+=(skopeo umoci hyperfine runc podman python3 nftables)
+	packages+=(skopeo umoci hyperfine runc podman python3 nftables containerd)
 fi
 missing=()
 for p in "${packages[@]}"; do
@@ -50,5 +54,28 @@ if [ "$mode" = --tests ]; then
 	if ! command -v cosign >/dev/null && [ ! -x "$gobin/cosign" ]; then
 		echo "setup: building cosign v2.6.5 for the interoperability tests (takes a few minutes)" >&2
 		go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5
+	fi
+fi
+
+# The CRI conformance harness (docs/kubernetes.md, "Conformance"): critest
+# and crictl, and Debian's dynamically linked busybox for the look-alike
+# images (tests/testimage/cri.go). The package conflicts with busybox-static,
+# so it is downloaded and unpacked into the cache, not installed.
+if [ "$mode" = --tests ] || [ "$mode" = --bench ]; then
+	./scripts/cri-tools.sh >/dev/null
+	bbdir=/var/cache/karman/busybox-dynamic
+	if [ ! -x "$bbdir/bin/busybox" ]; then
+		echo "setup: unpacking Debian's dynamic busybox into $bbdir" >&2
+		tmp=$(mktemp -d)
+		chmod 0777 "$tmp" # apt-get download runs as _apt where it can
+		if ! (cd "$tmp" && apt-get download -q busybox >/dev/null 2>&1); then
+			apt-get update -q >/dev/null
+			(cd "$tmp" && apt-get download -q busybox >/dev/null)
+		fi
+		dpkg-deb -x "$tmp"/busybox_*.deb "$tmp/x"
+		mkdir -p "$bbdir/bin"
+		install -m 0755 "$tmp/x/bin/busybox" "$bbdir/bin/busybox.new"
+		mv "$bbdir/bin/busybox.new" "$bbdir/bin/busybox"
+		rm -rf "$tmp"
 	fi
 fi
