@@ -21,6 +21,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/karman-full ./cmd/karman
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/karman-stage1 ./cmd/karman-stage1
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/karman-testimage ./tests/cmd/karman-testimage
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/karman-lookalike ./tests/cmd/karman-lookalike
 
 # karman execs karman-full and karman-stage1 from its own directory:
 # install them together.

@@ -205,3 +205,10 @@ func (b *tarBuilder) bytes() ([]byte, error) {
 	}
 	return b.buf.Bytes(), nil
 }
+
+// link adds a hard link name -> target (both without a leading slash, the
+// target earlier in the same layer). mode must be the target's: extractors
+// such as containerd's apply a link header's mode to the shared inode.
+func (b *tarBuilder) link(name, target string, mode int64) {
+	b.header(&tar.Header{Typeflag: tar.TypeLink, Name: name, Linkname: target, Mode: mode}, nil)
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -27,6 +28,7 @@ type config struct {
 	push, serveRegistry              string
 	pushTimeout                      time.Duration
 	genKey, signKey, signFormat      string
+	criImages, lookalike, busybox    string
 }
 
 func main() {
@@ -48,6 +50,9 @@ func main() {
 	fs.StringVar(&c.genKey, "gen-key", "", "write a test key pair, cosign.key (unencrypted PKCS #8) and cosign.pub, to `DIR`")
 	fs.StringVar(&c.signKey, "sign-key", "", "after --push, sign the image with the private key in `FILE` (as --gen-key writes it)")
 	fs.StringVar(&c.signFormat, "sign-format", "simple", "signature format for --sign-key: simple (the .sig tag), bundle (sigstore bundle referrer) or both")
+	fs.StringVar(&c.criImages, "cri-images", "", "build the look-alikes of the images critest pulls and push each under its public repository path to the loopback registry `HOST` (\"REGISTRY\" = --serve-registry's), signed with --sign-key if given")
+	fs.StringVar(&c.lookalike, "lookalike", "", "the karman-lookalike binary for --cri-images (default: beside this program)")
+	fs.StringVar(&c.busybox, "dynamic-busybox", testimage.DynamicBusybox, "Debian's dynamic busybox for --cri-images")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: karman-testimage [flags]\n\nBuilds Karman's busybox test images, writes them and prints the manifest digest.\n\n")
 		fs.PrintDefaults()
@@ -87,8 +92,24 @@ func run(c config) error {
 	default:
 		return fmt.Errorf("--kind %q: want busybox, multilayer or big", c.kind)
 	}
-	if c.signKey != "" && c.push == "" {
-		return fmt.Errorf("--sign-key signs what --push pushed; give --push")
+	if c.signKey != "" && c.push == "" && c.criImages == "" {
+		return fmt.Errorf("--sign-key signs what --push or --cri-images pushed; give one")
+	}
+	if c.criImages != "" {
+		if c.criImages == registryPlaceholder {
+			if c.serveRegistry == "" {
+				return fmt.Errorf("--cri-images %s needs --serve-registry", c.criImages)
+			}
+		} else if strings.Contains(c.criImages, "/") || !testregistry.IsLoopback(c.criImages) {
+			return fmt.Errorf("--cri-images %q: want a loopback registry HOST:PORT (127.0.0.1, ::1, localhost)", c.criImages)
+		}
+		if c.lookalike == "" {
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			c.lookalike = filepath.Join(filepath.Dir(exe), "karman-lookalike")
+		}
 	}
 	switch c.signFormat {
 	case "simple", "bundle", "both":
@@ -99,7 +120,7 @@ func run(c config) error {
 		if err := genKey(c.genKey); err != nil {
 			return err
 		}
-		if c.push == "" && c.layout == "" && c.archive == "" && c.serveRegistry == "" {
+		if c.push == "" && c.layout == "" && c.archive == "" && c.serveRegistry == "" && c.criImages == "" {
 			return nil
 		}
 	}
@@ -132,10 +153,67 @@ func run(c config) error {
 				return err
 			}
 		}
+		if c.criImages == registryPlaceholder {
+			if err := pushCRI(ctx, c, host); err != nil {
+				stop()
+				return err
+			}
+		}
 		<-ctx.Done()
 		return stop()
 	}
+	if c.criImages != "" {
+		if err := pushCRI(ctx, c, c.criImages); err != nil {
+			return err
+		}
+		if c.push == "" && c.layout == "" && c.archive == "" {
+			return nil
+		}
+	}
 	return build(ctx, c, opts)
+}
+
+// pushCRI pushes testimage.CRIImages to host under their public repository
+// paths (registry.k8s.io/pause:3.9 -> HOST/pause:3.9), signs them if asked,
+// and prints "REF DIGEST" per public reference, then "CRI-IMAGES=N".
+func pushCRI(ctx context.Context, c config, host string) error {
+	imgs, err := testimage.CRIImages(testimage.CRIOptions{Busybox: c.busybox, Lookalike: c.lookalike})
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, c.pushTimeout)
+	defer cancel()
+	n := 0
+	for _, ci := range imgs {
+		digest, err := ci.Image.Digest()
+		if err != nil {
+			return err
+		}
+		raw, err := ci.Image.RawManifest()
+		if err != nil {
+			return err
+		}
+		mt, err := ci.Image.MediaType()
+		if err != nil {
+			return err
+		}
+		for _, ref := range ci.Refs {
+			_, path, _ := strings.Cut(ref, "/")
+			dst := host + "/" + path
+			if _, err := testregistry.Push(pctx, dst, ci.Image); err != nil {
+				return err
+			}
+			if c.signKey != "" {
+				if err := sign(pctx, dst, v1.Descriptor{MediaType: mt, Digest: digest, Size: int64(len(raw))}, c.signKey, c.signFormat); err != nil {
+					return fmt.Errorf("signing %s: %w", dst, err)
+				}
+			}
+			fmt.Printf("%s %s\n", ref, digest)
+			n++
+		}
+	}
+	fmt.Printf("CRI-IMAGES=%d\n", n)
+	return nil
 }
 
 func build(ctx context.Context, c config, opts testimage.Options) error {
