@@ -11,6 +11,7 @@ import (
 
 	"github.com/karman-project/karman/image"
 	"github.com/karman-project/karman/image/fetch"
+	"github.com/karman-project/karman/image/registries"
 	"github.com/karman-project/karman/stage0/pull"
 )
 
@@ -24,7 +25,9 @@ IMAGE is a registry reference (HOST[:PORT]/REPO[:TAG|@sha256:DIGEST]),
 oci:DIR[:TAG] for an OCI image layout, or docker-archive:FILE for the
 output of docker save. Each image must first pass the signature policy
 (see karman trust and docs/signing.md); then its layers are fetched,
-checked against their digests and extracted, ready to run.`,
+checked against their digests and extracted, ready to run. Where a
+registry image is pulled from (mirrors, other locations, blocked
+registries) is CONFIG-DIR/registries.conf's to say (docs/images.md).`,
 		Args: cobra.MinimumNArgs(1),
 	}
 	insecure := cmd.Flags().String("insecure-options", "", insecureHelp)
@@ -43,9 +46,13 @@ checked against their digests and extracted, ready to run.`,
 		if err != nil {
 			return err
 		}
+		regs, err := registries.Load(g.configDir)
+		if err != nil {
+			return err
+		}
 		iv := pull.VerifyImages(g.configDir, ins["image"], g.warn)
 		for _, ref := range refs {
-			o := fetch.Options{Store: st, InsecureHTTP: ins["http"], InsecureTLS: ins["tls"], Logger: g.log, Verify: iv.Verify, Warm: iv.Warm}
+			o := fetch.Options{Store: st, InsecureHTTP: ins["http"], InsecureTLS: ins["tls"], Registries: regs, Logger: g.log, Verify: iv.Verify, Warm: iv.Warm}
 			var bars *fetch.Terminal
 			if term.IsTerminal(int(os.Stderr.Fd())) {
 				bars = fetch.NewTerminal(os.Stderr)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/karman-project/karman/image"
 	"github.com/karman-project/karman/image/fetch"
+	"github.com/karman-project/karman/image/registries"
 	"github.com/karman-project/karman/signing/policy"
 	"github.com/karman-project/karman/stage0/pull"
 )
@@ -45,6 +46,10 @@ signs when naming the image.`,
 		if err != nil {
 			return err
 		}
+		regs, err := registries.Load(g.configDir)
+		if err != nil {
+			return err
+		}
 		v, err := policy.NewVerifier(g.configDir)
 		if err != nil {
 			return fmt.Errorf("signature policy: %w", err)
@@ -52,7 +57,7 @@ signs when naming the image.`,
 		v.ReportAll()
 		var dec *policy.Decision
 		o := fetch.Options{
-			InsecureHTTP: ins["http"], InsecureTLS: ins["tls"], Logger: g.log,
+			InsecureHTTP: ins["http"], InsecureTLS: ins["tls"], Registries: regs, Logger: g.log,
 			Verify: func(ctx context.Context, t fetch.Target) error {
 				d, err := v.Check(ctx, pull.PolicyImage(t))
 				dec = &d

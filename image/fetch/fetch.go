@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/karman-project/karman/image"
+	"github.com/karman-project/karman/image/registries"
 	"github.com/karman-project/karman/image/store"
 	"github.com/karman-project/karman/signing"
 	"github.com/karman-project/karman/signing/cosign"
@@ -52,6 +53,10 @@ type Options struct {
 	InsecureHTTP bool
 	// InsecureTLS skips TLS certificate verification.
 	InsecureTLS bool
+	// Registries is the registry configuration (registries.conf): where
+	// each reference is pulled from. Nil pulls every reference from where
+	// it says. The reference given stays the image's name and trust scope.
+	Registries *registries.Config
 	// Keychain supplies registry credentials; authn.DefaultKeychain (the
 	// Docker config) by default.
 	Keychain authn.Keychain
@@ -136,7 +141,7 @@ func open(ctx context.Context, ref image.Reference, o *Options) (source, error) 
 	case image.DockerArchive:
 		return newArchiveSource(ref)
 	case image.Registry:
-		return newRegistrySource(ctx, ref, o)
+		return openRegistry(ctx, ref, o)
 	}
 	return nil, fmt.Errorf("image %s: unknown transport %q: %w", ref, ref.Transport, image.ErrInvalidReference)
 }

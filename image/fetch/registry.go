@@ -20,23 +20,116 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/karman-project/karman/image"
+	"github.com/karman-project/karman/image/registries"
 	"github.com/karman-project/karman/signing"
 	"github.com/karman-project/karman/signing/cosign"
 )
 
 // registrySource reads from a registry over the distribution API. It
 // authenticates once and shares the transport between manifest and blob
-// requests.
+// requests. ref is where it reads (an endpoint of the registry
+// configuration: the reference itself, its location or a mirror); logical
+// is the reference the user gave, whose repository is the trust scope.
 type registrySource struct {
-	ref    name.Reference
-	client *http.Client
-	rt     http.RoundTripper
+	ref     name.Reference
+	logical name.Repository
+	client  *http.Client
+	rt      http.RoundTripper
 }
 
-func newRegistrySource(ctx context.Context, ref image.Reference, o *Options) (*registrySource, error) {
-	r, err := name.ParseReference(ref.Name)
+// openRegistry opens the endpoint of ref that serves it. With a single
+// endpoint that is no mirror (no entry in registries.conf, or one that
+// rewrites or marks the reference insecure) it is opened as it is; its
+// manifest is requested by the fetch. Otherwise each endpoint is tried in
+// order, up to the first that serves ref's manifest: the fetch goes on
+// with that one. When every endpoint failed the error names each and why.
+func openRegistry(ctx context.Context, ref image.Reference, o *Options) (source, error) {
+	logical, err := name.ParseReference(ref.Name)
 	if err != nil {
 		return nil, fmt.Errorf("image %q: %v: %w", ref.Name, err, image.ErrInvalidReference)
+	}
+	eps, err := o.Registries.Resolve(ref.Name)
+	if err != nil {
+		return nil, err
+	}
+	if len(eps) == 1 && !eps[0].Mirror {
+		return newRegistrySource(ctx, logical.Context(), eps[0], o)
+	}
+	var failed []error
+	for _, ep := range eps {
+		s, err := newRegistrySource(ctx, logical.Context(), ep, o)
+		if err == nil {
+			var raw []byte
+			var mt types.MediaType
+			if raw, mt, err = s.manifest(ctx, nil); err == nil {
+				if len(failed) > 0 {
+					o.Logger.Warn("pulling from the next place registries.conf names", "image", ref.String(), "from", ep.String(), "failed", (&endpointsError{ref: ref, errs: failed}).causes())
+				}
+				o.Logger.Debug("endpoint", "image", ref.String(), "from", ep.String())
+				return &openedSource{registrySource: s, raw: raw, mt: mt}, nil
+			}
+			s.close()
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		failed = append(failed, fmt.Errorf("%s: %w", ep, err))
+	}
+	return nil, &endpointsError{ref: ref, errs: failed, primary: !eps[len(eps)-1].Mirror}
+}
+
+// endpointsError is the failure of every endpoint of a pull, in order.
+type endpointsError struct {
+	ref     image.Reference
+	errs    []error
+	primary bool // the last endpoint tried is the entry's location
+}
+
+func (e *endpointsError) causes() string {
+	s := make([]string, len(e.errs))
+	for i, err := range e.errs {
+		s[i] = err.Error()
+	}
+	return strings.Join(s, "; ")
+}
+
+func (e *endpointsError) Error() string {
+	if e.primary {
+		return fmt.Sprintf("image %s: no mirror and not the location registries.conf names served it: %s", e.ref, e.causes())
+	}
+	return fmt.Sprintf("image %s: no mirror registries.conf names served it, and its entry names no location to try after them: %s; fix the mirrors, or write location = \"...\" in the entry to pull from there when they fail", e.ref, e.causes())
+}
+
+func (e *endpointsError) Unwrap() []error { return e.errs }
+
+// openedSource is a registry source whose first manifest request (the
+// reference's) was made when it was chosen.
+type openedSource struct {
+	*registrySource
+	raw  []byte
+	mt   types.MediaType
+	used bool
+}
+
+func (s *openedSource) manifest(ctx context.Context, d *v1.Hash) ([]byte, types.MediaType, error) {
+	if d == nil && !s.used {
+		s.used = true
+		return s.raw, s.mt, nil
+	}
+	return s.registrySource.manifest(ctx, d)
+}
+
+// newRegistrySource opens the registry of ep: credentials for its
+// repository, TLS and plain HTTP as ep and the options allow.
+func newRegistrySource(ctx context.Context, logical name.Repository, ep registries.Endpoint, o *Options) (*registrySource, error) {
+	insecure := ep.Insecure
+	var opts []name.Option
+	if insecure || o.InsecureHTTP {
+		opts = append(opts, name.Insecure)
+	}
+	r, err := name.ParseReference(ep.Ref, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("image %q: %v: %w", ep.Ref, err, image.ErrInvalidReference)
 	}
 	repo := r.Context()
 	kc := o.Keychain
@@ -51,20 +144,21 @@ func newRegistrySource(ctx context.Context, ref image.Reference, o *Options) (*r
 	if base == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConnsPerHost = 16
-		if o.InsecureTLS {
-			t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for with --insecure-options=tls
+		if o.InsecureTLS || insecure {
+			t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for with --insecure-options=tls or insecure = true in registries.conf
 		}
 		base = t
 	}
-	base = &httpGuard{inner: base, allowHTTP: o.InsecureHTTP}
+	base = &httpGuard{inner: base, allowHTTP: o.InsecureHTTP || insecure}
 	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, base, []string{repo.Scope(transport.PullScope)})
 	if err != nil {
-		return nil, registryError(repo.RegistryStr(), ref.Name, err)
+		return nil, registryError(repo.RegistryStr(), ep.Ref, err)
 	}
-	return &registrySource{ref: r, rt: rt, client: &http.Client{Transport: rt}}, nil
+	return &registrySource{ref: r, logical: logical, rt: rt, client: &http.Client{Transport: rt}}, nil
 }
 
-func (s *registrySource) scope() string { return s.ref.Context().Name() }
+// scope is the repository the user named, wherever the image is read.
+func (s *registrySource) scope() string { return s.logical.Name() }
 func (s *registrySource) close() error  { s.client.CloseIdleConnections(); return nil }
 
 // signatures reads the repository's signatures over the transport the

@@ -11,6 +11,7 @@ import (
 
 	"github.com/karman-project/karman/image"
 	"github.com/karman-project/karman/image/fetch"
+	"github.com/karman-project/karman/image/registries"
 	"github.com/karman-project/karman/image/store"
 	"github.com/karman-project/karman/signing/policy"
 	"github.com/karman-project/karman/stage0"
@@ -18,7 +19,8 @@ import (
 
 // Local is the stage0.Fetcher that fetches in the calling process: the
 // image's signatures are judged by the trust policy of ConfigDir before
-// anything is fetched into Store.
+// anything is fetched into Store, and registry images are pulled from
+// where ConfigDir's registries.conf says (read again for each fetch).
 type Local struct {
 	Store     *store.Store
 	ConfigDir string
@@ -37,10 +39,14 @@ func (l Local) Fetch(ctx context.Context, ref string, o stage0.FetchOptions) (v1
 	if err != nil {
 		return v1.Hash{}, err
 	}
+	regs, err := registries.Load(l.ConfigDir)
+	if err != nil {
+		return v1.Hash{}, err
+	}
 	iv := VerifyImages(l.ConfigDir, o.InsecureImage, l.Warn)
 	img, err := fetch.Fetch(ctx, r, fetch.Options{
-		Store: l.Store, InsecureHTTP: o.InsecureHTTP, InsecureTLS: o.InsecureTLS, Logger: l.Log, Keychain: l.Keychain,
-		Verify: iv.Verify, Warm: iv.Warm,
+		Store: l.Store, InsecureHTTP: o.InsecureHTTP, InsecureTLS: o.InsecureTLS, Logger: l.Log,
+		Registries: regs, Keychain: l.Keychain, Verify: iv.Verify, Warm: iv.Warm,
 	})
 	if err != nil {
 		return v1.Hash{}, err
