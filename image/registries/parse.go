@@ -32,16 +32,36 @@ type parser struct {
 	path  string
 	lines lineIndex
 	errs  problems
+	at    []int // the line of each of errs
 }
 
 // fail records a problem with the value at key (a path made by key()).
 func (p *parser) fail(at string, format string, args ...any) {
+	p.failLine(p.lines.of(at), format, args...)
+}
+
+func (p *parser) failLine(n int, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	if n := p.lines.of(at); n > 0 {
+	p.at = append(p.at, n)
+	if n > 0 {
 		p.errs = append(p.errs, fmt.Errorf("%s line %d: %s", p.path, n, msg))
 		return
 	}
 	p.errs = append(p.errs, fmt.Errorf("%s: %s", p.path, msg))
+}
+
+// sortedErrs are the problems in the order of their lines.
+func (p *parser) sortedErrs() problems {
+	idx := make([]int, len(p.errs))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return p.at[a] - p.at[b] })
+	out := make(problems, len(idx))
+	for i, j := range idx {
+		out[i] = p.errs[j]
+	}
+	return out
 }
 
 func parse(path string, data []byte) (*Config, error) {
@@ -100,12 +120,12 @@ func parse(path string, data []byte) (*Config, error) {
 	seen := map[string]int{}
 	for _, r := range c.Registries {
 		if first, dup := seen[r.Prefix]; dup {
-			p.errs = append(p.errs, fmt.Errorf("%s line %d: prefix %q is also the prefix of the entry on line %d; merge the two entries", path, r.Line, r.Prefix, first))
+			p.failLine(r.Line, "prefix %q is also the prefix of the entry on line %d; merge the two entries", r.Prefix, first)
 		}
 		seen[r.Prefix] = r.Line
 	}
 	if len(p.errs) > 0 {
-		return nil, fmt.Errorf("%w: %w", p.errs, ErrInvalid)
+		return nil, fmt.Errorf("%w: %w", p.sortedErrs(), ErrInvalid)
 	}
 	return c, nil
 }

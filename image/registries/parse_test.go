@@ -138,7 +138,7 @@ func TestParseAllProblems(t *testing.T) {
 	}
 	msg := err.Error()
 	i2, i3, i6 := strings.Index(msg, "line 2:"), strings.Index(msg, "line 3:"), strings.Index(msg, "line 6:")
-	if i2 < 0 || i3 < 0 || i6 < 0 || !(i3 < i6) {
+	if i2 < 0 || i3 < 0 || i6 < 0 || !(i2 < i3 && i3 < i6) {
 		t.Fatalf("error %q does not report lines 2, 3 and 6", msg)
 	}
 }

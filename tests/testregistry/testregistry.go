@@ -52,6 +52,22 @@ func InProcess(t testing.TB) string {
 	return l.Addr().String()
 }
 
+// InProcessTLS starts go-containerregistry's in-memory registry on two
+// 127.0.0.1 ports: tlsHost serves it over TLS with a certificate that
+// nothing trusts (httptest's), plainHost over plain HTTP, to push to with
+// Push. Both are closed by t.Cleanup.
+func InProcessTLS(t testing.TB) (tlsHost, plainHost string) {
+	t.Helper()
+	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	tlsSrv := httptest.NewUnstartedServer(h)
+	tlsSrv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes
+	tlsSrv.StartTLS()
+	t.Cleanup(tlsSrv.Close)
+	plain := httptest.NewServer(h)
+	t.Cleanup(plain.Close)
+	return strings.TrimPrefix(tlsSrv.URL, "https://"), strings.TrimPrefix(plain.URL, "http://")
+}
+
 // Distribution starts Debian's docker-registry on a free 127.0.0.1 port with
 // filesystem storage in a t.TempDir() and returns its "127.0.0.1:PORT". The
 // registry is stopped (SIGTERM, SIGKILL after 5s) by t.Cleanup; its log is
