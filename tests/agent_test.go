@@ -43,6 +43,8 @@ type agentEnv struct {
 	exited chan struct{}
 	log    *os.File
 	c      *agentapi.Client
+	// env is added to the agent's environment.
+	env []string
 }
 
 func newAgentEnv(t *testing.T) *agentEnv {
@@ -87,6 +89,9 @@ func (e *agentEnv) startArgs(t *testing.T, args []string, ready func(context.Con
 	t.Helper()
 	e.cmd = exec.Command(testenv.Binary(t), args...)
 	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
+	if len(e.env) > 0 {
+		e.cmd.Env = append(os.Environ(), e.env...)
+	}
 	if err := e.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
