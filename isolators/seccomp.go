@@ -63,6 +63,9 @@ type Seccomp struct {
 	// (retain): a name such as EPERM (the default) or ENOTSUP.
 	Errno    string   `json:"errno,omitempty"`
 	Syscalls []string `json:"syscalls,omitempty"`
+	// Profile is the whole filter in mode SeccompProfileMode (an OCI
+	// seccomp profile, ParseSeccompProfile).
+	Profile *SeccompProfile `json:"profile,omitempty"`
 }
 
 // Seccomp modes.
@@ -163,8 +166,13 @@ func (s *Seccomp) Program() ([]unix.SockFilter, error) {
 	mode, errno, calls := SeccompRemove, unix.EPERM, []string(nil)
 	if s != nil {
 		mode, calls = s.Mode, s.Syscalls
-		if mode == SeccompUnconfined {
+		switch {
+		case mode == SeccompUnconfined:
 			return nil, nil
+		case mode == SeccompProfileMode && s.Profile != nil:
+			return s.Profile.program()
+		case mode == SeccompProfileMode:
+			return nil, errors.New("seccomp: a profile filter without its profile")
 		}
 		if s.Errno != "" {
 			e, err := ParseErrno(s.Errno)

@@ -40,6 +40,20 @@ func run(t *testing.T, p []unix.SockFilter, arch, nr uint32, args ...uint64) uin
 			} else {
 				pc += int(ins.Jf)
 			}
+		case unix.BPF_JMP | unix.BPF_JGT | unix.BPF_K:
+			if acc > ins.K {
+				pc += int(ins.Jt)
+			} else {
+				pc += int(ins.Jf)
+			}
+		case unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K:
+			if acc >= ins.K {
+				pc += int(ins.Jt)
+			} else {
+				pc += int(ins.Jf)
+			}
+		case unix.BPF_ALU | unix.BPF_AND | unix.BPF_K:
+			acc &= ins.K
 		case unix.BPF_RET | unix.BPF_K:
 			return ins.K
 		default:

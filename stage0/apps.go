@@ -185,7 +185,7 @@ func (r *Runtime) addAppCgroup(p pod, pd *poddir.Pod, app *poddir.App, cleanup *
 		}
 	}
 	podCg := strings.TrimSpace(string(b))
-	appCg, err := cgroups.OpenPod(podHierarchy(cg), podCg).AddApp(app.Name, cgroups.Resources(app.Resources))
+	appCg, err := cgroups.OpenPod(podHierarchy(cg), podCg).AddApp(app.Name, appResources(*app))
 	*cleanup = append(*cleanup, func() error { return cgroups.OpenPod(cgroups.Auto, path.Join(podCg, app.Name)).Delete() })
 	if err != nil {
 		return files, closeAll, err

@@ -45,7 +45,7 @@ func (r *Runtime) makeCgroups(p pod, pd *poddir.Pod) (*poddir.Cgroups, error) {
 	}
 	files := &poddir.Cgroups{V2: v2, Apps: map[string]poddir.AppCgroup{}}
 	for _, a := range pd.Apps {
-		app, err := cg.AddApp(a.Name, cgroups.Resources(a.Resources))
+		app, err := cg.AddApp(a.Name, appResources(a))
 		if err != nil {
 			return nil, fmt.Errorf("app %s: %w", a.Name, err)
 		}
@@ -65,6 +65,16 @@ func (r *Runtime) makeCgroups(p pod, pd *poddir.Pod) (*poddir.Cgroups, error) {
 	}
 	r.log.Debug("cgroups made", "pod", p.uuid, "elapsed", time.Since(start))
 	return files, nil
+}
+
+// appResources are what the app's cgroup is made with: its limits and
+// the devices it may use.
+func appResources(a poddir.App) cgroups.Resources {
+	r := a.Resources
+	return cgroups.Resources{
+		MemoryBytes: r.MemoryBytes, CPUMillis: r.CPUMillis, CPUShares: r.CPUShares, PidsLimit: r.PidsLimit,
+		Devices: deviceRules(a),
+	}
 }
 
 // removeCgroups deletes the pod's cgroups, with whatever still runs in

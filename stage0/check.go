@@ -154,11 +154,62 @@ func CheckExec(prog string) error {
 // SRC:DST[:ro|:rw]. Whether the paths are acceptable is the mount's to
 // say (poddir.Mount.Check, in PodSpec.Validate).
 func ParseVolume(s string) (poddir.Mount, error) {
+	const syntax = "use SRC:DST or SRC:DST:OPTIONS, the options ro or rw and private, rslave or rshared, comma-separated"
 	parts := strings.Split(s, ":")
-	if len(parts) < 2 || len(parts) > 3 || (len(parts) == 3 && parts[2] != "ro" && parts[2] != "rw") {
-		return poddir.Mount{}, fmt.Errorf("%q: use SRC:DST or SRC:DST:ro", s)
+	if len(parts) < 2 || len(parts) > 3 {
+		return poddir.Mount{}, fmt.Errorf("%q: %s", s, syntax)
 	}
-	return poddir.Mount{Source: parts[0], Target: parts[1], ReadOnly: len(parts) == 3 && parts[2] == "ro"}, nil
+	m := poddir.Mount{Source: parts[0], Target: parts[1]}
+	if len(parts) == 3 {
+		var access, prop bool
+		for _, o := range strings.Split(parts[2], ",") {
+			switch o {
+			case "ro", "rw":
+				if access {
+					return poddir.Mount{}, fmt.Errorf("%q: ro or rw, once; %s", s, syntax)
+				}
+				access, m.ReadOnly = true, o == "ro"
+			case poddir.PropagationPrivate, poddir.PropagationSlave, poddir.PropagationShared:
+				if prop {
+					return poddir.Mount{}, fmt.Errorf("%q: one propagation; %s", s, syntax)
+				}
+				prop = true
+				if o != poddir.PropagationPrivate {
+					m.Propagation = o
+				}
+			default:
+				return poddir.Mount{}, fmt.Errorf("%q: option %q: %s", s, o, syntax)
+			}
+		}
+	}
+	return m, nil
+}
+
+// ParseDevice reads a --device value: HOSTPATH[:PATH][:PERMISSIONS],
+// PERMISSIONS a subset of rwm.
+func ParseDevice(s string) (DeviceSpec, error) {
+	const syntax = "use HOSTPATH, HOSTPATH:PATH or HOSTPATH:PATH:PERMISSIONS, as in /dev/fuse:/dev/fuse:rw"
+	parts := strings.Split(s, ":")
+	d := DeviceSpec{HostPath: parts[0]}
+	switch {
+	case len(parts) > 3 || parts[0] == "":
+		return DeviceSpec{}, fmt.Errorf("%q: %s", s, syntax)
+	case len(parts) == 3:
+		d.Path, d.Access = parts[1], parts[2]
+	case len(parts) == 2 && strings.HasPrefix(parts[1], "/"):
+		d.Path = parts[1]
+	case len(parts) == 2:
+		d.Access = parts[1]
+	}
+	if len(parts) > 1 && d.Path == "" && d.Access == "" {
+		return DeviceSpec{}, fmt.Errorf("%q: %s", s, syntax)
+	}
+	if d.Access != "" {
+		if err := poddir.CheckDeviceAccess(d.Access); err != nil {
+			return DeviceSpec{}, fmt.Errorf("%q: %w", s, err)
+		}
+	}
+	return d, nil
 }
 
 // CheckArgs refuses program arguments that hold a NUL byte, which execve

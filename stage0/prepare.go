@@ -117,7 +117,7 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool) (_ pod, lo
 	pd := &poddir.Pod{
 		UUID: uuid, Name: spec.Name, Hostname: hostname, Net: spec.Net,
 		StopTimeout: spec.StopTimeout, Interactive: spec.Interactive, NotifyApp: spec.NotifyApp, Sysctls: spec.Sysctls,
-		KeepAlive: spec.KeepAlive,
+		KeepAlive: spec.KeepAlive, HostPID: spec.HostPID, HostIPC: spec.HostIPC,
 	}
 	req, err := prepareNetwork(p, spec, pd, !run)
 	if err != nil {
@@ -189,10 +189,11 @@ func (r *Runtime) prepareApp(ctx context.Context, p pod, spec PodSpec, as AppSpe
 	if !rf.Overlay {
 		copyRoot = rf.Path
 	}
-	uid, gid, gids, err := resolveUser(rf.Layers, copyRoot, user)
+	uid, gid, gids, err := resolveUser(rf.Layers, copyRoot, withGroup(user, as.Group))
 	if err != nil {
 		return poddir.App{}, err
 	}
+	gids = appGroups(as, gid, gids)
 	wd := c.WorkingDir
 	if as.WorkingDir != "" {
 		wd = as.WorkingDir
@@ -214,7 +215,7 @@ func (r *Runtime) prepareApp(ctx context.Context, p pod, spec PodSpec, as AppSpe
 			return poddir.App{}, err
 		}
 	}
-	return poddir.App{
+	app := poddir.App{
 		Caps: caps, AllCaps: spec.InsecureCaps, Unconfined: spec.InsecureSeccomp, NoMasks: spec.InsecurePaths,
 		ReadonlyRootfs: as.ReadonlyRootfs, OOMScoreAdj: as.OOMScoreAdj, Seccomp: seccomp,
 		OwnPIDNamespace: as.PIDNamespace == PIDApp,
@@ -222,7 +223,11 @@ func (r *Runtime) prepareApp(ctx context.Context, p pod, spec PodSpec, as AppSpe
 		Dir: rel, Layers: rf.Layers,
 		Args: argv, Env: mergeEnv(c.Env, as.Env), WorkingDir: wd,
 		UID: uid, GID: gid, GIDs: gids, Mounts: as.Mounts, Resources: as.Resources,
-	}, nil
+	}
+	if err := securityOptions(&app, as); err != nil {
+		return poddir.App{}, err
+	}
+	return app, nil
 }
 
 // resolveImage finds the image in the store or fetches it, per the pull

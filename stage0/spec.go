@@ -37,6 +37,43 @@ type AppSpec struct {
 	// Seccomp is the --seccomp value (isolators.ParseSeccomp); empty
 	// means the default filter.
 	Seccomp string
+	// SeccompProfile is the path of a seccomp profile in the OCI JSON
+	// format (isolators.ParseSeccompProfile), read when the pod is
+	// made; not with Seccomp.
+	SeccompProfile string
+	// Group, when set, replaces the group that User resolves to: a name
+	// of the image's /etc/group or a gid.
+	Group string
+	// SupplementalGroups are gids the app holds besides its group.
+	// GroupsPolicy says whether the image's /etc/group memberships of
+	// its user are added to them (GroupsMerge, the default) or not
+	// (GroupsStrict).
+	SupplementalGroups []uint32
+	GroupsPolicy       string
+	// NewPrivileges leaves no_new_privs off: setuid programs and file
+	// capabilities then raise the app's privileges (within its bounding
+	// set). The default sets it.
+	NewPrivileges bool
+	// Privileged gives the app every capability, no seccomp filter,
+	// /proc and /sys unmasked and writable and every host device; it
+	// overrides the other isolation options.
+	Privileged bool
+	// MaskedPaths and ReadonlyPaths, when not nil, replace the default
+	// masked and read-only paths of /proc and /sys; empty lists mask
+	// nothing.
+	MaskedPaths, ReadonlyPaths []string
+	// Devices are host device nodes given to the app.
+	Devices []DeviceSpec
+}
+
+// DeviceSpec is a host device node given to an app (--device).
+type DeviceSpec struct {
+	// HostPath is the node on the host; Path where the app has it
+	// (default: HostPath), below /dev.
+	HostPath, Path string
+	// Access is what the app may do with it: a subset of "rwm" (default
+	// rwm).
+	Access string
 }
 
 // PodSpec describes a pod to prepare or run.
@@ -71,6 +108,10 @@ type PodSpec struct {
 	// Labels are kept with the pod (LabelsFile) and reported by List and
 	// Status; the node agent stores its task id in one.
 	Labels map[string]string
+	// HostPID and HostIPC run the pod in the host's PID and IPC
+	// namespaces: its apps see (and, with the capabilities, signal) the
+	// host's processes, and share its System V IPC and message queues.
+	HostPID, HostIPC bool
 }
 
 // validAppName accepts DNS labels: 1 to 63 of [a-z0-9-], not starting or
@@ -200,6 +241,9 @@ func (s *PodSpec) Validate() error {
 			case s.InsecureSeccomp && sc.Mode != isolators.SeccompUnconfined:
 				errs = append(errs, fmt.Sprintf("app %s: --seccomp %s and --insecure-options=seccomp exclude each other: the insecure option drops every filter", a.Name, a.Seccomp))
 			}
+		}
+		for _, err := range unjoin(a.checkSecurity()) {
+			errs = append(errs, fmt.Sprintf("app %s: %v", a.Name, err))
 		}
 		if a.WorkingDir != "" && !path.IsAbs(a.WorkingDir) {
 			errs = append(errs, fmt.Sprintf("--workdir %q must be absolute", a.WorkingDir))

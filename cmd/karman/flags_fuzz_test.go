@@ -9,7 +9,8 @@ import (
 )
 
 // FuzzVolumeFlag checks --volume as `karman run` reads it: a value it
-// accepts is one mount that, written back as SRC:DST[:ro], reads the same;
+// accepts is one mount that, written back as SRC:DST[:ro][,PROPAGATION],
+// reads the same;
 // refusals are one line naming the flag. A pod spec with that mount that
 // passes stage0's validation has absolute paths without NUL bytes (the
 // kernel would refuse them only when the pod starts) and a target that
@@ -19,7 +20,7 @@ func FuzzVolumeFlag(f *testing.F) {
 	for _, s := range []string{
 		"/srv/data:/data", "/srv/data:/data:ro", "/srv/data:/data:rw", "/a:/b:rx", "/a", "/a:/b:ro:x", "a:b",
 		"/srv:/", "/srv:/proc/sys", "/srv://proc", "/srv:/dev/../dev/shm", "/srv:/sys/", "/srv:/sysfs", "/srv:/a/../proc",
-		"/srv\x00x:/data", "/srv:/data\x00", "::", ":/b", "/a:",
+		"/srv\x00x:/data", "/a:/b:ro,rslave", "/a:/b:rshared", "/a:/b:ro,ro", "/a:/b:rslave,rshared", "/a:/b:private,rw", "/a:/b:,", "/srv:/data\x00", "::", ":/b", "/a:",
 	} {
 		f.Add(s)
 	}
@@ -37,8 +38,13 @@ func FuzzVolumeFlag(f *testing.F) {
 		}
 		m := a.Mounts[0]
 		back := m.Source + ":" + m.Target
-		if m.ReadOnly {
+		switch {
+		case m.ReadOnly && m.Propagation != "":
+			back += ":ro," + m.Propagation
+		case m.ReadOnly:
 			back += ":ro"
+		case m.Propagation != "":
+			back += ":" + m.Propagation
 		}
 		var b stage0.AppSpec
 		if err := (&appFlags{volumes: []string{back}}).apply(&b); err != nil || len(b.Mounts) != 1 || b.Mounts[0] != m {

@@ -32,6 +32,16 @@ type appFlags struct {
 	oomAdj    string
 	seccomp   string
 	pid       string
+	// Security options beyond the defaults (stage0/security.go).
+	group          string
+	groupAdd       []uint
+	groupsPolicy   string
+	noNewPrivs     bool
+	privileged     bool
+	maskedPaths    []string
+	readonlyPaths  []string
+	devices        []string
+	seccompProfile string
 	// fs is where the flags were registered, to tell a flag given empty
 	// from one not given.
 	fs *pflag.FlagSet
@@ -54,11 +64,29 @@ func (f *appFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.oomAdj, "oom-score-adj", "", "the app's oom_score_adj (-1000..1000)")
 	fs.StringVar(&f.pid, "pid", "", "the app's PID namespace: pod (shared with the pod's other apps, the default) or app (its own, with the app as PID 1)")
 	fs.StringVar(&f.seccomp, "seccomp", "", "the app's seccomp filter: mode=remove|retain[,errno=NAME],SYSCALL[,SYSCALL...] or unconfined (see docs/pods.md)")
+	fs.StringVar(&f.seccompProfile, "seccomp-profile", "", "the app's seccomp filter from a profile file in the OCI JSON format (defaultAction, architectures, syscalls); not with --seccomp")
+	fs.StringVar(&f.group, "group", "", "the app's group, a name in the image's /etc/group or a gid, in place of its user's")
+	fs.UintSliceVar(&f.groupAdd, "group-add", nil, "supplemental gids of the app, comma-separated or repeated")
+	fs.StringVar(&f.groupsPolicy, "groups-policy", "", "merge (default: --group-add and the user's groups in the image's /etc/group) or strict (only --group-add)")
+	fs.BoolVar(&f.noNewPrivs, "no-new-privs", true, "set no_new_privs, so that setuid programs and file capabilities grant nothing; =false lets them")
+	fs.BoolVar(&f.privileged, "privileged", false, "every capability, no seccomp filter, /proc and /sys unmasked and writable, every host device (overrides the other isolation flags)")
+	fs.StringSliceVar(&f.maskedPaths, "masked-paths", nil, "paths to mask in place of the defaults of /proc and /sys, comma-separated; empty: none")
+	fs.StringSliceVar(&f.readonlyPaths, "readonly-paths", nil, "paths to make read-only in place of the defaults of /proc, comma-separated; empty: none")
+	fs.StringArrayVar(&f.devices, "device", nil, "give the app a host device node: HOSTPATH[:PATH][:PERMISSIONS], PERMISSIONS of r, w, m (default rwm) (repeatable)")
+}
+
+// changed tells whether the flag was given.
+func (f *appFlags) changed(name string) bool {
+	if f.fs == nil {
+		return false
+	}
+	fl := f.fs.Lookup(name)
+	return fl != nil && fl.Changed
 }
 
 func (f *appFlags) apply(a *stage0.AppSpec) error {
 	// A flag given empty is refused rather than read as not given.
-	for _, name := range []string{"exec", "user", "workdir", "memory", "cpu", "seccomp", "oom-score-adj", "pid"} {
+	for _, name := range []string{"exec", "user", "workdir", "memory", "cpu", "seccomp", "oom-score-adj", "pid", "group", "groups-policy", "seccomp-profile"} {
 		if f.fs == nil {
 			break
 		}
@@ -124,6 +152,38 @@ func (f *appFlags) apply(a *stage0.AppSpec) error {
 			return err
 		}
 		a.PIDNamespace = f.pid
+	}
+	if f.group != "" {
+		a.Group = f.group
+	}
+	for _, g := range f.groupAdd {
+		if uint64(g) > 1<<32-2 {
+			return fmt.Errorf("--group-add %d: gids are 0 to 4294967294", g)
+		}
+		a.SupplementalGroups = append(a.SupplementalGroups, uint32(g))
+	}
+	if f.groupsPolicy != "" {
+		a.GroupsPolicy = f.groupsPolicy
+	}
+	if f.changed("no-new-privs") {
+		a.NewPrivileges = !f.noNewPrivs
+	}
+	a.Privileged = a.Privileged || f.privileged
+	if f.changed("masked-paths") {
+		a.MaskedPaths = append([]string{}, f.maskedPaths...)
+	}
+	if f.changed("readonly-paths") {
+		a.ReadonlyPaths = append([]string{}, f.readonlyPaths...)
+	}
+	if f.seccompProfile != "" {
+		a.SeccompProfile = f.seccompProfile
+	}
+	for _, v := range f.devices {
+		d, err := stage0.ParseDevice(v)
+		if err != nil {
+			return fmt.Errorf("--device %w", err)
+		}
+		a.Devices = append(a.Devices, d)
 	}
 	for _, v := range f.volumes {
 		m, err := stage0.ParseVolume(v)
@@ -202,6 +262,8 @@ type podFlags struct {
 	notifyApp   bool
 	keepAlive   bool
 	sysctls     []string
+	hostPID     bool
+	hostIPC     bool
 	ports       []string
 	dns         []string
 	dnsSearch   []string
@@ -223,6 +285,8 @@ func (f *podFlags) register(cmd *cobra.Command) {
 	fs.DurationVar(&f.stopTimeout, "stop-timeout", 10*time.Second, "time apps get between SIGTERM and SIGKILL when the pod stops")
 	fs.BoolVar(&f.interactive, "interactive", false, "give the (single) app this terminal")
 	fs.StringArrayVar(&f.sysctls, "sysctl", nil, "set a namespaced sysctl in the pod, KEY=VALUE (repeatable; the pod's apps share it)")
+	fs.BoolVar(&f.hostPID, "host-pid", false, "run the pod in the host's PID namespace: its apps see the host's processes")
+	fs.BoolVar(&f.hostIPC, "host-ipc", false, "run the pod in the host's IPC namespace: its apps share the host's System V IPC and message queues")
 	fs.BoolVar(&f.notifyApp, "notify-app", false, "pass $NOTIFY_SOCKET to the app, which sends READY=1 itself (default: karman sends it once the apps started)")
 	fs.BoolVar(&f.keepAlive, "keep-alive", false, "keep the pod running until it is stopped, not until its last app ends (apps can be added: `karman app add`)")
 }
@@ -265,8 +329,8 @@ func (f *podFlags) spec(args []string) (stage0.PodSpec, error) {
 	}
 	return stage0.PodSpec{
 		Ports: ports, DNS: network.DNS{Servers: f.dns, Search: f.dnsSearch},
-		Sysctls: sysctls,
-		Apps:    apps, Name: f.name, Hostname: f.hostname, Net: f.net, PullPolicy: f.pull,
+		Sysctls: sysctls, HostPID: f.hostPID, HostIPC: f.hostIPC,
+		Apps: apps, Name: f.name, Hostname: f.hostname, Net: f.net, PullPolicy: f.pull,
 		NoOverlay: f.noOverlay, StopTimeout: f.stopTimeout, Interactive: f.interactive, NotifyApp: f.notifyApp, KeepAlive: f.keepAlive,
 		InsecureHTTP: ins["http"], InsecureTLS: ins["tls"], InsecureImage: ins["image"],
 		InsecureCaps: ins["capabilities"], InsecurePaths: ins["paths"], InsecureSeccomp: ins["seccomp"],

@@ -9,6 +9,7 @@ import (
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
+	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Resources of one app (zero values mean "no limit"). The lead fills it from CLI flags.
@@ -17,6 +18,9 @@ type Resources struct {
 	CPUMillis   int64  // --cpu, in millicores: quota = millis*period/1000 with period 100000us
 	CPUShares   uint64 // --cpu-shares (v1 shares; on v2 converted to weight)
 	PidsLimit   int64  // --pids-limit
+	// Devices are allowed beyond DeviceAllowlist (an app's devices, or
+	// every device for a privileged one).
+	Devices []specs.LinuxDeviceCgroup
 }
 
 // Stats of one app's cgroup. Memory in bytes, times in nanoseconds.
@@ -95,7 +99,7 @@ type host struct {
 	v2Mount string // v2 only
 	// devices attaches the device allowlist to a v2 app cgroup directory
 	// (attachDeviceFilter, an eBPF program; fake trees record instead).
-	devices func(dir string) error
+	devices func(dir string, rules []specs.LinuxDeviceCgroup) error
 }
 
 // hostOverride lets tests drive the v2 code with a fake tree in a temporary directory.

@@ -2,12 +2,21 @@ package cgroups
 
 import (
 	"fmt"
+	"slices"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/containerd/cgroups/v3/cgroup2"
 	"golang.org/x/sys/unix"
 )
 
-// attachDeviceFilter enforces DeviceAllowlist on a v2 cgroup directory:
+// deviceRules are an app's device rules: DeviceAllowlist, then what r
+// allows beyond it.
+func deviceRules(r Resources) []specs.LinuxDeviceCgroup {
+	return append(slices.Clone(DeviceAllowlist), r.Devices...)
+}
+
+// attachDeviceFilter enforces rules (deviceRules) on a v2 cgroup directory:
 // cgroup v2 has no devices controller, the kernel asks the eBPF programs
 // of type BPF_PROG_TYPE_CGROUP_DEVICE attached to the cgroup and its
 // ancestors instead. containerd's cgroup2 compiles the rules (the same
@@ -15,8 +24,8 @@ import (
 // program and attaches it with BPF_F_ALLOW_MULTI, so programs of the
 // parents (systemd's DevicePolicy, say) keep applying too. The attachment
 // holds the program for as long as the cgroup exists: nothing to undo.
-func attachDeviceFilter(dir string) error {
-	insts, license, err := cgroup2.DeviceFilter(DeviceAllowlist)
+func attachDeviceFilter(dir string, rules []specs.LinuxDeviceCgroup) error {
+	insts, license, err := cgroup2.DeviceFilter(rules)
 	if err != nil {
 		return fmt.Errorf("compiling the device filter: %w", err)
 	}

@@ -164,7 +164,7 @@ func toSpec(r Resources) (*specs.LinuxResources, error) {
 	if r.PidsLimit > 0 {
 		spec.Pids = &specs.LinuxPids{Limit: &r.PidsLimit}
 	}
-	spec.Devices = DeviceAllowlist
+	spec.Devices = deviceRules(r)
 	return spec, nil
 }
 

@@ -143,7 +143,7 @@ func addAppV2(h host, podPath, name string, r Resources) (*App, error) {
 	}
 	dir := filepath.Join(mount, appPath)
 	if h.devices != nil {
-		if err := h.devices(dir); err != nil {
+		if err := h.devices(dir, deviceRules(r)); err != nil {
 			return nil, fmt.Errorf("cgroups: device allowlist of app %s: %w", appPath, err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,7 +34,7 @@ func fakeV2(t *testing.T, levels ...string) string {
 		writeFile(t, filepath.Join(d, "cgroup.controllers"), ctrl)
 		writeFile(t, filepath.Join(d, "cgroup.subtree_control"), "")
 	}
-	hostOverride = &host{v2: true, v2Mount: mount, devices: func(dir string) error {
+	hostOverride = &host{v2: true, v2Mount: mount, devices: func(dir string, _ []specs.LinuxDeviceCgroup) error {
 		// What attachDeviceFilter would attach (it needs a real cgroup:
 		// TestV2OnUnifiedHierarchy), recorded where the fake can see it.
 		return os.WriteFile(filepath.Join(dir, fakeDeviceFilter), nil, 0o644)

@@ -80,6 +80,9 @@ func (m Mount) Check() error {
 			return fmt.Errorf("volume %s: %w %s", m.Source, ErrOutsideRoot, m.SourceRoot)
 		}
 	}
+	if err := checkPropagation(m); err != nil {
+		return err
+	}
 	return CheckMountTarget(m.Target)
 }
 
@@ -105,8 +108,8 @@ func CheckSource(m Mount) error {
 	if err != nil {
 		return err
 	}
-	unix.Close(fd)
-	return nil
+	defer unix.Close(fd)
+	return checkSourcePropagation(m, fd)
 }
 
 // OpenSource returns an O_PATH descriptor of m's source: below

@@ -20,8 +20,9 @@ import (
 // always forked by the supervisor (no setup message). Version 3: mutable
 // pods (Pod.KeepAlive, a pod of no apps, the app requests on the control
 // socket and the log pipes the init asks the supervisor for). Version 4:
-// App.OwnPIDNamespace.
-const InterfaceVersion = 4
+// App.OwnPIDNamespace. Version 5: Pod.HostPID and HostIPC, App.NewPrivs,
+// Privileged, Paths, Devices and Mount.Propagation.
+const InterfaceVersion = 5
 
 // Pod is pod.json: everything stage1 needs to run a pod, written by stage0
 // into the pod directory before stage1 starts.
@@ -61,8 +62,12 @@ type Pod struct {
 	NotifyApp bool `json:"notifyApp,omitempty"`
 	// KeepAlive keeps the pod running until it is stopped, not until its
 	// last app has ended; a pod of no apps (karman run --no-apps) has it.
-	KeepAlive bool  `json:"keepAlive,omitempty"`
-	Apps      []App `json:"apps"`
+	KeepAlive bool `json:"keepAlive,omitempty"`
+	// HostPID and HostIPC run the pod in the host's PID and IPC
+	// namespaces instead of its own (CRI's NamespaceMode NODE).
+	HostPID bool  `json:"hostPid,omitempty"`
+	HostIPC bool  `json:"hostIpc,omitempty"`
+	Apps    []App `json:"apps"`
 }
 
 // App is one application of a pod.
@@ -108,6 +113,27 @@ type App struct {
 	// PID 1 it is, with a /proc of that namespace (--pid=app; CRI's
 	// NamespaceMode CONTAINER); false shares the pod's (--pid=pod).
 	OwnPIDNamespace bool `json:"ownPidNamespace,omitempty"`
+	// NewPrivs leaves no_new_privs off, so that setuid programs and file
+	// capabilities raise the app's privileges within its bounding set
+	// (CRI's no_new_privs false); the default sets it.
+	NewPrivs bool `json:"newPrivs,omitempty"`
+	// Privileged gives the app a writable /sys and access to every
+	// device (the device cgroup allows all; Devices lists the host's).
+	// stage0 sets AllCaps, Unconfined and NoMasks with it.
+	Privileged bool `json:"privileged,omitempty"`
+	// Paths, when set, replace the default masked and read-only paths
+	// of /proc and /sys; nil keeps the defaults.
+	Paths *PathRules `json:"paths,omitempty"`
+	// Devices are device nodes made in the app's /dev, and allowed by
+	// its device cgroup.
+	Devices []Device `json:"devices,omitempty"`
+}
+
+// PathRules are the paths of an app that are masked (an empty read-only
+// directory or /dev/null bound over them) and made read-only.
+type PathRules struct {
+	Masked   []string `json:"masked,omitempty"`
+	ReadOnly []string `json:"readOnly,omitempty"`
 }
 
 // Resources are an app's cgroup limits.
@@ -129,6 +155,10 @@ type Mount struct {
 	Target     string `json:"target"`
 	ReadOnly   bool   `json:"readOnly,omitempty"`
 	SourceRoot string `json:"sourceRoot,omitempty"`
+	// Propagation is PropagationPrivate (or empty), PropagationSlave
+	// (mounts made on the host below the source appear in the app) or
+	// PropagationShared (and the app's mounts there appear on the host).
+	Propagation string `json:"propagation,omitempty"`
 }
 
 // AppStatus is what stage1 records about an app in
@@ -284,6 +314,14 @@ func (p *Pod) Validate() error {
 		}
 		for _, m := range a.Mounts {
 			if err := m.Check(); err != nil {
+				return fmt.Errorf("app %s: %w", a.Name, err)
+			}
+		}
+		if err := a.Paths.Check(); err != nil {
+			return fmt.Errorf("app %s: %w", a.Name, err)
+		}
+		for _, d := range a.Devices {
+			if err := d.Check(); err != nil {
 				return fmt.Errorf("app %s: %w", a.Name, err)
 			}
 		}

@@ -63,8 +63,13 @@ type shimSpec struct {
 	// MountProc: the shim is PID 1 of the app's own PID namespace, in a
 	// mount namespace of its own, and mounts the /proc of that namespace
 	// over the pod's, masked like every app's unless NoMasks.
-	MountProc bool `json:"mountProc,omitempty"`
-	NoMasks   bool `json:"noMasks,omitempty"`
+	MountProc bool              `json:"mountProc,omitempty"`
+	NoMasks   bool              `json:"noMasks,omitempty"`
+	Paths     *poddir.PathRules `json:"paths,omitempty"`
+	// NewPrivs: no_new_privs is off, so the filter is loaded while the
+	// shim still has CAP_SYS_ADMIN, before it changes user; it must
+	// allow what follows (setgroups, setgid, setuid, prctl, chdir).
+	NewPrivs bool `json:"newPrivs,omitempty"`
 }
 
 const (
@@ -161,7 +166,7 @@ func specFile(app *poddir.App, dir string, env []string, mountProc bool) (int, e
 	b, err := json.Marshal(shimSpec{
 		UID: app.UID, GID: app.GID, Groups: app.GIDs, Caps: app.Caps, AllCaps: app.AllCaps,
 		Dir: dir, Env: env, Filter: isolators.EncodeSeccomp(prog), OOMScoreAdj: app.OOMScoreAdj,
-		MountProc: mountProc, NoMasks: app.NoMasks,
+		MountProc: mountProc, NoMasks: app.NoMasks, Paths: app.Paths, NewPrivs: app.NewPrivs,
 	})
 	if err != nil {
 		return -1, err
@@ -238,7 +243,7 @@ func execShim(path string, argv []string) error {
 		return err
 	}
 	if spec.MountProc {
-		if err := mountAppProc(spec.NoMasks); err != nil {
+		if err := mountAppProc(spec.NoMasks, spec.Paths); err != nil {
 			return err
 		}
 	}
@@ -253,6 +258,12 @@ func execShim(path string, argv []string) error {
 	// Per thread, this one: it is the one that calls execve.
 	if err := dropBounding(&poddir.App{Caps: spec.Caps, AllCaps: spec.AllCaps}); err != nil {
 		return err
+	}
+	if spec.NewPrivs && len(prog) > 0 {
+		if err := isolators.InstallSeccomp(prog); err != nil {
+			return err
+		}
+		prog = nil
 	}
 	groups := make([]uint32, len(spec.Groups))
 	copy(groups, spec.Groups)
@@ -297,7 +308,7 @@ func execShim(path string, argv []string) error {
 // (maskPaths, the init's own). The shim is in the app's own mount
 // namespace, whose mounts are private copies of the pod's, so none of
 // this reaches the pod and all of it goes with the app.
-func mountAppProc(noMasks bool) error {
+func mountAppProc(noMasks bool, paths *poddir.PathRules) error {
 	r, err := openRoot("/")
 	if err != nil {
 		return err
@@ -313,7 +324,7 @@ func mountAppProc(noMasks bool) error {
 	// The pod's empty directory is a mount of the pod's namespace, which
 	// cannot be bound here: the directories are masked with empty
 	// read-only tmpfs mounts of their own.
-	if err := maskPaths(r, "/", ""); err != nil {
+	if err := maskPaths(r, "/", "", paths); err != nil {
 		return fmt.Errorf("the app's /proc: %w", err)
 	}
 	return nil

@@ -58,6 +58,12 @@ type podInit struct {
 	tasks    [][]int // from the boot message: each app's cgroup task files
 	cgroupV2 bool    // tasks holds each app's cgroup2 directory instead
 	empty    string  // the pod root's empty read-only directory
+	// propagating are the clones of the volumes that propagate, made
+	// before the init's mounts became private (clonePropagating).
+	propagating map[volKey]int
+	// procDir is the host's /proc, of a pod in the host's PID namespace
+	// (hostpid.go).
+	procDir int
 }
 
 // event is a request to the main loop from the supervisor or the control
@@ -184,6 +190,11 @@ func (in *podInit) begin(m wire.Message) error {
 	}
 	in.pod = pod
 	in.exe = trim.Open() // while /proc is reachable
+	if pod.HostPID {
+		if err := in.hostProc(); err != nil {
+			return err
+		}
+	}
 	return in.setup()
 }
 
@@ -223,7 +234,7 @@ func (in *podInit) loop(chld, sigc <-chan os.Signal) int {
 			switch {
 			case ev.gone:
 				// Nobody is left to report to: take the pod down now.
-				unix.Kill(-1, unix.SIGKILL)
+				in.killAll(unix.SIGKILL)
 				os.Exit(poddir.ExitRuntimeError)
 			case ev.do != nil:
 				ev.do()
@@ -235,8 +246,14 @@ func (in *podInit) loop(chld, sigc <-chan os.Signal) int {
 		case <-in.killC:
 			in.log.Debug("stop timeout: killing the pod")
 			in.killC = nil
-			unix.Kill(-1, unix.SIGKILL)
+			in.killAll(unix.SIGKILL)
 		}
+	}
+	if in.pod.HostPID {
+		// What the apps left running ends with the pod, as the end of
+		// a PID namespace's init would end it.
+		in.killAll(unix.SIGKILL)
+		in.reap()
 	}
 	code := podExitCode(in.apps)
 	if err := wire.Send(in.sup, &wire.Message{T: wire.MsgExit, Code: code}, nil); err != nil {
@@ -318,7 +335,7 @@ func (in *podInit) stop(force bool) {
 	if force {
 		in.stopping = true
 		in.log.Debug("killing the pod")
-		unix.Kill(-1, unix.SIGKILL)
+		in.killAll(unix.SIGKILL)
 		return
 	}
 	if in.stopping {

@@ -6,36 +6,36 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
-)
 
-// Paths of /proc and /sys that leak the host or let root in a pod change
-// it, hidden or made read-only in every app as production runtimes do.
-var (
-	maskedFiles = []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/latency_stats", "/proc/timer_stats"}
-	maskedDirs  = []string{"/proc/acpi", "/proc/scsi", "/proc/asound", "/sys/firmware", "/sys/devices/virtual/powercap"}
-	readOnly    = []string{"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"}
+	"github.com/karman-project/karman/stage1/poddir"
 )
 
 // emptyDir is the pod root's empty read-only directory.
 const emptyDir = ".empty"
 
-// maskPaths applies maskedFiles (the app's /dev/null bound over them),
-// maskedDirs (empty, the read-only directory empty bound over them) and
-// readOnly (bound onto themselves read-only) in the app rooted at r, whose
-// /dev is ready. Paths this kernel does not have are skipped. With empty
-// "", each directory gets an empty read-only tmpfs of its own.
-func maskPaths(r *root, target, empty string) error {
-	devNull := filepath.Join(target, "dev/null")
-	for _, p := range maskedFiles {
-		if err := onExisting(r, p, func(fd int) error {
-			return unix.Mount(devNull, procFD(fd), "", unix.MS_BIND, "")
-		}); err != nil {
-			return fmt.Errorf("mask %s: %w", p, err)
-		}
+// maskPaths masks the app's masked paths, the default ones or those of
+// rules: a directory gets the empty read-only directory empty bound over
+// it, anything else the app's /dev/null; and makes its read-only paths
+// read-only, submounts too (bound onto themselves, then flagged). r is
+// the app's root, mounted at target, whose /dev is ready. Paths the app
+// does not have are skipped. With empty "", each directory gets an empty
+// read-only tmpfs of its own.
+func maskPaths(r *root, target, empty string, rules *poddir.PathRules) error {
+	masked, readOnly := poddir.DefaultMaskedPaths, poddir.DefaultReadonlyPaths
+	if rules != nil {
+		masked, readOnly = rules.Masked, rules.ReadOnly
 	}
-	for _, p := range maskedDirs {
+	devNull := filepath.Join(target, "dev/null")
+	for _, p := range masked {
 		if err := onExisting(r, p, func(fd int) error {
-			if empty == "" {
+			var st unix.Stat_t
+			if err := unix.Fstat(fd, &st); err != nil {
+				return err
+			}
+			switch {
+			case st.Mode&unix.S_IFMT != unix.S_IFDIR:
+				return unix.Mount(devNull, procFD(fd), "", unix.MS_BIND, "")
+			case empty == "":
 				return unix.Mount("tmpfs", procFD(fd), "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=0,mode=555")
 			}
 			return unix.Mount(empty, procFD(fd), "", unix.MS_BIND, "")
@@ -49,8 +49,10 @@ func maskPaths(r *root, target, empty string) error {
 		}); err != nil {
 			return fmt.Errorf("read-only %s: %w", p, err)
 		}
+		// Opened again, p is the new mount; only its read-only flag
+		// changes, the others (nosuid, noexec of /proc) stay.
 		if err := onExisting(r, p, func(fd int) error {
-			return unix.Mount("", procFD(fd), "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+			return unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY})
 		}); err != nil {
 			return fmt.Errorf("read-only %s: %w", p, err)
 		}

@@ -24,6 +24,11 @@ const appsDir = "/apps"
 // mounts, then pivot_root into it, so that nothing of the host's
 // filesystem is left reachable.
 func (in *podInit) setup() error {
+	// Volumes that propagate are cloned while the mounts of their
+	// sources are still the peers of the host's (see attachVolume).
+	if err := in.clonePropagating(); err != nil {
+		return err
+	}
 	// Nothing we mount may propagate to the host, and the host's later
 	// mounts need not reach us.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
@@ -70,6 +75,40 @@ func (in *podInit) setup() error {
 		a.rootPath = filepath.Join(appsDir, a.app.Name)
 		if a.root, err = openRoot(a.rootPath); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// volKey names an app's volume: the app, the index in its Mounts.
+type volKey struct {
+	app string
+	i   int
+}
+
+// clonePropagating clones the source of every volume with rslave or
+// rshared propagation, while the init's mounts are still the peers (or
+// slaves) of the host's: a clone stays in its source's peer group, which
+// the init's making every mount private then leaves it in.
+func (in *podInit) clonePropagating() error {
+	for _, a := range in.pod.Apps {
+		for i, m := range a.Mounts {
+			if m.Propagation != poddir.PropagationSlave && m.Propagation != poddir.PropagationShared {
+				continue
+			}
+			src, err := poddir.OpenSource(m)
+			if err != nil {
+				return err
+			}
+			tree, err := unix.OpenTree(src, "", unix.OPEN_TREE_CLONE|unix.O_CLOEXEC|unix.AT_EMPTY_PATH|unix.AT_RECURSIVE)
+			unix.Close(src)
+			if err != nil {
+				return fmt.Errorf("volume %s: clone the mount: %w", m.Source, err)
+			}
+			if in.propagating == nil {
+				in.propagating = map[volKey]int{}
+			}
+			in.propagating[volKey{a.Name, i}] = tree
 		}
 	}
 	return nil
@@ -154,7 +193,14 @@ func (in *podInit) fillApp(a *poddir.App, target string, netns bool, vols []int)
 	if err := setupDev(r); err != nil {
 		return err
 	}
-	if err := r.mount("sysfs", "/sys", "sysfs", nsx|unix.MS_RDONLY, "", false); err != nil {
+	sysRO := uintptr(unix.MS_RDONLY)
+	if a.Privileged {
+		sysRO = 0
+	}
+	if err := makeDevices(r, a.Devices); err != nil {
+		return err
+	}
+	if err := r.mount("sysfs", "/sys", "sysfs", nsx|sysRO, "", false); err != nil {
 		// A pod in the host's network namespace may not be allowed a
 		// sysfs of its own: show the host's, read-only.
 		if netns {
@@ -163,13 +209,10 @@ func (in *podInit) fillApp(a *poddir.App, target string, netns bool, vols []int)
 		if err := r.mount("/sys", "/sys", "", unix.MS_BIND|unix.MS_REC, "", false); err != nil {
 			return err
 		}
-		if err := r.remountRO("/sys", nsx); err != nil {
-			return err
-		}
-	}
-	if !a.NoMasks {
-		if err := maskPaths(r, target, in.empty); err != nil {
-			return err
+		if !a.Privileged {
+			if err := r.remountRO("/sys", nsx); err != nil {
+				return err
+			}
 		}
 	}
 	hn := in.hostname()
@@ -188,9 +231,15 @@ func (in *podInit) fillApp(a *poddir.App, target string, netns bool, vols []int)
 	}
 	for i, m := range a.Mounts {
 		var err error
-		if vols != nil {
+		key := volKey{a.Name, i}
+		switch tree, ok := in.propagating[key]; {
+		case vols != nil:
 			err = attachVolume(r, m, vols[i])
-		} else {
+		case ok:
+			err = attachVolume(r, m, tree)
+			unix.Close(tree)
+			delete(in.propagating, key)
+		default:
 			err = bindMount(r, m)
 		}
 		if err != nil {
@@ -200,6 +249,12 @@ func (in *podInit) fillApp(a *poddir.App, target string, netns bool, vols []int)
 	if in.notify && vols == nil {
 		if err := r.mount(filepath.Join(in.dir, poddir.NotifySocket), poddir.AppNotifySocket, "", unix.MS_BIND, "", true); err != nil {
 			return fmt.Errorf("notify socket: %w", err)
+		}
+	}
+	// Last, so that they cover what was mounted and written before.
+	if !a.NoMasks {
+		if err := maskPaths(r, target, in.empty, a.Paths); err != nil {
+			return err
 		}
 	}
 	if a.ReadonlyRootfs {
@@ -263,6 +318,41 @@ func setupDev(r *root) error {
 	} {
 		if err := unix.Symlinkat(target, dev, name); err != nil {
 			return fmt.Errorf("/dev/%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// makeDevices makes the app's device nodes (App.Devices) in its /dev, with
+// their owners and modes.
+func makeDevices(r *root, devs []poddir.Device) error {
+	for _, d := range devs {
+		mode := uint32(unix.S_IFCHR)
+		if d.Type == "b" {
+			mode = unix.S_IFBLK
+		}
+		parent, err := r.mkdirAll(filepath.Dir(d.Path), 0o755)
+		if err != nil {
+			return fmt.Errorf("device %s: %w", d.Path, err)
+		}
+		name := filepath.Base(d.Path)
+		err = unix.Mknodat(parent, name, mode|d.Mode, int(unix.Mkdev(d.Major, d.Minor)))
+		if errors.Is(err, unix.EEXIST) {
+			// Listed twice, or a node of the defaults (/dev/null): the
+			// last word is the app's.
+			if err = unix.Unlinkat(parent, name, 0); err == nil {
+				err = unix.Mknodat(parent, name, mode|d.Mode, int(unix.Mkdev(d.Major, d.Minor)))
+			}
+		}
+		if err == nil {
+			err = unix.Fchownat(parent, name, int(d.UID), int(d.GID), unix.AT_SYMLINK_NOFOLLOW)
+		}
+		if err == nil {
+			err = unix.Fchmodat(parent, name, d.Mode, 0)
+		}
+		unix.Close(parent)
+		if err != nil {
+			return fmt.Errorf("device %s: %w", d.Path, err)
 		}
 	}
 	return nil

@@ -12,7 +12,8 @@ import (
 )
 
 // spawn runs fork, which starts one process of the pod, on a fresh OS
-// thread that carries the apps' restrictions: no_new_privs, the reduced
+// thread that carries the apps' restrictions: no_new_privs (unless
+// App.NewPrivs), the reduced
 // bounding set and the default seccomp filter (package isolators; not
 // when the process starts through the exec shim, which loads the app's
 // filter itself), and, when tasks are given, membership of the app's
@@ -45,8 +46,13 @@ func restrictedFork(app *poddir.App, tasks []int, shim bool, join []int, fork fu
 			return fmt.Errorf("joining the app's namespaces: %w", err)
 		}
 	}
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("setting no_new_privs for the apps: %w", err)
+	// Without no_new_privs (App.NewPrivs) the filter loads on the
+	// strength of the thread's CAP_SYS_ADMIN, here or in the shim before
+	// it changes user.
+	if !app.NewPrivs {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("setting no_new_privs for the apps: %w", err)
+		}
 	}
 	// Through the shim the process starts with every capability, which
 	// keeps the less privileged processes of the pod out of it until it

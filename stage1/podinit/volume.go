@@ -22,7 +22,18 @@ import (
 //
 // What was resolved is what is mounted: a path swapped between the check
 // and the mount changes nothing. A read-only volume is made read-only,
-// submounts included, before it is attached.
+// submounts included, before it is attached, and given its propagation:
+// private (the default: nothing crosses), rslave (a slave of its source's
+// peer group: the host's mounts below the source appear in the app) or
+// rshared (in that peer group: mounts cross both ways). The init clones
+// such a source before it makes its own mounts private.
+
+func propagationName(m poddir.Mount) string {
+	if m.Propagation == "" {
+		return poddir.PropagationPrivate
+	}
+	return m.Propagation
+}
 
 // bindMount mounts m's source on its target in the app rooted at r,
 // read-only (submounts too) if asked. The target is created (a directory
@@ -78,11 +89,18 @@ func attachVolume(r *root, m poddir.Mount, tree int) error {
 	if err := poddir.CheckResolvedTarget(m.Target, at); err != nil {
 		return err
 	}
+	attr := &unix.MountAttr{Propagation: unix.MS_PRIVATE}
+	switch m.Propagation {
+	case poddir.PropagationSlave:
+		attr.Propagation = unix.MS_SLAVE
+	case poddir.PropagationShared:
+		attr.Propagation = unix.MS_SHARED
+	}
 	if m.ReadOnly {
-		attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
-		if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
-			return fmt.Errorf("volume %s: make it read-only: %w", m.Source, err)
-		}
+		attr.Attr_set = unix.MOUNT_ATTR_RDONLY
+	}
+	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
+		return fmt.Errorf("volume %s: set read-only and propagation %s: %w", m.Source, propagationName(m), err)
 	}
 	if err := unix.MoveMount(tree, "", dst, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
 		return fmt.Errorf("mount %s on %s: %w", m.Source, m.Target, err)

@@ -404,7 +404,7 @@ func (s *supervisor) initCmd() (initCommand, *os.File, error) {
 		initSock.Close()
 		return initCommand{}, nil, err
 	}
-	return newInitCommand("/proc/self/exe", s.pod.OwnNet(), s.cgroupV2, s.pod.Interactive, initSock), initSock, nil
+	return newInitCommand("/proc/self/exe", s.pod, s.cgroupV2, initSock), initSock, nil
 }
 
 // initSocket makes the supervisor socket: the supervisor's end, which
@@ -424,10 +424,10 @@ func initSocket() (mine int, theirs *os.File, err error) {
 }
 
 // initCommand is how a pod's init starts: from exe in new namespaces
-// (with ownNet a network namespace of its own with only loopback, else
+// (with OwnNet a network namespace of its own with only loopback, else
 // the forking thread's: the host's, or the one stage0 made that startIn
-// joins), with sock as its fd 3 and, for an interactive pod, the
-// caller's stdin.
+// joins; the host's PID and IPC namespaces with HostPID and HostIPC),
+// with sock as its fd 3 and, for an interactive pod, the caller's stdin.
 type initCommand struct {
 	exe         string
 	interactive bool
@@ -435,8 +435,14 @@ type initCommand struct {
 	sys         *syscall.SysProcAttr
 }
 
-func newInitCommand(exe string, OwnNet, cgroupV2, interactive bool, sock *os.File) initCommand {
-	flags := unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC
+func newInitCommand(exe string, pod *poddir.Pod, cgroupV2 bool, sock *os.File) initCommand {
+	flags := unix.CLONE_NEWNS | unix.CLONE_NEWUTS
+	if !pod.HostPID {
+		flags |= unix.CLONE_NEWPID
+	}
+	if !pod.HostIPC {
+		flags |= unix.CLONE_NEWIPC
+	}
 	if !cgroupV2 {
 		// On v2 each app gets a cgroup namespace of its own, rooted at
 		// its cgroup (see launch): the init stays in the caller's, from
@@ -444,13 +450,13 @@ func newInitCommand(exe string, OwnNet, cgroupV2, interactive bool, sock *os.Fil
 		// a cgroup outside the namespace is not).
 		flags |= unix.CLONE_NEWCGROUP
 	}
-	if OwnNet {
+	if pod.OwnNet() {
 		flags |= unix.CLONE_NEWNET
 	}
 	// No Pdeathsig here: Go's check of the parent PID after
 	// PR_SET_PDEATHSIG kills a child in a new PID namespace (its parent
 	// PID reads 0). The init sets it itself.
-	return initCommand{exe: exe, interactive: interactive, sock: sock, sys: &syscall.SysProcAttr{Cloneflags: uintptr(flags)}}
+	return initCommand{exe: exe, interactive: pod.Interactive, sock: sock, sys: &syscall.SysProcAttr{Cloneflags: uintptr(flags)}}
 }
 
 // start forks the init from the calling thread and returns its PID. It
