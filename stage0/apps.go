@@ -393,12 +393,14 @@ func (r *Runtime) UpdateApp(ctx context.Context, uuid, app string, res poddir.Re
 	if err := poddir.ReadJSON(filepath.Join(p.path, poddir.CgroupsFile), &cg); err != nil {
 		return fmt.Errorf("%s: the pod's cgroups: %w", what, err)
 	}
+	// The app's devices are given again: the device rules are rewritten
+	// with the limits.
 	if cg.V2 {
 		if err := poddir.CheckV2Limits([]poddir.App{{Name: app, Resources: res}}); err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 	}
-	if _, err := cgroups.OpenPod(podHierarchy(cg), strings.TrimSpace(string(b))).AddApp(app, cgroups.Resources(res)); err != nil {
+	if _, err := cgroups.OpenPod(podHierarchy(cg), strings.TrimSpace(string(b))).AddApp(app, appResources(poddir.App{Resources: res, Devices: a.Devices, Privileged: a.Privileged})); err != nil {
 		return fmt.Errorf("%s: app %s: %w", what, app, err)
 	}
 	if res.MemoryBytes != 0 {
