@@ -165,6 +165,18 @@ func iteration(ctx context.Context, rc runtimeapi.RuntimeServiceClient, image st
 		if err := step(s.f); err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
 		}
+		// Untimed: the container must really run after StartContainer
+		// and have ended after StopContainer.
+		want := map[string]runtimeapi.ContainerState{"StartContainer": runtimeapi.ContainerState_CONTAINER_RUNNING, "StopContainer": runtimeapi.ContainerState_CONTAINER_EXITED}
+		if w, ok := want[s.name]; ok {
+			st, err := rc.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ctr})
+			if err != nil {
+				return nil, fmt.Errorf("ContainerStatus after %s: %w", s.name, err)
+			}
+			if got := st.GetStatus().GetState(); got != w {
+				return nil, fmt.Errorf("after %s the container is %v, want %v", s.name, got, w)
+			}
+		}
 	}
 	return ds, nil
 }
