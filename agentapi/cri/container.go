@@ -336,6 +336,21 @@ func (s *Server) containerStatus(c *containerRecord, ai stage0.AppInfo) *runtime
 		}
 		st.Message = ai.Reason
 	}
+	if dir, err := s.rt.PodDir(c.SandboxID); err == nil {
+		if pd, err := poddir.Load(dir); err == nil {
+			for _, a := range pd.Apps {
+				if a.Name == c.App {
+					u := &runtimeapi.LinuxContainerUser{Uid: int64(a.UID), Gid: int64(a.GID), SupplementalGroups: []int64{int64(a.GID)}}
+					for _, g := range a.GIDs {
+						if !slices.Contains(u.SupplementalGroups, int64(g)) {
+							u.SupplementalGroups = append(u.SupplementalGroups, int64(g))
+						}
+					}
+					st.User = &runtimeapi.ContainerUser{Linux: u}
+				}
+			}
+		}
+	}
 	for _, m := range cfg.GetMounts() {
 		st.Mounts = append(st.Mounts, &runtimeapi.Mount{ContainerPath: m.GetContainerPath(), HostPath: m.GetHostPath(),
 			Readonly: m.GetReadonly(), Propagation: m.GetPropagation(), SelinuxRelabel: m.GetSelinuxRelabel()})

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/karman-project/karman/isolators"
@@ -19,8 +21,9 @@ import (
 // The translation of the CRI's configs into stage0's specs: one function
 // per level, sandboxSpec for a PodSandboxConfig and appSpec for a
 // ContainerConfig. What stage0 cannot do is refused with InvalidArgument
-// (never silently dropped), except where the CRI itself allows a
-// runtime to ignore a field (noted below).
+// (never silently dropped), and what karman does not implement at all
+// (image volumes, id-mapped mounts) with Unimplemented, so that a client
+// can tell the two apart.
 
 // sandboxSpec is the pod of a sandbox: kept alive, no apps.
 func (s *Server) sandboxSpec(c *runtimeapi.PodSandboxConfig) (stage0.PodSpec, error) {
@@ -84,7 +87,7 @@ func podName(md *runtimeapi.PodSandboxMetadata) string {
 // stored image's digest.
 func (s *Server) appSpec(sb *sandboxRecord, c *runtimeapi.ContainerConfig, app, image string) (stage0.AppSpec, error) {
 	as := stage0.AppSpec{Image: image, Name: app, WorkingDir: c.GetWorkingDir()}
-	var errs []string
+	var errs, unsupported []string
 	if cmd := c.GetCommand(); len(cmd) > 0 {
 		as.Exec = cmd[0]
 		as.Args = append(slices.Clone(cmd[1:]), c.GetArgs()...)
@@ -99,11 +102,11 @@ func (s *Server) appSpec(sb *sandboxRecord, c *runtimeapi.ContainerConfig, app, 
 	}
 	for _, m := range c.GetMounts() {
 		if m.GetImage().GetImage() != "" {
-			errs = append(errs, fmt.Sprintf("mount %s: image volumes are not supported", m.GetContainerPath()))
+			unsupported = append(unsupported, fmt.Sprintf("mount %s: image volumes are not supported", m.GetContainerPath()))
 			continue
 		}
 		if len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0 {
-			errs = append(errs, fmt.Sprintf("mount %s: id-mapped mounts are not supported", m.GetContainerPath()))
+			unsupported = append(unsupported, fmt.Sprintf("mount %s: id-mapped mounts are not supported", m.GetContainerPath()))
 			continue
 		}
 		src := m.GetHostPath()
@@ -167,6 +170,9 @@ func (s *Server) appSpec(sb *sandboxRecord, c *runtimeapi.ContainerConfig, app, 
 		as.PIDNamespace = stage0.PIDApp
 	default:
 		errs = append(errs, fmt.Sprintf("PID namespace %s: not supported yet", ns.GetPid()))
+	}
+	if len(unsupported) > 0 {
+		return as, status.Errorf(codes.Unimplemented, "container %s: %s", c.GetMetadata().GetName(), strings.Join(append(unsupported, errs...), "; "))
 	}
 	if len(errs) > 0 {
 		return as, invalid("container %s: %s", c.GetMetadata().GetName(), strings.Join(errs, "; "))
