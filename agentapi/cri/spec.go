@@ -44,6 +44,19 @@ func (s *Server) sandboxSpec(c *runtimeapi.PodSandboxConfig) (stage0.PodSpec, er
 		spec.Net = network.Host
 	}
 	var errs []string
+	spec.HostPID = ns.GetPid() == runtimeapi.NamespaceMode_NODE
+	spec.HostIPC = ns.GetIpc() == runtimeapi.NamespaceMode_NODE
+	switch ns.GetIpc() {
+	case runtimeapi.NamespaceMode_POD, runtimeapi.NamespaceMode_NODE:
+	default:
+		errs = append(errs, fmt.Sprintf("IPC namespace %s: a sandbox has its own (POD) or the host's (NODE)", ns.GetIpc()))
+	}
+	if ns.GetPid() == runtimeapi.NamespaceMode_TARGET {
+		errs = append(errs, "PID namespace TARGET: not supported; use POD, CONTAINER or NODE")
+	}
+	if u := ns.GetUsernsOptions(); u != nil && u.GetMode() != runtimeapi.NamespaceMode_NODE {
+		errs = append(errs, fmt.Sprintf("user namespace %s: not supported; pods run in the host's user namespace", u.GetMode()))
+	}
 	if !hostNet {
 		// With the host's network the ports are the host's already.
 		for _, pm := range c.GetPortMappings() {
@@ -73,6 +86,14 @@ func (s *Server) sandboxSpec(c *runtimeapi.PodSandboxConfig) (stage0.PodSpec, er
 	}
 	return spec, nil
 }
+
+// The CRI features the translation supports, for Status: read-only
+// mounts are recursive, the supplemental groups policy is applied; user
+// namespaces are not.
+var (
+	handlerFeatures = &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: true}
+	runtimeFeatures = &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true}
+)
 
 // podName is the namespace and name of a sandbox, as karman names its
 // pod.
@@ -120,7 +141,31 @@ func (s *Server) appSpec(sb *sandboxRecord, c *runtimeapi.ContainerConfig, app, 
 				src = r
 			}
 		}
-		as.Mounts = append(as.Mounts, poddir.Mount{Source: src, Target: m.GetContainerPath(), ReadOnly: m.GetReadonly()})
+		// Read-only is always recursive here (submounts too), so
+		// recursive_read_only only needs what the CRI says it needs.
+		// SELinux relabelling is ignored: no SELinux on these hosts.
+		mt := poddir.Mount{Source: src, Target: m.GetContainerPath(), ReadOnly: m.GetReadonly()}
+		switch m.GetPropagation() {
+		case runtimeapi.MountPropagation_PROPAGATION_PRIVATE:
+		case runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
+			mt.Propagation = poddir.PropagationSlave
+		case runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+			mt.Propagation = poddir.PropagationShared
+		default:
+			errs = append(errs, fmt.Sprintf("mount %s: propagation %s: use PRIVATE, HOST_TO_CONTAINER or BIDIRECTIONAL", m.GetContainerPath(), m.GetPropagation()))
+		}
+		if m.GetRecursiveReadOnly() {
+			if !m.GetReadonly() {
+				errs = append(errs, fmt.Sprintf("mount %s: recursive_read_only needs readonly", m.GetContainerPath()))
+			}
+			if mt.Propagation != "" {
+				errs = append(errs, fmt.Sprintf("mount %s: recursive_read_only needs propagation PRIVATE", m.GetContainerPath()))
+			}
+		}
+		as.Mounts = append(as.Mounts, mt)
+	}
+	for _, d := range c.GetDevices() {
+		as.Devices = append(as.Devices, stage0.DeviceSpec{HostPath: d.GetHostPath(), Path: d.GetContainerPath(), Access: d.GetPermissions()})
 	}
 	lc := c.GetLinux()
 	as.Resources = appResources(lc.GetResources())
@@ -132,8 +177,8 @@ func (s *Server) appSpec(sb *sandboxRecord, c *runtimeapi.ContainerConfig, app, 
 	switch {
 	case sc.GetRunAsUsername() != "":
 		as.User = sc.GetRunAsUsername()
-		if sc.GetRunAsGroup() != nil {
-			errs = append(errs, "run_as_group with run_as_username: give run_as_user as a number")
+		if g := sc.GetRunAsGroup(); g != nil {
+			as.Group = strconv.FormatInt(g.GetValue(), 10)
 		}
 	case sc.GetRunAsUser() != nil:
 		as.User = strconv.FormatInt(sc.GetRunAsUser().GetValue(), 10)
@@ -144,6 +189,33 @@ func (s *Server) appSpec(sb *sandboxRecord, c *runtimeapi.ContainerConfig, app, 
 		errs = append(errs, "run_as_group without run_as_user")
 	}
 	as.ReadonlyRootfs = sc.GetReadonlyRootfs()
+	for _, g := range sc.GetSupplementalGroups() {
+		if g < 0 || g > 1<<32-2 {
+			errs = append(errs, fmt.Sprintf("supplemental group %d: gids are 0 to 4294967294", g))
+			continue
+		}
+		as.SupplementalGroups = append(as.SupplementalGroups, uint32(g))
+	}
+	switch sc.GetSupplementalGroupsPolicy() {
+	case runtimeapi.SupplementalGroupsPolicy_Merge:
+		as.GroupsPolicy = stage0.GroupsMerge
+	case runtimeapi.SupplementalGroupsPolicy_Strict:
+		as.GroupsPolicy = stage0.GroupsStrict
+	default:
+		errs = append(errs, fmt.Sprintf("supplemental groups policy %s: use Merge or Strict", sc.GetSupplementalGroupsPolicy()))
+	}
+	// Kubernetes sets no_new_privs where allowPrivilegeEscalation is
+	// false; unset, setuid programs work, as with the other runtimes.
+	as.NewPrivileges = !sc.GetNoNewPrivs()
+	as.Privileged = sc.GetPrivileged()
+	// Empty lists cannot be told from none given on the wire: both keep
+	// the defaults, as containerd does.
+	if len(sc.GetMaskedPaths()) > 0 {
+		as.MaskedPaths = slices.Clone(sc.GetMaskedPaths())
+	}
+	if len(sc.GetReadonlyPaths()) > 0 {
+		as.ReadonlyPaths = slices.Clone(sc.GetReadonlyPaths())
+	}
 	hostNet := sb.config.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE
 	if caps := sc.GetCapabilities(); caps != nil && (len(caps.GetAddCapabilities()) > 0 || len(caps.GetDropCapabilities()) > 0) {
 		set, err := capSet(caps.GetAddCapabilities(), caps.GetDropCapabilities(), hostNet)
@@ -160,14 +232,29 @@ func (s *Server) appSpec(sb *sandboxRecord, c *runtimeapi.ContainerConfig, app, 
 	case runtimeapi.SecurityProfile_RuntimeDefault:
 	case runtimeapi.SecurityProfile_Unconfined:
 		as.Seccomp = isolators.SeccompUnconfined
+	case runtimeapi.SecurityProfile_Localhost:
+		// A file of the node, in the OCI format, read when the app is
+		// made; a privileged container has no filter.
+		if !filepath.IsAbs(p.GetLocalhostRef()) {
+			errs = append(errs, fmt.Sprintf("seccomp profile Localhost %q: give the profile file's absolute path", p.GetLocalhostRef()))
+		} else if !as.Privileged {
+			as.SeccompProfile = p.GetLocalhostRef()
+		}
 	default:
-		errs = append(errs, fmt.Sprintf("seccomp profile %s %q: not supported yet", p.GetProfileType(), p.GetLocalhostRef()))
+		errs = append(errs, fmt.Sprintf("seccomp profile %s: not supported", p.GetProfileType()))
 	}
+	sbPID := sb.config.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid()
 	switch ns := sc.GetNamespaceOptions(); ns.GetPid() {
 	case runtimeapi.NamespaceMode_POD:
 		as.PIDNamespace = stage0.PIDPod
 	case runtimeapi.NamespaceMode_CONTAINER:
 		as.PIDNamespace = stage0.PIDApp
+	case runtimeapi.NamespaceMode_NODE:
+		// The sandbox's: the host's when the sandbox has NODE.
+		as.PIDNamespace = stage0.PIDPod
+		if sbPID != runtimeapi.NamespaceMode_NODE {
+			errs = append(errs, "PID namespace NODE in a sandbox without it: give the sandbox PID namespace NODE")
+		}
 	default:
 		errs = append(errs, fmt.Sprintf("PID namespace %s: not supported yet", ns.GetPid()))
 	}
