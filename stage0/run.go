@@ -124,9 +124,19 @@ func (r *Runtime) supervise(p pod, lock *os.File, bin string, o RunOptions) (int
 	return 0, nil
 }
 
-// Enter runs argv in an app of a running pod (the only app when app is
-// empty) and returns its exit status.
-func (r *Runtime) Enter(ctx context.Context, uuid, app string, argv []string, tty bool) (int, error) {
+// EnterOptions are the command Enter runs in an app of a running pod and
+// its streams (see stage1.EnterOptions): App may be empty for a pod of one
+// app, Args defaults to /bin/sh.
+type EnterOptions = stage1.EnterOptions
+
+// TermSize is a terminal's size, as EnterOptions.Resize carries it.
+type TermSize = stage1.TermSize
+
+// Enter runs o.Args in app o.App of a running pod (the only app when
+// empty), in the app's namespaces, root, cgroup, isolation, user and
+// environment, with o's streams, and returns its exit status. Cancelling
+// ctx (a deadline, say) kills the command and returns ctx.Err().
+func (r *Runtime) Enter(ctx context.Context, uuid string, o EnterOptions) (int, error) {
 	p, err := r.find(uuid)
 	if err != nil {
 		return 0, err
@@ -138,14 +148,16 @@ func (r *Runtime) Enter(ctx context.Context, uuid, app string, argv []string, tt
 	if err != nil {
 		return 0, err
 	}
-	if app == "" {
+	if o.App == "" {
 		if len(pd.Apps) != 1 {
 			return 0, fmt.Errorf("pod %s has %d apps; choose one with --app", p.uuid, len(pd.Apps))
 		}
-		app = pd.Apps[0].Name
+		o.App = pd.Apps[0].Name
+	} else if _, err := appByName(p, pd, o.App, "enter"); err != nil {
+		return 0, err
 	}
-	if len(argv) == 0 {
-		argv = []string{"/bin/sh"}
+	if len(o.Args) == 0 {
+		o.Args = []string{"/bin/sh"}
 	}
-	return stage1.Enter(ctx, p.path, app, argv, nil, os.Stdin, os.Stdout, os.Stderr, tty)
+	return stage1.Enter(ctx, p.path, o)
 }

@@ -223,14 +223,17 @@
 // setns(CLONE_NEWNS) is impossible from a multi-threaded Go process, so
 // Enter does not join the pod's namespaces itself. The init, which is in
 // all of them and sees every app's root, listens on state/ctl.sock; Enter
-// sends the command, its environment and the caller's stdin, stdout and
-// stderr (SCM_RIGHTS), and the init starts it exactly like an app (chroot,
-// the app's user and groups and working directory, own session) and
-// replies with its exit status (127, 126, 128+N as for apps). With a tty
-// the init opens the pseudo-terminal in the app's own devpts, makes it the
-// command's controlling terminal and sends the master back; Enter relays
-// it to the caller's stdio, in raw mode. Closing the connection (a
-// cancelled context) kills the command.
+// sends the command, its environment and its stdin, stdout and stderr
+// (SCM_RIGHTS: the caller's files, or pipes Enter relays to any reader and
+// writer), and the init starts it exactly like an app (chroot, cgroup,
+// isolation, the app's user and groups and working directory, own
+// session) and replies with its exit status (127, 126, 128+N as for
+// apps). With a tty the init opens the pseudo-terminal in the app's own
+// devpts, makes it the command's controlling terminal and sends the
+// master back; Enter relays it to the caller's streams (a terminal in raw
+// mode) and sets its size on SIGWINCH or from EnterOptions.Resize.
+// Closing the connection (a cancelled context, a deadline) kills the
+// command's process group.
 //
 // # Mutable pods
 //

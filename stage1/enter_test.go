@@ -1,12 +1,14 @@
 package stage1
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,7 +31,7 @@ func enter(t *testing.T, ctx context.Context, p *testPod, app string, env []stri
 		t.Fatal(err)
 	}
 	defer errf.Close()
-	code, err := Enter(ctx, p.dir, app, argv, env, nil, out, errf, false)
+	code, err := Enter(ctx, p.dir, EnterOptions{App: app, Args: argv, Env: env, Stdout: out, Stderr: errf})
 	return code, readFile(t, out.Name()), readFile(t, errf.Name()), err
 }
 
@@ -106,7 +108,7 @@ func TestEnterTTY(t *testing.T) {
 		b, _ := io.ReadAll(r)
 		done <- b
 	}()
-	code, err := Enter(context.Background(), p.dir, "app", []string{"sh", "-c", "test -t 0 && test -t 1 && echo tty; tty; stat -c %u $(tty)"}, nil, nil, w, nil, true)
+	code, err := Enter(context.Background(), p.dir, EnterOptions{App: "app", Args: []string{"sh", "-c", "test -t 0 && test -t 1 && echo tty; tty; stat -c %u $(tty)"}, Stdout: w, TTY: true})
 	w.Close()
 	out := string(<-done)
 	if err != nil || code != 0 || !strings.HasPrefix(out, "tty\r\n/dev/pts/0\r\n0\r\n") {
@@ -114,4 +116,105 @@ func TestEnterTTY(t *testing.T) {
 	}
 	p.signal(unix.SIGTERM)
 	p.expect(p.wait(), 143)
+}
+
+// TestEnterStreams: streams that are not files are relayed through pipes,
+// both ways, and a cancelled command takes its process group with it.
+func TestEnterStreams(t *testing.T) {
+	t.Parallel()
+	p := newPod(t, nil, sh("app", "echo ready; exec sleep 1000"))
+	p.start()
+	p.waitLog("app", "ready")
+	ctx := context.Background()
+	var out, errs bytes.Buffer
+	code, err := Enter(ctx, p.dir, EnterOptions{App: "app", Args: []string{"sh", "-c", "tr a-z A-Z; echo oops >&2; exit 7"},
+		Stdin: strings.NewReader("hello\n"), Stdout: &out, Stderr: &errs})
+	if err != nil || code != 7 || out.String() != "HELLO\n" || errs.String() != "oops\n" {
+		t.Errorf("relayed streams: %d %q %q %v", code, out.String(), errs.String(), err)
+	}
+	// Much output, more than a pipe holds, all of it copied.
+	out.Reset()
+	code, err = Enter(ctx, p.dir, EnterOptions{App: "app", Args: []string{"sh", "-c", "yes 0123456789 | head -n 100000"}, Stdout: &out})
+	if err != nil || code != 0 || out.Len() != 1100000 {
+		t.Errorf("large output: %d %d bytes %v", code, out.Len(), err)
+	}
+	// A deadline kills the command and what it started.
+	dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	out.Reset()
+	_, err = Enter(dctx, p.dir, EnterOptions{App: "app", Args: []string{"sh", "-c", "sleep 1000 & echo $!; wait"}, Stdout: &out})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("enter past its deadline: %v", err)
+	}
+	if child := strings.TrimSpace(out.String()); child != "" {
+		for i := 0; ; i++ {
+			code, _, _, err := enter(t, ctx, p, "app", nil, "test", "-e", "/proc/"+child)
+			if err == nil && code != 0 {
+				break
+			}
+			if i == 100 {
+				t.Errorf("the background child %s of a killed enter lives on", child)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	} else {
+		t.Errorf("no PID of the background child")
+	}
+	p.signal(unix.SIGTERM)
+	p.expect(p.wait(), 143)
+}
+
+// TestEnterTTYResize: a terminal relayed to a reader and a writer, with
+// its size set from Resize.
+func TestEnterTTYResize(t *testing.T) {
+	t.Parallel()
+	p := newPod(t, nil, sh("app", "echo ready; exec sleep 1000"))
+	p.start()
+	p.waitLog("app", "ready")
+	resize := make(chan TermSize, 1)
+	resize <- TermSize{Rows: 33, Cols: 111}
+	inR, inW := io.Pipe()
+	var out lockedBuffer
+	done := make(chan error, 1)
+	var code int
+	go func() {
+		var err error
+		code, err = Enter(context.Background(), p.dir, EnterOptions{App: "app", Args: []string{"sh"}, Stdin: inR, Stdout: &out, TTY: true, Resize: resize})
+		done <- err
+	}()
+	// The size applies before the shell reads its first line, which
+	// waits for it.
+	for i := 0; !strings.Contains(out.String(), "#"); i++ {
+		if i == 200 {
+			t.Fatalf("no prompt: %q", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	io.WriteString(inW, "stty size; test -t 0 && echo is-a-tty; exit 5\n")
+	if err := <-done; err != nil || code != 5 || !strings.Contains(out.String(), "33 111\r\n") || !strings.Contains(out.String(), "is-a-tty\r\n") {
+		t.Errorf("tty: %d %q %v", code, out.String(), err)
+	}
+	inW.Close()
+	p.signal(unix.SIGTERM)
+	p.expect(p.wait(), 143)
+}
+
+// lockedBuffer is a bytes.Buffer written by one goroutine and read by
+// another.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

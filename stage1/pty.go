@@ -7,12 +7,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync"
 
 	"github.com/karman-project/karman/stage1/internal/wire"
 	"golang.org/x/sys/unix"
 )
 
-// winsize is the caller's terminal size, or 0, 0.
+// winsize is the size of the first terminal among files, or 0, 0.
 func winsize(files ...*os.File) (rows, cols uint16) {
 	for _, f := range files {
 		if f == nil {
@@ -29,46 +30,65 @@ func winsize(files ...*os.File) (rows, cols uint16) {
 // pseudo-terminal.
 type ptyRelay struct {
 	master  *os.File
-	in, out *os.File
 	restore func()
 	winch   chan os.Signal
+	done    chan struct{} // closes when the relay ends: stops the resize loop
 	copied  chan struct{}
+	once    sync.Once
 }
 
-// newPTYRelay starts relaying: stdin (put in raw mode if it is a
-// terminal) to the master, the master to stdout until it reads EIO, which
-// is when the command and everything that inherited the slave are gone;
-// window size changes follow SIGWINCH.
-func newPTYRelay(master, in, out *os.File) *ptyRelay {
-	r := &ptyRelay{master: master, in: in, out: out, restore: func() {}, copied: make(chan struct{})}
-	if in != nil && wire.IsTerminal(int(in.Fd())) {
-		if old, err := makeRaw(int(in.Fd())); err == nil {
-			r.restore = func() { unix.IoctlSetTermios(int(in.Fd()), unix.TCSETS, old) }
+// newPTYRelay starts relaying: in (put in raw mode if it is a terminal)
+// to the master, the master to out until it reads EIO, which is when the
+// command and everything that inherited the slave are gone; window size
+// changes follow SIGWINCH when in or out is a terminal, and resize.
+func newPTYRelay(master *os.File, in io.Reader, out io.Writer, resize <-chan TermSize) *ptyRelay {
+	r := &ptyRelay{master: master, restore: func() {}, done: make(chan struct{}), copied: make(chan struct{})}
+	inf, outf := fileOf(in), fileOf(out)
+	if inf != nil && wire.IsTerminal(int(inf.Fd())) {
+		if old, err := makeRaw(int(inf.Fd())); err == nil {
+			r.restore = func() { unix.IoctlSetTermios(int(inf.Fd()), unix.TCSETS, old) }
 		}
 	}
-	r.winch = make(chan os.Signal, 1)
-	signal.Notify(r.winch, unix.SIGWINCH)
+	setSize := func(s TermSize) {
+		if s.Rows > 0 && s.Cols > 0 {
+			control(master, func(fd int) error {
+				return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: s.Rows, Col: s.Cols})
+			})
+		}
+	}
+	if inf != nil && wire.IsTerminal(int(inf.Fd())) || outf != nil && wire.IsTerminal(int(outf.Fd())) {
+		r.winch = make(chan os.Signal, 1)
+		signal.Notify(r.winch, unix.SIGWINCH)
+	}
 	go func() {
-		for range r.winch {
-			if rows, cols := winsize(in, out); rows > 0 {
-				control(master, func(fd int) error {
-					return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
-				})
+		for {
+			select {
+			case <-r.winch: // nil without a terminal: never ready
+				rows, cols := winsize(inf, outf)
+				setSize(TermSize{rows, cols})
+			case s, ok := <-resize:
+				if !ok {
+					resize = nil
+					continue
+				}
+				setSize(s)
+			case <-r.done:
+				return
 			}
 		}
 	}()
 	if in != nil {
-		// This copy may stay blocked in a read of stdin until the next
-		// input; it ends with the caller's process.
+		// This copy may stay blocked in a read of in until its next
+		// input; it ends with in (a caller's process, a client's stream).
 		go io.Copy(master, in)
 	}
 	go func() {
-		var w io.Writer = io.Discard
-		if out != nil {
-			w = out
+		w := out
+		if w == nil {
+			w = io.Discard
 		}
 		_, err := io.Copy(w, master)
-		if err != nil && !errors.Is(err, unix.EIO) {
+		if err != nil && !errors.Is(err, unix.EIO) && outf != nil {
 			fmt.Fprintln(os.Stderr, "karman: enter:", err)
 		}
 		close(r.copied)
@@ -85,10 +105,14 @@ func (r *ptyRelay) wait(ctx context.Context) {
 }
 
 func (r *ptyRelay) close() {
-	signal.Stop(r.winch)
-	close(r.winch)
-	r.restore()
-	r.master.Close()
+	r.once.Do(func() {
+		if r.winch != nil {
+			signal.Stop(r.winch)
+		}
+		close(r.done)
+		r.restore()
+		r.master.Close()
+	})
 }
 
 // control runs f on f's descriptor without putting it in blocking mode.

@@ -310,7 +310,10 @@ func newEnterCommand(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		code, err := rt.Enter(cmd.Context(), args[0], *app, args[1:], term.IsTerminal(int(os.Stdin.Fd())))
+		code, err := rt.Enter(cmd.Context(), args[0], stage0.EnterOptions{
+			App: *app, Args: args[1:], Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+			TTY: term.IsTerminal(int(os.Stdin.Fd())),
+		})
 		if err != nil {
 			return err
 		}

@@ -180,6 +180,9 @@ func (in *podInit) enter(c *net.UnixConn, req *wire.CtlRequest, pfds *[]int, rep
 		code, _ := waitCode(ws)
 		reply(wire.CtlReply{Done: true, Code: code})
 	case <-gone:
+		// The command leads a session and process group of its own: what
+		// it started goes with it.
+		unix.Kill(-pid, unix.SIGKILL)
 		unix.Kill(pid, unix.SIGKILL)
 	}
 }
