@@ -36,6 +36,8 @@
 //     (once per network) and port forwards (per pod, tagged with its UUID).
 //   - cni.go: CNI networks through libcni and the real plugins.
 //   - dns.go: /etc/resolv.conf and /etc/hosts.
+//   - dial.go: connections to a port on a pod's loopback, made in the
+//     pod's namespace (port forwarding for the CRI).
 //   - config.go: <config-dir>/network.json.
 //   - teardown.go: undoing a pod without its record, and Prune.
 //
