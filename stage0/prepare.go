@@ -72,6 +72,11 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool) (_ pod, lo
 	if err := spec.Validate(); err != nil {
 		return pod{}, nil, err
 	}
+	for _, a := range spec.Apps {
+		if a.Stdin || a.StdinOnce || a.TTY {
+			return pod{}, nil, fmt.Errorf("app %s: a stdin or terminal to attach to is for apps added to a running pod (karman app add --stdin, --tty); for a terminal of the pod's one app use --interactive", a.Name)
+		}
+	}
 	if err := r.checkNetwork(spec); err != nil {
 		return pod{}, nil, err
 	}
@@ -219,6 +224,7 @@ func (r *Runtime) prepareApp(ctx context.Context, p pod, spec PodSpec, as AppSpe
 		Caps: caps, AllCaps: spec.InsecureCaps, Unconfined: spec.InsecureSeccomp, NoMasks: spec.InsecurePaths,
 		ReadonlyRootfs: as.ReadonlyRootfs, OOMScoreAdj: as.OOMScoreAdj, Seccomp: seccomp,
 		OwnPIDNamespace: as.PIDNamespace == PIDApp,
+		Stdin:           as.Stdin || as.StdinOnce, StdinOnce: as.StdinOnce, TTY: as.TTY,
 		Name:            as.Name, Image: as.Image, ImageDigest: d.String(),
 		Dir: rel, Layers: rf.Layers,
 		Args: argv, Env: mergeEnv(c.Env, as.Env), WorkingDir: wd,

@@ -64,6 +64,12 @@ type AppSpec struct {
 	MaskedPaths, ReadonlyPaths []string
 	// Devices are host device nodes given to the app.
 	Devices []DeviceSpec
+	// Stdin keeps the app's stdin open for Attach sessions to write to;
+	// StdinOnce (which implies Stdin) closes it when the first session's
+	// stdin ends; TTY gives the app a pseudo-terminal as its stdio (its
+	// output logged as stdout). For apps added to a running pod
+	// (AddApp) only: Prepare and Run refuse them.
+	Stdin, StdinOnce, TTY bool
 }
 
 // DeviceSpec is a host device node given to an app (--device).

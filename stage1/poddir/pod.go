@@ -127,6 +127,14 @@ type App struct {
 	// Devices are device nodes made in the app's /dev, and allowed by
 	// its device cgroup.
 	Devices []Device `json:"devices,omitempty"`
+	// Stdin keeps a pipe open as the app's stdin, which attach clients
+	// write to (state/attach.sock); StdinOnce closes it when the first
+	// attach session's stdin ends. TTY gives the app a pseudo-terminal
+	// as stdin, stdout and stderr, relayed by the supervisor (its output
+	// is logged as stdout). Apps added to a running pod only.
+	Stdin     bool `json:"stdin,omitempty"`
+	StdinOnce bool `json:"stdinOnce,omitempty"`
+	TTY       bool `json:"tty,omitempty"`
 }
 
 // PathRules are the paths of an app that are masked (an empty read-only
@@ -242,6 +250,9 @@ const (
 	SupervisorPID = "state/supervisor.pid" // the supervisor, host PID namespace
 	CtlSocket     = "state/ctl.sock"       // the init's control socket: enter and stop
 	NotifySocket  = "state/notify.sock"    // relay to $NOTIFY_SOCKET when NotifyApp
+	// AttachSocket is the supervisor's: attach sessions to the apps'
+	// stdio (stage1.Attach).
+	AttachSocket = "state/attach.sock"
 	// AppNotifySocket is where an app finds that relay, inside its root
 	// ($NOTIFY_SOCKET in its environment).
 	AppNotifySocket = "/run/notify.sock"

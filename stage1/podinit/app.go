@@ -52,9 +52,12 @@ func (e *execError) Error() string { return e.Path + ": " + e.Reason }
 // with 127 or 126 and one line on its stderr.
 func (in *podInit) startApp(a *appProc) (startErr error) {
 	stdin, stdout, stderr := -1, a.stdout, a.stderr
-	if in.pod.Interactive {
+	switch {
+	case in.pod.Interactive:
 		stdin, stdout, stderr = 0, 1, 2
-	} else {
+	case a.stdin >= 0:
+		stdin = a.stdin // its stdin pipe, or its terminal's slave
+	default:
 		// The app's own /dev/null, so that /proc/self/fd/0 makes sense
 		// inside.
 		fd, err := a.root.openat("/dev/null", unix.O_RDONLY)
@@ -74,11 +77,14 @@ func (in *podInit) startApp(a *appProc) (startErr error) {
 		files:    []int{stdin, stdout, stderr},
 		newPIDNS: a.app.OwnPIDNamespace,
 		setup: func(sys *syscall.SysProcAttr) {
-			if in.pod.Interactive && wire.IsTerminal(0) {
+			switch {
+			case in.pod.Interactive && wire.IsTerminal(0):
 				// The app's own process group gets the terminal, so
 				// ^C and ^Z reach it and not the supervisor.
 				sys.Foreground, sys.Ctty = true, 0
-			} else {
+			case a.app.TTY && !in.pod.Interactive:
+				sys.Setsid, sys.Setctty, sys.Ctty = true, true, 0
+			default:
 				sys.Setsid = true
 			}
 		},
@@ -111,12 +117,8 @@ func (in *podInit) startApp(a *appProc) (startErr error) {
 	}
 	// The app holds its output pipes now; the supervisor sees EOF when
 	// the app and whatever inherited them are gone.
-	for _, fd := range []int{a.stdout, a.stderr} {
-		if fd >= 0 {
-			unix.Close(fd)
-		}
-	}
-	a.stdout, a.stderr = -1, -1
+	appStdio{a.stdout, a.stderr, a.stdin}.close()
+	a.stdout, a.stderr, a.stdin = -1, -1, -1
 	return startErr
 }
 

@@ -93,7 +93,7 @@ func (in *podInit) addApp(spec *poddir.App, root int, vols, tasks []int) (err er
 		})
 		return err
 	}
-	a := &appProc{app: spec, root: r, rootPath: target, stdout: -1, stderr: -1, tasks: tasks}
+	a := &appProc{app: spec, root: r, rootPath: target, stdout: -1, stderr: -1, stdin: -1, tasks: tasks}
 	if !in.onLoop(func() {
 		in.appsMu.Lock()
 		in.apps = append(in.apps, a)
@@ -131,52 +131,98 @@ func (in *podInit) withWritableRoot(f func() error) error {
 	return f()
 }
 
+// appStdio are the descriptors an app starts with: its stdout and
+// stderr pipes, and its stdin pipe or pseudo-terminal slave, -1 when it
+// has none.
+type appStdio struct{ stdout, stderr, stdin int }
+
+// close closes them, each once (a pseudo-terminal's slave is all three).
+func (s appStdio) close() {
+	for _, fd := range uniq([]int{s.stdout, s.stderr, s.stdin}) {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
+}
+
 // startAppAgain starts app a, which was added and not started, or has
-// exited (a restart), with stdout and stderr, new pipes to the
-// supervisor. It runs on the main loop.
-func (in *podInit) startAppAgain(a *appProc, stdout, stderr int) error {
+// exited (a restart), with io, new pipes to the supervisor. It runs on
+// the main loop.
+func (in *podInit) startAppAgain(a *appProc, io appStdio) error {
 	switch {
 	case in.stopping:
-		unix.Close(stdout)
-		unix.Close(stderr)
+		io.close()
 		return errEnding
 	case in.findApp(a.app.Name) != a:
-		unix.Close(stdout)
-		unix.Close(stderr)
+		io.close()
 		return fmt.Errorf("app %s was removed", a.app.Name)
 	case a.started && !a.exited:
-		unix.Close(stdout)
-		unix.Close(stderr)
+		io.close()
 		return fmt.Errorf("app %s is running (pid %d): stop it first with `karman app stop`", a.app.Name, a.pid)
 	}
 	if a.started {
 		a.restarts++
 	}
 	a.started, a.exited, a.code = false, false, 0
-	a.stdout, a.stderr = stdout, stderr
+	a.stdout, a.stderr, a.stdin = io.stdout, io.stderr, io.stdin
 	return in.startApp(a)
 }
 
-// requestPipes asks the supervisor for app's output pipes (MsgPipes) and
-// returns their write ends.
-func (in *podInit) requestPipes(app string) (stdout, stderr int, err error) {
+// requestPipes asks the supervisor for app a's stdio (MsgPipes): its
+// output pipes and, with App.Stdin, its stdin pipe. With App.TTY it opens
+// the app's pseudo-terminal, hands the master to the supervisor and
+// returns the slave as all three.
+func (in *podInit) requestPipes(a *appProc) (appStdio, error) {
+	io := appStdio{-1, -1, -1}
+	app := a.app.Name
+	m := &wire.Message{T: wire.MsgPipes, App: app, Stdin: a.app.Stdin, StdinOnce: a.app.StdinOnce, TTY: a.app.TTY}
+	var rights []byte
+	want := 2
+	if a.app.Stdin {
+		want = 3
+	}
+	if a.app.TTY {
+		master, slave, err := openPTY(a.root, &wire.CtlRequest{}, a.app.UID)
+		if err != nil {
+			return io, fmt.Errorf("app %s: %w", app, err)
+		}
+		defer unix.Close(master) // the supervisor has its own copy once sent
+		io = appStdio{slave, slave, slave}
+		rights, want = unix.UnixRights(master), 0
+	}
 	in.pipesMu.Lock()
 	defer in.pipesMu.Unlock()
-	if err := wire.Send(in.sup, &wire.Message{T: wire.MsgPipes, App: app}, nil); err != nil {
-		return -1, -1, err
+	if err := wire.Send(in.sup, m, rights); err != nil {
+		io.close()
+		return appStdio{-1, -1, -1}, err
 	}
 	select {
 	case fds := <-in.pipesC:
-		if len(fds) != 2 {
+		if len(fds) != want {
 			wire.CloseAll(fds)
-			return -1, -1, fmt.Errorf("app %s: the supervisor sent %d output pipes, want 2", app, len(fds))
+			if io.stdin >= 0 {
+				unix.Close(io.stdin)
+			}
+			return appStdio{-1, -1, -1}, fmt.Errorf("app %s: the supervisor sent %d descriptors for its stdio, want %d", app, len(fds), want)
 		}
-		return fds[0], fds[1], nil
+		if want >= 2 {
+			io.stdout, io.stderr = fds[0], fds[1]
+		}
+		if want == 3 {
+			io.stdin = fds[2]
+		}
+		return io, nil
 	case <-in.done:
-		return -1, -1, errEnding
 	case <-time.After(30 * time.Second):
-		return -1, -1, fmt.Errorf("app %s: no output pipes from the supervisor", app)
+		if io.stdin >= 0 {
+			unix.Close(io.stdin)
+		}
+		return appStdio{-1, -1, -1}, fmt.Errorf("app %s: no output pipes from the supervisor", app)
 	}
+	if io.stdin >= 0 {
+		unix.Close(io.stdin)
+	}
+	return appStdio{-1, -1, -1}, errEnding
 }
 
 // ctlStartApp handles app-start.
@@ -188,15 +234,16 @@ func (in *podInit) ctlStartApp(name string) (int, error) {
 	if in.pod.Interactive {
 		return 0, errors.New("the app of an interactive pod cannot be started again")
 	}
-	stdout, stderr, err := in.requestPipes(name)
+	io, err := in.requestPipes(a)
 	if err != nil {
 		return 0, err
 	}
 	var pid int
 	if !in.onLoop(func() {
-		err = in.startAppAgain(a, stdout, stderr)
+		err = in.startAppAgain(a, io)
 		pid = a.pid
 	}) {
+		io.close()
 		return 0, errEnding
 	}
 	return pid, err

@@ -81,6 +81,10 @@ type appProc struct {
 	root           *root  // its root directory, /apps/<name> after the pivot
 	rootPath       string // idem, as a path
 	stdout, stderr int    // the init's copies, closed once started
+	// stdin, when not -1, is the read end of the app's stdin pipe
+	// (App.Stdin), or the slave of its pseudo-terminal (App.TTY, then
+	// its stdout and stderr too); closed once started.
+	stdin int
 	tasks          []int  // its cgroup task files, or (v2) its cgroup2 directory
 	pid            int
 	started        bool
@@ -365,7 +369,7 @@ func (in *podInit) forward(sig syscall.Signal) {
 // readSupervisor turns the supervisor's requests into events.
 func (in *podInit) readSupervisor() {
 	buf := make([]byte, wire.MaxPacket)
-	oob := make([]byte, unix.CmsgSpace(2*4))
+	oob := make([]byte, unix.CmsgSpace(3*4))
 	for {
 		m, _, fds, err := wire.Recv(in.sup, buf, oob)
 		if err == nil && m.T == wire.MsgPipes {

@@ -132,7 +132,7 @@ func (in *podInit) mountApps(podRoot string, netns bool) error {
 		return fmt.Errorf("mount the empty directory: %w", err)
 	}
 	for i := range in.pod.Apps {
-		a := &appProc{app: &in.pod.Apps[i], stdout: -1, stderr: -1}
+		a := &appProc{app: &in.pod.Apps[i], stdout: -1, stderr: -1, stdin: -1}
 		in.apps = append(in.apps, a)
 		if err := in.mountApp(a.app, filepath.Join(podRoot, appsDir, a.app.Name), netns); err != nil {
 			return fmt.Errorf("app %s: %w", a.app.Name, err)

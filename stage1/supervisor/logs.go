@@ -10,6 +10,7 @@ import (
 
 	"github.com/karman-project/karman/stage1/internal/wire"
 	"github.com/karman-project/karman/stage1/poddir"
+	"golang.org/x/sys/unix"
 )
 
 // logPipes makes the pipes of the apps' stdout and stderr, in the pod's
@@ -49,54 +50,139 @@ func (s *supervisor) startTees(rs []*os.File) error {
 	for i, a := range s.pod.Apps {
 		names[i] = a.Name
 	}
-	return s.startTeesOf(names, rs)
+	return s.startTeesOf(names, rs, 0)
 }
 
-// sendPipes makes app's output pipes and their copies to its log, and
-// sends the init their write ends (MsgPipes): the app is starting again,
-// or for the first time after it was added to the running pod. Its log
-// is appended to.
-func (s *supervisor) sendPipes(app string) error {
+// sendPipes makes the stdio of app m.App and its copies to its log and
+// its attach sessions, and sends the init their ends (MsgPipes): the app
+// is starting again, or for the first time after it was added to the
+// running pod. Its log is appended to. With m.TTY, fds holds the master
+// of the app's terminal, which is relayed instead of pipes; with m.Stdin
+// the app gets a stdin pipe that attach sessions write to.
+func (s *supervisor) sendPipes(m *wire.Message, fds []int) error {
+	app := m.App
+	nack := func(err error) error {
+		wire.CloseAll(fds)
+		wire.Send(s.conn, &wire.Message{T: wire.MsgPipes, App: app}, nil)
+		return err
+	}
 	if !poddir.ValidAppName(app) {
+		wire.CloseAll(fds)
 		s.conn.Close() // only a broken init asks for this
 		return fmt.Errorf("bad app name %q", app)
 	}
+	if m.TTY {
+		if len(fds) != 1 {
+			return nack(fmt.Errorf("app %s: %d descriptors for its terminal", app, len(fds)))
+		}
+		// Non-blocking, so that the runtime's poller serves its reads.
+		if err := unix.SetNonblock(fds[0], true); err != nil {
+			return nack(err)
+		}
+		master := os.NewFile(uintptr(fds[0]), "pty")
+		if err := s.startTTY(app, master, m.StdinOnce); err != nil {
+			wire.Send(s.conn, &wire.Message{T: wire.MsgPipes, App: app}, nil)
+			return err
+		}
+		return wire.Send(s.conn, &wire.Message{T: wire.MsgPipes, App: app}, nil)
+	}
+	wire.CloseAll(fds)
+	fds = nil
 	var rs, ws []*os.File
 	for range 2 {
 		r, w, err := os.Pipe()
 		if err != nil {
 			closeFiles(rs)
 			closeFiles(ws)
-			wire.Send(s.conn, &wire.Message{T: wire.MsgPipes, App: app}, nil)
-			return err
+			return nack(err)
 		}
 		rs, ws = append(rs, r), append(ws, w)
 	}
 	defer closeFiles(ws)
-	if err := s.startTeesOf([]string{app}, rs); err != nil {
-		wire.Send(s.conn, &wire.Message{T: wire.MsgPipes, App: app}, nil)
-		return err
+	var stdinR, stdinW *os.File
+	if m.Stdin {
+		var err error
+		if stdinR, stdinW, err = os.Pipe(); err != nil {
+			closeFiles(rs)
+			return nack(err)
+		}
+		defer stdinR.Close()
 	}
-	return wire.SendWithFDs(s.conn, &wire.Message{T: wire.MsgPipes, App: app}, []int{int(ws[0].Fd()), int(ws[1].Fd())})
+	run := s.appIOOf(app).begin(stdinW, nil, m.StdinOnce)
+	if err := s.startTeesOf([]string{app}, rs, run); err != nil {
+		return nack(err)
+	}
+	out := []int{int(ws[0].Fd()), int(ws[1].Fd())}
+	if stdinR != nil {
+		out = append(out, int(stdinR.Fd()))
+	}
+	return wire.SendWithFDs(s.conn, &wire.Message{T: wire.MsgPipes, App: app}, out)
 }
 
-// startTeesOf is startTees for the apps names, in that order.
-func (s *supervisor) startTeesOf(names []string, rs []*os.File) error {
+// startTTY copies the master of app's terminal to its log (as stdout) and
+// its attach sessions, which write to it. It takes master over.
+func (s *supervisor) startTTY(app string, master *os.File, once bool) error {
+	lw, err := s.openLog(app)
+	if err != nil {
+		master.Close()
+		return err
+	}
+	io := s.appIOOf(app)
+	run := io.begin(master, master, once)
+	s.tees.Add(1)
+	go func() {
+		defer s.tees.Done()
+		tee(master, os.Stdout, lw, poddir.LogStdout, io) // until EIO: the app and its heirs are gone
+		io.end(run)
+		s.closeLog(app, lw)
+	}()
+	return nil
+}
+
+// openLog opens app's log for appending and registers it for
+// reopenLogs.
+func (s *supervisor) openLog(app string) (*logWriter, error) {
+	path := filepath.Join(s.dir, poddir.LogsDir, app+".log")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("app %s log: %w", app, err)
+	}
+	lw := &logWriter{f: f, path: path}
+	s.logsMu.Lock()
+	if s.logs == nil {
+		s.logs = map[string]*logWriter{}
+	}
+	s.logs[app] = lw
+	s.logsMu.Unlock()
+	return lw, nil
+}
+
+// closeLog closes lw, app's log, once its copies are done.
+func (s *supervisor) closeLog(app string, lw *logWriter) {
+	s.logsMu.Lock()
+	if s.logs[app] == lw {
+		delete(s.logs, app)
+	}
+	s.logsMu.Unlock()
+	lw.close()
+}
+
+// startTeesOf is startTees for the apps names, in that order; run is
+// the apps' appIO run when it has begun (sendPipes), else 0.
+func (s *supervisor) startTeesOf(names []string, rs []*os.File, run int) error {
 	for i := 0; i < len(rs); i += 2 {
 		app := names[i/2]
-		logf, err := os.OpenFile(filepath.Join(s.dir, poddir.LogsDir, app+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		lw, err := s.openLog(app)
 		if err != nil {
 			closeFiles(rs[i:])
-			return fmt.Errorf("app %s log: %w", app, err)
+			return err
+		}
+		io := s.appIOOf(app)
+		run := run
+		if run == 0 { // a boot app: no stdin
+			run = io.begin(nil, nil, false)
 		}
 		var done sync.WaitGroup
-		lw := &logWriter{f: logf, path: filepath.Join(s.dir, poddir.LogsDir, app+".log")}
-		s.logsMu.Lock()
-		if s.logs == nil {
-			s.logs = map[string]*logWriter{}
-		}
-		s.logs[app] = lw
-		s.logsMu.Unlock()
 		for j, out := range []*os.File{os.Stdout, os.Stderr} {
 			r := rs[i+j]
 			stream := poddir.LogStdout
@@ -108,18 +194,15 @@ func (s *supervisor) startTeesOf(names []string, rs []*os.File) error {
 			go func() {
 				defer s.tees.Done()
 				defer done.Done()
-				tee(r, out, lw, stream)
+				tee(r, out, lw, stream, io)
 			}()
 		}
-		// The log file closes when both copies are done.
+		// The log file closes when both copies are done, and the
+		// attach sessions end.
 		go func() {
 			done.Wait()
-			s.logsMu.Lock()
-			if s.logs[app] == lw {
-				delete(s.logs, app)
-			}
-			s.logsMu.Unlock()
-			lw.close()
+			io.end(run)
+			s.closeLog(app, lw)
 		}()
 	}
 	return nil
@@ -176,12 +259,17 @@ func (l *logWriter) write(stream string, partial bool, text []byte) {
 	}
 }
 
-// tee copies src to out as it comes, and to the app's log one record per
+// tee copies src to out and to the app's attach sessions (io) as it
+// comes, and to the app's log one record per
 // line (a line longer than poddir.MaxLogLine in parts, and what is left
 // without a newline at the end as a part), until src ends, and closes it.
 // A failing out (a closed stdout, say) is dropped; the log keeps
 // everything.
-func tee(src, out *os.File, lw *logWriter, stream string) {
+func tee(src, out *os.File, lw *logWriter, stream string, io *appIO) {
+	channel := wire.AttachStdout
+	if stream == poddir.LogStderr {
+		channel = wire.AttachStderr
+	}
 	buf := make([]byte, teeBuffer)
 	var line []byte // a line begun in an earlier read
 	for {
@@ -192,6 +280,7 @@ func tee(src, out *os.File, lw *logWriter, stream string) {
 					out = nil
 				}
 			}
+			io.fanOut(channel, buf[:n])
 			data := buf[:n]
 			for {
 				i := bytes.IndexByte(data, '\n')

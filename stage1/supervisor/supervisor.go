@@ -45,6 +45,10 @@ type supervisor struct {
 	cgroups    map[string]poddir.AppCgroup // by app; nil where pods get no cgroups
 	cgroupV2   bool                        // the host is cgroup v2 only (Cgroups.V2)
 	initCgroup []string                    // Cgroups.Init
+	// ios: each app's stdio, for attach sessions (attach.go).
+	iosMu    sync.Mutex
+	ios      map[string]*appIO
+	attachLn *net.UnixListener
 	// finished: the pod's end is recorded (finish).
 	finished bool
 	settled  sync.Once
@@ -327,6 +331,9 @@ func (s *supervisor) prepare() ([]*os.File, error) {
 			return nil, err
 		}
 	}
+	if err := s.listenAttach(); err != nil {
+		return nil, err
+	}
 	rs, ws, err := s.logPipes()
 	if err != nil {
 		return nil, err
@@ -385,7 +392,7 @@ func prepareDir(dir string) error {
 			return err
 		}
 	}
-	for _, f := range []string{poddir.Started, poddir.Finished, poddir.ExitFile, poddir.InitPID, poddir.CtlSocket, poddir.NotifySocket} {
+	for _, f := range []string{poddir.Started, poddir.Finished, poddir.ExitFile, poddir.InitPID, poddir.CtlSocket, poddir.NotifySocket, poddir.AttachSocket} {
 		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
@@ -505,7 +512,9 @@ func (s *supervisor) serve(start time.Time) (code int, gotExit bool, initErr str
 	ctx := context.Background()
 	for {
 		m, hostPID, fds, err := wire.Recv(s.conn, buf, oob)
-		wire.CloseAll(fds) // none expected
+		if m.T != wire.MsgPipes {
+			wire.CloseAll(fds) // none expected
+		}
 		if err != nil {
 			if !wire.IsClosed(err) {
 				s.log.Warn("reading from pod init", "err", err)
@@ -523,7 +532,7 @@ func (s *supervisor) serve(start time.Time) (code int, gotExit bool, initErr str
 			*st = poddir.AppStatus{Name: st.Name, PID: hostPID, Started: m.Time, Restarts: m.Restarts}
 			s.saveStatus(st)
 		case wire.MsgPipes:
-			if err := s.sendPipes(m.App); err != nil {
+			if err := s.sendPipes(&m, fds); err != nil {
 				s.log.Warn("output pipes of an app", "app", m.App, "err", err)
 			}
 		case wire.MsgRemoved:
@@ -589,8 +598,12 @@ func (s *supervisor) finish(code int) {
 	if s.relay != nil {
 		s.relay.Close()
 	}
+	if s.attachLn != nil {
+		s.attachLn.Close()
+	}
 	os.Remove(s.path(poddir.CtlSocket))
 	os.Remove(s.path(poddir.NotifySocket))
+	os.Remove(s.path(poddir.AttachSocket))
 	if _, err := os.Stat(s.path(poddir.StateDir)); err != nil {
 		return // not even prepared
 	}

@@ -39,7 +39,10 @@ const (
 	// MsgPipes, init -> supervisor: App is about to start again, or for
 	// the first time after it was added to the running pod: make its
 	// output pipes and their copies to its log. The supervisor replies
-	// with MsgPipes carrying the write ends of its stdout and stderr.
+	// with MsgPipes carrying the write ends of its stdout and stderr,
+	// and with Stdin the read end of its stdin pipe after them. With TTY
+	// the request carries the master of the app's pseudo-terminal, which
+	// the supervisor relays instead, and the reply carries nothing.
 	MsgPipes   = "pipes"
 	MsgRemoved = "removed" // init -> supervisor: app App was removed from the pod
 )
@@ -82,6 +85,11 @@ type Message struct {
 	Restarts int    `json:"restarts,omitempty"`
 	Signal   string `json:"signal,omitempty"`
 	Reason   string `json:"reason,omitempty"`
+
+	// pipes: the app's stdio (poddir.App's fields of the same names)
+	Stdin     bool `json:"stdin,omitempty"`
+	StdinOnce bool `json:"stdinOnce,omitempty"`
+	TTY       bool `json:"tty,omitempty"`
 
 	// stop, signal
 	Force bool `json:"force,omitempty"`
