@@ -225,7 +225,7 @@ func (r *Runtime) prepareApp(ctx context.Context, p pod, spec PodSpec, as AppSpe
 		ReadonlyRootfs: as.ReadonlyRootfs, OOMScoreAdj: as.OOMScoreAdj, Seccomp: seccomp,
 		OwnPIDNamespace: as.PIDNamespace == PIDApp,
 		Stdin:           as.Stdin || as.StdinOnce, StdinOnce: as.StdinOnce, TTY: as.TTY,
-		Name:            as.Name, Image: as.Image, ImageDigest: d.String(),
+		Name: as.Name, Image: as.Image, ImageDigest: d.String(),
 		Dir: rel, Layers: rf.Layers,
 		Args: argv, Env: mergeEnv(c.Env, as.Env), WorkingDir: wd,
 		UID: uid, GID: gid, GIDs: gids, Mounts: as.Mounts, Resources: as.Resources,

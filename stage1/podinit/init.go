@@ -84,15 +84,15 @@ type appProc struct {
 	// stdin, when not -1, is the read end of the app's stdin pipe
 	// (App.Stdin), or the slave of its pseudo-terminal (App.TTY, then
 	// its stdout and stderr too); closed once started.
-	stdin int
-	tasks          []int  // its cgroup task files, or (v2) its cgroup2 directory
-	pid            int
-	started        bool
-	exited         bool
-	code           int
-	restarts       int           // starts after the first
-	runs           int           // starts so far
-	exitedC        chan struct{} // closed when the current run has ended
+	stdin    int
+	tasks    []int // its cgroup task files, or (v2) its cgroup2 directory
+	pid      int
+	started  bool
+	exited   bool
+	code     int
+	restarts int           // starts after the first
+	runs     int           // starts so far
+	exitedC  chan struct{} // closed when the current run has ended
 }
 
 // initMain is the CmdInit entrypoint.
