@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/karman-project/karman/stage1/internal/wire"
 	"github.com/karman-project/karman/stage1/poddir"
@@ -93,7 +94,13 @@ func Enter(ctx context.Context, podDir string, o EnterOptions) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("enter: %w", err)
 	}
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	// Cancelled, the command is killed: the init sees our end of the
+	// connection close for writing, kills it and closes its end once it
+	// has reaped it, which ends the read below.
+	stop := context.AfterFunc(ctx, func() {
+		conn.CloseWrite()
+		time.AfterFunc(cancelWait, func() { conn.Close() })
+	})
 	defer stop()
 	var relay *ptyRelay
 	defer func() {
@@ -141,6 +148,10 @@ func Enter(ctx context.Context, podDir string, o EnterOptions) (int, error) {
 		}
 	}
 }
+
+// cancelWait bounds how long a cancelled Enter waits for the init to
+// have killed and reaped the command.
+const cancelWait = 10 * time.Second
 
 // fileOf returns the *os.File behind a stream, or nil.
 func fileOf(s any) *os.File {

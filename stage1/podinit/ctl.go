@@ -184,6 +184,12 @@ func (in *podInit) enter(c *net.UnixConn, req *wire.CtlRequest, pfds *[]int, rep
 		// it started goes with it.
 		unix.Kill(-pid, unix.SIGKILL)
 		unix.Kill(pid, unix.SIGKILL)
+		// The caller waits for the connection to close: by then the
+		// command is reaped.
+		select {
+		case <-exited:
+		case <-in.done:
+		}
 	}
 }
 

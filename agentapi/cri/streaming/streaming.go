@@ -29,16 +29,13 @@ type Runtime interface {
 
 var _ Runtime = (*stage0.Runtime)(nil)
 
-// IDs maps the CRI's ids to karman's: a container to its pod and app, a
-// sandbox to its pod. An id it does not know is an error that wraps
-// ErrNotFound.
+// IDs maps the CRI's ids to karman's: a running container to its pod and
+// app, a sandbox to its pod. Its errors end the stream, which reports
+// them.
 type IDs interface {
 	Container(ctx context.Context, id string) (uuid, app string, err error)
 	Sandbox(ctx context.Context, id string) (uuid string, err error)
 }
-
-// ErrNotFound is an unknown container or sandbox id.
-var ErrNotFound = errors.New("not found")
 
 // Config is how the server listens.
 type Config struct {
