@@ -200,7 +200,10 @@ func (a adapter) Attach(ctx context.Context, id string, in io.Reader, out, errw 
 	if errw != nil {
 		o.Stderr = errw
 	}
-	return a.s.rt.Attach(ctx, uuid, o)
+	if err := a.s.rt.Attach(ctx, uuid, o); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil // the app's output ended, or the client left
 }
 
 func (a adapter) PortForward(ctx context.Context, id string, port int32, stream io.ReadWriteCloser) error {
