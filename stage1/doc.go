@@ -175,9 +175,24 @@
 //
 // Stdin is the app's /dev/null. Stdout and stderr are pipes that the
 // supervisor copies, chunk by chunk and so in order within each stream, to
-// its own stdout and stderr (journald under systemd) and, one record per
-// line in the CRI's log format (poddir.AppendLogRecord), to
-// logs/<app>.log. With Pod.Interactive the single app gets the
+// its own stdout and stderr (journald under systemd), to the app's attach
+// sessions and, one record per line in the CRI's log format
+// (poddir.AppendLogRecord), to logs/<app>.log. An app added with
+// App.Stdin has a pipe as its stdin instead, whose write end the
+// supervisor keeps for attach sessions (closed when the first session's
+// stdin ends with App.StdinOnce); one added with App.TTY has a
+// pseudo-terminal of its own devpts as stdin, stdout and stderr, which
+// the init opens and whose master it hands to the supervisor, which
+// relays it the same way (its output logged as stdout).
+//
+// # Attach
+//
+// The supervisor listens on state/attach.sock (SOCK_SEQPACKET; the
+// protocol is in internal/wire/attach.go): a session names an app and
+// the streams it wants, gets the app's output from then on (a session
+// that falls 64 chunks behind is dropped; the log keeps everything) and
+// writes to its stdin, or resizes its terminal. Sessions end when the
+// app's output ends. With Pod.Interactive the single app gets the
 // supervisor's stdin, stdout and stderr directly, no pty in between, and
 // nothing is logged; if stdin is a terminal the app's process group is
 // made its foreground group (so ^C and ^Z reach the app rather than the

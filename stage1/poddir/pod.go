@@ -21,8 +21,10 @@ import (
 // pods (Pod.KeepAlive, a pod of no apps, the app requests on the control
 // socket and the log pipes the init asks the supervisor for). Version 4:
 // App.OwnPIDNamespace. Version 5: Pod.HostPID and HostIPC, App.NewPrivs,
-// Privileged, Paths, Devices and Mount.Propagation.
-const InterfaceVersion = 5
+// Privileged, Paths, Devices and Mount.Propagation. Version 6: App.Stdin,
+// StdinOnce and TTY, the attach socket (AttachSocket), and the stdin and
+// terminal of the init's pipes request.
+const InterfaceVersion = 6
 
 // Pod is pod.json: everything stage1 needs to run a pod, written by stage0
 // into the pod directory before stage1 starts.
