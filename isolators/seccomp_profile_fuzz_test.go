@@ -31,6 +31,10 @@ func FuzzSeccompProfile(f *testing.F) {
 		`{"defaultAction": "SCMP_ACT_NOTIFY"}`, `{"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x"}`, `{}`, `null`, `[]`, `{"defaultAction": "SCMP_ACT_ALLOW"}x`,
 		`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 9, "op": "SCMP_CMP_EQ"}]}]}`,
 		`{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_SYS_ADMIN"]}}]}`,
+		// Found by the fuzzer: empty lists and members in other case
+		// must encode to the same profile; a member twice is refused.
+		`{"defAultACtion": "SCMP_ACT_ERRNO","sYsCAlls":[{"nAmes":["personality"],"ACtion":"SCMP_ACT_ALLOW","Args":[]}], "architectures": []}`,
+		`{"defaultAction": "SCMP_ACT_ALLOW", "DefaultAction": "SCMP_ACT_KILL"}`,
 	} {
 		f.Add([]byte(s))
 	}
