@@ -1,6 +1,7 @@
 package stage0
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -137,4 +138,40 @@ func podHierarchy(cg poddir.Cgroups) cgroups.Hierarchy {
 		return cgroups.Unified
 	}
 	return cgroups.V1
+}
+
+// AppMetrics reads the detailed cgroup counters of each running app of
+// a running pod (cgroups.Metrics), by app; an app whose cgroup cannot be
+// read is left out.
+func (r *Runtime) AppMetrics(_ context.Context, uuid string) (map[string]cgroups.Metrics, error) {
+	p, err := r.find(uuid)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]cgroups.Metrics{}
+	if p.state() != Running {
+		return out, nil
+	}
+	pd, err := poddir.Load(p.path)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(p.path, poddir.CgroupFile))
+	if err != nil {
+		return out, nil // a pod without cgroups
+	}
+	var cg poddir.Cgroups
+	if err := poddir.ReadJSON(filepath.Join(p.path, poddir.CgroupsFile), &cg); err != nil {
+		return nil, err
+	}
+	for _, a := range pd.Apps {
+		app, err := cgroups.OpenApp(podHierarchy(cg), strings.TrimSpace(string(b)), a.Name)
+		if err != nil {
+			continue
+		}
+		if m, err := app.Metrics(); err == nil {
+			out[a.Name] = m
+		}
+	}
+	return out, nil
 }

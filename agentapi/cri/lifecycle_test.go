@@ -155,6 +155,49 @@ func TestSandboxContainerLifecycle(t *testing.T) {
 		t.Errorf("ContainerStats = %v", stats.Stats)
 	}
 
+	// Every metric described is reported for the running container
+	// (or its sandbox), with a value per label key.
+	descs, err := e.rs.ListMetricDescriptors(ctx, &runtimeapi.ListMetricDescriptorsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pms, err := e.rs.ListPodSandboxMetrics(ctx, &runtimeapi.ListPodSandboxMetricsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string][]string{}
+	for _, pm := range pms.PodMetrics {
+		if pm.PodSandboxId != sbID {
+			continue
+		}
+		for _, m := range pm.Metrics {
+			seen[m.Name] = m.LabelValues
+		}
+		for _, cm := range pm.ContainerMetrics {
+			if cm.ContainerId == ticker {
+				for _, m := range cm.Metrics {
+					seen[m.Name] = m.LabelValues
+				}
+			}
+		}
+	}
+	for _, d := range descs.Descriptors {
+		v, ok := seen[d.Name]
+		switch {
+		case !ok && (strings.Contains(d.Name, "blkio") || strings.Contains(d.Name, "_fs_reads") || strings.Contains(d.Name, "_fs_writes")):
+			// no block I/O accounting for this file system
+		case !ok && strings.Contains(d.Name, "network"):
+			// the host's network: no interface of the pod's own
+		case !ok:
+			t.Errorf("metric %s is described but not reported", d.Name)
+		case len(v) != len(d.LabelKeys) || len(d.LabelKeys) == 0 || d.Help == "":
+			t.Errorf("metric %s: values %v for label keys %v", d.Name, v, d.LabelKeys)
+		}
+	}
+	if v := seen["container_spec_memory_limit_bytes"]; len(v) < 2 || v[1] != ticker {
+		t.Errorf("container_spec_memory_limit_bytes labels %v", v)
+	}
+
 	// Rotation: the log renamed away, reopened, goes on in a new file.
 	if err := os.Rename(logFile, logFile+".1"); err != nil {
 		t.Fatal(err)

@@ -76,51 +76,6 @@ func (s *Server) UpdateContainerResources(ctx context.Context, req *runtimeapi.U
 	return &runtimeapi.UpdateContainerResourcesResponse{}, nil
 }
 
-// The metrics served (ListMetricDescriptors, ListPodSandboxMetrics),
-// read from the apps' cgroups like the stats.
-var metricDescriptors = []*runtimeapi.MetricDescriptor{
-	{Name: "container_cpu_usage_seconds_total", Help: "Cumulative cpu time consumed in seconds.", LabelKeys: []string{}},
-	{Name: "container_memory_usage_bytes", Help: "Current memory usage in bytes.", LabelKeys: []string{}},
-	{Name: "container_memory_working_set_bytes", Help: "Current working set in bytes.", LabelKeys: []string{}},
-	{Name: "container_processes", Help: "Number of processes running inside the container.", LabelKeys: []string{}},
-}
-
-// ListMetricDescriptors lists the metrics ListPodSandboxMetrics reports.
-func (s *Server) ListMetricDescriptors(context.Context, *runtimeapi.ListMetricDescriptorsRequest) (*runtimeapi.ListMetricDescriptorsResponse, error) {
-	return &runtimeapi.ListMetricDescriptorsResponse{Descriptors: metricDescriptors}, nil
-}
-
-// ListPodSandboxMetrics reports the metrics of every sandbox's
-// containers.
-func (s *Server) ListPodSandboxMetrics(ctx context.Context, _ *runtimeapi.ListPodSandboxMetricsRequest) (*runtimeapi.ListPodSandboxMetricsResponse, error) {
-	s.mu.Lock()
-	var ids []string
-	for id := range s.sandboxes {
-		ids = append(ids, id)
-	}
-	s.mu.Unlock()
-	us := s.usageOf(ctx, ids)
-	now := time.Now().UnixNano()
-	out := []*runtimeapi.PodSandboxMetrics{}
-	for _, id := range ids {
-		pm := &runtimeapi.PodSandboxMetrics{PodSandboxId: id, Metrics: []*runtimeapi.Metric{}}
-		for _, c := range s.filterContainers("", id, nil) {
-			st := us[id].stats[c.App]
-			m := func(name string, t runtimeapi.MetricType, v uint64) *runtimeapi.Metric {
-				return &runtimeapi.Metric{Name: name, Timestamp: now, MetricType: t, LabelValues: []string{}, Value: &runtimeapi.UInt64Value{Value: v}}
-			}
-			pm.ContainerMetrics = append(pm.ContainerMetrics, &runtimeapi.ContainerMetrics{ContainerId: c.ID, Metrics: []*runtimeapi.Metric{
-				m("container_cpu_usage_seconds_total", runtimeapi.MetricType_COUNTER, st.CPUUsageNs/1e9),
-				m("container_memory_usage_bytes", runtimeapi.MetricType_GAUGE, st.MemoryCurrent),
-				m("container_memory_working_set_bytes", runtimeapi.MetricType_GAUGE, st.MemoryCurrent),
-				m("container_processes", runtimeapi.MetricType_GAUGE, st.Pids),
-			}})
-		}
-		out = append(out, pm)
-	}
-	return &runtimeapi.ListPodSandboxMetricsResponse{PodMetrics: out}, nil
-}
-
 // clampOOMScoreAdj is adj, or the lowest value this process may set when
 // adj is lower: without CAP_SYS_RESOURCE a process may not lower
 // oom_score_adj below its own (kubelet asks -997 of guaranteed
