@@ -28,6 +28,9 @@ var (
 	}
 )
 
+// maxProblems is how many problems an error lists.
+const maxProblems = 20
+
 type parser struct {
 	path  string
 	lines lineIndex
@@ -57,9 +60,12 @@ func (p *parser) sortedErrs() problems {
 		idx[i] = i
 	}
 	slices.SortStableFunc(idx, func(a, b int) int { return p.at[a] - p.at[b] })
-	out := make(problems, len(idx))
-	for i, j := range idx {
-		out[i] = p.errs[j]
+	out := make(problems, 0, min(len(idx), maxProblems+1))
+	for _, j := range idx[:min(len(idx), maxProblems)] {
+		out = append(out, p.errs[j])
+	}
+	if n := len(idx) - maxProblems; n > 0 {
+		out = append(out, fmt.Errorf("and %d more problems", n))
 	}
 	return out
 }
@@ -191,6 +197,8 @@ func (p *parser) registry(i int, v any) (Registry, bool) {
 		if r.Wildcard {
 			p.fail(key("registry", i, "location"), "a wildcard prefix (%s) takes no location: its references are used as they are; remove location, or give the prefix without \"*.\"", prefix)
 		}
+	} else if r.LocationSet && r.Wildcard {
+		r.LocationSet = false // "": what a wildcard entry has anyway
 	} else if r.LocationSet {
 		p.fail(key("registry", i, "location"), "location is empty; remove it, or name a registry (HOST[:PORT][/PATH])")
 	}

@@ -143,6 +143,18 @@ func TestParseAllProblems(t *testing.T) {
 	}
 }
 
+func TestParseManyProblems(t *testing.T) {
+	doc := strings.Repeat("[[registry]]\nprefix = \"A\"\n", 50)
+	_, err := Parse("r.conf", []byte(doc))
+	if err == nil || !strings.Contains(err.Error(), "and 30 more problems") || strings.Count(err.Error(), "r.conf line") != maxProblems {
+		t.Fatalf("50 problems: %v", err)
+	}
+	c, err := Parse("r.conf", []byte("[[registry]]\nprefix = \"*.example\"\nlocation = \"\"\ninsecure = true\n"))
+	if err != nil || c.Registries[0].LocationSet || c.Registries[0].Location != "" {
+		t.Fatalf("a wildcard entry with location = \"\": %+v, %v", c, err)
+	}
+}
+
 func TestLoad(t *testing.T) {
 	dir := t.TempDir()
 	c, err := Load(dir)
