@@ -8,6 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/karman-project/karman/image"
 	"github.com/karman-project/karman/signing/policy"
@@ -222,4 +227,84 @@ func deadHost(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// TestRegistriesCRIPullImage: the CRI's PullImage pulls from the mirror
+// registries.conf names, judged and named by the reference the kubelet
+// gave; a blocked prefix and a failing mirror fail it with their one line;
+// the file is read again for each pull, with no restart of the agent.
+func TestRegistriesCRIPullImage(t *testing.T) {
+	host := testregistry.Distribution(t)
+	mirrorRef := host + "/k8s/pause:3.9"
+	_, d := pushImage(t, mirrorRef, false)
+	k := newTestKey(t)
+	signSimple(t, mirrorRef, d, k)
+	pushImage(t, host+"/later/app:1", false)
+
+	e := &criEnv{agentEnv: newAgentEnv(t)}
+	e.sock = filepath.Join(e.dir, "run", "cri.sock")
+	e.env = deadProxy
+	conn, err := grpc.NewClient("unix://"+e.sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	e.rs, e.is = runtimeapi.NewRuntimeServiceClient(conn), runtimeapi.NewImageServiceClient(conn)
+
+	etc := filepath.Join(e.dir, "etc")
+	os.Remove(filepath.Join(etc, "policy.json")) // only the key for the public name
+	mustSucceed(t, testenv.Run(t, deadProxy, "--config-dir", etc, "trust", "add", "--scope", "registry.k8s.io/pause", k.pub))
+	conf := filepath.Join(etc, "registries.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`[[registry]]
+prefix = "registry.k8s.io"
+[[registry.mirror]]
+location = "%s/k8s"
+
+[[registry]]
+prefix = "registry.k8s.io/blocked"
+blocked = true
+
+[[registry]]
+prefix = "gcr.io"
+[[registry.mirror]]
+location = %q
+`, host, deadHost(t))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.startCRI(t)
+	ctx := ctxT(t, 2*time.Minute)
+
+	r, err := e.is.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: "registry.k8s.io/pause:3.9"}})
+	if err != nil || r.ImageRef != d.String() {
+		t.Fatalf("PullImage through the mirror: %v, %v; want %s", r, err, d)
+	}
+	st, err := e.is.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: "registry.k8s.io/pause:3.9"}})
+	if err != nil || st.Image == nil || len(st.Image.RepoTags) != 1 || st.Image.RepoTags[0] != "registry.k8s.io/pause:3.9" {
+		t.Errorf("ImageStatus: %v, %v; want the repo tag registry.k8s.io/pause:3.9", st, err)
+	}
+	for _, tc := range []struct{ ref, want string }{
+		{"registry.k8s.io/blocked/app:1", conf + " line 6 blocks prefix"},
+		{"gcr.io/team/app:1", "names no location to try after them"},
+	} {
+		_, err := e.is.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: tc.ref}})
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("PullImage %s: %v; want one line saying %q", tc.ref, err, tc.want)
+		}
+	}
+
+	// A new entry applies to the next pull.
+	later := "later.example/app:1"
+	if _, err := e.is.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: later}}); err == nil {
+		t.Fatalf("PullImage %s with no entry for it succeeded", later)
+	}
+	f, err := os.OpenFile(conf, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "\n[[registry]]\nprefix = \"later.example\"\nlocation = \"%s/later\"\n", host)
+	f.Close()
+	mustSucceed(t, testenv.Run(t, deadProxy, "--config-dir", etc, "trust", "add", "--scope", "later.example", "--type", "insecure-accept-anything"))
+	if _, err := e.is.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: later}}); err != nil {
+		t.Fatalf("PullImage %s after its entry was added: %v", later, err)
+	}
 }
