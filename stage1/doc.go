@@ -17,7 +17,7 @@
 // This overview is the whole of stage1: namespaces, root filesystem,
 // mounts, starting the apps, reaping, exit status and teardown.
 //
-// # Interface (version 5, poddir.InterfaceVersion)
+// # Interface (version 6, poddir.InterfaceVersion)
 //
 // stage0 prepares a pod directory (pod.json, one rendering per app under
 // App.Dir, a deferred overlay when App.Layers is set, the pod's network
