@@ -141,10 +141,10 @@ func (s *Server) appSpec(sb *sandboxRecord, c *runtimeapi.ContainerConfig, app, 
 				src = r
 			}
 		}
-		// Read-only is always recursive here (submounts too), so
-		// recursive_read_only only needs what the CRI says it needs.
-		// SELinux relabelling is ignored: no SELinux on these hosts.
-		mt := poddir.Mount{Source: src, Target: m.GetContainerPath(), ReadOnly: m.GetReadonly()}
+		// readonly alone is the volume's own mount, recursive_read_only
+		// its submounts too. SELinux relabelling is ignored: no SELinux
+		// on these hosts.
+		mt := poddir.Mount{Source: src, Target: m.GetContainerPath(), ReadOnly: m.GetReadonly(), NonRecursive: m.GetReadonly() && !m.GetRecursiveReadOnly()}
 		switch m.GetPropagation() {
 		case runtimeapi.MountPropagation_PROPAGATION_PRIVATE:
 		case runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
@@ -228,11 +228,15 @@ func (s *Server) appSpec(sb *sandboxRecord, c *runtimeapi.ContainerConfig, app, 
 			as.CapsRetain = set
 		}
 	}
-	switch p := sc.GetSeccomp(); p.GetProfileType() {
-	case runtimeapi.SecurityProfile_RuntimeDefault:
-	case runtimeapi.SecurityProfile_Unconfined:
+	switch p := sc.GetSeccomp(); {
+	case p == nil:
+		// No profile is Unconfined, as the CRI says (kubelet sends
+		// RuntimeDefault when it is asked for).
 		as.Seccomp = isolators.SeccompUnconfined
-	case runtimeapi.SecurityProfile_Localhost:
+	case p.GetProfileType() == runtimeapi.SecurityProfile_RuntimeDefault:
+	case p.GetProfileType() == runtimeapi.SecurityProfile_Unconfined:
+		as.Seccomp = isolators.SeccompUnconfined
+	case p.GetProfileType() == runtimeapi.SecurityProfile_Localhost:
 		// A file of the node, in the OCI format, read when the app is
 		// made; a privileged container has no filter.
 		if !filepath.IsAbs(p.GetLocalhostRef()) {

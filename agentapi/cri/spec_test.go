@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/karman-project/karman/isolators"
 	"github.com/karman-project/karman/stage0"
 	"github.com/karman-project/karman/stage1/poddir"
 )
@@ -53,14 +54,14 @@ func TestSecurityContextSpec(t *testing.T) {
 		invalid string
 	}{
 		{name: "defaults", c: container(nil, nil, nil),
-			want: stage0.AppSpec{GroupsPolicy: stage0.GroupsMerge, NewPrivileges: true, PIDNamespace: stage0.PIDPod}},
+			want: stage0.AppSpec{Seccomp: isolators.SeccompUnconfined, GroupsPolicy: stage0.GroupsMerge, NewPrivileges: true, PIDNamespace: stage0.PIDPod}},
 		{name: "groups", c: container(&runtimeapi.LinuxContainerSecurityContext{
 			RunAsUser: &runtimeapi.Int64Value{Value: 1000}, RunAsGroup: &runtimeapi.Int64Value{Value: 2000},
 			SupplementalGroups: []int64{3000, 4000}, SupplementalGroupsPolicy: runtimeapi.SupplementalGroupsPolicy_Strict, NoNewPrivs: true,
-		}, nil, nil), want: stage0.AppSpec{User: "1000:2000", SupplementalGroups: []uint32{3000, 4000}, GroupsPolicy: stage0.GroupsStrict, PIDNamespace: stage0.PIDPod}},
+		}, nil, nil), want: stage0.AppSpec{Seccomp: isolators.SeccompUnconfined, User: "1000:2000", SupplementalGroups: []uint32{3000, 4000}, GroupsPolicy: stage0.GroupsStrict, PIDNamespace: stage0.PIDPod}},
 		{name: "username and group", c: container(&runtimeapi.LinuxContainerSecurityContext{
 			RunAsUsername: "karman", RunAsGroup: &runtimeapi.Int64Value{Value: 50},
-		}, nil, nil), want: stage0.AppSpec{User: "karman", Group: "50", GroupsPolicy: stage0.GroupsMerge, NewPrivileges: true, PIDNamespace: stage0.PIDPod}},
+		}, nil, nil), want: stage0.AppSpec{Seccomp: isolators.SeccompUnconfined, User: "karman", Group: "50", GroupsPolicy: stage0.GroupsMerge, NewPrivileges: true, PIDNamespace: stage0.PIDPod}},
 		{name: "privileged", c: container(&runtimeapi.LinuxContainerSecurityContext{
 			Privileged: true, Seccomp: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "/etc/p.json"},
 		}, nil, nil), want: stage0.AppSpec{Privileged: true, GroupsPolicy: stage0.GroupsMerge, NewPrivileges: true, PIDNamespace: stage0.PIDPod}},
@@ -70,15 +71,17 @@ func TestSecurityContextSpec(t *testing.T) {
 		}, nil, nil), want: stage0.AppSpec{MaskedPaths: []string{"/proc/kcore"}, ReadonlyPaths: []string{"/proc/sys"}, SeccompProfile: "/etc/p.json", GroupsPolicy: stage0.GroupsMerge, PIDNamespace: stage0.PIDPod}},
 		{name: "host pid", sb: hostSB, c: container(&runtimeapi.LinuxContainerSecurityContext{
 			NoNewPrivs: true, NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_NODE},
-		}, nil, nil), want: stage0.AppSpec{GroupsPolicy: stage0.GroupsMerge, PIDNamespace: stage0.PIDPod}},
+		}, nil, nil), want: stage0.AppSpec{Seccomp: isolators.SeccompUnconfined, GroupsPolicy: stage0.GroupsMerge, PIDNamespace: stage0.PIDPod}},
 		{name: "mounts and devices", c: container(&runtimeapi.LinuxContainerSecurityContext{NoNewPrivs: true}, []*runtimeapi.Mount{
 			{HostPath: dir, ContainerPath: "/a", Readonly: true, RecursiveReadOnly: true, SelinuxRelabel: true},
+			{HostPath: dir, ContainerPath: "/d", Readonly: true},
 			{HostPath: dir, ContainerPath: "/b", Propagation: runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER},
 			{HostPath: dir, ContainerPath: "/c", Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL},
 		}, []*runtimeapi.Device{{HostPath: "/dev/fuse", ContainerPath: "/dev/fuse", Permissions: "rw"}}),
-			want: stage0.AppSpec{
+			want: stage0.AppSpec{Seccomp: isolators.SeccompUnconfined,
 				Mounts: []poddir.Mount{
 					{Source: dir, Target: "/a", ReadOnly: true},
+					{Source: dir, Target: "/d", ReadOnly: true, NonRecursive: true},
 					{Source: dir, Target: "/b", Propagation: poddir.PropagationSlave},
 					{Source: dir, Target: "/c", Propagation: poddir.PropagationShared},
 				},

@@ -169,6 +169,11 @@ type Mount struct {
 	// (mounts made on the host below the source appear in the app) or
 	// PropagationShared (and the app's mounts there appear on the host).
 	Propagation string `json:"propagation,omitempty"`
+	// NonRecursive makes a ReadOnly volume read-only on its own mount
+	// only: mounts below its source keep their modes (CRI's readonly
+	// without recursive_read_only). (A stage1 of before it makes the
+	// volume read-only recursively: stricter, never looser.)
+	NonRecursive bool `json:"nonRecursive,omitempty"`
 }
 
 // AppStatus is what stage1 records about an app in

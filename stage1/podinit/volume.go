@@ -22,7 +22,8 @@ import (
 //
 // What was resolved is what is mounted: a path swapped between the check
 // and the mount changes nothing. A read-only volume is made read-only,
-// submounts included, before it is attached, and given its propagation:
+// submounts included (only its own mount with Mount.NonRecursive), before
+// it is attached, and given its propagation:
 // private (the default: nothing crosses), rslave (a slave of its source's
 // peer group: the host's mounts below the source appear in the app) or
 // rshared (in that peer group: mounts cross both ways). The init clones
@@ -96,11 +97,16 @@ func attachVolume(r *root, m poddir.Mount, tree int) error {
 	case poddir.PropagationShared:
 		attr.Propagation = unix.MS_SHARED
 	}
-	if m.ReadOnly {
+	if m.ReadOnly && !m.NonRecursive {
 		attr.Attr_set = unix.MOUNT_ATTR_RDONLY
 	}
 	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
 		return fmt.Errorf("volume %s: set read-only and propagation %s: %w", m.Source, propagationName(m), err)
+	}
+	if m.ReadOnly && m.NonRecursive {
+		if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
+			return fmt.Errorf("volume %s: make it read-only: %w", m.Source, err)
+		}
 	}
 	if err := unix.MoveMount(tree, "", dst, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
 		return fmt.Errorf("mount %s on %s: %w", m.Source, m.Target, err)
