@@ -75,6 +75,7 @@ type Server struct {
 	// cpu turns CPU times into rates for the stats.
 	cpu cpuSampler
 	// oomOnce: the clamping of oom_score_adj is logged once.
+	termOnce  sync.Once // the termination message file not mounted, logged once
 	oomOnce   sync.Once
 	oomLogged sync.Once
 	oomMin    int // the lowest oom_score_adj this process may set

@@ -3,6 +3,7 @@ package cri
 import (
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -24,6 +25,9 @@ import (
 // (never silently dropped), and what karman does not implement at all
 // (image volumes, id-mapped mounts) with Unimplemented, so that a client
 // can tell the two apart.
+
+// terminationLog is kubelet's default terminationMessagePath.
+const terminationLog = "/dev/termination-log"
 
 // sandboxSpec is the pod of a sandbox: kept alive, no apps.
 func (s *Server) sandboxSpec(c *runtimeapi.PodSandboxConfig) (stage0.PodSpec, error) {
@@ -128,6 +132,16 @@ func (s *Server) appSpec(sb *sandboxRecord, c *runtimeapi.ContainerConfig, app, 
 		}
 		if len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0 {
 			unsupported = append(unsupported, fmt.Sprintf("mount %s: id-mapped mounts are not supported", m.GetContainerPath()))
+			continue
+		}
+		if path.Clean(m.GetContainerPath()) == terminationLog {
+			// kubelet's default terminationMessagePath: karman owns an
+			// app's /dev, so the message file is not mounted (kubelet
+			// then reports no message, or the log's end with
+			// FallbackToLogsOnError).
+			s.termOnce.Do(func() {
+				s.log.Info("cri: kubelet's termination message file is not mounted: karman owns the containers' /dev (logged once)", "path", terminationLog)
+			})
 			continue
 		}
 		src := m.GetHostPath()
