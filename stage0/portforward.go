@@ -82,3 +82,36 @@ func (r *Runtime) PortForward(ctx context.Context, uuid string, port int, stream
 	}
 	return nil
 }
+
+// ServePortForward forwards every connection l accepts to TCP port on the
+// loopback of pod uuid (PortForward), until ctx is done or the pod is no
+// longer running; it closes l. A connection the pod refuses is closed
+// and reported through Warn.
+func (r *Runtime) ServePortForward(ctx context.Context, uuid string, l net.Listener, port int) error {
+	p, err := r.find(uuid)
+	if err != nil {
+		l.Close()
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	defer l.Close()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("port forward: %w", err)
+		}
+		if p.state() != Running {
+			c.Close()
+			return fmt.Errorf("port forward: pod %s ended: %w", p.uuid, ErrState)
+		}
+		go func() {
+			if err := r.PortForward(ctx, p.uuid, port, c); err != nil && ctx.Err() == nil && r.Warn != nil {
+				r.Warn(err.Error())
+			}
+		}()
+	}
+}

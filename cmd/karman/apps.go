@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -24,7 +25,7 @@ func newAppCommand(g *globals) *cobra.Command {
 start again and remove them. Every app shares the pod's network, IPC and
 UTS namespaces. See docs/pods.md, "Mutable pods".`,
 	}
-	cmd.AddCommand(newAppAddCommand(g), newAppStartCommand(g), newAppStopCommand(g), newAppRmCommand(g), newAppListCommand(g))
+	cmd.AddCommand(newAppAddCommand(g), newAppStartCommand(g), newAppStopCommand(g), newAppRmCommand(g), newAppListCommand(g), newAppAttachCommand(g))
 	return cmd
 }
 
@@ -39,6 +40,9 @@ func newAppAddCommand(g *globals) *cobra.Command {
 	name := fs.String("name", "", "the app's name (default: from the image's name)")
 	pull := fs.String("pull-policy", "new", "when to fetch the image: new (if not stored), update (always), never")
 	insecure := fs.String("insecure-options", "", insecureHelp)
+	stdin := fs.Bool("stdin", false, "keep the app's stdin open for `karman app attach` to write to")
+	stdinOnce := fs.Bool("stdin-once", false, "like --stdin, and close it when the first attach session's stdin ends")
+	tty := fs.Bool("tty", false, "give the app a terminal of its own, which `karman app attach` relays")
 	var common appFlags
 	common.register(fs)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -63,6 +67,7 @@ func newAppAddCommand(g *globals) *cobra.Command {
 		if *name != "" {
 			apps[0].Name = *name
 		}
+		apps[0].Stdin, apps[0].StdinOnce, apps[0].TTY = *stdin || *stdinOnce, *stdinOnce, *tty
 		rt, err := g.runtime()
 		if err != nil {
 			return err
@@ -214,6 +219,23 @@ func newAppListCommand(g *globals) *cobra.Command {
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", a.Name, a.State, pid, exit, a.Restarts, started, a.Image)
 		}
 		return w.Flush()
+	}
+	return cmd
+}
+
+func newAppAttachCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "attach UUID [--app NAME]",
+		Short: "Attach to a running app's stdio: its output from now on, and its stdin if it was added with --stdin or --tty",
+		Args:  cobra.ExactArgs(1),
+	}
+	app := appFlag(cmd.Flags())
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		rt, err := g.runtime()
+		if err != nil {
+			return err
+		}
+		return rt.Attach(cmd.Context(), args[0], stage0.AttachOptions{App: *app, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
 	}
 	return cmd
 }

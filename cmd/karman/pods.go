@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -341,3 +343,60 @@ func newLogsCommand(g *globals) *cobra.Command {
 type exitCode int
 
 func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func newPortForwardCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "port-forward UUID [ADDRESS:]LOCALPORT:PODPORT...",
+		Short: "Forward local ports to ports of a running pod's loopback, until interrupted",
+		Long: `Each connection to LOCALPORT (on 127.0.0.1 unless ADDRESS is given; 0:
+any free port) is forwarded to PODPORT on the pod's own loopback, as
+kubectl port-forward does: a server listening on 127.0.0.1 in any app of
+the pod is reached, with no port mapping and no pod network needed.`,
+		Args: cobra.MinimumNArgs(2),
+	}
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		rt, err := g.runtime()
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithCancel(cmd.Context())
+		defer cancel()
+		errc := make(chan error, len(args)-1)
+		for _, spec := range args[1:] {
+			addr, podPort, err := parseForward(spec)
+			if err != nil {
+				return err
+			}
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fmt.Errorf("port-forward %s: %w", spec, err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "forwarding %s -> %d\n", l.Addr(), podPort)
+			go func() { errc <- rt.ServePortForward(ctx, args[0], l, podPort) }()
+		}
+		for range args[1:] {
+			if err := <-errc; err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return cmd
+}
+
+// parseForward parses [ADDRESS:]LOCALPORT:PODPORT.
+func parseForward(s string) (addr string, podPort int, err error) {
+	i := strings.LastIndex(s, ":")
+	if i <= 0 {
+		return "", 0, fmt.Errorf("port-forward %q: give LOCALPORT:PODPORT, e.g. 8080:80", s)
+	}
+	podPort, err = strconv.Atoi(s[i+1:])
+	if err != nil || podPort < 1 || podPort > 65535 {
+		return "", 0, fmt.Errorf("port-forward %q: the pod's port must be 1 to 65535", s)
+	}
+	local := s[:i]
+	if !strings.Contains(local, ":") {
+		local = "127.0.0.1:" + local
+	}
+	return local, podPort, nil
+}

@@ -75,6 +75,7 @@ func newRootCommand() *cobra.Command {
 		newRmCommand(g),
 		newGCCommand(g),
 		newEnterCommand(g),
+		newPortForwardCommand(g),
 		newLogsCommand(g),
 		newAppCommand(g),
 	)
