@@ -14,6 +14,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	criStreaming "k8s.io/cri-streaming/pkg/streaming"
 	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
+	"k8s.io/klog/v2"
 	utilexec "k8s.io/utils/exec"
 
 	"github.com/karman-project/karman/stage0"
@@ -81,8 +82,10 @@ func New(cfg Config, rt Runtime, ids IDs, log *slog.Logger) (*Server, error) {
 }
 
 // Start listens and serves in the background; the URLs the Get calls
-// return carry the address it listens on.
+// return carry the address it listens on. The library's own records
+// (klog, process-wide) go to the server's logger from then on.
 func (s *Server) Start() error {
+	klog.SetSlogLogger(s.log.With("src", "cri-streaming"))
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("streaming server: %w", err)
