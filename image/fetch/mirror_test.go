@@ -170,6 +170,19 @@ location = %q
 		}
 	})
 
+	t.Run("a location that fails", func(t *testing.T) {
+		conf := regsConf(t, fmt.Sprintf("[[registry]]\nprefix = \"registry.k8s.io\"\nlocation = %q\n", empty.host))
+		_, err := fetch.Fetch(ctx, mustRef(t, "registry.k8s.io/pause:3.9"), fetch.Options{Store: openStore(t), Registries: conf, Transport: newLoopbackOnly()})
+		if want := "image registry.k8s.io/pause:3.9: location " + empty.host + "/pause:3.9 (registries.conf line 1): "; err == nil || !strings.HasPrefix(err.Error(), want) || !errors.Is(err, image.ErrNotFound) {
+			t.Fatalf("fetch from a location without the image: %v, want it to start with %q", err, want)
+		}
+		conf = regsConf(t, fmt.Sprintf("[[registry]]\nprefix = \"registry.k8s.io\"\nlocation = %q\n", dead))
+		_, err = fetch.Fetch(ctx, mustRef(t, "registry.k8s.io/pause:3.9"), fetch.Options{Store: openStore(t), Registries: conf, Transport: newLoopbackOnly()})
+		if want := "image registry.k8s.io/pause:3.9: location " + dead + "/pause:3.9 (registries.conf line 1): "; err == nil || !strings.HasPrefix(err.Error(), want) || !errors.Is(err, image.ErrUnreachable) {
+			t.Fatalf("fetch from a location that is down: %v, want it to start with %q", err, want)
+		}
+	})
+
 	t.Run("blocked", func(t *testing.T) {
 		tr := newLoopbackOnly()
 		var asked sync.Once

@@ -33,8 +33,11 @@ import (
 type registrySource struct {
 	ref     name.Reference
 	logical name.Repository
-	client  *http.Client
-	rt      http.RoundTripper
+	// origin names the registries.conf entry that sent the pull here,
+	// for the errors of the reference's manifest; "" when none did.
+	origin string
+	client *http.Client
+	rt     http.RoundTripper
 }
 
 // openRegistry opens the endpoint of ref that serves it. With a single
@@ -52,8 +55,15 @@ func openRegistry(ctx context.Context, ref image.Reference, o *Options) (source,
 	if err != nil {
 		return nil, err
 	}
-	if len(eps) == 1 && !eps[0].Mirror {
-		return newRegistrySource(ctx, logical.Context(), eps[0], o)
+	if ep := eps[0]; len(eps) == 1 && !ep.Mirror {
+		s, err := newRegistrySource(ctx, logical.Context(), ep, o)
+		if err != nil && ep.Path != "" {
+			return nil, fmt.Errorf("image %s: %s: %w", ref, ep, err)
+		}
+		if ep.Path != "" {
+			s.origin = ep.String()
+		}
+		return s, err
 	}
 	var failed []error
 	for _, ep := range eps {
@@ -174,7 +184,11 @@ func (s *registrySource) manifest(ctx context.Context, d *v1.Hash) ([]byte, type
 	}
 	desc, err := remote.Get(ref, remote.WithContext(ctx), remote.WithTransport(s.rt))
 	if err != nil {
-		return nil, "", registryError(s.ref.Context().RegistryStr(), ref.String(), err)
+		err = registryError(s.ref.Context().RegistryStr(), ref.String(), err)
+		if s.origin != "" && d == nil {
+			err = fmt.Errorf("%s: %w", s.origin, err)
+		}
+		return nil, "", err
 	}
 	if pinned, ok := ref.(name.Digest); ok {
 		if got, _, _ := v1.SHA256(bytes.NewReader(desc.Manifest)); got.String() != pinned.DigestStr() {
