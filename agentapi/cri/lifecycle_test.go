@@ -2,8 +2,11 @@ package cri
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +17,8 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/karman-project/karman/isolators/cgroups"
+	"github.com/karman-project/karman/stage1/poddir"
 	"github.com/karman-project/karman/tests/testenv"
 	"github.com/karman-project/karman/tests/testimage"
 	"github.com/karman-project/karman/tests/testregistry"
@@ -153,6 +158,44 @@ func TestSandboxContainerLifecycle(t *testing.T) {
 	}
 	if stats.Stats.Memory.WorkingSetBytes.GetValue() == 0 || stats.Stats.Cpu.UsageCoreNanoSeconds.GetValue() == 0 || stats.Stats.WritableLayer == nil {
 		t.Errorf("ContainerStats = %v", stats.Stats)
+	}
+
+	// Resources change in place; the asked oom_score_adj is clamped to
+	// what this process may set, and the container started all the same.
+	if _, err := e.rs.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: ticker,
+		Linux: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 128 << 20}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := appCgroupFile(t, e, sbID, ticker, "memory.limit_in_bytes", "memory.max"); got != fmt.Sprint(128<<20) {
+		t.Errorf("the memory limit after UpdateContainerResources: %q, want %d", got, 128<<20)
+	}
+	vs, err := e.rs.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ticker, Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vs.Status.Resources.GetLinux().GetMemoryLimitInBytes() != 128<<20 {
+		t.Errorf("ContainerStatus resources after the update: %v", vs.Status.Resources)
+	}
+	var info struct{ PID int }
+	json.Unmarshal([]byte(vs.Info["info"]), &info)
+	own, _ := os.ReadFile("/proc/self/oom_score_adj")
+	adj, err := os.ReadFile(fmt.Sprintf("/proc/%d/oom_score_adj", info.PID))
+	if want := max(-997, atoi(string(own))); err != nil || atoi(string(adj)) != want {
+		t.Errorf("the container's oom_score_adj: %q (%v), want %d", adj, err, want)
+	}
+	pst, err := e.rs.PodSandboxStats(ctx, &runtimeapi.PodSandboxStatsRequest{PodSandboxId: sbID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pst.Stats.Linux.Containers) != 2 || pst.Stats.Linux.Memory.WorkingSetBytes.GetValue() == 0 || pst.Stats.Attributes.Id != sbID {
+		t.Errorf("PodSandboxStats = %v", pst.Stats)
+	}
+	for sel, n := range map[string]int{"one": 1, "other": 0} {
+		l, err := e.rs.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{
+			LabelSelector: map[string]string{"app": sel}, State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}}})
+		if err != nil || len(l.Items) != n {
+			t.Errorf("ListPodSandbox app=%s ready: %v, %v; want %d", sel, l, err, n)
+		}
 	}
 
 	// Every metric described is reported for the running container
@@ -298,4 +341,36 @@ func TestSandboxContainerLifecycle(t *testing.T) {
 	if is, err := e.is.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: ref}}); err != nil || is.Image != nil {
 		t.Errorf("ImageStatus of a removed image: %v, %v", is, err)
 	}
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(strings.TrimSpace(s))
+	return n
+}
+
+// appCgroupFile reads a file of a container's app cgroup: v1 (the
+// memory hierarchy) or v2.
+func appCgroupFile(t *testing.T, e *criEnv, sbID, id, v1, v2 string) string {
+	t.Helper()
+	dir, err := e.rt.PodDir(sbID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, poddir.CgroupFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, app, err := e.srv.container(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join("/sys/fs/cgroup/memory", strings.TrimSpace(string(b)), app, v1)
+	if cgroups.Mode() == "v2" {
+		p = filepath.Join("/sys/fs/cgroup", strings.TrimSpace(string(b)), app, v2)
+	}
+	got, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(got))
 }

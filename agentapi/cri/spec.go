@@ -35,7 +35,7 @@ func (s *Server) sandboxSpec(c *runtimeapi.PodSandboxConfig) (stage0.PodSpec, er
 	spec := stage0.PodSpec{
 		KeepAlive: true,
 		Hostname:  c.GetHostname(),
-		Labels:    map[string]string{LabelSandbox: md.GetNamespace() + "/" + md.GetName()},
+		Labels:    map[string]string{LabelSandbox: md.GetNamespace() + "/" + md.GetName(), LabelState: s.cfg.StateDir},
 		Net:       network.Default,
 	}
 	if n := podName(md); stage0.CheckName(n) == nil {

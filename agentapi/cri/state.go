@@ -11,8 +11,13 @@ import (
 )
 
 // LabelSandbox is the pod label that marks a pod as a CRI sandbox; its
-// value is the sandbox's name (namespace/name).
-const LabelSandbox = "karman.cri/sandbox"
+// value is the sandbox's name (namespace/name). LabelState names the
+// state directory of the server that made it: only that server's
+// recovery removes it when it finds no record of it.
+const (
+	LabelSandbox = "karman.cri/sandbox"
+	LabelState   = "karman.cri/state"
+)
 
 // recover loads the records and reconciles them with the pods: a record
 // whose pod (or app) is gone is forgotten, a CRI pod or app without a
@@ -58,8 +63,8 @@ func (s *Server) recover(ctx context.Context) error {
 		recorded[c.SandboxID+"/"+c.App] = true
 	}
 	for _, p := range pods {
-		if _, ok := p.Labels[LabelSandbox]; !ok {
-			continue
+		if _, ok := p.Labels[LabelSandbox]; !ok || p.Labels[LabelState] != s.cfg.StateDir {
+			continue // not a sandbox, or another server's
 		}
 		if s.sandboxes[p.UUID] == nil {
 			s.log.Info("cri: removing a sandbox pod that was never recorded", "pod", p.UUID)

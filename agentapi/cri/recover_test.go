@@ -1,0 +1,98 @@
+package cri
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/karman-project/karman/stage0"
+	"github.com/karman-project/karman/tests/testenv"
+)
+
+// TestRecoverReconciles: a restarted server forgets the records whose
+// pods are gone and removes the CRI pods and apps it never recorded (an
+// agent killed between making and recording them); the rest stays.
+func TestRecoverReconciles(t *testing.T) {
+	testenv.RequireRoot(t, "pods need namespaces, mounts and cgroups")
+	ref := pushBusybox(t)
+	dir := t.TempDir()
+	e := newCRIEnv(t, dir)
+	ctx := ctxT(t)
+	pulled, err := e.is.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := e.rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: sandboxConfig("kept", "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := func(uuid string) {
+		e.rt.Stop(context.Background(), uuid, true)
+		e.rt.Wait(context.Background(), uuid)
+		e.rt.Remove(context.Background(), uuid)
+	}
+	t.Cleanup(func() { stop(kept.PodSandboxId) })
+	// An app of the kept sandbox that no record names.
+	if _, err := e.rt.AddApp(ctx, kept.PodSandboxId, stage0.AppSpec{Image: pulled.ImageRef, Name: "stray", Exec: "/bin/true"}, stage0.AddAppOptions{PullPolicy: "never"}); err != nil {
+		t.Fatal(err)
+	}
+	// A sandbox pod that was never recorded.
+	spec, err := e.srv.sandboxSpec(sandboxConfig("unrecorded", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unrec, _, err := e.rt.Run(ctx, spec, stage0.RunOptions{Detach: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stop(unrec) })
+	if _, err := e.rt.WaitStarted(ctx, unrec); err != nil {
+		t.Fatal(err)
+	}
+	// Another server's sandbox pod (another state directory) is not
+	// this one's to remove.
+	other := sandboxConfig("other", "")
+	spec, err = e.srv.sandboxSpec(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Labels[LabelState] = "/elsewhere"
+	otherPod, _, err := e.rt.Run(ctx, spec, stage0.RunOptions{Detach: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stop(otherPod) })
+	// A sandbox whose pod was removed behind the server's back.
+	gone, err := e.rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: sandboxConfig("gone", "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop(gone.PodSandboxId)
+
+	e.stop()
+	e = newCRIEnv(t, dir)
+	ctx = ctxT(t)
+	l, err := e.rs.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Items) != 1 || l.Items[0].Id != kept.PodSandboxId || l.Items[0].State != runtimeapi.PodSandboxState_SANDBOX_READY {
+		t.Errorf("sandboxes after the restart: %v; want %s alone, ready", l.Items, kept.PodSandboxId)
+	}
+	if _, err := os.Stat(filepath.Join(e.stateDir, "sandboxes", gone.PodSandboxId+".json")); err == nil {
+		t.Errorf("the record of a sandbox whose pod is gone is kept")
+	}
+	if st, err := e.rt.State(ctx, unrec); err == nil {
+		t.Errorf("the unrecorded sandbox pod is still there (%s)", st)
+	}
+	if _, err := e.rt.State(ctx, otherPod); err != nil {
+		t.Errorf("another server's sandbox pod was removed: %v", err)
+	}
+	apps, err := e.rt.ListApps(ctx, kept.PodSandboxId)
+	if err != nil || len(apps) != 0 {
+		t.Errorf("apps of the kept sandbox: %v, %v; want the stray one removed", apps, err)
+	}
+}
