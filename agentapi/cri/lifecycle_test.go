@@ -286,6 +286,38 @@ func TestSandboxContainerLifecycle(t *testing.T) {
 		t.Errorf("sandboxes after a restart (-before +after):\n%s", diff)
 	}
 
+	// The streaming lists say what the lists say.
+	ss, err := e.rs.StreamPodSandboxes(ctx, &runtimeapi.StreamPodSandboxesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var streamed []*runtimeapi.PodSandbox
+	for {
+		r, err := ss.Recv()
+		if err != nil {
+			break
+		}
+		streamed = append(streamed, r.PodSandboxes...)
+	}
+	if diff := cmp.Diff(sbsAfter, streamed, protocmp.Transform()); diff != "" {
+		t.Errorf("StreamPodSandboxes (-ListPodSandbox +stream):\n%s", diff)
+	}
+	sc, err := e.rs.StreamContainers(ctx, &runtimeapi.StreamContainersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for {
+		r, err := sc.Recv()
+		if err != nil {
+			break
+		}
+		n += len(r.Containers)
+	}
+	if n != 2 {
+		t.Errorf("StreamContainers sent %d containers, want 2", n)
+	}
+
 	cl, err := e.rs.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{
 		State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}, LabelSelector: map[string]string{"c": "ticker"}}})
 	if err != nil || len(cl.Containers) != 1 || cl.Containers[0].Id != ticker {
