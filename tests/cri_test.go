@@ -152,11 +152,11 @@ func TestCRILifecycle(t *testing.T) {
 		t.Errorf("PodSandboxStatus: state %v, ip %q; want ready on %s0/24", pss.Status.State, pss.Status.Network.GetIp(), e.ne.prefix)
 	}
 
-	create := func(name, script string, mem int64) string {
+	create := func(name, script string, mem int64, mounts ...*runtimeapi.Mount) string {
 		t.Helper()
 		r, err := e.rs.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: sb.PodSandboxId, SandboxConfig: sbc, Config: &runtimeapi.ContainerConfig{
 			Metadata: &runtimeapi.ContainerMetadata{Name: name}, Image: &runtimeapi.ImageSpec{Image: pulled.ImageRef},
-			Command: []string{"/bin/sh", "-c", script}, LogPath: name + "/0.log",
+			Command: []string{"/bin/sh", "-c", script}, LogPath: name + "/0.log", Mounts: mounts,
 			Linux: &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: mem, CpuShares: 512}},
 		}})
 		if err != nil {
@@ -168,7 +168,9 @@ func TestCRILifecycle(t *testing.T) {
 		return r.ContainerId
 	}
 	web := create("web", `hostname; cat /etc/resolv.conf; mkdir -p /www && echo pong-cri > /www/index.html && exec httpd -f -p 8080 -h /www`, 96<<20)
-	ender := create("ender", `sleep 3; exit 7`, 0)
+	// ender ends when the test says so, through a volume.
+	signal := t.TempDir()
+	ender := create("ender", `while [ ! -e /signal/go ]; do sleep 0.05; done; exit 7`, 0, &runtimeapi.Mount{HostPath: signal, ContainerPath: "/signal"})
 	e.waitContainer(t, web, runtimeapi.ContainerState_CONTAINER_RUNNING)
 	log := waitLog(t, filepath.Join(logDir, "web", "0.log"), "ndots:5")
 	for _, want := range []string{" stdout F web-host\n", " stdout F nameserver 10.96.0.10\n", " stdout F search e2e.svc.cluster.local\n", " stdout F options ndots:5\n"} {
@@ -226,7 +228,10 @@ func TestCRILifecycle(t *testing.T) {
 	}
 	// The agent dies; the sandbox goes on and ender ends meanwhile.
 	e.kill(t)
-	time.Sleep(3500 * time.Millisecond)
+	if err := os.WriteFile(filepath.Join(signal, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.waitApp(t, sb.PodSandboxId, "ender-"+ender[:12], "exited")
 	e.startCRI(t)
 	ended := e.waitContainer(t, ender, runtimeapi.ContainerState_CONTAINER_EXITED)
 	if ended.ExitCode != 7 || ended.Reason != "Error" || ended.FinishedAt <= ended.StartedAt {

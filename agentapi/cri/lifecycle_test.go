@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/karman-project/karman/isolators/cgroups"
+	"github.com/karman-project/karman/stage0"
 	"github.com/karman-project/karman/stage1/poddir"
 	"github.com/karman-project/karman/tests/testenv"
 	"github.com/karman-project/karman/tests/testimage"
@@ -123,11 +125,13 @@ func TestSandboxContainerLifecycle(t *testing.T) {
 		t.Errorf("PodSandboxStatus = %v", pss.Status)
 	}
 
+	signal := t.TempDir()
 	mk := func(name string, cmd ...string) string {
 		t.Helper()
 		r, err := e.rs.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: sbID, SandboxConfig: sbc, Config: &runtimeapi.ContainerConfig{
 			Metadata: &runtimeapi.ContainerMetadata{Name: name}, Image: &runtimeapi.ImageSpec{Image: pulled.ImageRef},
 			Command: cmd, LogPath: name + "/0.log", Labels: map[string]string{"c": name},
+			Mounts: []*runtimeapi.Mount{{HostPath: signal, ContainerPath: "/signal"}},
 			Envs:  []*runtimeapi.KeyValue{{Key: "GREETING", Value: []byte("hello")}},
 			Linux: &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, OomScoreAdj: -997}},
 		}})
@@ -137,7 +141,8 @@ func TestSandboxContainerLifecycle(t *testing.T) {
 		return r.ContainerId
 	}
 	ticker := mk("ticker", "/bin/sh", "-c", `echo $GREETING; echo oops >&2; while true; do echo tick; sleep 0.1; done`)
-	ender := mk("ender", "/bin/sh", "-c", `sleep 2; exit 3`)
+	// ender ends when the test says so, through a volume.
+	ender := mk("ender", "/bin/sh", "-c", `while [ ! -e /signal/go ]; do sleep 0.05; done; exit 3`)
 	if st := e.waitContainer(t, ticker, runtimeapi.ContainerState_CONTAINER_CREATED); st.LogPath != filepath.Join(logDir, "ticker/0.log") {
 		t.Errorf("log path %q", st.LogPath)
 	}
@@ -270,7 +275,18 @@ func TestSandboxContainerLifecycle(t *testing.T) {
 	sbsBefore, before := list()
 	// The server goes away; ender ends meanwhile.
 	e.stop()
-	time.Sleep(2500 * time.Millisecond)
+	if err := os.WriteFile(filepath.Join(signal, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		apps, _ := e.rt.ListApps(context.Background(), sbID)
+		if slices.ContainsFunc(apps, func(a stage0.AppInfo) bool { return a.Name == "ender-"+ender[:12] && a.State == stage0.AppExited }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ender did not end while the server was down: %v", apps)
+		}
+	}
 	e = newCRIEnv(t, dir)
 	ctx = ctxT(t)
 	ended := e.waitContainer(t, ender, runtimeapi.ContainerState_CONTAINER_EXITED)
