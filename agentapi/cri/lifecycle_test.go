@@ -132,8 +132,8 @@ func TestSandboxContainerLifecycle(t *testing.T) {
 			Metadata: &runtimeapi.ContainerMetadata{Name: name}, Image: &runtimeapi.ImageSpec{Image: pulled.ImageRef},
 			Command: cmd, LogPath: name + "/0.log", Labels: map[string]string{"c": name},
 			Mounts: []*runtimeapi.Mount{{HostPath: signal, ContainerPath: "/signal"}},
-			Envs:  []*runtimeapi.KeyValue{{Key: "GREETING", Value: []byte("hello")}},
-			Linux: &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, OomScoreAdj: -997}},
+			Envs:   []*runtimeapi.KeyValue{{Key: "GREETING", Value: []byte("hello")}},
+			Linux:  &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, OomScoreAdj: -997}},
 		}})
 		if err != nil {
 			t.Fatal(err)
