@@ -57,13 +57,15 @@ func openRegistry(ctx context.Context, ref image.Reference, o *Options) (source,
 	}
 	if ep := eps[0]; len(eps) == 1 && !ep.Mirror {
 		s, err := newRegistrySource(ctx, logical.Context(), ep, o)
-		if err != nil && ep.Path != "" {
+		switch {
+		case err != nil && ep.Path != "":
 			return nil, fmt.Errorf("image %s: %s: %w", ref, ep, err)
-		}
-		if ep.Path != "" {
+		case err != nil:
+			return nil, err
+		case ep.Path != "":
 			s.origin = ep.String()
 		}
-		return s, err
+		return s, nil
 	}
 	var failed []error
 	for _, ep := range eps {
