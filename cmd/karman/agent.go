@@ -37,6 +37,7 @@ ordinary pods: they keep running when the agent stops.`,
 	f.StringVar(&lo.ClientCAFile, "client-ca", "", "CA certificate (PEM) that signs the client certificates to accept")
 	f.StringVar(&lo.TokenFile, "token-file", "", "file holding a bearer token clients may present")
 	criSocket := f.String("cri-socket", cri.DefaultSocket, "the unix socket the Kubernetes CRI is served on (empty: not served)")
+	criStream := f.String("cri-stream-address", "127.0.0.1:0", "the loopback HOST:PORT of the CRI's streaming server (exec, attach, port-forward; port 0: any free port)")
 	master := f.String("master", "", "URL of a master to register with and heartbeat to")
 	endpoint := f.String("endpoint", "", "the address sent to the master (default: --listen when it is TCP)")
 	stateDir := f.String("state-dir", "", "the agent's records and events (default DIR/agent)")
@@ -109,7 +110,7 @@ ordinary pods: they keep running when the agent stops.`,
 		if criL != nil {
 			loc := pull.Local{Store: cfg.Runtime.Images(), ConfigDir: g.configDir, Log: g.log, Warn: g.warn}
 			cs, err := cri.New(ctx, cri.Config{Runtime: cfg.Runtime, StateDir: filepath.Join(cfg.StateDir, "cri"),
-				Version: version, Logger: g.log, Pull: cri.LocalPull(loc)})
+				Version: version, Logger: g.log, Pull: cri.LocalPull(loc), StreamAddress: *criStream})
 			if err != nil {
 				return err
 			}
