@@ -55,6 +55,10 @@ func Mount(dir string, layers []string) error {
 	return fmt.Errorf("mount overlay at %s: %w", target, err)
 }
 
+// fsconfigMaxString bounds the length of one fsconfig(2) string value
+// (FSCONFIG_SET_STRING copies at most 256 bytes with the NUL).
+const fsconfigMaxString = 256
+
 // hasSeparator tells whether path holds a character that separates
 // overlayfs options (",") or lower layers (":") in a mount(2) option
 // string: such paths go through the new mount API, one value at a time.
@@ -116,7 +120,9 @@ func Detached(dir string, layers []string) (int, error) {
 		}
 		return nil
 	}
-	if len(strings.Join(lower, ":")) < unix.Getpagesize()/2 && !slices.ContainsFunc(lower, hasSeparator) {
+	// fsconfig takes string values of at most 255 bytes (the kernel copies
+	// 256 with the NUL): longer layer lists go one layer at a time.
+	if len(strings.Join(lower, ":")) < fsconfigMaxString && !slices.ContainsFunc(lower, hasSeparator) {
 		err = set("lowerdir", strings.Join(lower, ":"))
 	} else {
 		for _, l := range lower {
