@@ -142,8 +142,8 @@ func (s *Server) Status(_ context.Context, req *runtimeapi.StatusRequest) (*runt
 			{Type: runtimeapi.RuntimeReady, Status: true},
 			{Type: runtimeapi.NetworkReady, Status: true},
 		}},
-		RuntimeHandlers: []*runtimeapi.RuntimeHandler{{Name: "", Features: &runtimeapi.RuntimeHandlerFeatures{}}},
-		Features:        &runtimeapi.RuntimeFeatures{},
+		RuntimeHandlers: []*runtimeapi.RuntimeHandler{{Name: "", Features: handlerFeatures}},
+		Features:        runtimeFeatures,
 	}
 	if _, err := os.Stat(s.cfg.StateDir); err != nil {
 		resp.Status.Conditions[0] = &runtimeapi.RuntimeCondition{Type: runtimeapi.RuntimeReady, Reason: "StateDirMissing", Message: err.Error()}

@@ -33,6 +33,9 @@ func TestVersionStatusConfig(t *testing.T) {
 	if !ready[runtimeapi.RuntimeReady] || !ready[runtimeapi.NetworkReady] {
 		t.Errorf("Status conditions %v, want RuntimeReady and NetworkReady", st.Status.Conditions)
 	}
+	if len(st.RuntimeHandlers) != 1 || !st.RuntimeHandlers[0].Features.GetRecursiveReadOnlyMounts() || !st.Features.GetSupplementalGroupsPolicy() {
+		t.Errorf("Status features: %v, %v; want recursive read-only mounts and the supplemental groups policy", st.RuntimeHandlers, st.Features)
+	}
 	rc, err := e.rs.RuntimeConfig(ctx, &runtimeapi.RuntimeConfigRequest{})
 	if err != nil {
 		t.Fatal(err)
