@@ -207,7 +207,8 @@ func hostDevices() ([]poddir.Device, error) {
 // allowlist: everything for a privileged app, else its devices.
 func deviceRules(a poddir.App) []specs.LinuxDeviceCgroup {
 	if a.Privileged {
-		return []specs.LinuxDeviceCgroup{{Allow: true, Type: "a", Access: "rwm"}}
+		any := int64(-1)
+		return []specs.LinuxDeviceCgroup{{Allow: true, Type: "a", Major: &any, Minor: &any, Access: "rwm"}}
 	}
 	var out []specs.LinuxDeviceCgroup
 	for _, d := range a.Devices {

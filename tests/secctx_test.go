@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -109,12 +110,18 @@ func TestNoNewPrivs(t *testing.T) {
 
 // TestPrivileged: --privileged gives every capability, no filter, /proc
 // unmasked, /sys writable and the host's devices, allowed by the device
-// cgroup.
+// cgroup, on each hierarchy.
 func TestPrivileged(t *testing.T) {
+	for name, hier := range hierarchies() {
+		t.Run(name, func(t *testing.T) { testPrivileged(t, hier) })
+	}
+}
+
+func testPrivileged(t *testing.T, hier []string) {
 	e := newPodEnv(t)
 	testenv.RequireFile(t, "/dev/loop-control", "a host device outside the default allowlist")
 	script := `grep -E '^(CapEff|Seccomp):' /proc/self/status; grep ' /sys ' /proc/self/mountinfo | cut -d' ' -f6 | cut -d, -f1 | sed 's/^/sys=/'; ls -l /dev/loop-control | cut -c1; head -c0 /dev/loop-control 2>/dev/null && echo loopctl=open; grep -c ' /proc/keys ' /proc/self/mountinfo | sed 's/^/keymasks=/'`
-	r := mustSucceed(t, e.run(t, e.image, "--privileged", "--exec", "/bin/sh", "--", "-c", script))
+	r := mustSucceed(t, e.run(t, append(slices.Clip(hier), e.image, "--privileged", "--exec", "/bin/sh", "--", "-c", script)...))
 	// Every capability this kernel knows.
 	b, _ := os.ReadFile("/proc/sys/kernel/cap_last_cap")
 	last, _ := strconv.Atoi(strings.TrimSpace(string(b)))
@@ -128,7 +135,7 @@ func TestPrivileged(t *testing.T) {
 			t.Errorf("privileged: %q lacks %q", r.Stdout, want)
 		}
 	}
-	r = e.run(t, e.image, "--exec", "/bin/sh", "--", "-c", script)
+	r = e.run(t, append(slices.Clip(hier), e.image, "--exec", "/bin/sh", "--", "-c", script)...)
 	for _, bad := range []string{"Seccomp:\t0", "sys=rw", "loopctl=open", "keymasks=0"} {
 		if strings.Contains(r.Stdout, bad) {
 			t.Errorf("not privileged: %q holds %q", r.Stdout, bad)
@@ -312,24 +319,43 @@ func TestVolumePropagation(t *testing.T) {
 	}
 }
 
+// hierarchies are the cgroup hierarchies pods can be made in here, as
+// run's options: the default, and the cgroup2 one of a hybrid host
+// (where the device rules are an eBPF program).
+func hierarchies() map[string][]string {
+	h := map[string][]string{"default": nil}
+	var st unix.Statfs_t
+	if unix.Statfs("/sys/fs/cgroup", &st) == nil && st.Type != unix.CGROUP2_SUPER_MAGIC &&
+		unix.Statfs("/sys/fs/cgroup/unified", &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+		h["unified"] = []string{"--cgroup-hierarchy=unified"}
+	}
+	return h
+}
+
 // TestDevices: --device makes a host device node in the app, allowed by
-// the device cgroup with the given permissions only.
+// the device cgroup with the given permissions only, on each hierarchy.
 func TestDevices(t *testing.T) {
+	for name, hier := range hierarchies() {
+		t.Run(name, func(t *testing.T) { testDevices(t, hier) })
+	}
+}
+
+func testDevices(t *testing.T, hier []string) {
 	e := newPodEnv(t)
 	testenv.RequireFile(t, "/dev/loop-control", "a host device outside the default allowlist")
 	script := `ls -l /dev/myloopctl | tr -s ' ' | cut -d' ' -f1,5,6; head -c0 /dev/myloopctl 2>/dev/null && echo read=ok || echo read=refused; printf "" 2>/dev/null > /dev/myloopctl && echo write=ok || echo write=refused`
-	r := mustSucceed(t, e.run(t, e.image, "--device", "/dev/loop-control:/dev/myloopctl:r", "--exec", "/bin/sh", "--", "-c", script))
+	r := mustSucceed(t, e.run(t, append(slices.Clip(hier), e.image, "--device", "/dev/loop-control:/dev/myloopctl:r", "--exec", "/bin/sh", "--", "-c", script)...))
 	for _, want := range []string{"crw------- 10, 237", "read=ok", "write=refused"} {
 		if !strings.Contains(r.Stdout, want) {
 			t.Errorf("--device /dev/loop-control:/dev/myloopctl:r: %q lacks %q", r.Stdout, want)
 		}
 	}
-	r = mustSucceed(t, e.run(t, e.image, "--exec", "/bin/sh", "--", "-c", "mknod /dev/myloopctl c 10 237; head -c0 /dev/myloopctl 2>/dev/null && echo read=ok || echo read=refused"))
+	r = mustSucceed(t, e.run(t, append(slices.Clip(hier), e.image, "--exec", "/bin/sh", "--", "-c", "mknod /dev/myloopctl c 10 237; head -c0 /dev/myloopctl 2>/dev/null && echo read=ok || echo read=refused")...))
 	if !strings.Contains(r.Stdout, "read=refused") {
 		t.Errorf("a node made without --device opens: %q", r.Stdout)
 	}
 	for _, bad := range []string{"/dev/loop-control:/dev/pts/9", "/dev/loop-control:/etc/kmsg", "/dev/loop-control:/dev/k:rwx", "/etc/passwd", "relative", "/dev/loop-control:/dev/k:r:w"} {
-		if r := e.run(t, e.image, "--device", bad, "--exec", "/bin/true"); r.Code != 254 || !strings.Contains(r.Stderr, "--device") {
+		if r := e.run(t, append(slices.Clip(hier), e.image, "--device", bad, "--exec", "/bin/true")...); r.Code != 254 || !strings.Contains(r.Stderr, "--device") {
 			t.Errorf("--device %s: %s", bad, r)
 		}
 	}

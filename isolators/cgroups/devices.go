@@ -11,9 +11,20 @@ import (
 )
 
 // deviceRules are an app's device rules: DeviceAllowlist, then what r
-// allows beyond it.
+// allows beyond it. A rule without a major or minor number has any (the
+// eBPF compiler needs both).
 func deviceRules(r Resources) []specs.LinuxDeviceCgroup {
-	return append(slices.Clone(DeviceAllowlist), r.Devices...)
+	out := slices.Clone(DeviceAllowlist)
+	for _, d := range r.Devices {
+		if d.Major == nil {
+			d.Major = ptr(-1)
+		}
+		if d.Minor == nil {
+			d.Minor = ptr(-1)
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 // attachDeviceFilter enforces rules (deviceRules) on a v2 cgroup directory:

@@ -9,6 +9,7 @@ import (
 	v1stats "github.com/containerd/cgroups/v3/cgroup1/stats"
 	"github.com/containerd/cgroups/v3/cgroup2"
 	v2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
+	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Sample /proc/self/cgroup contents.
@@ -350,6 +351,27 @@ func TestHierarchy(t *testing.T) {
 		}
 		if err != nil || h.v2 != (tc.mount != "") || h.v2Mount != tc.mount {
 			t.Errorf("%v %q: %+v, %v; want mount %q", tc.m, tc.h, h, err, tc.mount)
+		}
+	}
+}
+
+// TestDeviceRulesCompile: an app's device rules (the allowlist, a device,
+// every device for a privileged app, numbers left out) compile into the
+// cgroup2 eBPF program, and come in the order v1 writes them.
+func TestDeviceRulesCompile(t *testing.T) {
+	one, eleven := int64(10), int64(237)
+	for _, extra := range [][]specs.LinuxDeviceCgroup{
+		nil,
+		{{Allow: true, Type: "c", Major: &one, Minor: &eleven, Access: "r"}},
+		{{Allow: true, Type: "a", Access: "rwm"}},
+		{{Allow: true, Type: "b", Major: &one, Access: "rw"}},
+	} {
+		rules := deviceRules(Resources{Devices: extra})
+		if len(rules) != len(DeviceAllowlist)+len(extra) || rules[0] != DeviceAllowlist[0] {
+			t.Errorf("%v: rules %v", extra, rules)
+		}
+		if _, _, err := cgroup2.DeviceFilter(rules); err != nil {
+			t.Errorf("%v: %v", extra, err)
 		}
 	}
 }
