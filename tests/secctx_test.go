@@ -360,3 +360,25 @@ func testDevices(t *testing.T, hier []string) {
 		}
 	}
 }
+
+// TestAppAddSecurityOptions: an app added to a running pod gets the
+// options as one started with the pod: a device, its own masked paths,
+// groups, no_new_privs off, and the pod's host IPC namespace.
+func TestAppAddSecurityOptions(t *testing.T) {
+	e := newPodEnv(t)
+	testenv.RequireFile(t, "/dev/loop-control", "a host device outside the default allowlist")
+	hostIPC, _ := os.Readlink("/proc/self/ns/ipc")
+	uuid := strings.TrimSpace(mustSucceed(t, karman(t, e.dir, "run", "--host-ipc", "--no-apps")).Stdout)
+	t.Cleanup(func() { karman(t, e.dir, "stop", uuid) })
+	mustSucceed(t, karman(t, e.dir, "app", "add", uuid, e.image, "--name", "sec",
+		"--device", "/dev/loop-control:/dev/lc:r", "--masked-paths=/etc", "--group-add", "77", "--no-new-privs=false",
+		"--exec", "/bin/sh", "--", "-c", `head -c0 /dev/lc && echo device=open; ls /etc | wc -l | sed 's/^/etc=/'; id -G | sed 's/^/groups=/'; grep NoNewPrivs /proc/self/status; readlink /proc/self/ns/ipc; echo end`))
+	mustSucceed(t, karman(t, e.dir, "app", "start", uuid, "--app", "sec"))
+	e.waitAppLog(t, uuid, "sec", "end", 1)
+	logs := karman(t, e.dir, "logs", "--app", "sec", uuid).Stdout
+	for _, want := range []string{"device=open", "etc=0", "groups=0 77", "NoNewPrivs:\t0", hostIPC} {
+		if !strings.Contains(logs, want+"\n") {
+			t.Errorf("added app: %q lacks %q", logs, want)
+		}
+	}
+}
