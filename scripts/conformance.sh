@@ -12,7 +12,8 @@
 # containerd is Debian's containerd 1.6 + runc, the anchor. Both fetch
 # critest's images from a loopback registry of look-alikes, with
 # HTTP_PROXY/HTTPS_PROXY at a dead loopback port. critest's full output is
-# kept in bin/conformance-RUNTIME.log. Needs root, `make build` and
+# kept in bin/conformance-RUNTIME.log, its JUnit report in
+# bin/conformance-RUNTIME.xml. Needs root, `make build` and
 # scripts/setup.sh --tests.
 set -euo pipefail
 source "$(dirname "$0")/../tests/conformance/lib.sh"
@@ -55,6 +56,7 @@ set +e
 	"$CRI_TOOLS/critest" "${args[@]}") >"$log" 2>&1
 status=$?
 set -e
+cp "$W/junit.xml" "${log%.log}.xml" 2>/dev/null || true
 secs=$(($(date +%s) - start))
 
 ran=$(sed -n 's/^Ran \([0-9]*\) of \([0-9]*\) Specs in .*/\1 \2/p' "$log" | tail -1)
