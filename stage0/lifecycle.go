@@ -301,6 +301,10 @@ func (r *Runtime) sweep(ctx context.Context, p pod, force bool) error {
 	for _, e := range ents {
 		errs = append(errs, rootfs.Remove(r.images, filepath.Join(p.path, "apps", e.Name()), leaseID(p.uuid, e.Name())))
 	}
+	vols, _ := os.ReadDir(filepath.Join(p.path, VolumesDir))
+	for _, e := range vols {
+		errs = append(errs, rootfs.Remove(r.images, filepath.Join(p.path, VolumesDir, e.Name()), volumeLease(p.uuid, e.Name())))
+	}
 	failed := errors.Join(errs...)
 	if failed != nil && !force {
 		return fmt.Errorf("pod %s: %w; it is kept with the record of what is left: `karman gc` retries, `karman rm --force %s` removes it anyway", p.uuid, failed, p.uuid)

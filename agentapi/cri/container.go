@@ -64,10 +64,17 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 			r.LogPath = lp
 		}
 	}
-	as, err := s.appSpec(sb, c, r.App, d.String())
+	spec, vols, err := s.addImageVolumes(ctx, sb.ID, id, c)
 	if err != nil {
 		return nil, err
 	}
+	r.ImageVolumes = vols
+	as, err := s.appSpec(sb, spec, r.App, d.String())
+	if err != nil {
+		s.removeImageVolumes(context.WithoutCancel(ctx), sb.ID, vols)
+		return nil, err
+	}
+	fixImageMounts(&as, vols)
 	// Recorded first: an agent stopped before AddApp returns finds the
 	// record and the app, or the record alone (forgotten), never an app
 	// it does not know.
@@ -75,14 +82,17 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	err = s.store.saveContainer(r)
 	s.mu.Unlock()
 	if err != nil {
+		s.removeImageVolumes(context.WithoutCancel(ctx), sb.ID, vols)
 		return nil, grpcError(err)
 	}
 	if _, err := s.rt.AddApp(ctx, sb.ID, as, stage0.AddAppOptions{PullPolicy: "never"}); err != nil {
+		s.removeImageVolumes(context.WithoutCancel(ctx), sb.ID, vols)
 		s.store.remove("containers", id)
 		return nil, grpcError(fmt.Errorf("CreateContainer %s: %w", c.GetMetadata().GetName(), err))
 	}
 	if err := s.linkLog(sb.ID, r); err != nil {
 		s.rt.RemoveApp(context.WithoutCancel(ctx), sb.ID, r.App, true)
+		s.removeImageVolumes(context.WithoutCancel(ctx), sb.ID, vols)
 		s.store.remove("containers", id)
 		return nil, grpcError(fmt.Errorf("CreateContainer %s: %w", c.GetMetadata().GetName(), err))
 	}
@@ -242,6 +252,9 @@ func (s *Server) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveCont
 	if err != nil && !errors.Is(err, stage0.ErrNotFound) {
 		return nil, grpcError(fmt.Errorf("RemoveContainer %s: %w", c.ID, err))
 	}
+	if err := s.removeImageVolumes(ctx, sb.ID, c.ImageVolumes); err != nil && !errors.Is(err, stage0.ErrNotFound) {
+		return nil, grpcError(fmt.Errorf("RemoveContainer %s: its image volumes: %w", c.ID, err))
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.store.remove("containers", c.ID); err != nil {
@@ -352,8 +365,18 @@ func (s *Server) containerStatus(c *containerRecord, ai stage0.AppInfo) *runtime
 		}
 	}
 	for _, m := range cfg.GetMounts() {
-		st.Mounts = append(st.Mounts, &runtimeapi.Mount{ContainerPath: m.GetContainerPath(), HostPath: m.GetHostPath(),
-			Readonly: m.GetReadonly(), Propagation: m.GetPropagation(), SelinuxRelabel: m.GetSelinuxRelabel()})
+		sm := &runtimeapi.Mount{ContainerPath: m.GetContainerPath(), HostPath: m.GetHostPath(),
+			Readonly: m.GetReadonly(), Propagation: m.GetPropagation(), SelinuxRelabel: m.GetSelinuxRelabel(),
+			RecursiveReadOnly: m.GetRecursiveReadOnly(), ImageSubPath: m.GetImageSubPath()}
+		if img := m.GetImage(); img.GetImage() != "" {
+			sm.Image = &runtimeapi.ImageSpec{Image: img.GetImage(), UserSpecifiedImage: img.GetUserSpecifiedImage(), Annotations: img.GetAnnotations()}
+			for _, v := range c.ImageVolumes {
+				if v.Target == m.GetContainerPath() {
+					sm.Image.ImageRef = v.Digest
+				}
+			}
+		}
+		st.Mounts = append(st.Mounts, sm)
 	}
 	return st
 }

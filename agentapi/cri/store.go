@@ -50,6 +50,8 @@ type containerRecord struct {
 	Image     string `json:"image"`
 	ImageRef  string `json:"imageRef"`
 	ImageName string `json:"imageName,omitempty"`
+	// ImageVolumes are its image volumes, rendered in the pod.
+	ImageVolumes []imageVolume `json:"imageVolumes,omitempty"`
 	// LogPath is the absolute path of its log (the sandbox's log
 	// directory and the container's log path), empty for none.
 	LogPath string `json:"logPath,omitempty"`
