@@ -23,6 +23,14 @@
 //     Config.Pull, under the signature policy.
 //   - The translation of CRI configs into stage0 specs is spec.go, one
 //     function per level (sandbox, container).
+//   - Image volumes are images rendered in the sandbox's pod and mounted
+//     read-only (imagevol.go); logs land at kubelet's path through a link
+//     from the app's log in the pod, reopened by the supervisor
+//     (ReopenContainerLog); stats and metrics come from the apps' cgroups
+//     (stats.go, metrics.go); the Stream* lists are the List calls in
+//     chunks (stream_lists.go).
+//   - The node's accounting: Allocated and Pods (accounting.go) make the
+//     CRI's containers count in the agent's node document.
 //
 // The streaming calls (ExecSync, Exec, Attach, PortForward) live in
 // exec.go: its streamer type is the Server's field stream, and
