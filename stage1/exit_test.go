@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/karman-project/karman/stage1/poddir"
+	"golang.org/x/sys/unix"
 )
 
 func TestExitCode(t *testing.T) {
@@ -140,4 +141,30 @@ func TestExecErrno(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestExitRecordedAfterOutput: an app's exit is recorded once its output
+// is in its log, all of it, including what a process it left behind
+// wrote before it let go of the app's stdout (as the CRI expects of a
+// container's log when its exit is reported).
+func TestExitRecordedAfterOutput(t *testing.T) {
+	t.Parallel()
+	p := newPod(t, nil, sh("keep", "exec sleep 1000"),
+		sh("app", "(sleep 0.1; echo late-line) & echo early-line"))
+	p.start()
+	var st poddir.AppStatus
+	p.waitFor("the app's exit", func() bool {
+		for _, s := range p.appStatus() {
+			if s.Name == "app" && s.Exited {
+				st = s
+				return true
+			}
+		}
+		return false
+	})
+	if log := p.log("app"); st.ExitCode != 0 || !strings.Contains(log, "early-line\n") || !strings.Contains(log, "late-line\n") {
+		t.Errorf("when its exit was recorded (%+v), the app's log held %q", st, log)
+	}
+	p.signal(unix.SIGTERM)
+	p.expect(p.wait(), 143)
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/karman-project/karman/stage1/internal/wire"
 	"github.com/karman-project/karman/stage1/poddir"
@@ -26,6 +27,9 @@ type appIO struct {
 	once    bool // App.StdinOnce
 	run     int  // counts begin: an end of an earlier run's output changes nothing
 	clients map[*attachClient]struct{}
+	// drained closes when the run's output has been copied to its log
+	// and sessions (end).
+	drained chan struct{}
 }
 
 // attachClient is one attach session.
@@ -63,7 +67,27 @@ func (io *appIO) begin(stdin, master *os.File, once bool) int {
 	defer io.mu.Unlock()
 	io.running, io.stdin, io.master, io.tty, io.once = true, stdin, master, master != nil, once
 	io.run++
+	io.drained = make(chan struct{})
 	return io.run
+}
+
+// waitDrained waits, at most d, until the current run's output has been
+// copied: an app's exit is recorded once its log holds all it wrote, as
+// the CRI expects of a container's log when it reports its exit. Only
+// a process the app left holding its output makes this wait out d.
+func (io *appIO) waitDrained(d time.Duration) {
+	io.mu.Lock()
+	c := io.drained
+	io.mu.Unlock()
+	if c == nil {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-c:
+	case <-t.C:
+	}
 }
 
 // end is the end of run's output: the sessions end, stdin closes.
@@ -74,6 +98,7 @@ func (io *appIO) end(run int) {
 		return
 	}
 	io.running = false
+	close(io.drained)
 	if io.stdin != nil && io.stdin != io.master {
 		io.stdin.Close()
 	}

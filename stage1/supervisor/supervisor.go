@@ -162,6 +162,10 @@ func forkIn(cmd initCommand, netns string, cgroup []string) (pid int, back bool,
 	return pid, true, err
 }
 
+// drainWait bounds how long an app's exit waits to be recorded for its
+// output to reach its log (appIO.waitDrained).
+const drainWait = 2 * time.Second
+
 // teardownTimeout bounds Pod.Teardown.
 const teardownTimeout = time.Minute
 
@@ -541,6 +545,7 @@ func (s *supervisor) serve(start time.Time) (code int, gotExit bool, initErr str
 				s.log.Warn("removing app status", "app", m.App, "err", err)
 			}
 		case wire.MsgExited:
+			s.appIOOf(m.App).waitDrained(drainWait)
 			st := s.appStatus(m.App)
 			st.Finished, st.Exited, st.ExitCode, st.Signal, st.Reason = m.Time, true, m.Code, m.Signal, m.Reason
 			if m.Code == 128+int(unix.SIGKILL) && s.oomKilled(m.App) {
