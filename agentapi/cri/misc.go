@@ -115,3 +115,13 @@ func hasCapSysResource() bool {
 	}
 	return false
 }
+
+// UpdateRuntimeConfig takes kubelet's pod CIDR and does nothing with it:
+// the pods' addresses come from karman's network configuration (its
+// default network's subnet or the CNI networks of CONFIG-DIR).
+func (s *Server) UpdateRuntimeConfig(_ context.Context, req *runtimeapi.UpdateRuntimeConfigRequest) (*runtimeapi.UpdateRuntimeConfigResponse, error) {
+	if cidr := req.GetRuntimeConfig().GetNetworkConfig().GetPodCidr(); cidr != "" {
+		s.log.Info("cri: kubelet's pod CIDR is not applied: the pods' addresses come from karman's network configuration", "podCIDR", cidr)
+	}
+	return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
+}

@@ -43,6 +43,10 @@ func TestVersionStatusConfig(t *testing.T) {
 	if rc.Linux.CgroupDriver != runtimeapi.CgroupDriver_CGROUPFS {
 		t.Errorf("cgroup driver %v, want cgroupfs", rc.Linux.CgroupDriver)
 	}
+	if _, err := e.rs.UpdateRuntimeConfig(ctx, &runtimeapi.UpdateRuntimeConfigRequest{RuntimeConfig: &runtimeapi.RuntimeConfig{
+		NetworkConfig: &runtimeapi.NetworkConfig{PodCidr: "10.244.0.0/24"}}}); err != nil {
+		t.Errorf("UpdateRuntimeConfig: %v", err)
+	}
 	if fi, err := os.Stat(e.sock); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("socket %s: %v, %v; want owner-only", e.sock, fi.Mode(), err)
 	}
