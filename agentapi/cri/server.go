@@ -160,6 +160,16 @@ func (s *Server) RuntimeConfig(context.Context, *runtimeapi.RuntimeConfigRequest
 	return &runtimeapi.RuntimeConfigResponse{Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: runtimeapi.CgroupDriver_CGROUPFS}}, nil
 }
 
+// UpdateRuntimeConfig takes kubelet's pod CIDR and does nothing with it:
+// the pods' addresses come from karman's network configuration (its
+// default network's subnet or the CNI networks of CONFIG-DIR).
+func (s *Server) UpdateRuntimeConfig(_ context.Context, req *runtimeapi.UpdateRuntimeConfigRequest) (*runtimeapi.UpdateRuntimeConfigResponse, error) {
+	if cidr := req.GetRuntimeConfig().GetNetworkConfig().GetPodCidr(); cidr != "" {
+		s.log.Info("cri: kubelet's pod CIDR is not applied: the pods' addresses come from karman's network configuration", "podCIDR", cidr)
+	}
+	return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
+}
+
 // container resolves a container id (or a unique prefix of one) to its
 // sandbox's pod UUID and its app's name in that pod. The error is a gRPC
 // NotFound status for an unknown id. Streaming (exec.go) uses it.
