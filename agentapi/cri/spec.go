@@ -111,7 +111,8 @@ func podName(md *runtimeapi.PodSandboxMetadata) string {
 // appSpec is the app of a container in the sandbox sb; image is the
 // stored image's digest.
 func (s *Server) appSpec(sb *sandboxRecord, c *runtimeapi.ContainerConfig, app, image string) (stage0.AppSpec, error) {
-	as := stage0.AppSpec{Image: image, Name: app, WorkingDir: c.GetWorkingDir()}
+	as := stage0.AppSpec{Image: image, Name: app, WorkingDir: c.GetWorkingDir(),
+		Stdin: c.GetStdin(), StdinOnce: c.GetStdinOnce(), TTY: c.GetTty()}
 	var errs, unsupported []string
 	if cmd := c.GetCommand(); len(cmd) > 0 {
 		as.Exec = cmd[0]

@@ -88,6 +88,8 @@ func TestSecurityContextSpec(t *testing.T) {
 				Devices:      []stage0.DeviceSpec{{HostPath: "/dev/fuse", Path: "/dev/fuse", Access: "rw"}},
 				GroupsPolicy: stage0.GroupsMerge, PIDNamespace: stage0.PIDPod,
 			}},
+		{name: "stdin and tty", c: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "c"}, Stdin: true, StdinOnce: true, Tty: true},
+			want: stage0.AppSpec{Seccomp: isolators.SeccompUnconfined, Stdin: true, StdinOnce: true, TTY: true, GroupsPolicy: stage0.GroupsMerge, NewPrivileges: true, PIDNamespace: stage0.PIDPod}},
 		{name: "rro without readonly", c: container(nil, []*runtimeapi.Mount{{HostPath: dir, ContainerPath: "/a", RecursiveReadOnly: true}}, nil), invalid: "needs readonly"},
 		{name: "rro shared", c: container(nil, []*runtimeapi.Mount{{HostPath: dir, ContainerPath: "/a", Readonly: true, RecursiveReadOnly: true, Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL}}, nil), invalid: "needs propagation PRIVATE"},
 		{name: "negative group", c: container(&runtimeapi.LinuxContainerSecurityContext{SupplementalGroups: []int64{-1}}, nil, nil), invalid: "supplemental group -1"},
