@@ -171,6 +171,7 @@ func TestResolvConfAndHosts(t *testing.T) {
 		{DNS{}, "none", nil, "", false},
 		{DNS{}, "default", rec, "search a.test\nnameserver 10.1.0.1\n", true},
 		{DNS{Servers: []string{"192.0.2.1"}, Search: []string{"x.test"}}, "default", rec, "search x.test\nnameserver 192.0.2.1\n", true},
+		{DNS{Servers: []string{"192.0.2.1"}, Options: []string{"ndots:5", "edns0"}}, "default", rec, "nameserver 192.0.2.1\noptions ndots:5 edns0\n", true},
 	} {
 		got, ok := ResolvConf(tc.dns, tc.net, tc.rec)
 		if ok != tc.write || !strings.HasSuffix(got, tc.want) {
@@ -179,6 +180,9 @@ func TestResolvConfAndHosts(t *testing.T) {
 	}
 	if err := (DNS{Servers: []string{"host", "1.1.1.1"}}).Check(); err == nil {
 		t.Error("host with an address accepted")
+	}
+	if err := (DNS{Options: []string{"ndots:5 rotate"}}).Check(); err == nil {
+		t.Error("a DNS option with a space accepted")
 	}
 	if h := Hosts("web", "named", rec); !strings.Contains(h, "10.1.0.5\tweb named\n") || strings.Contains(h, "127.0.1.1") {
 		t.Errorf("Hosts: %q", h)
