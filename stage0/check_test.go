@@ -150,3 +150,38 @@ func TestCheckArgs(t *testing.T) {
 		t.Errorf("NUL in an argument: %v", err)
 	}
 }
+
+// TestSecurityOptionsRefused: what Validate refuses of the security
+// options, each named.
+func TestSecurityOptionsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		app      AppSpec
+		insecure bool
+		want     string
+	}{
+		{AppSpec{GroupsPolicy: "loose"}, false, "--groups-policy"},
+		{AppSpec{SupplementalGroups: []uint32{1<<32 - 1}}, false, "--group-add"},
+		{AppSpec{Group: "a:b"}, false, "--group"},
+		{AppSpec{MaskedPaths: []string{"proc"}}, false, "masked path"},
+		{AppSpec{ReadonlyPaths: []string{"/a/"}}, false, "read-only path"},
+		{AppSpec{MaskedPaths: make([]string, 257)}, false, "at most 256"},
+		{AppSpec{Devices: []DeviceSpec{{HostPath: "dev/fuse"}}}, false, "--device"},
+		{AppSpec{Devices: []DeviceSpec{{HostPath: "/dev/fuse", Path: "/fuse"}}}, false, "below /dev"},
+		{AppSpec{Devices: []DeviceSpec{{HostPath: "/dev/fuse", Access: "rx"}}}, false, "permissions"},
+		{AppSpec{SeccompProfile: "p.json"}, false, "absolute"},
+		{AppSpec{SeccompProfile: "/p.json", Seccomp: "unconfined"}, false, "exclude each other"},
+		{AppSpec{SeccompProfile: "/p.json"}, true, "exclude each other"},
+	} {
+		tc.app.Image = "127.0.0.1:5000/app"
+		s := PodSpec{Apps: []AppSpec{tc.app}, Net: "none", InsecureSeccomp: tc.insecure}
+		err := s.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%+v: %v, want one line saying %q", tc.app, err, tc.want)
+		}
+	}
+	ok := PodSpec{Apps: []AppSpec{{Image: "127.0.0.1:5000/app", Group: "staff", SupplementalGroups: []uint32{5}, GroupsPolicy: GroupsStrict,
+		MaskedPaths: []string{}, Devices: []DeviceSpec{{HostPath: "/dev/fuse", Path: "/dev/f", Access: "rw"}}, SeccompProfile: "/p.json"}}, Net: "none"}
+	if err := ok.Validate(); err != nil {
+		t.Errorf("valid options refused: %v", err)
+	}
+}

@@ -251,6 +251,9 @@ func (s *PodSpec) Validate() error {
 		for _, err := range unjoin(a.checkSecurity()) {
 			errs = append(errs, fmt.Sprintf("app %s: %v", a.Name, err))
 		}
+		if a.SeccompProfile != "" && s.InsecureSeccomp {
+			errs = append(errs, fmt.Sprintf("app %s: --seccomp-profile and --insecure-options=seccomp exclude each other: the insecure option drops every filter", a.Name))
+		}
 		if a.WorkingDir != "" && !path.IsAbs(a.WorkingDir) {
 			errs = append(errs, fmt.Sprintf("--workdir %q must be absolute", a.WorkingDir))
 		}
