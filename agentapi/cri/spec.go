@@ -72,6 +72,10 @@ func (s *Server) sandboxSpec(c *runtimeapi.PodSandboxConfig) (stage0.PodSpec, er
 				errs = append(errs, fmt.Sprintf("port mapping %d: protocol %s: karman forwards tcp and udp", pm.GetHostPort(), pm.GetProtocol()))
 				continue
 			}
+			if ip := pm.GetHostIp(); ip != "" && ip != "0.0.0.0" && ip != "::" {
+				errs = append(errs, fmt.Sprintf("port mapping %d: host_ip %s: karman forwards a host port on every address of the host", pm.GetHostPort(), ip))
+				continue
+			}
 			if pm.GetHostPort() < 0 || pm.GetHostPort() > 65535 || pm.GetContainerPort() <= 0 || pm.GetContainerPort() > 65535 {
 				errs = append(errs, fmt.Sprintf("port mapping %d:%d: ports are 1 to 65535", pm.GetHostPort(), pm.GetContainerPort()))
 				continue
