@@ -65,6 +65,21 @@ func TestRecoverReconciles(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { stop(otherPod) })
+	// A sandbox whose record this karman cannot read (a newer one's):
+	// left alone, its record kept.
+	spec, err = e.srv.sandboxSpec(sandboxConfig("future", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	future, _, err := e.rt.Run(ctx, spec, stage0.RunOptions{Detach: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stop(future) })
+	futureRec := filepath.Join(e.stateDir, "sandboxes", future+".json")
+	if err := os.WriteFile(futureRec, []byte(`{"version": 99, "id": "`+future+`", "newField": true}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	// A sandbox whose pod was removed behind the server's back.
 	gone, err := e.rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: sandboxConfig("gone", "")})
 	if err != nil {
@@ -90,6 +105,12 @@ func TestRecoverReconciles(t *testing.T) {
 	}
 	if _, err := e.rt.State(ctx, otherPod); err != nil {
 		t.Errorf("another server's sandbox pod was removed: %v", err)
+	}
+	if _, err := e.rt.State(ctx, future); err != nil {
+		t.Errorf("the sandbox pod of an unreadable record was removed: %v", err)
+	}
+	if _, err := os.Stat(futureRec); err != nil {
+		t.Errorf("an unreadable record was removed: %v", err)
 	}
 	apps, err := e.rt.ListApps(ctx, kept.PodSandboxId)
 	if err != nil || len(apps) != 0 {

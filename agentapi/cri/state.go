@@ -24,9 +24,9 @@ const (
 // record (the agent was stopped between making it and recording it) is
 // removed. The rest is served as before.
 func (s *Server) recover(ctx context.Context) error {
-	sbs, cs, errs := s.store.load()
+	sbs, cs, bad, errs := s.store.load()
 	for _, err := range errs {
-		s.log.Warn("cri records", "err", err)
+		s.log.Warn("cri records: one that cannot be read is kept, and what it may describe left alone", "err", err)
 	}
 	pods, err := s.rt.List(ctx)
 	if err != nil {
@@ -66,6 +66,9 @@ func (s *Server) recover(ctx context.Context) error {
 		if _, ok := p.Labels[LabelSandbox]; !ok || p.Labels[LabelState] != s.cfg.StateDir {
 			continue // not a sandbox, or another server's
 		}
+		if bad["sandboxes"][p.UUID] {
+			continue // its record is unreadable: not ours to judge
+		}
 		if s.sandboxes[p.UUID] == nil {
 			s.log.Info("cri: removing a sandbox pod that was never recorded", "pod", p.UUID)
 			if p.State == stage0.Running {
@@ -77,8 +80,8 @@ func (s *Server) recover(ctx context.Context) error {
 			}
 			continue
 		}
-		if p.State != stage0.Running {
-			continue
+		if p.State != stage0.Running || len(bad["containers"]) > 0 {
+			continue // an unreadable container record may name any app
 		}
 		for _, a := range p.Apps {
 			if !recorded[p.UUID+"/"+a.Name] {

@@ -1,6 +1,7 @@
 package cri
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,9 +23,14 @@ import (
 // exit codes, times) is not recorded: it is read from the pods, which
 // keep it across agent restarts.
 
+// recordVersion is the version of the records' format: a record of
+// another version (a newer karman's) is refused on load, not guessed at.
+const recordVersion = 1
+
 // sandboxRecord is what the CRI asked of a sandbox; its id is its pod's
 // UUID.
 type sandboxRecord struct {
+	Version int       `json:"version"`
 	ID      string    `json:"id"`
 	Created time.Time `json:"created"`
 	// Config is the request's PodSandboxConfig (protojson).
@@ -41,6 +47,7 @@ type sandboxRecord struct {
 // containerRecord is what the CRI asked of a container: it is the app
 // App of the sandbox's pod.
 type containerRecord struct {
+	Version   int       `json:"version"`
 	ID        string    `json:"id"`
 	SandboxID string    `json:"sandboxId"`
 	App       string    `json:"app"`
@@ -82,7 +89,7 @@ func (st *store) saveSandbox(r *sandboxRecord) error {
 	if err != nil {
 		return err
 	}
-	r.Config = b
+	r.Config, r.Version = b, recordVersion
 	return st.write("sandboxes", r.ID, r)
 }
 
@@ -91,7 +98,7 @@ func (st *store) saveContainer(r *containerRecord) error {
 	if err != nil {
 		return err
 	}
-	r.Config = b
+	r.Config, r.Version = b, recordVersion
 	r.Resources = nil
 	if r.resources != nil {
 		if r.Resources, err = protojson.Marshal(r.resources); err != nil {
@@ -119,11 +126,14 @@ func (st *store) remove(kind, id string) error {
 	return nil
 }
 
-// load reads every record; the unreadable ones are reported and skipped.
-func (st *store) load() ([]*sandboxRecord, []*containerRecord, []error) {
+// load reads every record; the unreadable ones are reported and skipped,
+// and their ids returned in bad (by kind), so that recovery leaves alone
+// what they may describe.
+func (st *store) load() ([]*sandboxRecord, []*containerRecord, map[string]map[string]bool, []error) {
 	var sbs []*sandboxRecord
 	var cs []*containerRecord
 	var errs []error
+	bad := map[string]map[string]bool{"sandboxes": {}, "containers": {}}
 	each := func(kind string, fn func(b []byte) error) {
 		ents, err := os.ReadDir(filepath.Join(st.dir, kind))
 		if err != nil {
@@ -140,12 +150,16 @@ func (st *store) load() ([]*sandboxRecord, []*containerRecord, []error) {
 			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("cri record %s/%s: %w", kind, e.Name(), err))
+				bad[kind][strings.TrimSuffix(e.Name(), ".json")] = true
 			}
 		}
 	}
 	each("sandboxes", func(b []byte) error {
 		r := &sandboxRecord{config: &runtimeapi.PodSandboxConfig{}}
-		if err := json.Unmarshal(b, r); err != nil {
+		if err := decodeStrict(b, r); err != nil {
+			return err
+		}
+		if err := checkVersion(r.Version); err != nil {
 			return err
 		}
 		if err := protojson.Unmarshal(r.Config, r.config); err != nil {
@@ -156,7 +170,10 @@ func (st *store) load() ([]*sandboxRecord, []*containerRecord, []error) {
 	})
 	each("containers", func(b []byte) error {
 		r := &containerRecord{config: &runtimeapi.ContainerConfig{}}
-		if err := json.Unmarshal(b, r); err != nil {
+		if err := decodeStrict(b, r); err != nil {
+			return err
+		}
+		if err := checkVersion(r.Version); err != nil {
 			return err
 		}
 		if err := protojson.Unmarshal(r.Config, r.config); err != nil {
@@ -171,5 +188,19 @@ func (st *store) load() ([]*sandboxRecord, []*containerRecord, []error) {
 		cs = append(cs, r)
 		return nil
 	})
-	return sbs, cs, errs
+	return sbs, cs, bad, errs
+}
+
+func checkVersion(v int) error {
+	if v != recordVersion {
+		return fmt.Errorf("version %d: this karman reads version %d; it was written by another karman, run that one", v, recordVersion)
+	}
+	return nil
+}
+
+// decodeStrict decodes a record, refusing fields it does not know.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
 }
