@@ -154,7 +154,7 @@ func CheckExec(prog string) error {
 // SRC:DST[:ro|:rw]. Whether the paths are acceptable is the mount's to
 // say (poddir.Mount.Check, in PodSpec.Validate).
 func ParseVolume(s string) (poddir.Mount, error) {
-	const syntax = "use SRC:DST or SRC:DST:OPTIONS, the options ro or rw and private, rslave or rshared, comma-separated"
+	const syntax = "use SRC:DST or SRC:DST:OPTIONS, the options ro or rw, nonrecursive (with ro) and private, rslave or rshared, comma-separated"
 	parts := strings.Split(s, ":")
 	if len(parts) < 2 || len(parts) > 3 {
 		return poddir.Mount{}, fmt.Errorf("%q: %s", s, syntax)
@@ -169,6 +169,11 @@ func ParseVolume(s string) (poddir.Mount, error) {
 					return poddir.Mount{}, fmt.Errorf("%q: ro or rw, once; %s", s, syntax)
 				}
 				access, m.ReadOnly = true, o == "ro"
+			case "nonrecursive":
+				if m.NonRecursive {
+					return poddir.Mount{}, fmt.Errorf("%q: nonrecursive once; %s", s, syntax)
+				}
+				m.NonRecursive = true
 			case poddir.PropagationPrivate, poddir.PropagationSlave, poddir.PropagationShared:
 				if prop {
 					return poddir.Mount{}, fmt.Errorf("%q: one propagation; %s", s, syntax)
@@ -180,6 +185,9 @@ func ParseVolume(s string) (poddir.Mount, error) {
 			default:
 				return poddir.Mount{}, fmt.Errorf("%q: option %q: %s", s, o, syntax)
 			}
+		}
+		if m.NonRecursive && !m.ReadOnly {
+			return poddir.Mount{}, fmt.Errorf("%q: nonrecursive is for ro: the volume's own mount read-only, its submounts as they are; %s", s, syntax)
 		}
 	}
 	return m, nil

@@ -310,6 +310,24 @@ func TestVolumePropagation(t *testing.T) {
 	if r.Code != 254 || !strings.Contains(r.Stderr, "--make-rshared") {
 		t.Errorf("rslave from a private mount:\n%s", r)
 	}
+	// ro is recursive unless nonrecursive: then the submount below the
+	// source stays writable.
+	ro := t.TempDir()
+	os.Mkdir(filepath.Join(ro, "sub"), 0o755)
+	if err := unix.Mount("tmpfs", filepath.Join(ro, "sub"), "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(filepath.Join(ro, "sub"), unix.MNT_DETACH) })
+	touch := "touch /v/top 2>/dev/null && echo top=rw || echo top=ro; touch /v/sub/x 2>/dev/null && echo sub=rw || echo sub=ro"
+	for opt, want := range map[string]string{":ro": "top=ro\nsub=ro\n", ":ro,nonrecursive": "top=ro\nsub=rw\n", "": "top=rw\nsub=rw\n"} {
+		r := mustSucceed(t, e.run(t, e.image, "--volume", ro+":/v"+opt, "--exec", "/bin/sh", "--", "-c", touch))
+		if r.Stdout != want {
+			t.Errorf("--volume %s:/v%s: %q, want %q", ro, opt, r.Stdout, want)
+		}
+	}
+	if r := e.run(t, e.image, "--volume", ro+":/v:nonrecursive", "--exec", "/bin/true"); r.Code != 254 || !strings.Contains(r.Stderr, "nonrecursive is for ro") {
+		t.Errorf("nonrecursive without ro: %s", r)
+	}
 	// A file is a volume too, read-only with its propagation.
 	f := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(f, []byte("a file\n"), 0o644)

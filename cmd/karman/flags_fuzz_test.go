@@ -9,7 +9,8 @@ import (
 )
 
 // FuzzVolumeFlag checks --volume as `karman run` reads it: a value it
-// accepts is one mount that, written back as SRC:DST[:ro][,PROPAGATION],
+// accepts is one mount that, written back as
+// SRC:DST[:ro][,nonrecursive][,PROPAGATION],
 // reads the same;
 // refusals are one line naming the flag. A pod spec with that mount that
 // passes stage0's validation has absolute paths without NUL bytes (the
@@ -20,7 +21,7 @@ func FuzzVolumeFlag(f *testing.F) {
 	for _, s := range []string{
 		"/srv/data:/data", "/srv/data:/data:ro", "/srv/data:/data:rw", "/a:/b:rx", "/a", "/a:/b:ro:x", "a:b",
 		"/srv:/", "/srv:/proc/sys", "/srv://proc", "/srv:/dev/../dev/shm", "/srv:/sys/", "/srv:/sysfs", "/srv:/a/../proc",
-		"/srv\x00x:/data", "/a:/b:ro,rslave", "/a:/b:rshared", "/a:/b:ro,ro", "/a:/b:rslave,rshared", "/a:/b:private,rw", "/a:/b:,", "/srv:/data\x00", "::", ":/b", "/a:",
+		"/srv\x00x:/data", "/a:/b:ro,rslave", "/a:/b:rshared", "/a:/b:ro,ro", "/a:/b:rslave,rshared", "/a:/b:private,rw", "/a:/b:,", "/a:/b:ro,nonrecursive", "/a:/b:nonrecursive", "/a:/b:rw,nonrecursive,rslave", "/srv:/data\x00", "::", ":/b", "/a:",
 	} {
 		f.Add(s)
 	}
@@ -37,14 +38,19 @@ func FuzzVolumeFlag(f *testing.F) {
 			t.Fatalf("--volume %q gave %d mounts", s, len(a.Mounts))
 		}
 		m := a.Mounts[0]
+		var opts []string
+		if m.ReadOnly {
+			opts = append(opts, "ro")
+		}
+		if m.NonRecursive {
+			opts = append(opts, "nonrecursive")
+		}
+		if m.Propagation != "" {
+			opts = append(opts, m.Propagation)
+		}
 		back := m.Source + ":" + m.Target
-		switch {
-		case m.ReadOnly && m.Propagation != "":
-			back += ":ro," + m.Propagation
-		case m.ReadOnly:
-			back += ":ro"
-		case m.Propagation != "":
-			back += ":" + m.Propagation
+		if len(opts) > 0 {
+			back += ":" + strings.Join(opts, ",")
 		}
 		var b stage0.AppSpec
 		if err := (&appFlags{volumes: []string{back}}).apply(&b); err != nil || len(b.Mounts) != 1 || b.Mounts[0] != m {

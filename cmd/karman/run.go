@@ -53,7 +53,7 @@ func (f *appFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.env, "env", nil, "set an environment variable, NAME=VALUE (repeatable)")
 	fs.StringVar(&f.user, "user", "", "user to run as: name or uid[:gid], resolved in the image")
 	fs.StringVar(&f.workdir, "workdir", "", "working directory of the app")
-	fs.StringArrayVar(&f.volumes, "volume", nil, "bind-mount a host path: SRC:DST[:OPTIONS], OPTIONS ro or rw and private, rslave or rshared, comma-separated (repeatable)")
+	fs.StringArrayVar(&f.volumes, "volume", nil, "bind-mount a host path: SRC:DST[:OPTIONS], OPTIONS ro or rw, nonrecursive (ro on the volume's own mount only) and private, rslave or rshared, comma-separated (repeatable)")
 	fs.StringVar(&f.memory, "memory", "", "memory limit, 4M to 1048576G, e.g. 256M or 1G (the app is OOM-killed beyond it)")
 	fs.StringVar(&f.cpu, "cpu", "", "CPU limit, 10m to 1000 cores, in millicores (500m) or cores (1.5), as a CFS quota")
 	fs.Int64Var(&f.cpuShares, "cpu-shares", 0, "relative CPU weight, 2 to 262144 (cgroup v1 shares; 0: the default weight, 1024)")
