@@ -9,6 +9,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/karman-project/karman/stage0"
+	"github.com/karman-project/karman/stage1/poddir"
 	"github.com/karman-project/karman/tests/testenv"
 )
 
@@ -25,8 +26,23 @@ func TestRecoverReconciles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kept, err := e.rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: sandboxConfig("kept", "")})
+	logDir := t.TempDir()
+	keptConfig := sandboxConfig("kept", logDir)
+	kept, err := e.rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: keptConfig})
 	if err != nil {
+		t.Fatal(err)
+	}
+	// A container created, whose log link an agent killed in
+	// CreateContainer did not make.
+	cr, err := e.rs.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: kept.PodSandboxId, SandboxConfig: keptConfig, Config: &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: "late"}, Image: &runtimeapi.ImageSpec{Image: pulled.ImageRef},
+		Command: []string{"/bin/sh", "-c", "echo late-hello; exec sleep 1000"}, LogPath: "late.log"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, lateApp, _ := e.srv.container(cr.ContainerId)
+	keptDir, _ := e.rt.PodDir(kept.PodSandboxId)
+	if err := os.Remove(filepath.Join(keptDir, poddir.LogsDir, lateApp+".log")); err != nil {
 		t.Fatal(err)
 	}
 	stop := func(uuid string) {
@@ -113,7 +129,11 @@ func TestRecoverReconciles(t *testing.T) {
 		t.Errorf("an unreadable record was removed: %v", err)
 	}
 	apps, err := e.rt.ListApps(ctx, kept.PodSandboxId)
-	if err != nil || len(apps) != 0 {
-		t.Errorf("apps of the kept sandbox: %v, %v; want the stray one removed", apps, err)
+	if err != nil || len(apps) != 1 || apps[0].Name != lateApp {
+		t.Errorf("apps of the kept sandbox: %v, %v; want the stray one removed, %s kept", apps, err, lateApp)
 	}
+	if _, err := e.rs.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: cr.ContainerId}); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, filepath.Join(logDir, "late.log"), "stdout F late-hello")
 }

@@ -46,10 +46,12 @@ func (s *Server) recover(ctx context.Context) error {
 		}
 		s.sandboxes[r.ID] = r
 	}
-	apps := map[string]bool{} // "uuid/app"
+	apps := map[string]bool{}    // "uuid/app"
+	created := map[string]bool{} // never started
 	for _, p := range pods {
 		for _, a := range p.Apps {
 			apps[p.UUID+"/"+a.Name] = true
+			created[p.UUID+"/"+a.Name] = a.State == stage0.AppCreated
 		}
 	}
 	recorded := map[string]bool{}
@@ -61,6 +63,13 @@ func (s *Server) recover(ctx context.Context) error {
 		}
 		s.containers[c.ID] = c
 		recorded[c.SandboxID+"/"+c.App] = true
+		if created[c.SandboxID+"/"+c.App] {
+			// An agent stopped between app add and the log's link
+			// left none: made now, before the app starts.
+			if err := s.linkLog(c.SandboxID, c); err != nil {
+				s.log.Warn("cri: linking a container's log", "container", c.ID, "err", err)
+			}
+		}
 	}
 	for _, p := range pods {
 		if _, ok := p.Labels[LabelSandbox]; !ok || p.Labels[LabelState] != s.cfg.StateDir {
