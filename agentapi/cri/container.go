@@ -305,6 +305,12 @@ func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerS
 	if err != nil {
 		ai = stage0.AppInfo{Name: c.App, State: stage0.AppExited, Reason: "its pod is gone"}
 	}
+	if ai.State == stage0.AppExited && ai.Finished.IsZero() {
+		// Killed with its pod: it ended when the pod did.
+		if pi, err := s.rt.Status(ctx, c.SandboxID); err == nil {
+			ai.Finished = pi.Finished
+		}
+	}
 	st := s.containerStatus(c, ai)
 	resp := &runtimeapi.ContainerStatusResponse{Status: st}
 	if req.GetVerbose() {
@@ -328,8 +334,8 @@ func (s *Server) containerStatus(c *containerRecord, ai stage0.AppInfo) *runtime
 	if st.State == runtimeapi.ContainerState_CONTAINER_EXITED {
 		if !ai.Finished.IsZero() {
 			st.FinishedAt = ai.Finished.UnixNano()
-		} else if !ai.Started.IsZero() {
-			st.FinishedAt = time.Now().UnixNano()
+		} else {
+			st.FinishedAt = st.StartedAt // the end is not known: no later than its start
 		}
 		switch {
 		case ai.ExitCode != nil:

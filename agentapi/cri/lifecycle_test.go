@@ -358,10 +358,22 @@ func TestSandboxContainerLifecycle(t *testing.T) {
 	if _, err := e.rs.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ticker}); status.Code(err) != codes.NotFound {
 		t.Errorf("ContainerStatus of a removed container: %v, want NotFound", err)
 	}
+	victim := mk("victim", "/bin/sleep", "1000")
+	if _, err := e.rs.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: victim}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitContainer(t, victim, runtimeapi.ContainerState_CONTAINER_RUNNING)
 	for range 2 {
 		if _, err := e.rs.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sbID}); err != nil {
 			t.Errorf("StopPodSandbox: %v", err)
 		}
+	}
+	// A container killed with its sandbox ended when the sandbox did,
+	// the same on every call.
+	v1 := e.waitContainer(t, victim, runtimeapi.ContainerState_CONTAINER_EXITED)
+	v2 := e.waitContainer(t, victim, runtimeapi.ContainerState_CONTAINER_EXITED)
+	if v1.FinishedAt <= v1.StartedAt || v1.FinishedAt != v2.FinishedAt || v1.ExitCode == 0 {
+		t.Errorf("a container killed with its sandbox: started %d, finished %d then %d, exit %d", v1.StartedAt, v1.FinishedAt, v2.FinishedAt, v1.ExitCode)
 	}
 	if pss, err := e.rs.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: sbID}); err != nil || pss.Status.State != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
 		t.Errorf("a stopped sandbox: %v, %v", pss, err)
