@@ -200,11 +200,12 @@ func (s *Server) RemoveImage(ctx context.Context, req *runtimeapi.RemoveImageReq
 }
 
 // ImageFsInfo reports the file system use of the image store, and of the
-// pods' directories (the containers' writable layers).
+// pods' directories (the containers' writable layers), each read at most
+// every fsCacheTTL.
 func (s *Server) ImageFsInfo(context.Context, *runtimeapi.ImageFsInfoRequest) (*runtimeapi.ImageFsInfoResponse, error) {
 	now := time.Now().UnixNano()
 	fsUsage := func(dir string) *runtimeapi.FilesystemUsage {
-		used, inodes := diskUsage(dir)
+		used, inodes := s.fs.usage(dir, time.Unix(0, now))
 		return &runtimeapi.FilesystemUsage{Timestamp: now, FsId: &runtimeapi.FilesystemIdentifier{Mountpoint: dir},
 			UsedBytes: &runtimeapi.UInt64Value{Value: used}, InodesUsed: &runtimeapi.UInt64Value{Value: inodes}}
 	}

@@ -105,6 +105,14 @@ func TestSandboxContainerLifecycle(t *testing.T) {
 		t.Errorf("ImageStatus %s = %v, pulled %s", ref, is.Image, pulled.ImageRef)
 	}
 
+	fsi, err := e.is.ImageFsInfo(ctx, &runtimeapi.ImageFsInfoRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fsi.ImageFilesystems) != 1 || fsi.ImageFilesystems[0].UsedBytes.GetValue() < is.Image.Size || fsi.ImageFilesystems[0].FsId.GetMountpoint() != e.rt.Images().Root() {
+		t.Errorf("ImageFsInfo = %v; want the store's use, at least the image's %d bytes", fsi, is.Image.Size)
+	}
+
 	logDir := filepath.Join(t.TempDir(), "pods", "test_one")
 	sbc := sandboxConfig("one", logDir)
 	sb, err := e.rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: sbc})

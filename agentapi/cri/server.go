@@ -72,8 +72,10 @@ type Server struct {
 	// stream is the streaming side (exec.go).
 	stream streamer
 
-	// cpu turns CPU times into rates for the stats.
+	// cpu turns CPU times into rates for the stats; fs keeps the usage
+	// of the store and the pods.
 	cpu cpuSampler
+	fs  fsCache
 	// oomOnce: the clamping of oom_score_adj is logged once.
 	termOnce  sync.Once // the termination message file not mounted, logged once
 	oomOnce   sync.Once

@@ -5,7 +5,10 @@ import (
 	"io/fs"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -67,19 +70,64 @@ func (s *Server) containerStats(c *containerRecord, st cgroups.Stats, podDir str
 	return cs
 }
 
-// diskUsage sums the sizes and counts the inodes below dir.
+// diskUsage sums the sizes and counts the inodes below dir, on dir's
+// file system only (an image volume's or another mount below it is not
+// counted).
 func diskUsage(dir string) (bytes, inodes uint64) {
-	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+	var root unix.Stat_t
+	if unix.Lstat(dir, &root) != nil {
+		return 0, 0
+	}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return nil
 		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Dev != root.Dev {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
 		inodes++
-		if fi, err := d.Info(); err == nil && fi.Mode().IsRegular() {
+		if fi.Mode().IsRegular() {
 			bytes += uint64(fi.Size())
 		}
 		return nil
 	})
 	return bytes, inodes
+}
+
+// fsCache keeps the usage of large trees (the image store, the pods)
+// for fsCacheTTL: ImageFsInfo is asked often and walking them is not
+// cheap.
+type fsCache struct {
+	mu sync.Mutex
+	m  map[string]fsCached
+}
+
+type fsCached struct {
+	at            time.Time
+	bytes, inodes uint64
+}
+
+const fsCacheTTL = 30 * time.Second
+
+func (c *fsCache) usage(dir string, now time.Time) (uint64, uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[dir]; ok && now.Sub(e.at) < fsCacheTTL {
+		return e.bytes, e.inodes
+	}
+	b, i := diskUsage(dir)
+	if c.m == nil {
+		c.m = map[string]fsCached{}
+	}
+	c.m[dir] = fsCached{at: now, bytes: b, inodes: i}
+	return b, i
 }
 
 // podUsage reads the pods' usage once per pod: the apps' cgroup stats
