@@ -14,6 +14,10 @@ import (
 	"github.com/karman-project/karman/stage1/poddir"
 )
 
+// CgroupParentFile holds a pod's PodSpec.CgroupParent, when it has one
+// (stage0's, not part of the stage1 interface).
+const CgroupParentFile = "cgroup-parent"
+
 // makeCgroups creates the pod's cgroup, with one child per app and the
 // app's limits applied, before stage1 starts, and tells stage1 which
 // files to use (poddir.CgroupsFile): on v1 and hybrid hosts each app's
@@ -36,6 +40,9 @@ func (r *Runtime) makeCgroups(p pod, pd *poddir.Pod) (*poddir.Cgroups, error) {
 	parent, err := cgroups.Parent()
 	if err != nil {
 		return nil, err
+	}
+	if b, err := os.ReadFile(filepath.Join(p.path, CgroupParentFile)); err == nil {
+		parent = strings.TrimSpace(string(b)) // PodSpec.CgroupParent
 	}
 	if err := poddir.RecordCgroup(p.path, path.Join(parent, pd.UUID)); err != nil {
 		return nil, err

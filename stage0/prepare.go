@@ -48,7 +48,7 @@ func (r *Runtime) Prepare(ctx context.Context, spec PodSpec) (string, error) {
 }
 
 // syncPrepared fsyncs what a prepared pod needs after a reboot: pod.json,
-// its labels, its network request, its directories and its image leases.
+// its labels, its cgroup parent, its network request, its directories and its image leases.
 func (r *Runtime) syncPrepared(p pod) error {
 	var leases []string
 	if p.spec != nil {
@@ -58,7 +58,7 @@ func (r *Runtime) syncPrepared(p pod) error {
 	}
 	return errors.Join(
 		atomicfile.Sync(filepath.Join(p.path, poddir.PodFile), filepath.Join(p.path, LabelsFile),
-			filepath.Join(p.path, netRequestFile), filepath.Join(p.path, network.RecordDir), p.path),
+			filepath.Join(p.path, CgroupParentFile), filepath.Join(p.path, netRequestFile), filepath.Join(p.path, network.RecordDir), p.path),
 		r.images.SyncLeases(leases...))
 }
 
@@ -107,6 +107,11 @@ func (r *Runtime) create(ctx context.Context, spec PodSpec, run bool) (_ pod, lo
 			return pod{}, nil, err
 		}
 		if err := os.WriteFile(filepath.Join(p.path, LabelsFile), b, 0o600); err != nil {
+			return pod{}, nil, err
+		}
+	}
+	if spec.CgroupParent != "" {
+		if err := os.WriteFile(filepath.Join(p.path, CgroupParentFile), []byte(spec.CgroupParent+"\n"), 0o600); err != nil {
 			return pod{}, nil, err
 		}
 	}

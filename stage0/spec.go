@@ -114,6 +114,10 @@ type PodSpec struct {
 	// Labels are kept with the pod (LabelsFile) and reported by List and
 	// Status; the node agent stores its task id in one.
 	Labels map[string]string
+	// CgroupParent, when set, is the cgroup path (absolute, as
+	// /kubepods/burstable/podUID) the pod's cgroup is made under instead
+	// of karman's own parent (cgroups.Parent): the CRI's cgroup_parent.
+	CgroupParent string
 	// HostPID and HostIPC run the pod in the host's PID and IPC
 	// namespaces: its apps see (and, with the capabilities, signal) the
 	// host's processes, and share its System V IPC and message queues.
@@ -183,6 +187,11 @@ func (s *PodSpec) Validate() error {
 	}
 	for k := range s.Sysctls {
 		if err := isolators.CheckSysctl(k, s.Net == "host"); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if s.CgroupParent != "" {
+		if err := CheckCgroupParent(s.CgroupParent); err != nil {
 			errs = append(errs, err.Error())
 		}
 	}
@@ -339,4 +348,17 @@ func CheckPIDNamespace(v string) error {
 		return nil
 	}
 	return fmt.Errorf("--pid %q: use pod (the PID namespace of the pod, shared by its apps) or app (one of the app's own)", v)
+}
+
+// CheckCgroupParent checks a PodSpec.CgroupParent: an absolute, clean
+// cgroup path of letters, digits, '.', '_', '-' and '/'.
+func CheckCgroupParent(p string) error {
+	ok := path.IsAbs(p) && path.Clean(p) == p && p != "/"
+	for _, c := range p {
+		ok = ok && (c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' || c == '/')
+	}
+	if !ok || strings.Contains(p, "/.") {
+		return fmt.Errorf("cgroup parent %q: use an absolute cgroup path, as /kubepods/burstable/pod1234 (karman is a cgroupfs runtime: not a systemd slice)", p)
+	}
+	return nil
 }

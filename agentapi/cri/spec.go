@@ -86,6 +86,7 @@ func (s *Server) sandboxSpec(c *runtimeapi.PodSandboxConfig) (stage0.PodSpec, er
 	if d := c.GetDnsConfig(); d != nil {
 		spec.DNS = network.DNS{Servers: d.GetServers(), Search: d.GetSearches(), Options: d.GetOptions()}
 	}
+	spec.CgroupParent = c.GetLinux().GetCgroupParent()
 	if len(c.GetLinux().GetSysctls()) > 0 {
 		spec.Sysctls = c.GetLinux().GetSysctls()
 	}
