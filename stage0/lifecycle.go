@@ -73,6 +73,12 @@ func (r *Runtime) Signal(ctx context.Context, uuid string, sig syscall.Signal) e
 	default:
 		return fmt.Errorf("signal %d: the supervisor forwards only HUP, INT, QUIT, TERM, KILL, USR1, USR2 and WINCH: %w", sig, ErrInvalid)
 	}
+	return r.signalSupervisor(uuid, sig, fmt.Sprintf("signal %d", sig))
+}
+
+// signalSupervisor sends sig to the supervisor of the running pod uuid;
+// what says what the signal is for, in the error.
+func (r *Runtime) signalSupervisor(uuid string, sig syscall.Signal, what string) error {
 	p, err := r.find(uuid)
 	if err != nil {
 		return err
@@ -88,7 +94,7 @@ func (r *Runtime) Signal(ctx context.Context, uuid string, sig syscall.Signal) e
 	// The lock was held a moment ago, so the PID is the supervisor's; a
 	// supervisor that ended since leaves ESRCH.
 	if err := syscall.Kill(pid, sig); err != nil {
-		return fmt.Errorf("pod %s: signal %d to its supervisor (pid %d): %w", p.uuid, sig, pid, err)
+		return fmt.Errorf("pod %s: %s to its supervisor (pid %d): %w", p.uuid, what, pid, err)
 	}
 	return nil
 }

@@ -8,9 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/karman-project/karman/stage1/poddir"
@@ -155,20 +152,5 @@ func appendRecordText(out, line []byte) []byte { return poddir.AppendLogText(out
 // app's output goes on in a new file at its path. The supervisor does it
 // soon after ReopenLogs returns, not before.
 func (r *Runtime) ReopenLogs(_ context.Context, uuid string) error {
-	p, err := r.find(uuid)
-	if err != nil {
-		return err
-	}
-	if s := p.state(); s != Running {
-		return fmt.Errorf("pod %s is %s, not running: %w", p.uuid, s, ErrState)
-	}
-	b, err := os.ReadFile(filepath.Join(p.path, poddir.SupervisorPID))
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 1 {
-		return fmt.Errorf("pod %s is starting and has no supervisor PID yet; try again: %w", p.uuid, ErrState)
-	}
-	if err := syscall.Kill(pid, poddir.ReopenLogsSignal); err != nil {
-		return fmt.Errorf("pod %s: reopening its logs (signal to its supervisor, pid %d): %w", p.uuid, pid, err)
-	}
-	return nil
+	return r.signalSupervisor(uuid, poddir.ReopenLogsSignal, "reopening its logs (a signal)")
 }

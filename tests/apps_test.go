@@ -364,15 +364,7 @@ func TestAppsMutablePod(t *testing.T) {
 // at all (leakcheck).
 func TestAppsRaceAndKill(t *testing.T) {
 	e := newGCEnv(t)
-	uuid := strings.TrimSpace(mustSucceed(t, e.run(t, "--net=default", "--no-apps")).Stdout)
-	e.leaks.Track(uuid)
-	e.uuids = append(e.uuids, uuid)
-	t.Cleanup(func() {
-		karman(t, e.dir, "stop", "--force", uuid)
-		karman(t, e.dir, "status", "--wait=30s", uuid)
-	})
-	e.waitState(t, uuid, "started", func(pi stage0.PodInfo) bool { return !pi.Started.IsZero() })
-	podDir := filepath.Join(e.dir, "pods", "run", uuid)
+	uuid, podDir := e.emptyPod(t, "--net=default")
 
 	// parallel runs the commands at once and returns their results.
 	parallel := func(cmds ...[]string) []testenv.Result {
@@ -482,14 +474,7 @@ func TestAppsRaceAndKill(t *testing.T) {
 	mustSucceed(t, karman(t, e.dir, "app", "add", uuid, e.image, "--name", "after", "--exec", "/bin/true"))
 
 	cmd, stderr := stalledAdd("orphan")
-	b, err := os.ReadFile(filepath.Join(podDir, "state", "supervisor.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatalf("kill the supervisor %d: %v", pid, err)
-	}
+	killSupervisor(t, podDir)
 	karman(t, e.dir, "status", "--wait=30s", uuid)
 	reg.release()
 	if err := cmd.Wait(); err == nil {
@@ -539,32 +524,12 @@ func TestAppStopLastApp(t *testing.T) {
 func TestAppAddSupervisorKilledAnyStage(t *testing.T) {
 	e := newGCEnv(t)
 	vol := t.TempDir()
-	// pod starts a pod of no apps and returns its UUID, directory and
-	// supervisor's PID.
-	pod := func() (string, string, int) {
-		t.Helper()
-		uuid := strings.TrimSpace(mustSucceed(t, e.run(t, "--net=none", "--no-apps")).Stdout)
-		e.leaks.Track(uuid)
-		e.uuids = append(e.uuids, uuid)
-		t.Cleanup(func() {
-			karman(t, e.dir, "stop", "--force", uuid)
-			karman(t, e.dir, "status", "--wait=30s", uuid)
-		})
-		e.waitState(t, uuid, "started", func(pi stage0.PodInfo) bool { return !pi.Started.IsZero() })
-		podDir := filepath.Join(e.dir, "pods", "run", uuid)
-		b, err := os.ReadFile(filepath.Join(podDir, "state", "supervisor.pid"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-		return uuid, podDir, pid
-	}
 	add := func(uuid string) *exec.Cmd {
 		return exec.Command(testenv.Binary(t), "--dir", e.dir, "--config-dir", filepath.Join(e.dir, "etc"),
 			"app", "add", uuid, e.image, "--name", "late", "--volume", vol+":/data", "--exec", "/bin/sleep", "--", "1000")
 	}
 	// How long an add takes here: the kills spread over 0 to 1.5 times it.
-	uuid, _, _ := pod()
+	uuid, _ := e.emptyPod(t, "--net=none")
 	t0 := time.Now()
 	if out, err := add(uuid).CombinedOutput(); err != nil {
 		t.Fatalf("app add: %v: %s", err, out)
@@ -575,7 +540,7 @@ func TestAppAddSupervisorKilledAnyStage(t *testing.T) {
 	const rounds = 24
 	failed, added, inPod := 0, 0, 0
 	for i := range rounds {
-		uuid, podDir, pid := pod()
+		uuid, podDir := e.emptyPod(t, "--net=none")
 		var stderr strings.Builder
 		cmd := add(uuid)
 		cmd.Stderr = &stderr
@@ -584,9 +549,7 @@ func TestAppAddSupervisorKilledAnyStage(t *testing.T) {
 		}
 		delay := took * time.Duration(i) * 3 / (2 * rounds)
 		time.Sleep(delay)
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			t.Fatalf("kill the supervisor %d: %v", pid, err)
-		}
+		killSupervisor(t, podDir)
 		err := cmd.Wait()
 		karman(t, e.dir, "status", "--wait=30s", uuid)
 		pd, _ := os.ReadFile(filepath.Join(podDir, "pod.json"))
@@ -619,4 +582,34 @@ func TestAppAddSupervisorKilledAnyStage(t *testing.T) {
 	}
 	mustSucceed(t, karman(t, e.dir, "gc", "--all"))
 	e.leaks.Check()
+}
+
+// emptyPod starts a pod of no apps on net (a --net flag), which the leak
+// check tracks and the test stops at its end, and returns its UUID and
+// directory once it started.
+func (e *gcEnv) emptyPod(t *testing.T, net string) (string, string) {
+	t.Helper()
+	uuid := strings.TrimSpace(mustSucceed(t, e.run(t, net, "--no-apps")).Stdout)
+	e.leaks.Track(uuid)
+	e.uuids = append(e.uuids, uuid)
+	t.Cleanup(func() {
+		karman(t, e.dir, "stop", "--force", uuid)
+		karman(t, e.dir, "status", "--wait=30s", uuid)
+	})
+	e.waitState(t, uuid, "started", func(pi stage0.PodInfo) bool { return !pi.Started.IsZero() })
+	return uuid, filepath.Join(e.dir, "pods", "run", uuid)
+}
+
+// killSupervisor kills the supervisor of the running pod in podDir with
+// SIGKILL.
+func killSupervisor(t *testing.T, podDir string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(podDir, "state", "supervisor.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill the supervisor %d: %v", pid, err)
+	}
 }
