@@ -4,13 +4,11 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 
 	"github.com/karman-project/karman/stage1/internal/wire"
 	"github.com/karman-project/karman/stage1/poddir"
@@ -40,17 +38,9 @@ type AttachOptions struct {
 // whatever it left holding its output are gone) and ctx.Err() when ctx
 // is done first; what still reads Stdin then is left to end with it.
 func Attach(ctx context.Context, podDir string, o AttachOptions) error {
-	var conn *net.UnixConn
-	err := wire.WithSocketPath(filepath.Join(podDir, poddir.AttachSocket), func(p string) error {
-		var err error
-		conn, err = net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: p, Net: "unixpacket"})
-		return err
-	})
+	conn, err := dialPod(podDir, poddir.AttachSocket, "attach socket")
 	if err != nil {
-		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ECONNREFUSED) {
-			return fmt.Errorf("%w (%s: %v)", ErrNotRunning, podDir, err)
-		}
-		return fmt.Errorf("attach socket: %w", err)
+		return err
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })

@@ -275,8 +275,14 @@ func (c *stdioCopies) abort() {
 
 // dialCtl connects to the pod's control socket.
 func dialCtl(podDir string) (*net.UnixConn, error) {
+	return dialPod(podDir, poddir.CtlSocket, "pod control socket")
+}
+
+// dialPod connects to the socket name of the pod in podDir (what names
+// it in errors); a pod that is gone is ErrNotRunning.
+func dialPod(podDir, name, what string) (*net.UnixConn, error) {
 	var c *net.UnixConn
-	err := wire.WithSocketPath(filepath.Join(podDir, poddir.CtlSocket), func(p string) error {
+	err := wire.WithSocketPath(filepath.Join(podDir, name), func(p string) error {
 		var err error
 		c, err = net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: p, Net: "unixpacket"})
 		return err
@@ -285,7 +291,7 @@ func dialCtl(podDir string) (*net.UnixConn, error) {
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ECONNREFUSED) {
 			return nil, fmt.Errorf("%w (%s: %v)", ErrNotRunning, podDir, err)
 		}
-		return nil, fmt.Errorf("pod control socket: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return c, nil
 }
