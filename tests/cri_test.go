@@ -190,6 +190,14 @@ func TestCRILifecycle(t *testing.T) {
 		}
 		return nil
 	})
+	// The sandbox's network counters saw that request.
+	pst, err := e.rs.PodSandboxStats(ctx, &runtimeapi.PodSandboxStatsRequest{PodSandboxId: sb.PodSandboxId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := pst.Stats.GetLinux().GetNetwork(); n.GetDefaultInterface().GetRxBytes().GetValue() == 0 || n.GetDefaultInterface().GetTxBytes().GetValue() == 0 {
+		t.Errorf("PodSandboxStats network: %v; want the pod's interface with traffic", n)
+	}
 	st, err := e.rs.ContainerStats(ctx, &runtimeapi.ContainerStatsRequest{ContainerId: web})
 	if err != nil {
 		t.Fatal(err)

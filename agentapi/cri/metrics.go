@@ -235,17 +235,40 @@ func openFiles(procs []int) (fds, sockets uint64) {
 }
 
 // network reports the counters of the interfaces of the pod's network
-// namespace (its init's /proc/PID/net/dev), loopback aside.
+// namespace.
 func (b *metricsBuilder) network(podDir string) {
+	for _, d := range podNetDev(podDir) {
+		b.add("container_network_receive_bytes_total", d.rxBytes, d.name)
+		b.add("container_network_receive_packets_total", d.rxPackets, d.name)
+		b.add("container_network_receive_errors_total", d.rxErrors, d.name)
+		b.add("container_network_receive_packets_dropped_total", d.rxDropped, d.name)
+		b.add("container_network_transmit_bytes_total", d.txBytes, d.name)
+		b.add("container_network_transmit_packets_total", d.txPackets, d.name)
+		b.add("container_network_transmit_errors_total", d.txErrors, d.name)
+		b.add("container_network_transmit_packets_dropped_total", d.txDropped, d.name)
+	}
+}
+
+// netDev is one interface's counters (/proc/net/dev).
+type netDev struct {
+	name                                    string
+	rxBytes, rxPackets, rxErrors, rxDropped uint64
+	txBytes, txPackets, txErrors, txDropped uint64
+}
+
+// podNetDev reads the interfaces of the pod's network namespace (its
+// init's /proc/PID/net/dev), loopback aside.
+func podNetDev(podDir string) []netDev {
 	pb, err := os.ReadFile(filepath.Join(podDir, poddir.InitPID))
 	if err != nil {
-		return
+		return nil
 	}
 	f, err := os.Open(filepath.Join("/proc", strings.TrimSpace(string(pb)), "net", "dev"))
 	if err != nil {
-		return
+		return nil
 	}
 	defer f.Close()
+	var out []netDev
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		name, rest, ok := strings.Cut(sc.Text(), ":")
@@ -258,13 +281,8 @@ func (b *metricsBuilder) network(podDir string) {
 			continue
 		}
 		n := func(i int) uint64 { x, _ := strconv.ParseUint(v[i], 10, 64); return x }
-		b.add("container_network_receive_bytes_total", n(0), name)
-		b.add("container_network_receive_packets_total", n(1), name)
-		b.add("container_network_receive_errors_total", n(2), name)
-		b.add("container_network_receive_packets_dropped_total", n(3), name)
-		b.add("container_network_transmit_bytes_total", n(8), name)
-		b.add("container_network_transmit_packets_total", n(9), name)
-		b.add("container_network_transmit_errors_total", n(10), name)
-		b.add("container_network_transmit_packets_dropped_total", n(11), name)
+		out = append(out, netDev{name: name, rxBytes: n(0), rxPackets: n(1), rxErrors: n(2), rxDropped: n(3),
+			txBytes: n(8), txPackets: n(9), txErrors: n(10), txDropped: n(11)})
 	}
+	return out
 }

@@ -233,6 +233,18 @@ func (s *Server) sandboxStats(ctx context.Context, sb *sandboxRecord, now time.T
 	for _, c := range cs {
 		lin.Containers = append(lin.Containers, s.containerStats(c, u.stats[c.App], u.dir, now))
 	}
+	if devs := podNetDev(u.dir); len(devs) > 0 {
+		lin.Network = &runtimeapi.NetworkUsage{Timestamp: ts}
+		for _, d := range devs {
+			iu := &runtimeapi.NetworkInterfaceUsage{Name: d.name, RxBytes: &runtimeapi.UInt64Value{Value: d.rxBytes},
+				RxErrors: &runtimeapi.UInt64Value{Value: d.rxErrors}, TxBytes: &runtimeapi.UInt64Value{Value: d.txBytes},
+				TxErrors: &runtimeapi.UInt64Value{Value: d.txErrors}}
+			lin.Network.Interfaces = append(lin.Network.Interfaces, iu)
+			if lin.Network.DefaultInterface == nil || d.name == "eth0" {
+				lin.Network.DefaultInterface = iu
+			}
+		}
+	}
 	c := sb.config
 	return &runtimeapi.PodSandboxStats{
 		Attributes: &runtimeapi.PodSandboxAttributes{Id: sb.ID, Metadata: c.GetMetadata(), Labels: c.GetLabels(), Annotations: c.GetAnnotations()},
