@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -341,7 +342,11 @@ func (s *Server) containerStatus(c *containerRecord, ai stage0.AppInfo) *runtime
 		case ai.ExitCode != nil:
 			st.ExitCode = int32(*ai.ExitCode)
 		case ai.Signal != "":
-			st.ExitCode = 128 + int32(signalNumber(ai.Signal))
+			n := unix.SignalNum("SIG" + strings.TrimPrefix(ai.Signal, "SIG"))
+			if n == 0 {
+				n = unix.SIGKILL // a name this build does not know
+			}
+			st.ExitCode = 128 + int32(n)
 		default:
 			st.ExitCode = 137 // killed with its pod
 		}
@@ -449,16 +454,4 @@ func (s *Server) appsOf(ctx context.Context, cs []*containerRecord) map[string]s
 		}
 	}
 	return out
-}
-
-// signalNumber is the number of a signal name as stage0 reports it
-// (SIGKILL or KILL); 9 when unknown.
-func signalNumber(name string) int {
-	n := strings.TrimPrefix(strings.ToUpper(name), "SIG")
-	for i, s := range []string{"", "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE", "ALRM", "TERM"} {
-		if s == n && i > 0 {
-			return i
-		}
-	}
-	return 9
 }
