@@ -117,3 +117,17 @@ func hasCapSysResource() bool {
 	}
 	return false
 }
+
+// UpdatePodSandboxResources accepts a sandbox's new resources: karman
+// limits its containers' cgroups (UpdateContainerResources), and the pod
+// level is kubelet's own cgroup, the sandbox's cgroup_parent; the pod's
+// cgroup between them has no limits to change.
+func (s *Server) UpdatePodSandboxResources(_ context.Context, req *runtimeapi.UpdatePodSandboxResourcesRequest) (*runtimeapi.UpdatePodSandboxResourcesResponse, error) {
+	s.mu.Lock()
+	_, err := s.findSandboxLocked(req.GetPodSandboxId())
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.UpdatePodSandboxResourcesResponse{}, nil
+}

@@ -4,6 +4,8 @@ import (
 	"os"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/karman-project/karman/tests/testenv"
@@ -46,6 +48,9 @@ func TestVersionStatusConfig(t *testing.T) {
 	if _, err := e.rs.UpdateRuntimeConfig(ctx, &runtimeapi.UpdateRuntimeConfigRequest{RuntimeConfig: &runtimeapi.RuntimeConfig{
 		NetworkConfig: &runtimeapi.NetworkConfig{PodCidr: "10.244.0.0/24"}}}); err != nil {
 		t.Errorf("UpdateRuntimeConfig: %v", err)
+	}
+	if _, err := e.rs.UpdatePodSandboxResources(ctx, &runtimeapi.UpdatePodSandboxResourcesRequest{PodSandboxId: "no-such-sandbox"}); status.Code(err) != codes.NotFound {
+		t.Errorf("UpdatePodSandboxResources of an unknown sandbox: %v, want NotFound", err)
 	}
 	if fi, err := os.Stat(e.sock); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("socket %s: %v, %v; want owner-only", e.sock, fi.Mode(), err)
