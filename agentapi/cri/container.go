@@ -57,7 +57,14 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	}
 	id := newID()
 	r := &containerRecord{ID: id, SandboxID: sb.ID, App: appName(c.GetMetadata().GetName(), id), Created: time.Now().UTC(),
-		Image: c.GetImage().GetImage(), ImageRef: d.String(), config: c}
+		Image: c.GetImage().GetImage(), ImageRef: d.String(), ImageName: c.GetImage().GetUserSpecifiedImage(), config: c}
+	if r.ImageName == "" {
+		// As the image is known: by its first name (kubelet creates
+		// from the id PullImage returned).
+		if img := s.criImage(d); img != nil && len(img.RepoTags) > 0 {
+			r.ImageName = img.RepoTags[0]
+		}
+	}
 	if lp := c.GetLogPath(); lp != "" {
 		if dir := sb.config.GetLogDirectory(); dir != "" {
 			r.LogPath = filepath.Join(dir, lp)
@@ -324,7 +331,7 @@ func (s *Server) containerStatus(c *containerRecord, ai stage0.AppInfo) *runtime
 	cfg := c.config
 	st := &runtimeapi.ContainerStatus{
 		Id: c.ID, Metadata: cfg.GetMetadata(), State: containerState(ai), CreatedAt: c.Created.UnixNano(),
-		Image: cfg.GetImage(), ImageRef: c.ImageRef, ImageId: c.ImageRef,
+		Image: c.imageSpec(), ImageRef: c.ImageRef, ImageId: c.ImageRef,
 		Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(), LogPath: c.LogPath,
 		Resources:  &runtimeapi.ContainerResources{Linux: c.currentResources()},
 		StopSignal: cfg.GetStopSignal(),
@@ -410,7 +417,7 @@ func (s *Server) ListContainers(ctx context.Context, req *runtimeapi.ListContain
 		}
 		cfg := c.config
 		out = append(out, &runtimeapi.Container{Id: c.ID, PodSandboxId: c.SandboxID, Metadata: cfg.GetMetadata(),
-			Image: cfg.GetImage(), ImageRef: c.ImageRef, ImageId: c.ImageRef, State: state, CreatedAt: c.Created.UnixNano(),
+			Image: c.imageSpec(), ImageRef: c.ImageRef, ImageId: c.ImageRef, State: state, CreatedAt: c.Created.UnixNano(),
 			Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations()})
 	}
 	slices.SortFunc(out, func(a, b *runtimeapi.Container) int { return int(max(-1, min(1, a.CreatedAt-b.CreatedAt))) })
@@ -454,4 +461,15 @@ func (s *Server) appsOf(ctx context.Context, cs []*containerRecord) map[string]s
 		}
 	}
 	return out
+}
+
+// imageSpec is the image a container reports: by the name it is known by
+// (ImageName), with what the request said of it.
+func (c *containerRecord) imageSpec() *runtimeapi.ImageSpec {
+	img := c.config.GetImage()
+	name := c.ImageName
+	if name == "" {
+		name = img.GetImage()
+	}
+	return &runtimeapi.ImageSpec{Image: name, Annotations: img.GetAnnotations(), UserSpecifiedImage: img.GetUserSpecifiedImage(), RuntimeHandler: img.GetRuntimeHandler()}
 }

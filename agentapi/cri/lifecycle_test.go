@@ -151,8 +151,9 @@ func TestSandboxContainerLifecycle(t *testing.T) {
 	ticker := mk("ticker", "/bin/sh", "-c", `echo $GREETING; echo oops >&2; while true; do echo tick; sleep 0.1; done`)
 	// ender ends when the test says so, through a volume.
 	ender := mk("ender", "/bin/sh", "-c", `while [ ! -e /signal/go ]; do sleep 0.05; done; exit 3`)
-	if st := e.waitContainer(t, ticker, runtimeapi.ContainerState_CONTAINER_CREATED); st.LogPath != filepath.Join(logDir, "ticker/0.log") {
-		t.Errorf("log path %q", st.LogPath)
+	if st := e.waitContainer(t, ticker, runtimeapi.ContainerState_CONTAINER_CREATED); st.LogPath != filepath.Join(logDir, "ticker/0.log") ||
+		st.Image.GetImage() != ref || st.ImageRef != pulled.ImageRef || st.ImageId != pulled.ImageRef {
+		t.Errorf("created container: log path %q, image %v, ref %s, id %s; want the image's name %s and its id %s", st.LogPath, st.Image, st.ImageRef, st.ImageId, ref, pulled.ImageRef)
 	}
 	for _, id := range []string{ticker, ender} {
 		if _, err := e.rs.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {

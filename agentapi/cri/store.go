@@ -53,7 +53,8 @@ type containerRecord struct {
 	App       string    `json:"app"`
 	Created   time.Time `json:"created"`
 	// Image is the image as the request named it, ImageRef its manifest
-	// digest (sha256:...) and ImageName the reference it was found by.
+	// digest (sha256:...) and ImageName the name it is reported by: the
+	// one the user gave, or else the image's first name.
 	Image     string `json:"image"`
 	ImageRef  string `json:"imageRef"`
 	ImageName string `json:"imageName,omitempty"`
