@@ -205,16 +205,14 @@ func (s *Server) StartContainer(ctx context.Context, req *runtimeapi.StartContai
 // timeout (at once for 0). A container that is unknown or not running is
 // not an error.
 func (s *Server) StopContainer(ctx context.Context, req *runtimeapi.StopContainerRequest) (*runtimeapi.StopContainerResponse, error) {
-	c, sb, err := s.lookContainer(req.GetContainerId())
-	if status.Code(err) == codes.NotFound {
-		return &runtimeapi.StopContainerResponse{}, nil
-	}
+	c, _, unlock, err := s.lockedContainer(req.GetContainerId())
 	if err != nil {
 		return nil, err
 	}
-	l := s.sandboxLock(sb.ID)
-	l.Lock()
-	defer l.Unlock()
+	if c == nil {
+		return &runtimeapi.StopContainerResponse{}, nil
+	}
+	defer unlock()
 	if err := s.stopApp(ctx, c, time.Duration(req.GetTimeout())*time.Second); err != nil {
 		return nil, grpcError(fmt.Errorf("StopContainer %s: %w", c.ID, err))
 	}
@@ -238,16 +236,14 @@ func (s *Server) stopApp(ctx context.Context, c *containerRecord, timeout time.D
 // if it runs) and its record. A container that is unknown is not an
 // error.
 func (s *Server) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveContainerRequest) (*runtimeapi.RemoveContainerResponse, error) {
-	c, sb, err := s.lookContainer(req.GetContainerId())
-	if status.Code(err) == codes.NotFound {
-		return &runtimeapi.RemoveContainerResponse{}, nil
-	}
+	c, sb, unlock, err := s.lockedContainer(req.GetContainerId())
 	if err != nil {
 		return nil, err
 	}
-	l := s.sandboxLock(sb.ID)
-	l.Lock()
-	defer l.Unlock()
+	if c == nil {
+		return &runtimeapi.RemoveContainerResponse{}, nil
+	}
+	defer unlock()
 	ps, err := s.rt.State(ctx, sb.ID)
 	if err == nil && ps == stage0.Running {
 		err = s.rt.RemoveApp(ctx, sb.ID, c.App, true)

@@ -85,18 +85,14 @@ func (s *Server) discardPod(uuid string) {
 // once: the CRI asks them killed), and with it its network. A sandbox
 // that is not known, or stopped already, is not an error.
 func (s *Server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
-	s.mu.Lock()
-	sb, err := s.findSandboxLocked(req.GetPodSandboxId())
-	s.mu.Unlock()
-	if status.Code(err) == codes.NotFound {
-		return &runtimeapi.StopPodSandboxResponse{}, nil
-	}
+	sb, unlock, err := s.lockedSandbox(req.GetPodSandboxId())
 	if err != nil {
 		return nil, err
 	}
-	l := s.sandboxLock(sb.ID)
-	l.Lock()
-	defer l.Unlock()
+	if sb == nil {
+		return &runtimeapi.StopPodSandboxResponse{}, nil
+	}
+	defer unlock()
 	if err := s.stopPod(ctx, sb.ID); err != nil {
 		return nil, grpcError(fmt.Errorf("StopPodSandbox %s: %w", sb.ID, err))
 	}
@@ -132,18 +128,14 @@ func (s *Server) stopPod(ctx context.Context, uuid string) error {
 // containers with it, and their records. A sandbox that is not known is
 // not an error.
 func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePodSandboxRequest) (*runtimeapi.RemovePodSandboxResponse, error) {
-	s.mu.Lock()
-	sb, err := s.findSandboxLocked(req.GetPodSandboxId())
-	s.mu.Unlock()
-	if status.Code(err) == codes.NotFound {
-		return &runtimeapi.RemovePodSandboxResponse{}, nil
-	}
+	sb, unlock, err := s.lockedSandbox(req.GetPodSandboxId())
 	if err != nil {
 		return nil, err
 	}
-	l := s.sandboxLock(sb.ID)
-	l.Lock()
-	defer l.Unlock()
+	if sb == nil {
+		return &runtimeapi.RemovePodSandboxResponse{}, nil
+	}
+	defer unlock()
 	if err := s.stopPod(ctx, sb.ID); err != nil {
 		return nil, grpcError(fmt.Errorf("RemovePodSandbox %s: %w", sb.ID, err))
 	}

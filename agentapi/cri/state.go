@@ -7,6 +7,9 @@ import (
 	"strings"
 	"sync"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/karman-project/karman/stage0"
 )
 
@@ -164,4 +167,37 @@ func (s *Server) sandboxLock(id string) *sync.Mutex {
 		s.sbLocks[id] = l
 	}
 	return l
+}
+
+// lockedSandbox finds the sandbox id and takes its lock (unlock releases
+// it), for the calls to which a sandbox that is not known is no error:
+// sb is nil then.
+func (s *Server) lockedSandbox(id string) (sb *sandboxRecord, unlock func(), err error) {
+	s.mu.Lock()
+	sb, err = s.findSandboxLocked(id)
+	s.mu.Unlock()
+	if status.Code(err) == codes.NotFound {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	l := s.sandboxLock(sb.ID)
+	l.Lock()
+	return sb, l.Unlock, nil
+}
+
+// lockedContainer is lockedSandbox for the container id and its sandbox:
+// c is nil when the container is not known.
+func (s *Server) lockedContainer(id string) (c *containerRecord, sb *sandboxRecord, unlock func(), err error) {
+	c, sb, err = s.lookContainer(id)
+	if status.Code(err) == codes.NotFound {
+		return nil, nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	l := s.sandboxLock(sb.ID)
+	l.Lock()
+	return c, sb, l.Unlock, nil
 }
