@@ -6,9 +6,10 @@
 #   scripts/setup.sh --tests   and what the tests need: the real cosign
 #   scripts/setup.sh --bench   and the peers the benchmarks run beside karman
 #
-# --tests and --bench also build critest and crictl (scripts/cri-tools.sh)
-# and unpack Debian's dynamic busybox for the CRI look-alike images; both are
-# kept in /var/cache/karman.
+# --tests and --bench also build critest and crictl (scripts/cri-tools.sh),
+# unpack Debian's dynamic busybox for the CRI look-alike images, and build
+# the Kubernetes components and etcd (scripts/k8s-build.sh, about 10 minutes
+# the first time); all are kept in /var/cache/karman.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -78,4 +79,11 @@ if [ "$mode" = --tests ] || [ "$mode" = --bench ]; then
 		mv "$bbdir/bin/busybox.new" "$bbdir/bin/busybox"
 		rm -rf "$tmp"
 	fi
+fi
+
+# The Kubernetes components and etcd for the kubelet and cluster tests
+# (docs/kubernetes.md, "Building the Kubernetes components"), once per
+# version.
+if [ "$mode" = --tests ] || [ "$mode" = --bench ]; then
+	./scripts/k8s-build.sh >/dev/null
 fi
