@@ -10,7 +10,8 @@
 #
 # Variables: ROOT (the checkout), BIN (its bin/, as `make build` fills it),
 # W (the work directory), CRI_SOCK (the runtime's CRI socket), REG (the
-# registry's 127.0.0.1:PORT), CRI_TOOLS (critest and crictl).
+# registry's 127.0.0.1:PORT), CRI_TOOLS (critest and crictl). tests/k8s
+# starts its Kubernetes nodes with these functions too.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BIN=${BIN:-$ROOT/bin}
@@ -159,6 +160,9 @@ cri_karman() {
 		return 1
 	fi
 	mkdir -p "$d/etc" "$d/data"
+	# The caller's network configuration (network.json), if it gives one:
+	# tests/k8s gives each node a bridge, subnet and netns directory of its own.
+	[ -z "${KARMAN_NETWORK_JSON:-}" ] || printf '%s\n' "$KARMAN_NETWORK_JSON" >"$d/etc/network.json"
 	local s
 	for s in registry.k8s.io k8s.gcr.io gcr.io/k8s-staging-cri-tools; do
 		"$full" --config-dir "$d/etc" trust add --scope "$s" "$W/key/cosign.pub" >/dev/null
