@@ -93,7 +93,7 @@ func KubeletConfig(manifests, podLogsDir string, port, healthzPort int) map[stri
 // o.Endpoint, on private directories, with HTTP(S)_PROXY at a dead
 // loopback port, and waits until its health check answers. It is stopped
 // by PID in t.Cleanup, and what it mounted under its root directory is
-// unmounted.
+// unmounted; the kernel settings it changes are restored (keepKernelTunables).
 func StartKubelet(t testing.TB, o KubeletOptions) *Kubelet {
 	t.Helper()
 	RequireBinaries(t, "kubelet")
@@ -145,6 +145,7 @@ func StartKubelet(t testing.TB, o KubeletOptions) *Kubelet {
 		t.Fatal(err)
 	}
 	defer logf.Close()
+	keepKernelTunables(t)
 	cmd := exec.Command(Binary("kubelet"), args...)
 	cmd.Env = append(os.Environ(), "HTTP_PROXY="+DeadProxy, "HTTPS_PROXY="+DeadProxy,
 		"http_proxy="+DeadProxy, "https_proxy="+DeadProxy, "NO_PROXY=", "no_proxy=")
