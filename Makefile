@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build install test unit e2e bench demo setup setup-tests clean lint fuzz conformance
+.PHONY: all build install test unit e2e bench demo k8s-demo setup setup-tests clean lint fuzz conformance
 
 PREFIX ?= /usr/local
 
@@ -22,6 +22,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/karman-stage1 ./cmd/karman-stage1
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/karman-testimage ./tests/cmd/karman-testimage
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/karman-lookalike ./tests/cmd/karman-lookalike
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/karman-k8s ./tests/cmd/karman-k8s
 
 # karman execs karman-full and karman-stage1 from its own directory:
 # install them together.
@@ -60,6 +61,7 @@ bench: build
 	./tests/bench/net.sh
 	./tests/bench/agent.sh
 	./tests/bench/cri.sh
+	./tests/bench/k8s.sh
 
 # critest (cri-tools v1.37.0) against a fresh karman agent, offline: the
 # totals and the failed specs; fails only on a spec beyond
@@ -71,6 +73,12 @@ conformance: setup-tests build
 
 demo: setup build
 	./scripts/demo.sh
+
+# A one-node Kubernetes cluster on Karman: up, three nginx look-alikes
+# deployed, `kubectl get nodes,pods -o wide`, all torn down
+# (docs/kubernetes.md, "A one-node cluster").
+k8s-demo: setup-tests build
+	./scripts/k8s-demo.sh
 
 # Every fuzz target for FUZZTIME each (default 30s), one at a time
 # (docs/fuzzing.md). `make test` and `make unit` run their seed corpora.

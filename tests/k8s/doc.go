@@ -12,9 +12,20 @@
 //     same shell functions, tests/conformance/lib.sh;
 //   - a kubelet on that node's CRI socket, standalone (no API server) or
 //     given a kubeconfig (StartKubelet, KubeletOptions), on a private root
-//     directory, with HTTP(S)_PROXY at a dead loopback port.
+//     directory, with HTTP(S)_PROXY at a dead loopback port;
+//   - a one-node cluster (docs/kubernetes.md, "A one-node cluster"): a CA
+//     and certificates made with crypto/x509, kubeconfigs, etcd,
+//     kube-apiserver, kube-scheduler, kube-controller-manager and a
+//     kubelet on a CRI socket, every one on loopback ports, in a private
+//     directory, with HTTP(S)_PROXY at a dead loopback port (Start,
+//     Cluster); it takes no testing.TB, so that tests/cmd/karman-k8s
+//     (`make k8s-demo`, the pod start benchmark) runs it too, and is
+//     stopped by PID with Cluster.Stop;
+//   - what the cluster's tests look at: the agent killed and restarted
+//     under it (Node.KillAgent), the sockets of its processes
+//     (OffLoopback), pod start latency (Cluster.MeasurePodStarts).
 //
-// Everything is stopped by PID in t.Cleanup. The helpers fail the test,
+// Everything else is stopped by PID in t.Cleanup. The helpers fail the test,
 // in strict mode, when a prerequisite is missing, naming the command that
 // installs it.
 package k8s

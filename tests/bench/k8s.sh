@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Pod start latency as the kubelet reports it (a pod created to its phase
+# Running, one pod after the other, p50 and p95 over $PODS pods, default
+# 20), with karman's agent and with Debian's containerd (private dirs, as
+# scripts/conformance.sh starts it) under the same kubelet and control
+# plane (bin/karman-k8s bench), and the ratio karman/containerd. Needs
+# root, `make build`, scripts/setup.sh --tests and --bench.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=${BIN:-$ROOT/bin}
+PODS=${PODS:-20}
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+for rt in karman containerd; do
+	(
+		source "$ROOT/tests/conformance/lib.sh"
+		cri_workdir
+		cri_tools
+		cri_registry
+		"cri_$rt"
+		"$BIN/karman-k8s" --cri-socket "$CRI_SOCK" --dir "$W/k8s" bench --pods "$PODS" --runtime "$rt" 2>"$W/k8s.err" | tee -a "$out" ||
+			{ tail -30 "$W/k8s.err" >&2; exit 1; }
+	)
+done
+p() { sed -n "s/^pod-start $1: .* $2=\([0-9]*\)ms.*/\1/p" "$out"; }
+for q in p50 p95; do
+	k=$(p karman "$q") c=$(p containerd "$q")
+	if [ -n "$k" ] && [ -n "$c" ] && [ "$c" -gt 0 ]; then
+		echo "pod-start $q: karman ${k} ms, containerd ${c} ms: $(awk -v k="$k" -v c="$c" 'BEGIN{printf "%.2f", k/c}')x (target <= 0.6x)"
+	fi
+done
