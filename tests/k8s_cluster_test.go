@@ -25,8 +25,6 @@ import (
 	"github.com/karman-project/karman/tests/k8s"
 	"github.com/karman-project/karman/tests/leakcheck"
 	"github.com/karman-project/karman/tests/testenv"
-	"github.com/karman-project/karman/tests/testimage"
-	"github.com/karman-project/karman/tests/testregistry"
 )
 
 // k8sSetup is the hint for a missing part of the cluster.
@@ -41,54 +39,29 @@ const k8sSetup = "scripts/setup.sh --tests (it builds the Kubernetes programs an
 func TestK8sCluster(t *testing.T) {
 	testenv.RequireRoot(t, "the kubelet and the CRI runtime create namespaces, mounts and cgroups")
 	testenv.SkipIfShort(t, "a Kubernetes cluster runs for minutes")
-	for _, m := range k8s.Missing(k8s.Options{}) {
-		testenv.RequireFile(t, m, k8sSetup)
-	}
+	k8s.RequireBinaries(t, "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubectl")
 	bin := filepath.Dir(testenv.Binary(t))
-	for _, b := range []string{"karman-full", "karman-stage1", "karman-testimage", "karman-lookalike"} {
-		testenv.RequireFile(t, filepath.Join(bin, b), "make build (the cluster takes its programs from "+bin+")")
-	}
-	for _, f := range []string{"critest", "crictl"} {
-		testenv.RequireFile(t, filepath.Join(criTools, f), "scripts/setup.sh --tests (it builds critest and crictl with scripts/cri-tools.sh)")
-	}
-	testenv.RequireFile(t, testimage.DynamicBusybox, "scripts/setup.sh --tests (it unpacks Debian's dynamic busybox for the look-alike images)")
-	testenv.RequireFile(t, testregistry.DistributionBinary, "apt-get install docker-registry")
-	root, err := testenv.ModuleRoot(".")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	t.Cleanup(cancel)
 
-	rt, err := k8s.StartRuntime(ctx, root, bin, t.TempDir(), "karman")
+	node := k8s.StartNode(t, bin)
+	top := t // what lives as long as the cluster is bound to it, not to a subtest
+	lc := leakcheck.Start(t, leakcheck.Scope{DataDir: node.DataDir, NetNSDir: node.NetNSDir})
+	c, err := k8s.Start(ctx, k8s.Options{Dir: t.TempDir(), CRISocket: node.Sock, Log: testWriter{t}})
 	if err != nil {
-		t.Fatal(err)
-	}
-	lc := leakcheck.Start(t, leakcheck.Scope{DataDir: rt.DataDir})
-	// Cleanups run last first: the cluster stops, then the runtime, then
-	// the leak check looks at the pods' links, rules and cgroups.
-	t.Cleanup(lc.Check)
-	t.Cleanup(func() {
-		if err := rt.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
-	dir := t.TempDir()
-	c, err := k8s.Start(ctx, k8s.Options{Dir: dir, CRISocket: rt.Socket, Log: testWriter{t}})
-	if err != nil {
-		t.Fatalf("%v\nthe agent's log: %s", err, filepath.Join(rt.WorkDir, "karman", "agent.log"))
+		t.Fatalf("%v\nthe agent's log: %s", err, node.AgentLog)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, n := range []string{"kubelet", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
 				t.Logf("the end of %s's log:\n%s", n, tailFile(c.LogFile(n), 25))
 			}
-			t.Logf("the end of the agent's log:\n%s", tailFile(filepath.Join(rt.WorkDir, "karman", "agent.log"), 40))
 		}
 		if err := c.Stop(); err != nil {
 			t.Error(err)
 		}
 	})
+	rs := node.Runtime(t)
 	kubectl := func(t *testing.T, stdin string, args ...string) string {
 		t.Helper()
 		var in io.Reader
@@ -112,7 +85,7 @@ func TestK8sCluster(t *testing.T) {
 	// An image nobody signed, under a name the policy requires a
 	// signature for (registry.k8s.io: the test key).
 	unsigned := "registry.k8s.io/e2e-test-images/unsigned:1"
-	if out, err := exec.CommandContext(ctx, filepath.Join(bin, "karman-testimage"), "--push", rt.Registry+"/e2e-test-images/unsigned:1").CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, filepath.Join(bin, "karman-testimage"), "--push", node.Registry+"/e2e-test-images/unsigned:1").CombinedOutput(); err != nil {
 		t.Fatalf("pushing the unsigned image: %v: %s", err, out)
 	}
 
@@ -127,17 +100,18 @@ func TestK8sCluster(t *testing.T) {
 		if !strings.HasPrefix(n.Status.NodeInfo.ContainerRuntimeVersion, "karman://") {
 			t.Errorf("containerRuntimeVersion %q, want karman://...", n.Status.NodeInfo.ContainerRuntimeVersion)
 		}
+		// No reservation and no eviction threshold (k8s.KubeletConfig):
+		// all of the machine is allocatable.
 		cpus := strconv.Itoa(onlineCPUs(t))
 		memKi := memTotalKi(t)
-		evict := int64(100 << 10) // EvictionMemory, 100Mi in Ki
 		for _, check := range []struct{ what, got, want string }{
 			{"capacity cpu", n.Status.Capacity["cpu"], cpus},
 			{"allocatable cpu", n.Status.Allocatable["cpu"], cpus},
 			{"capacity memory", n.Status.Capacity["memory"], fmt.Sprintf("%dKi", memKi)},
-			{"allocatable memory", n.Status.Allocatable["memory"], fmt.Sprintf("%dKi", memKi-evict)},
+			{"allocatable memory", n.Status.Allocatable["memory"], fmt.Sprintf("%dKi", memKi)},
 		} {
 			if check.got != check.want {
-				t.Errorf("%s = %q, want %q (the machine's, less the %s eviction threshold for allocatable memory)", check.what, check.got, check.want, k8s.EvictionMemory)
+				t.Errorf("%s = %q, want %q (the machine's)", check.what, check.got, check.want)
 			}
 		}
 		t.Logf("node %s: capacity %v, allocatable %v, %s", n.Metadata.Name, n.Status.Capacity, n.Status.Allocatable, n.Status.NodeInfo.ContainerRuntimeVersion)
@@ -331,11 +305,6 @@ func TestK8sCluster(t *testing.T) {
 		}
 		criState := func() (containers, sandboxes []string) {
 			t.Helper()
-			rs, conn, err := rt.Client()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
 			cl, err := rs.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
 			if err != nil {
 				t.Fatal(err)
@@ -366,10 +335,7 @@ func TestK8sCluster(t *testing.T) {
 		}
 		before := steady()
 		ctrs, sbs := criState()
-		restart, err := rt.KillAgent()
-		if err != nil {
-			t.Fatal(err)
-		}
+		restart := node.KillAgent(top)
 		serving("the agent dead")
 		time.Sleep(3 * time.Second) // the kubelet's relists meet a dead runtime
 		serving("the agent dead for 3 s")
@@ -392,7 +358,7 @@ func TestK8sCluster(t *testing.T) {
 			t.Errorf("containers or sandboxes changed after the restart:\nbefore %v %v\nafter  %v %v", ctrs, sbs, ctrs3, sbs3)
 		}
 		serving("after the restart")
-		t.Logf("%d containers, %d sandboxes unchanged; agent pid %d", len(ctrs), len(sbs), rt.PID)
+		t.Logf("%d containers, %d sandboxes unchanged; agent pid %d", len(ctrs), len(sbs), node.AgentPID)
 	})
 
 	t.Run("NoTrafficOffLoopback", func(t *testing.T) {
@@ -406,7 +372,7 @@ func TestK8sCluster(t *testing.T) {
 				pods = append(pods, ip)
 			}
 		}
-		pids := []int{rt.PID}
+		pids := []int{node.AgentPID}
 		for _, pid := range c.PIDs() {
 			pids = append(pids, pid)
 		}
@@ -427,7 +393,7 @@ func TestK8sCluster(t *testing.T) {
 		// its next garbage collection (every minute).
 		var left []string
 		for range 100 {
-			left = karmanPodsOf(t, bin, rt.DataDir, "web")
+			left = karmanPodsOf(t, bin, node.DataDir, "web")
 			if len(left) == 0 {
 				break
 			}
@@ -447,7 +413,7 @@ func TestK8sCluster(t *testing.T) {
 		var running []string
 		for range 60 {
 			running = nil
-			for _, p := range karmanList(t, bin, rt.DataDir) {
+			for _, p := range karmanList(t, bin, node.DataDir) {
 				if p.State == stage0.Running {
 					running = append(running, p.UUID+" "+p.Name)
 				}
@@ -463,8 +429,16 @@ func TestK8sCluster(t *testing.T) {
 		if err := c.Stop(); err != nil {
 			t.Error(err)
 		}
-		// The runtime's stop (a cleanup) removes the stopped sandboxes;
-		// the leak check then looks for what they left.
+		// The teardown: the runtime removes the sandboxes the kubelet
+		// stopped (it removes them at its next garbage collection,
+		// every minute); then nothing of the pods may be left.
+		if err := k8s.RemoveSandboxes(ctx, rs); err != nil {
+			t.Fatal(err)
+		}
+		if ps := karmanList(t, bin, node.DataDir); len(ps) > 0 {
+			t.Errorf("karman still lists %d pods after the teardown", len(ps))
+		}
+		lc.Check()
 	})
 }
 

@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,18 +22,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Where scripts/k8s-build.sh caches the binaries it builds.
-const (
-	DefaultBinDir = "/var/cache/karman/k8s-v1.37.2"
-	DefaultEtcd   = "/var/cache/karman/etcd-v3.7.3/etcd"
-)
-
-// Components are the programs of DefaultBinDir a cluster runs.
+// Components are the programs of BinDir a cluster runs.
 var Components = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubectl"}
-
-// DeadProxy is where every component's HTTP_PROXY and HTTPS_PROXY point: a
-// port nothing listens on, so a request that would leave the host fails.
-const DeadProxy = "http://127.0.0.1:9"
 
 // ServiceCIDR is the cluster's service range; ServiceIP the API server's
 // address in it.
@@ -43,17 +32,13 @@ const (
 	ServiceIP   = "10.96.0.1"
 )
 
-// EvictionMemory is the kubelet's memory.available hard eviction
-// threshold: the node's allocatable memory is its capacity less this.
-const EvictionMemory = "100Mi"
-
 // Options configures a one-node cluster.
 type Options struct {
 	// Dir is a private, empty directory for everything the cluster
 	// writes (certificates, etcd's data, the kubelet's root, logs).
 	Dir string
-	// BinDir holds the Kubernetes programs (default DefaultBinDir); Etcd
-	// is etcd (default DefaultEtcd).
+	// BinDir holds the Kubernetes programs (default BinDir, where
+	// scripts/k8s-build.sh puts them); Etcd is etcd (default Etcd()).
 	BinDir string
 	Etcd   string
 	// CRISocket is the runtime's CRI socket the kubelet uses.
@@ -111,10 +96,10 @@ func Missing(o Options) []string {
 
 func (o *Options) defaults() {
 	if o.BinDir == "" {
-		o.BinDir = DefaultBinDir
+		o.BinDir = BinDir
 	}
 	if o.Etcd == "" {
-		o.Etcd = DefaultEtcd
+		o.Etcd = Etcd()
 	}
 	if o.NodeName == "" {
 		o.NodeName = "127.0.0.1"
@@ -138,7 +123,7 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 			c = nil
 		}
 	}()
-	for _, d := range []string{"pki", "logs", "etcd", "kubelet", "pod-logs", "volume-plugins", "apiserver"} {
+	for _, d := range []string{"pki", "logs", "etcd", "kubelet", "pod-logs", "volume-plugins", "apiserver", "manifests"} {
 		if err := os.MkdirAll(filepath.Join(o.Dir, d), 0o700); err != nil {
 			return nil, err
 		}
@@ -224,8 +209,12 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		}
 	}
 
-	conf := filepath.Join(o.Dir, "kubelet.yaml")
-	if err := os.WriteFile(conf, []byte(c.kubeletConfig(kubeletHealthz)), 0o600); err != nil {
+	conf := filepath.Join(o.Dir, "kubelet.json")
+	kc, err := json.MarshalIndent(c.kubeletConfig(kubeletHealthz), "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(conf, kc, 0o600); err != nil {
 		return nil, err
 	}
 	if err := c.start("kubelet", filepath.Join(o.BinDir, "kubelet"),
@@ -316,46 +305,35 @@ func (c *Cluster) kubeconfigs() error {
 	return nil
 }
 
-// kubeletConfig is the kubelet's KubeletConfiguration: cgroupfs on this
-// cgroup v1 host, no QoS cgroups, loopback only, its directories private.
-func (c *Cluster) kubeletConfig(healthz int) string {
-	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-address: 127.0.0.1
-port: %d
-readOnlyPort: 0
-healthzBindAddress: 127.0.0.1
-healthzPort: %d
-tlsCertFile: %s
-tlsPrivateKeyFile: %s
-authentication:
-  anonymous: {enabled: false}
-  webhook: {enabled: false}
-  x509: {clientCAFile: %s}
-authorization:
-  mode: AlwaysAllow
-cgroupDriver: cgroupfs
-failCgroupV1: false
-failSwapOn: false
-cgroupsPerQOS: false
-enforceNodeAllocatable: []
-podLogsDir: %s
-volumePluginDir: %s
-resolvConf: ""
-clusterDomain: cluster.local
-evictionHard:
-  memory.available: %s
-  nodefs.available: "1%%"
-  imagefs.available: "1%%"
-  nodefs.inodesFree: "1%%"
-imageGCHighThresholdPercent: 100
-imageGCLowThresholdPercent: 99
-serializeImagePulls: false
-rotateCertificates: false
-serverTLSBootstrap: false
-oomScoreAdj: 0
-`, c.KubeletPort, healthz, c.path("kubelet-serving.crt"), c.path("kubelet-serving.key"), c.pki.CAFile(),
-		filepath.Join(c.o.Dir, "pod-logs"), filepath.Join(c.o.Dir, "volume-plugins"), EvictionMemory)
+// kubeletConfig is the standalone kubelet's KubeletConfiguration
+// (KubeletConfig: cgroupfs on this cgroup v1 host, no QoS cgroups, no
+// eviction, loopback only) joined to the cluster: its serving certificate
+// from the cluster's CA, client certificates of that CA accepted (the API
+// server's), its directories private, no DNS configuration handed to pods
+// (there is no cluster DNS, and the host's resolvers are not for them),
+// images kept.
+func (c *Cluster) kubeletConfig(healthz int) map[string]any {
+	cfg := KubeletConfig(filepath.Join(c.o.Dir, "manifests"), filepath.Join(c.o.Dir, "pod-logs"), c.KubeletPort, healthz)
+	for k, v := range map[string]any{
+		"tlsCertFile":       c.path("kubelet-serving.crt"),
+		"tlsPrivateKeyFile": c.path("kubelet-serving.key"),
+		"authentication": map[string]any{
+			"anonymous": map[string]any{"enabled": false},
+			"webhook":   map[string]any{"enabled": false},
+			"x509":      map[string]any{"clientCAFile": c.pki.CAFile()},
+		},
+		"volumePluginDir":             filepath.Join(c.o.Dir, "volume-plugins"),
+		"resolvConf":                  "",
+		"clusterDomain":               "cluster.local",
+		"imageGCHighThresholdPercent": 100,
+		"imageGCLowThresholdPercent":  99,
+		"serializeImagePulls":         false,
+		"rotateCertificates":          false,
+		"serverTLSBootstrap":          false,
+	} {
+		cfg[k] = v
+	}
+	return cfg
 }
 
 // Env is the environment of every component and of kubectl: the
@@ -434,7 +412,7 @@ func (c *Cluster) Stop() error {
 	c.procs = nil
 	// What the kubelet left mounted under its root (the volumes of pods
 	// it had not cleaned up when it stopped).
-	for _, m := range mountsUnder(c.o.Dir) {
+	for _, m := range MountsUnder(c.o.Dir) {
 		c.logf("unmounting %s", m)
 		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil {
 			errs = append(errs, fmt.Errorf("k8s: unmount %s: %w", m, err))
@@ -443,30 +421,12 @@ func (c *Cluster) Stop() error {
 	return errors.Join(errs...)
 }
 
-// mountsUnder lists the mount points under dir, deepest first.
-func mountsUnder(dir string) []string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil || dir == "" {
-		return nil
-	}
-	dir = filepath.Clean(dir)
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) >= 5 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			out = append(out, f[4])
-		}
-	}
-	slices.Reverse(out)
-	return out
-}
-
 // exited reports a component that ended, with the end of its log.
 func (c *Cluster) exited() error {
 	for _, p := range c.procs {
 		select {
 		case <-p.done:
-			return fmt.Errorf("k8s: %s exited (%v); the end of %s:\n%s", p.name, p.err, p.log, lastLines(p.log, 30))
+			return fmt.Errorf("k8s: %s exited (%v); the end of %s:\n%s", p.name, p.err, p.log, tail(p.log, 30))
 		default:
 		}
 	}
@@ -520,7 +480,7 @@ func (c *Cluster) waitHTTP(ctx context.Context, name, url string, hc *http.Clien
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("k8s: %s not ready after 2 minutes (%s); the end of its log:\n%s", name, last, lastLines(c.LogFile(name), 30))
+	return fmt.Errorf("k8s: %s not ready after 2 minutes (%s); the end of its log:\n%s", name, last, tail(c.LogFile(name), 30))
 }
 
 // Get fetches an API path (e.g. /api/v1/nodes/NAME) as the admin and
@@ -613,7 +573,7 @@ func (c *Cluster) waitNodeReady(ctx context.Context) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("k8s: node %s not Ready after 3 minutes (%s); the end of the kubelet's log:\n%s", c.NodeName, last, lastLines(c.LogFile("kubelet"), 40))
+	return fmt.Errorf("k8s: node %s not Ready after 3 minutes (%s); the end of the kubelet's log:\n%s", c.NodeName, last, tail(c.LogFile("kubelet"), 40))
 }
 
 // Kubectl runs kubectl against the cluster as the admin.
@@ -653,17 +613,4 @@ func freePorts(n int) ([]int, error) {
 		out = append(out, l.Addr().(*net.TCPAddr).Port)
 	}
 	return out, nil
-}
-
-// lastLines is the last n lines of a file.
-func lastLines(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

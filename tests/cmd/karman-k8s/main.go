@@ -27,8 +27,8 @@ func run(args []string) error {
 	var o k8s.Options
 	fs.StringVar(&o.CRISocket, "cri-socket", "", "the runtime's CRI `socket`")
 	fs.StringVar(&o.Dir, "dir", "", "a private `directory` for the cluster")
-	fs.StringVar(&o.BinDir, "bin-dir", k8s.DefaultBinDir, "the Kubernetes programs")
-	fs.StringVar(&o.Etcd, "etcd", k8s.DefaultEtcd, "etcd")
+	fs.StringVar(&o.BinDir, "bin-dir", k8s.BinDir, "the Kubernetes programs")
+	fs.StringVar(&o.Etcd, "etcd", k8s.Etcd(), "etcd")
 	pods := fs.Int("pods", 20, "bench: pods measured")
 	name := fs.String("runtime", "karman", "bench: the runtime's name in the report")
 	if err := fs.Parse(args); err != nil {
