@@ -47,6 +47,7 @@ func TestK8sCluster(t *testing.T) {
 	node := k8s.StartNode(t, bin)
 	top := t // what lives as long as the cluster is bound to it, not to a subtest
 	lc := leakcheck.Start(t, leakcheck.Scope{DataDir: node.DataDir, NetNSDir: node.NetNSDir})
+	sysctls := readSysctls(t)
 	c, err := k8s.Start(ctx, k8s.Options{Dir: t.TempDir(), CRISocket: node.Sock, Log: testWriter{t}})
 	if err != nil {
 		t.Fatalf("%v\nthe agent's log: %s", err, node.AgentLog)
@@ -435,11 +436,28 @@ func TestK8sCluster(t *testing.T) {
 		if err := k8s.RemoveSandboxes(ctx, rs); err != nil {
 			t.Fatal(err)
 		}
+		if after := readSysctls(t); !maps2Equal(sysctls, after) {
+			t.Errorf("the kernel settings are not as the cluster found them: before %v, after %v", sysctls, after)
+		}
 		if ps := karmanList(t, bin, node.DataDir); len(ps) > 0 {
 			t.Errorf("karman still lists %d pods after the teardown", len(ps))
 		}
 		lc.Check()
 	})
+}
+
+// readSysctls reads the kernel settings a kubelet changes.
+func readSysctls(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, k := range []string{"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops", "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes"} {
+		b, err := os.ReadFile("/proc/sys/" + k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[k] = strings.TrimSpace(string(b))
+	}
+	return out
 }
 
 // karmanList is `karman list --format json` of the agent's data directory.

@@ -68,6 +68,9 @@ type Cluster struct {
 	pki   *pki
 	procs []*proc
 	admin *http.Client
+	// tunables are the host's values of the kernel settings the kubelet
+	// changes (kubeletTunables), put back by Stop.
+	tunables map[string]string
 }
 
 // proc is one component.
@@ -215,6 +218,9 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		return nil, err
 	}
 	if err := os.WriteFile(conf, kc, 0o600); err != nil {
+		return nil, err
+	}
+	if c.tunables, err = readTunables(); err != nil {
 		return nil, err
 	}
 	if err := c.start("kubelet", filepath.Join(o.BinDir, "kubelet"),
@@ -410,12 +416,43 @@ func (c *Cluster) Stop() error {
 		}
 	}
 	c.procs = nil
+	errs = append(errs, restoreTunables(c.tunables))
+	c.tunables = nil
 	// What the kubelet left mounted under its root (the volumes of pods
 	// it had not cleaned up when it stopped).
 	for _, m := range MountsUnder(c.o.Dir) {
 		c.logf("unmounting %s", m)
 		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil {
 			errs = append(errs, fmt.Errorf("k8s: unmount %s: %w", m, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// readTunables reads the host's values of kubeletTunables.
+func readTunables() (map[string]string, error) {
+	saved := map[string]string{}
+	for _, k := range kubeletTunables {
+		b, err := os.ReadFile(filepath.Join("/proc/sys", k))
+		if err != nil {
+			return nil, fmt.Errorf("k8s: read the host's %s before the kubelet changes it: %w", k, err)
+		}
+		saved[k] = strings.TrimSpace(string(b))
+	}
+	return saved, nil
+}
+
+// restoreTunables writes back what readTunables read, once the kubelet is
+// gone: the host's kernel is left as the cluster found it.
+func restoreTunables(saved map[string]string) error {
+	var errs []error
+	for k, v := range saved {
+		p := filepath.Join("/proc/sys", k)
+		if b, err := os.ReadFile(p); err == nil && strings.TrimSpace(string(b)) == v {
+			continue
+		}
+		if err := os.WriteFile(p, []byte(v), 0); err != nil {
+			errs = append(errs, fmt.Errorf("k8s: restore the host's %s to %s after the kubelet: %w", k, v, err))
 		}
 	}
 	return errors.Join(errs...)
