@@ -17,6 +17,10 @@ import (
 type PodStart struct {
 	Name    string
 	Latency time.Duration
+	// Bound is the part after the scheduler bound the pod to the node
+	// (the first event with its node name): the kubelet's and the
+	// runtime's share.
+	Bound time.Duration
 }
 
 // MeasurePodStarts creates n pods of the busybox look-alike one after the
@@ -30,7 +34,7 @@ func (c *Cluster) MeasurePodStarts(ctx context.Context, n int) ([]PodStart, erro
 		return nil, err
 	}
 	defer stop()
-	added := map[string]time.Time{}
+	added, bound := map[string]time.Time{}, map[string]time.Time{}
 	var out []PodStart
 	for i := 0; i <= n; i++ {
 		name := fmt.Sprintf("bench-%02d", i)
@@ -50,9 +54,12 @@ func (c *Cluster) MeasurePodStarts(ctx context.Context, n int) ([]PodStart, erro
 						added[ev.Object.Metadata.Name] = ev.at
 					}
 				}
+				if _, seen := bound[ev.Object.Metadata.Name]; !seen && ev.Object.Spec.NodeName != "" {
+					bound[ev.Object.Metadata.Name] = ev.at
+				}
 				if ev.Object.Metadata.Name == name && ev.Object.Status.Phase == "Running" {
 					if i > 0 {
-						out = append(out, PodStart{Name: name, Latency: ev.at.Sub(added[name])})
+						out = append(out, PodStart{Name: name, Latency: ev.at.Sub(added[name]), Bound: ev.at.Sub(bound[name])})
 					}
 					break wait
 				}
@@ -66,14 +73,24 @@ func (c *Cluster) MeasurePodStarts(ctx context.Context, n int) ([]PodStart, erro
 	return out, nil
 }
 
-// Percentile is the p-th percentile (nearest rank) of the latencies.
+// Percentile is the p-th percentile (nearest rank) of the latencies;
+// BoundPercentile that of their part after the binding.
 func Percentile(ps []PodStart, p float64) time.Duration {
+	return percentile(ps, p, func(s PodStart) time.Duration { return s.Latency })
+}
+
+// BoundPercentile is the p-th percentile of PodStart.Bound.
+func BoundPercentile(ps []PodStart, p float64) time.Duration {
+	return percentile(ps, p, func(s PodStart) time.Duration { return s.Bound })
+}
+
+func percentile(ps []PodStart, p float64, f func(PodStart) time.Duration) time.Duration {
 	if len(ps) == 0 {
 		return 0
 	}
 	ds := make([]time.Duration, len(ps))
 	for i, s := range ps {
-		ds[i] = s.Latency
+		ds[i] = f(s)
 	}
 	slices.Sort(ds)
 	k := int(p/100*float64(len(ds))+0.999999) - 1

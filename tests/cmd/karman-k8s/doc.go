@@ -3,7 +3,7 @@
 // it and tears it down:
 //
 //	karman-k8s --cri-socket SOCK --dir DIR demo
-//	karman-k8s --cri-socket SOCK --dir DIR bench [--pods 20] [--runtime NAME]
+//	karman-k8s --cri-socket SOCK --dir DIR [--pods 20] [--runtime NAME] bench
 //
 // demo deploys three replicas of the nginx look-alike, prints `kubectl get
 // nodes,pods -o wide` and scales them to none (scripts/k8s-demo.sh, `make
