@@ -48,6 +48,8 @@ type Options struct {
 	// refuses a loopback --node-ip; the API server then reaches the
 	// kubelet on loopback with no name to resolve).
 	NodeName string
+	// KubeletArgs are more flags for the kubelet (e.g. --v=4).
+	KubeletArgs []string
 	// Log, if not nil, receives one line per step.
 	Log io.Writer
 }
@@ -223,12 +225,12 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	if c.tunables, err = readTunables(); err != nil {
 		return nil, err
 	}
-	if err := c.start("kubelet", filepath.Join(o.BinDir, "kubelet"),
+	if err := c.start("kubelet", filepath.Join(o.BinDir, "kubelet"), append([]string{
 		"--config", conf, "--kubeconfig", p("kubelet.conf"),
 		"--container-runtime-endpoint", "unix://"+o.CRISocket,
 		"--hostname-override", o.NodeName,
 		"--root-dir", filepath.Join(o.Dir, "kubelet"),
-		"--cert-dir", filepath.Join(o.Dir, "kubelet", "pki")); err != nil {
+		"--cert-dir", filepath.Join(o.Dir, "kubelet", "pki")}, o.KubeletArgs...)...); err != nil {
 		return nil, err
 	}
 	if err := c.waitNodeReady(ctx); err != nil {
