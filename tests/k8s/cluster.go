@@ -227,7 +227,7 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	}
 	if err := c.start("kubelet", filepath.Join(o.BinDir, "kubelet"), append([]string{
 		"--config", conf, "--kubeconfig", p("kubelet.conf"),
-		"--container-runtime-endpoint", "unix://"+o.CRISocket,
+		"--container-runtime-endpoint", "unix://" + o.CRISocket,
 		"--hostname-override", o.NodeName,
 		"--root-dir", filepath.Join(o.Dir, "kubelet"),
 		"--cert-dir", filepath.Join(o.Dir, "kubelet", "pki")}, o.KubeletArgs...)...); err != nil {
