@@ -377,10 +377,18 @@ func TestK8sCluster(t *testing.T) {
 		for _, pid := range c.PIDs() {
 			pids = append(pids, pid)
 		}
+		all, err := k8s.Connections(pids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) == 0 { // the components talk to each other: the check must see it
+			t.Fatal("no connection of the components seen at all")
+		}
 		off, err := k8s.OffLoopback(pids, pods)
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Logf("%d connections of %d processes, %d off loopback", len(all), len(pids), len(off))
 		for _, o := range off {
 			t.Errorf("a connection off loopback: %s", o)
 		}
