@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -132,7 +133,39 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 
 // Version answers with karman's name and version.
 func (s *Server) Version(context.Context, *runtimeapi.VersionRequest) (*runtimeapi.VersionResponse, error) {
-	return &runtimeapi.VersionResponse{Version: "0.1.0", RuntimeName: RuntimeName, RuntimeVersion: s.cfg.Version, RuntimeApiVersion: apiVersion}, nil
+	return &runtimeapi.VersionResponse{Version: "0.1.0", RuntimeName: RuntimeName, RuntimeVersion: semanticVersion(s.cfg.Version), RuntimeApiVersion: apiVersion}, nil
+}
+
+// semanticVersion is karman's version as a semantic version, which the
+// kubelet needs to show it (it shows "Unknown" otherwise): v1.2.3 and
+// 1.2.3-rc.1 as they are without the v, a build of no release (the
+// commit, as `git describe --always` gives it) as 0.0.0+COMMIT.
+func semanticVersion(v string) string {
+	v = strings.TrimPrefix(v, "v")
+	core, _, _ := strings.Cut(v, "-")
+	core, _, _ = strings.Cut(core, "+")
+	if parts := strings.Split(core, "."); len(parts) == 3 && allDigits(parts[0]) && allDigits(parts[1]) && allDigits(parts[2]) {
+		return v
+	}
+	meta := []byte(v)
+	for i, c := range meta {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '.') {
+			meta[i] = '-'
+		}
+	}
+	if len(meta) == 0 {
+		return "0.0.0"
+	}
+	return "0.0.0+" + string(meta)
+}
+
+func allDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // Status reports the runtime and the network ready: pods start without

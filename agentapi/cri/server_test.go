@@ -21,7 +21,7 @@ func TestVersionStatusConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.RuntimeName != "karman" || v.RuntimeVersion != "test" || v.RuntimeApiVersion != "v1" {
+	if v.RuntimeName != "karman" || v.RuntimeVersion != "0.0.0+test" || v.RuntimeApiVersion != "v1" {
 		t.Errorf("Version = %v", v)
 	}
 	st, err := e.rs.Status(ctx, &runtimeapi.StatusRequest{})
@@ -54,5 +54,24 @@ func TestVersionStatusConfig(t *testing.T) {
 	}
 	if fi, err := os.Stat(e.sock); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("socket %s: %v, %v; want owner-only", e.sock, fi.Mode(), err)
+	}
+}
+
+// TestSemanticVersion: karman's version as the kubelet can show it.
+func TestSemanticVersion(t *testing.T) {
+	for in, want := range map[string]string{
+		"v1.2.3":            "1.2.3",
+		"1.2.3-rc.1":        "1.2.3-rc.1",
+		"v0.4.0-5-gab89645": "0.4.0-5-gab89645",
+		"ab89645":           "0.0.0+ab89645",
+		"ab89645-dirty":     "0.0.0+ab89645-dirty",
+		"dev":               "0.0.0+dev",
+		"":                  "0.0.0",
+		"1.2":               "0.0.0+1.2",
+		"x y/z":             "0.0.0+x-y-z",
+	} {
+		if got := semanticVersion(in); got != want {
+			t.Errorf("semanticVersion(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
