@@ -55,7 +55,7 @@ func newNetEnv(t *testing.T, bits int) *netEnv {
 	testenv.RequireRoot(t, "pod networks need network namespaces, links and nftables")
 	testenv.RequireCommand(t, "ip", "apt-get install iproute2")
 	testenv.RequireCommand(t, "iptables-save", "apt-get install iptables")
-	x := freeTestSubnet(t)
+	x := testenv.FreeSubnet(t, "10.231", "kt")
 	id := randHex(4)
 	ne := &netEnv{
 		bridge:   "kt" + id,
@@ -89,35 +89,6 @@ func newNetEnv(t *testing.T, bits int) *netEnv {
 		t.Fatal(err)
 	}
 	return ne
-}
-
-// freeTestSubnet picks x for a test network 10.231.x.0/24 that no route of
-// the host's overlaps: another test run on the machine may hold one.
-func freeTestSubnet(t *testing.T) int {
-	t.Helper()
-	routes, err := nldump.Retry(func() ([]netlink.Route, error) { return netlink.RouteList(nil, netlink.FAMILY_V4) })
-	if err != nil {
-		t.Fatalf("list the host's routes: %v", err)
-	}
-	b := make([]byte, 1)
-	for range 100 {
-		rand.Read(b)
-		x := 1 + int(b[0])%250
-		_, subnet, _ := net.ParseCIDR(fmt.Sprintf("10.231.%d.0/24", x))
-		if !slices.ContainsFunc(routes, func(r netlink.Route) bool {
-			if r.Dst == nil {
-				return false // the default route
-			}
-			if ones, _ := r.Dst.Mask.Size(); ones == 0 {
-				return false
-			}
-			return r.Dst.Contains(subnet.IP) || subnet.Contains(r.Dst.IP)
-		}) {
-			return x
-		}
-	}
-	t.Fatal("no free 10.231.x.0/24 for a test network: remove the test bridges left by other runs (ip -br link | grep '^kt')")
-	return 0
 }
 
 // assertNoNetLeaks checks, after gc, that the test's network holds no pod:

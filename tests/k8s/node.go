@@ -6,24 +6,20 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/karman-project/karman/internal/nldump"
 	"github.com/karman-project/karman/network"
 	"github.com/karman-project/karman/tests/testenv"
 	"github.com/karman-project/karman/tests/testimage"
@@ -104,7 +100,7 @@ func StartNode(t testing.TB, bin string) *Node {
 	n := &Node{
 		Bridge:   "kk" + id,
 		NetNSDir: "/run/karman/k8s-netns-" + id,
-		Subnet:   fmt.Sprintf("10.233.%d.0/24", freeSubnet(t)),
+		Subnet:   fmt.Sprintf("10.233.%d.0/24", testenv.FreeSubnet(t, "10.233", "kk")),
 	}
 	// Cleanups run last-registered first: the node stops, then its
 	// network goes.
@@ -211,35 +207,6 @@ func StartNode(t testing.TB, bin string) *Node {
 		t.Fatalf("AGENT_PID=%q: %v", vals["AGENT_PID"], err)
 	}
 	return n
-}
-
-// freeSubnet picks x for a node network 10.233.x.0/24 that no route of the
-// host's overlaps.
-func freeSubnet(t testing.TB) int {
-	t.Helper()
-	routes, err := nldump.Retry(func() ([]netlink.Route, error) { return netlink.RouteList(nil, netlink.FAMILY_V4) })
-	if err != nil {
-		t.Fatalf("list the host's routes: %v", err)
-	}
-	b := make([]byte, 1)
-	for range 100 {
-		rand.Read(b)
-		x := 1 + int(b[0])%250
-		_, subnet, _ := net.ParseCIDR(fmt.Sprintf("10.233.%d.0/24", x))
-		if !slices.ContainsFunc(routes, func(r netlink.Route) bool {
-			if r.Dst == nil {
-				return false
-			}
-			if ones, _ := r.Dst.Mask.Size(); ones == 0 {
-				return false
-			}
-			return r.Dst.Contains(subnet.IP) || subnet.Contains(r.Dst.IP)
-		}) {
-			return x
-		}
-	}
-	t.Fatal("no free 10.233.x.0/24 for a node network: remove the node bridges left by other runs (ip -br link | grep '^kk')")
-	return 0
 }
 
 func randHex(t testing.TB, n int) string {
