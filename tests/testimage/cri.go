@@ -244,16 +244,7 @@ func criBase(busybox string, lookalike []byte) (v1.Image, error) {
 	b.link("usr/bin/ipcs", "usr/bin/pgrep", 0o755)
 	b.file("etc/passwd", 0o644, []byte(CRIPasswd))
 	b.file("etc/group", 0o644, []byte(CRIGroup))
-	data, err := b.bytes()
-	if err != nil {
-		return nil, err
-	}
-	l, err := newLayer(data, Gzip)
-	if err != nil {
-		return nil, err
-	}
-	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
-	return mutate.Append(img, mutate.Addendum{Layer: l, History: history("karman testimage: CRI look-alike base (Debian's dynamic busybox)")})
+	return b.appendTo(emptyOCI(), "karman testimage: CRI look-alike base (Debian's dynamic busybox)")
 }
 
 // criDerive adds a layer of files (path -> content, mode 0644) and
@@ -280,15 +271,8 @@ func criDerive(base v1.Image, files, exes map[string]string, set func(*v1.Config
 		for _, p := range sortedKeys(exes) {
 			b.file(p, 0o755, []byte(exes[p]))
 		}
-		data, err := b.bytes()
-		if err != nil {
-			return nil, err
-		}
-		l, err := newLayer(data, Gzip)
-		if err != nil {
-			return nil, err
-		}
-		if img, err = mutate.Append(base, mutate.Addendum{Layer: l, History: history("karman testimage: CRI look-alike files")}); err != nil {
+		var err error
+		if img, err = b.appendTo(base, "karman testimage: CRI look-alike files"); err != nil {
 			return nil, err
 		}
 	}
@@ -318,15 +302,7 @@ func criNNP(base v1.Image, lookalike []byte) (v1.Image, error) {
 	b.dir("usr/local", 0o755)
 	b.dir("usr/local/bin", 0o755)
 	b.file("usr/local/bin/nnp", 0o4755, lookalike)
-	data, err := b.bytes()
-	if err != nil {
-		return nil, err
-	}
-	l, err := newLayer(data, Gzip)
-	if err != nil {
-		return nil, err
-	}
-	img, err := mutate.Append(base, mutate.Addendum{Layer: l, History: history("karman testimage: nnp (setuid root)")})
+	img, err := b.appendTo(base, "karman testimage: nnp (setuid root)")
 	if err != nil {
 		return nil, err
 	}
@@ -338,16 +314,8 @@ func criNNP(base v1.Image, lookalike []byte) (v1.Image, error) {
 func criPause(lookalike []byte) (v1.Image, error) {
 	b := newTarBuilder(len(lookalike) + 4<<10)
 	b.file("pause", 0o755, lookalike)
-	data, err := b.bytes()
+	img, err := b.appendTo(emptyOCI(), "karman testimage: pause")
 	if err != nil {
-		return nil, err
-	}
-	l, err := newLayer(data, Gzip)
-	if err != nil {
-		return nil, err
-	}
-	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
-	if img, err = mutate.Append(img, mutate.Addendum{Layer: l, History: history("karman testimage: pause")}); err != nil {
 		return nil, err
 	}
 	return criConfig(img, func(c *v1.Config) { c.Entrypoint = []string{"/pause"}; c.User = "65535:65535" })
@@ -423,3 +391,8 @@ func multiarch() string {
 }
 
 func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
+
+// emptyOCI is an image of no layers with OCI media types.
+func emptyOCI() v1.Image {
+	return mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+}

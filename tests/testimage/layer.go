@@ -8,6 +8,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -204,6 +205,20 @@ func (b *tarBuilder) bytes() ([]byte, error) {
 		return nil, err
 	}
 	return b.buf.Bytes(), nil
+}
+
+// appendTo adds the layer built, gzip-compressed, to img, with what as
+// its history entry.
+func (b *tarBuilder) appendTo(img v1.Image, what string) (v1.Image, error) {
+	data, err := b.bytes()
+	if err != nil {
+		return nil, err
+	}
+	l, err := newLayer(data, Gzip)
+	if err != nil {
+		return nil, err
+	}
+	return mutate.Append(img, mutate.Addendum{Layer: l, History: history(what)})
 }
 
 // link adds a hard link name -> target (both without a leading slash, the

@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 )
 
 // WithLinks returns img with one more (gzip) layer holding the
@@ -34,13 +33,5 @@ func WithLinks(img v1.Image, dirs []string, links map[string]string) (v1.Image, 
 	for _, n := range names {
 		b.symlink(strings.TrimPrefix(n, "/"), links[n])
 	}
-	data, err := b.bytes()
-	if err != nil {
-		return nil, err
-	}
-	l, err := newLayer(data, Gzip)
-	if err != nil {
-		return nil, err
-	}
-	return mutate.Append(img, mutate.Addendum{Layer: l, History: history("karman testimage: links")})
+	return b.appendTo(img, "karman testimage: links")
 }
