@@ -13,22 +13,14 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
-	"github.com/karman-project/karman/tests/testenv"
 )
 
 // TestCgroupParent: a sandbox's cgroup_parent is where its pod's cgroup
 // is made, its containers' below; removing the sandbox removes them; a
 // systemd slice name is refused.
 func TestCgroupParent(t *testing.T) {
-	testenv.RequireRoot(t, "pods need namespaces, mounts and cgroups")
-	ref := pushBusybox(t)
-	e := newCRIEnv(t, "")
+	e, pulled, _ := newPulledEnv(t, "")
 	ctx := ctxT(t)
-	pulled, err := e.is.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var b [4]byte
 	rand.Read(b[:])
 	parent := "/karman-cri-test-" + hex.EncodeToString(b[:]) + "/burstable/pod1"

@@ -11,21 +11,14 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/karman-project/karman/stage0"
-	"github.com/karman-project/karman/tests/testenv"
 )
 
 // TestImageVolume: an image mounted read-only in a container, whole or
 // a sub-path of it, reported with its digest; a writable one and a
 // missing sub-path are refused; removal leaves nothing of it.
 func TestImageVolume(t *testing.T) {
-	testenv.RequireRoot(t, "pods need namespaces, mounts and cgroups")
-	ref := pushBusybox(t)
-	e := newCRIEnv(t, "")
+	e, pulled, ref := newPulledEnv(t, "")
 	ctx := ctxT(t)
-	pulled, err := e.is.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	logDir := t.TempDir()
 	sbc := sandboxConfig("iv", logDir)
 	sb, err := e.rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: sbc})

@@ -38,6 +38,21 @@ func pushBusybox(t *testing.T) string {
 	return ref
 }
 
+// newPulledEnv is newCRIEnv(t, dir) with the busybox test image pulled
+// through PullImage; it returns PullImage's answer and the image's
+// reference too.
+func newPulledEnv(t *testing.T, dir string) (*criEnv, *runtimeapi.PullImageResponse, string) {
+	t.Helper()
+	testenv.RequireRoot(t, "pods need namespaces, mounts and cgroups")
+	ref := pushBusybox(t)
+	e := newCRIEnv(t, dir)
+	pulled, err := e.is.PullImage(ctxT(t), &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, pulled, ref
+}
+
 func sandboxConfig(name, logDir string) *runtimeapi.PodSandboxConfig {
 	return &runtimeapi.PodSandboxConfig{
 		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "test", Uid: "uid-" + name, Attempt: 1},
@@ -87,16 +102,9 @@ func waitFile(t *testing.T, path, want string) string {
 // (a container ends while it is down), and checks that everything is
 // reported as before and that nothing is left.
 func TestSandboxContainerLifecycle(t *testing.T) {
-	testenv.RequireRoot(t, "pods need namespaces, mounts and cgroups")
-	ref := pushBusybox(t)
 	dir := t.TempDir()
-	e := newCRIEnv(t, dir)
+	e, pulled, ref := newPulledEnv(t, dir)
 	ctx := ctxT(t)
-
-	pulled, err := e.is.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	is, err := e.is.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
 	if err != nil || is.Image == nil {
 		t.Fatalf("ImageStatus %s: %v, %v", ref, is, err)

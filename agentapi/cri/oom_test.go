@@ -4,22 +4,14 @@ import (
 	"testing"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
-	"github.com/karman-project/karman/tests/testenv"
 )
 
 // TestContainerOOMKilled: a container killed by the kernel for going
 // over its memory limit is reported as OOMKilled; one that exits 0 as
 // Completed.
 func TestContainerOOMKilled(t *testing.T) {
-	testenv.RequireRoot(t, "pods need namespaces, mounts and cgroups")
-	ref := pushBusybox(t)
-	e := newCRIEnv(t, "")
+	e, pulled, _ := newPulledEnv(t, "")
 	ctx := ctxT(t)
-	pulled, err := e.is.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	sbc := sandboxConfig("oom", "")
 	sb, err := e.rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: sbc})
 	if err != nil {

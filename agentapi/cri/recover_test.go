@@ -10,22 +10,15 @@ import (
 
 	"github.com/karman-project/karman/stage0"
 	"github.com/karman-project/karman/stage1/poddir"
-	"github.com/karman-project/karman/tests/testenv"
 )
 
 // TestRecoverReconciles: a restarted server forgets the records whose
 // pods are gone and removes the CRI pods and apps it never recorded (an
 // agent killed between making and recording them); the rest stays.
 func TestRecoverReconciles(t *testing.T) {
-	testenv.RequireRoot(t, "pods need namespaces, mounts and cgroups")
-	ref := pushBusybox(t)
 	dir := t.TempDir()
-	e := newCRIEnv(t, dir)
+	e, pulled, _ := newPulledEnv(t, dir)
 	ctx := ctxT(t)
-	pulled, err := e.is.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	logDir := t.TempDir()
 	keptConfig := sandboxConfig("kept", logDir)
 	kept, err := e.rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: keptConfig})
