@@ -1,8 +1,6 @@
 package tests
 
 import (
-	"archive/tar"
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,15 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/static"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sys/unix"
 
 	"github.com/karman-project/karman/isolators"
 	"github.com/karman-project/karman/isolators/cgroups"
 	"github.com/karman-project/karman/tests/testenv"
-	"github.com/karman-project/karman/tests/testimage"
 )
 
 // buildTool builds a command of tests/testdata, static, with env added to
@@ -54,8 +48,7 @@ func buildTool(t *testing.T, name string, env ...string) string {
 // be compiled out or switched off, as on some VMs).
 func probeImage(t *testing.T) (image string, probes []string) {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
+	files := map[string][]byte{}
 	for name, arch := range map[string]string{"probe64": "amd64", "probe32": "386"} {
 		out := buildTool(t, "syscallprobe", "GOARCH="+arch)
 		data, err := os.ReadFile(out)
@@ -67,21 +60,10 @@ func probeImage(t *testing.T) (image string, probes []string) {
 		} else {
 			probes = append(probes, "/"+name)
 		}
-		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(data)), Typeflag: tar.TypeReg})
-		tw.Write(data)
-	}
-	tw.Close()
-	base := testimage.Must(t)(testimage.Busybox(testimage.Options{}))
-	img, err := mutate.AppendLayers(base, static.NewLayer(buf.Bytes(), types.OCIUncompressedLayer))
-	if err != nil {
-		t.Fatal(err)
-	}
-	layout := filepath.Join(t.TempDir(), "layout")
-	if _, err := testimage.WriteLayout(layout, "probe", img); err != nil {
-		t.Fatal(err)
+		files[name] = data
 	}
 	slices.Sort(probes) // probe32 first, as map order is random
-	return "oci:" + layout + ":probe", probes
+	return busyboxLayoutWith(t, "probe", files, func(string) int64 { return 0o755 }), probes
 }
 
 // TestDefaultSeccompFilter: the default filter refuses what the container

@@ -29,15 +29,30 @@ import (
 // in a layer of their own, mode 0644 (0755 for paths ending in .sh).
 func imageWithFiles(t *testing.T, e *podEnv, files map[string]string) string {
 	t.Helper()
+	contents := map[string][]byte{}
+	for name, data := range files {
+		contents[name] = []byte(data)
+	}
+	ref := busyboxLayoutWith(t, "files", contents, func(name string) int64 {
+		if strings.HasSuffix(name, ".sh") {
+			return 0o755
+		}
+		return 0o644
+	})
+	mustSucceed(t, karman(t, e.dir, "fetch", ref))
+	return ref
+}
+
+// busyboxLayoutWith writes the busybox image with files (path: contents,
+// of mode(path)) added in a layer of their own as an OCI layout, and
+// returns its reference (oci:DIR:TAG).
+func busyboxLayoutWith(t *testing.T, tag string, files map[string][]byte, mode func(string) int64) string {
+	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for name, data := range files {
-		mode := int64(0o644)
-		if strings.HasSuffix(name, ".sh") {
-			mode = 0o755
-		}
-		tw.WriteHeader(&tar.Header{Name: name, Mode: mode, Size: int64(len(data)), Typeflag: tar.TypeReg})
-		tw.Write([]byte(data))
+		tw.WriteHeader(&tar.Header{Name: name, Mode: mode(name), Size: int64(len(data)), Typeflag: tar.TypeReg})
+		tw.Write(data)
 	}
 	tw.Close()
 	base := testimage.Must(t)(testimage.Busybox(testimage.Options{}))
@@ -46,12 +61,10 @@ func imageWithFiles(t *testing.T, e *podEnv, files map[string]string) string {
 		t.Fatal(err)
 	}
 	layout := filepath.Join(t.TempDir(), "layout")
-	if _, err := testimage.WriteLayout(layout, "files", img); err != nil {
+	if _, err := testimage.WriteLayout(layout, tag, img); err != nil {
 		t.Fatal(err)
 	}
-	ref := "oci:" + layout + ":files"
-	mustSucceed(t, karman(t, e.dir, "fetch", ref))
-	return ref
+	return "oci:" + layout + ":" + tag
 }
 
 // TestSupplementalGroups: --group replaces the user's group, --group-add

@@ -41,16 +41,7 @@ func unifiedMount(t *testing.T) string {
 func TestV2OnUnifiedHierarchy(t *testing.T) {
 	needRoot(t)
 	mount := unifiedMount(t)
-	parent := "/" + testPrefix + randHex(t)
-	t.Cleanup(func() {
-		if err := unix.Rmdir(filepath.Join(mount, parent)); err != nil && !errors.Is(err, unix.ENOENT) {
-			t.Errorf("remove parent: %v", err)
-		}
-	})
-	pod, err := NewPod(Unified, parent, "pod")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pod := newUnifiedPod(t, mount)
 	t.Cleanup(func() {
 		if err := pod.Delete(); err != nil {
 			t.Errorf("cleanup Delete: %v", err)
@@ -116,17 +107,8 @@ func TestDeleteFindsUnifiedPods(t *testing.T) {
 		testenv.SkipAllowed(t, testenv.CgroupLayout, "needs a hybrid host, this one is "+Mode())
 	}
 	mount := unifiedMount(t)
-	parent := "/" + testPrefix + randHex(t)
-	t.Cleanup(func() {
-		if err := unix.Rmdir(filepath.Join(mount, parent)); err != nil && !errors.Is(err, unix.ENOENT) {
-			t.Errorf("remove parent: %v", err)
-		}
-	})
-	pod, err := NewPod(Unified, parent, "pod")
-	if err == nil {
-		_, err = pod.AddApp("app", Resources{})
-	}
-	if err != nil {
+	pod := newUnifiedPod(t, mount)
+	if _, err := pod.AddApp("app", Resources{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := OpenPod(V1, pod.Path).Delete(); err != nil {
@@ -150,22 +132,13 @@ func TestUnifiedRefusesMissingControllers(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(mount, "cgroup.controllers")); strings.Contains(string(b), "memory") || strings.Contains(string(b), "pids") {
 		testenv.SkipAllowed(t, testenv.CgroupLayout, "this hybrid host's cgroup2 hierarchy has controllers: "+string(b))
 	}
-	parent := "/" + testPrefix + randHex(t)
-	t.Cleanup(func() {
-		if err := unix.Rmdir(filepath.Join(mount, parent)); err != nil && !errors.Is(err, unix.ENOENT) {
-			t.Errorf("remove parent: %v", err)
-		}
-	})
-	pod, err := NewPod(Unified, parent, "pod")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pod := newUnifiedPod(t, mount)
 	t.Cleanup(func() {
 		if err := pod.Delete(); err != nil {
 			t.Errorf("cleanup Delete: %v", err)
 		}
 	})
-	_, err = pod.AddApp("app", Resources{MemoryBytes: 64 << 20, PidsLimit: 100})
+	_, err := pod.AddApp("app", Resources{MemoryBytes: 64 << 20, PidsLimit: 100})
 	if !errors.Is(err, ErrNoController) {
 		t.Fatalf("AddApp with limits = %v, want ErrNoController", err)
 	}
@@ -180,4 +153,21 @@ func TestUnifiedRefusesMissingControllers(t *testing.T) {
 	if _, serr := os.Stat(filepath.Join(mount, pod.Path, "app")); !errors.Is(serr, os.ErrNotExist) {
 		t.Errorf("app cgroup made despite the refusal: %v", serr)
 	}
+}
+
+// newUnifiedPod makes a pod's cgroup on the cgroup2 hierarchy mounted at
+// mount, under a parent of its own that the test removes at its end.
+func newUnifiedPod(t *testing.T, mount string) *Pod {
+	t.Helper()
+	parent := "/" + testPrefix + randHex(t)
+	t.Cleanup(func() {
+		if err := unix.Rmdir(filepath.Join(mount, parent)); err != nil && !errors.Is(err, unix.ENOENT) {
+			t.Errorf("remove parent: %v", err)
+		}
+	})
+	pod, err := NewPod(Unified, parent, "pod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pod
 }
